@@ -1,0 +1,188 @@
+"""The broker's side of the worker protocol: registration, heartbeats, forwarding.
+
+A request is forwarded to the least-loaded worker of its service, or parked
+for up to ``service_wait`` seconds when none has room. A worker that dies or
+falls silent has its requests answered ``worker_lost``; parked requests that
+time out are answered ``service_unavailable``. No request is ever left silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import zmq
+import zmq.asyncio
+
+from ssd import protocol
+from ssd.broker.registry import Pending, Registry, WorkerRecord
+from ssd.config import WorkersConfig
+from ssd.workers import wire
+
+__all__ = ["WorkerRouter"]
+
+log = logging.getLogger(__name__)
+
+Answer = Callable[[Pending, dict[str, Any]], None]
+Publish = Callable[[str, str, dict[str, Any]], None]
+
+
+class WorkerRouter:
+    """Moves requests to workers and their replies back, over the backend ROUTER."""
+
+    def __init__(
+        self,
+        socket: zmq.asyncio.Socket,
+        registry: Registry,
+        config: WorkersConfig,
+        *,
+        answer: Answer,
+        publish: Publish,
+        kill: Callable[[str], None],
+    ) -> None:
+        self.socket = socket
+        self.registry = registry
+        self.config = config
+        self._answer = answer
+        self._publish = publish
+        self._kill = kill
+
+    # -- requests from clients ---------------------------------------------------------
+
+    def submit(self, pending: Pending) -> None:
+        """Forward *pending* to a worker now, or park it until one has room."""
+        self.registry.admit(pending)
+        record = self.registry.pick(pending.service)
+        if record is None:
+            self.registry.enqueue(pending)
+        else:
+            self._forward(pending, record)
+
+    def _forward(self, pending: Pending, record: WorkerRecord) -> None:
+        self.registry.assign(pending, record)
+        body = wire.Request(
+            msg_type=pending.msg_type, content=pending.content, client_key=pending.client_key, user=pending.user
+        )
+        self._send(record.routing_id, wire.REQUEST, pending.request_id, wire.encode(body))
+
+    def _drain_queue(self, service: str) -> None:
+        while (record := self.registry.pick(service)) is not None:
+            pending = self.registry.next_queued(service)
+            if pending is None:
+                return
+            self._forward(pending, record)
+
+    def _send(self, routing_id: bytes, *frames: bytes) -> None:
+        # ROUTER sends never block: a worker whose queue is full loses the
+        # message, which its heartbeat expiry then turns into worker_lost.
+        self.socket.send_multipart([routing_id, wire.TAG, *frames])
+
+    # -- messages from workers ---------------------------------------------------------
+
+    async def run(self) -> None:
+        """Receive and handle worker messages until cancelled."""
+        while True:
+            frames = await self.socket.recv_multipart(copy=False)
+            try:
+                self._handle(frames)
+            except Exception:  # one bad worker message must not stop the backend
+                log.exception("error handling a worker message")
+
+    def _handle(self, frames: list[zmq.Frame]) -> None:
+        key = frames[0].get("User-Id")
+        parts = [frame.bytes for frame in frames]
+        if len(parts) < 3 or parts[1] != wire.TAG:
+            log.warning("malformed message from worker key %s ignored", key[:8])
+            return
+        routing_id, command, args = parts[0], parts[2], parts[3:]
+        record = self.registry.workers.get(key)
+        if record is not None:
+            record.last_seen = time.monotonic()
+        if command == wire.READY and len(args) == 1:
+            self._on_ready(key, routing_id, args[0])
+        elif record is None:
+            log.warning("message from unregistered worker key %s ignored", key[:8])
+        elif command == wire.REPLY and len(args) == 2:
+            self._on_reply(record, args[0], args[1])
+        elif command == wire.EVENT and len(args) == 2:
+            self._on_event(record, args[0], args[1])
+        elif command != wire.HEARTBEAT:
+            log.warning("unknown command %r from worker %d ignored", command[:16], record.pid)
+
+    def _on_ready(self, key: str, routing_id: bytes, body: bytes) -> None:
+        try:
+            ready = wire.decode(body, wire.Ready)
+            record = self.registry.register(key, routing_id, ready.service, ready.pid, ready.capacity)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            log.error("refused worker registration: %s", exc)
+            self._send(routing_id, wire.STOP)
+            return
+        log.info("worker pid %d ready for service %s", record.pid, record.service)
+        self._drain_queue(record.service)
+
+    def _on_reply(self, record: WorkerRecord, request_id: bytes, body: bytes) -> None:
+        pending = self.registry.complete(record.key, request_id)
+        if pending is None:
+            log.debug("late or unknown reply from worker %d dropped", record.pid)
+            return
+        try:
+            content = msgspec.json.decode(body)
+            if not isinstance(content, dict) or content.get("status") not in ("ok", "error"):
+                raise ValueError("reply content must be an object with status ok or error")
+        except (msgspec.DecodeError, ValueError) as exc:
+            log.error("worker %d sent an invalid reply: %s", record.pid, exc)
+            content = protocol.error_content(protocol.INTERNAL_ERROR, "the worker sent an invalid reply")
+        self._answer(pending, content)
+        self._drain_queue(record.service)
+
+    def _on_event(self, record: WorkerRecord, topic: bytes, body: bytes) -> None:
+        try:
+            content = msgspec.json.decode(body)
+            msg_type = str(content.pop("event"))
+        except (msgspec.DecodeError, AttributeError, KeyError, TypeError):
+            log.error("worker %d sent an invalid event", record.pid)
+            return
+        self._publish(topic.decode(errors="replace"), msg_type, content)
+
+    # -- liveness ----------------------------------------------------------------------
+
+    def worker_exited(self, key: str) -> None:
+        """The supervisor saw a worker process end: answer what it held."""
+        for pending in self.registry.forget_worker(key):
+            self._answer(pending, _lost(pending))
+
+    async def watch(self) -> None:
+        """Send heartbeats, declare silent workers dead, expire parked requests."""
+        interval = self.config.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for record in list(self.registry.workers.values()):
+                self._send(record.routing_id, wire.HEARTBEAT)
+            for record in self.registry.silent_workers(now - interval * self.config.heartbeat_liveness):
+                log.warning("worker pid %d missed %d heartbeats", record.pid, self.config.heartbeat_liveness)
+                self.worker_exited(record.key)
+                self._kill(record.key)
+            for pending in self.registry.expired_queued(now - self.config.service_wait):
+                self._answer(pending, _unavailable(pending))
+
+    def stop_workers(self) -> None:
+        """Ask every worker to finish and exit."""
+        for record in self.registry.workers.values():
+            self._send(record.routing_id, wire.STOP)
+
+
+def _lost(pending: Pending) -> dict[str, Any]:
+    return protocol.error_content(
+        protocol.WORKER_LOST, f"the {pending.service} worker handling this request stopped; try again"
+    )
+
+
+def _unavailable(pending: Pending) -> dict[str, Any]:
+    return protocol.error_content(
+        protocol.SERVICE_UNAVAILABLE, f"no {pending.service} worker is available on this server"
+    )

@@ -1,0 +1,50 @@
+"""The dispatch table: every request type the broker accepts, who serves it, and
+what authorization it needs.
+
+There is no dispatch by attribute name: a message type that is not a key of
+``ROUTES`` is answered ``unknown_message_type``. A test walks this table.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ssd.messages import EchoRequest, PingRequest, RequestContent, ServerInfoRequest
+
+__all__ = ["ROUTES", "Auth", "Route"]
+
+
+class Auth(enum.Enum):
+    """What a client key must have to send a request type."""
+
+    PUBLIC = "public"  # any CURVE client, before login
+    USER = "user"  # a key bound to a Unix user (login or authorized key)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one request type goes: an in-broker handler or a worker service."""
+
+    msg_type: str
+    content: type[RequestContent]
+    auth: Auth
+    handler: str | None = None  # name in ssd.broker.handlers.HANDLERS
+    service: str | None = None  # worker service name
+
+    def __post_init__(self) -> None:
+        if (self.handler is None) == (self.service is None):
+            raise ValueError(f"{self.msg_type}: a route has exactly one of handler or service")
+
+
+def _table(*routes: Route) -> dict[str, Route]:
+    return {route.msg_type: route for route in routes}
+
+
+ROUTES: dict[str, Route] = _table(
+    Route("ping_request", PingRequest, Auth.PUBLIC, handler="ping"),
+    Route("server_info_request", ServerInfoRequest, Auth.PUBLIC, handler="server_info"),
+    # Diagnostic round trip through a worker; the worker runs only when
+    # [workers] diag = true. PUBLIC until login exists, see issue 3.
+    Route("echo_request", EchoRequest, Auth.PUBLIC, service="diag"),
+)

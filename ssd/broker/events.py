@@ -1,0 +1,41 @@
+"""The events PUB socket: host status now, kernel and environment events later.
+
+Anything published here can be read by every connected client (any subscriber
+can subscribe to any topic), so events never carry secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq.asyncio
+
+from ssd import hostinfo
+from ssd.protocol import Wire
+
+__all__ = ["EventPublisher"]
+
+HOST_STATUS = "host_status"
+
+
+class EventPublisher:
+    """Publishes Jupyter-format messages on PUB with the topic as routing id."""
+
+    def __init__(self, socket: zmq.asyncio.Socket, wire: Wire) -> None:
+        self.socket = socket
+        self.wire = wire
+
+    def publish(self, topic: str, msg_type: str, content: dict[str, Any]) -> None:
+        """Send one event; PUB drops it for subscribers that are too slow."""
+        _, frames = self.wire.serialize(msg_type, content, idents=[topic.encode()])
+        self.socket.send_multipart(frames)
+
+    async def publish_status(self, interval: float, extra: Callable[[], dict[str, Any]]) -> None:
+        """Publish ``host_status`` every *interval* seconds until cancelled."""
+        while True:
+            content = {"time": time.time(), **hostinfo.host_status(), **extra()}
+            self.publish(HOST_STATUS, HOST_STATUS, content)
+            await asyncio.sleep(interval)

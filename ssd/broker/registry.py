@@ -1,0 +1,157 @@
+"""Who the workers are, which requests each holds, and which wait for a worker.
+
+Pure bookkeeping without sockets: the broker's backend loop feeds it events
+and acts on what it returns, which keeps this logic testable on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Pending", "Registry", "WorkerRecord"]
+
+
+@dataclass
+class Pending:
+    """A client request forwarded (or waiting to be forwarded) to a worker."""
+
+    request_id: bytes
+    service: str
+    idents: list[bytes]
+    parent: dict[str, Any]
+    client_key: str
+    msg_type: str
+    content: dict[str, Any]
+    queued_at: float
+    user: str | None = None
+    worker_key: str | None = None
+
+
+@dataclass
+class WorkerRecord:
+    """A registered worker process."""
+
+    key: str  # its CURVE public key, as ZAP reported it
+    routing_id: bytes
+    service: str
+    pid: int
+    capacity: int
+    last_seen: float
+    inflight: dict[bytes, Pending] = field(default_factory=dict)
+
+
+class Registry:
+    """Workers by key, their in-flight requests, and per-service wait queues."""
+
+    def __init__(self) -> None:
+        self.expected: dict[str, str] = {}  # worker key -> service, set at spawn
+        self.workers: dict[str, WorkerRecord] = {}
+        self.queues: dict[str, deque[Pending]] = {}
+        self.by_request: dict[bytes, Pending] = {}
+        self.per_client: dict[str, int] = {}
+
+    def expect(self, key: str, service: str) -> None:
+        """Allow a worker with *key* to register for *service* (called at spawn)."""
+        self.expected[key] = service
+
+    def is_expected(self, key: str) -> bool:
+        """Tell ZAP whether a backend key belongs to a worker we spawned."""
+        return key in self.expected
+
+    def register(self, key: str, routing_id: bytes, service: str, pid: int, capacity: int) -> WorkerRecord:
+        """Record a READY worker; raise ValueError if it claims a service it was not spawned for."""
+        if self.expected.get(key) != service:
+            raise ValueError(f"worker key not spawned for service {service!r}")
+        record = WorkerRecord(key, routing_id, service, pid, max(1, capacity), time.monotonic())
+        self.workers[key] = record
+        return record
+
+    def forget_worker(self, key: str) -> list[Pending]:
+        """Drop a worker (dead or stopped); return the requests it held."""
+        self.expected.pop(key, None)
+        record = self.workers.pop(key, None)
+        if record is None:
+            return []
+        lost = list(record.inflight.values())
+        for pending in lost:
+            self._finish(pending)
+        return lost
+
+    def pick(self, service: str) -> WorkerRecord | None:
+        """Return the least-loaded worker of *service* with room, if any."""
+        best: WorkerRecord | None = None
+        for record in self.workers.values():
+            if record.service != service or len(record.inflight) >= record.capacity:
+                continue
+            if best is None or len(record.inflight) < len(best.inflight):
+                best = record
+        return best
+
+    def client_load(self, client_key: str) -> int:
+        """Return how many requests *client_key* has in progress."""
+        return self.per_client.get(client_key, 0)
+
+    def admit(self, pending: Pending) -> None:
+        """Count a new request against its client."""
+        self.by_request[pending.request_id] = pending
+        self.per_client[pending.client_key] = self.per_client.get(pending.client_key, 0) + 1
+
+    def assign(self, pending: Pending, record: WorkerRecord) -> None:
+        """Mark *pending* as held by *record*."""
+        pending.worker_key = record.key
+        record.inflight[pending.request_id] = pending
+
+    def enqueue(self, pending: Pending) -> None:
+        """Park *pending* until a worker of its service has room."""
+        self.queues.setdefault(pending.service, deque()).append(pending)
+
+    def complete(self, worker_key: str, request_id: bytes) -> Pending | None:
+        """Take a finished request off a worker; None if that worker did not hold it."""
+        record = self.workers.get(worker_key)
+        if record is None:
+            return None
+        pending = record.inflight.pop(request_id, None)
+        if pending is not None:
+            self._finish(pending)
+        return pending
+
+    def next_queued(self, service: str) -> Pending | None:
+        """Pop the oldest request waiting for *service*."""
+        queue = self.queues.get(service)
+        return queue.popleft() if queue else None
+
+    def expired_queued(self, older_than: float) -> list[Pending]:
+        """Remove and return queued requests that waited since before *older_than*."""
+        expired = []
+        for queue in self.queues.values():
+            while queue and queue[0].queued_at < older_than:
+                pending = queue.popleft()
+                self._finish(pending)
+                expired.append(pending)
+        return expired
+
+    def drain(self) -> list[Pending]:
+        """Remove and return every request, queued or in flight (shutdown)."""
+        everything = list(self.by_request.values())
+        for queue in self.queues.values():
+            queue.clear()
+        for record in self.workers.values():
+            record.inflight.clear()
+        self.by_request.clear()
+        self.per_client.clear()
+        return everything
+
+    def silent_workers(self, older_than: float) -> list[WorkerRecord]:
+        """Return workers not heard from since before *older_than*."""
+        return [r for r in self.workers.values() if r.last_seen < older_than]
+
+    def _finish(self, pending: Pending) -> None:
+        self.by_request.pop(pending.request_id, None)
+        left = self.per_client.get(pending.client_key, 0) - 1
+        if left > 0:
+            self.per_client[pending.client_key] = left
+        else:
+            self.per_client.pop(pending.client_key, None)

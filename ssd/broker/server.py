@@ -1,0 +1,261 @@
+"""The broker: binds the sockets, wires the parts together, runs until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from zmq.auth.asyncio import AsyncioAuthenticator
+
+from ssd import protocol
+from ssd.broker.backend import WorkerRouter
+from ssd.broker.control import ControlHandler
+from ssd.broker.dispatch import ROUTES
+from ssd.broker.events import EventPublisher
+from ssd.broker.handlers import ServerFacts
+from ssd.broker.keyport import serve_key
+from ssd.broker.policy import CLIENT_DOMAIN, WORKER_DOMAIN, ClientPolicy, WorkerPolicy
+from ssd.broker.registry import Registry
+from ssd.broker.supervisor import Supervisor, WorkerSpec
+from ssd.config import Config
+from ssd.keys import KeyPair
+
+__all__ = ["Broker", "BrokerOptions"]
+
+log = logging.getLogger(__name__)
+
+LINGER_MS = 200
+_PORT_TRIES = 50  # time for replies already queued to leave on shutdown
+
+
+@dataclass(frozen=True)
+class BrokerOptions:
+    """What the broker needs beyond the config file."""
+
+    config: Config
+    keys: KeyPair
+    mode: str
+    name: str
+    state_dir: Path
+
+
+class Broker:
+    """One asyncio process: control ROUTER, events PUB, key port, worker backend."""
+
+    def __init__(self, options: BrokerOptions) -> None:
+        self.options = options
+        self.config = options.config
+        self.ctx = zmq.asyncio.Context()
+        self.registry = Registry()
+        self.wire = protocol.Wire(username="ssd")
+        self.bindings: dict[str, str] = {}
+        self.ports: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopped = asyncio.Event()
+        self._auth: AsyncioAuthenticator | None = None
+
+    def _worker_specs(self) -> list[WorkerSpec]:
+        return [WorkerSpec("diag", "diag")] if self.config.workers.diag else []
+
+    async def start(self) -> None:
+        """Install ZAP, bind every socket, start workers and loops."""
+        self._auth = AsyncioAuthenticator(self.ctx, log=logging.getLogger("ssd.zap"))
+        self._auth.start()  # before any bind: without a handler libzmq admits every key
+        self._auth.configure_curve_callback(CLIENT_DOMAIN, ClientPolicy())
+        self._auth.configure_curve_callback(WORKER_DOMAIN, WorkerPolicy(self.registry.is_expected))
+        control = self._curve_socket(zmq.ROUTER, CLIENT_DOMAIN)
+        events = self._curve_socket(zmq.PUB, CLIENT_DOMAIN)
+        backend = self._curve_socket(zmq.ROUTER, WORKER_DOMAIN)
+        keyport = self._socket(zmq.ROUTER)
+        keyport.maxmsgsize = 256
+        server = self.config.server
+        self._bind_public(control, events, keyport)
+        backend_port = self._bind(backend, "127.0.0.1", 0)
+        self._build(control, events, backend, backend_port)
+        self._tasks.append(asyncio.create_task(serve_key(keyport, self.options.keys.public, self._key_info())))
+        self._write_runtime_file()
+        log.info(
+            "ssd %s mode listening on %s: control %d, events %d, key %d (fingerprint %s)",
+            self.options.mode,
+            server.bind,
+            self.ports["control"],
+            self.ports["events"],
+            self.ports["key"],
+            self.options.keys.fingerprint,
+        )
+
+    def _build(self, control: Any, events: Any, backend: Any, backend_port: int) -> None:
+        specs = self._worker_specs()
+        self.events = EventPublisher(events, self.wire)
+        self.supervisor = Supervisor(
+            endpoint=f"tcp://127.0.0.1:{backend_port}",
+            server_key=self.options.keys.public,
+            heartbeat_interval=self.config.workers.heartbeat_interval,
+            log_level=self.config.server.log_level,
+            backoff_max=self.config.workers.restart_backoff_max,
+            expect=self.registry.expect,
+            on_exit=lambda key: self.router.worker_exited(key),
+        )
+        self.router = WorkerRouter(
+            backend,
+            self.registry,
+            self.config.workers,
+            answer=lambda pending, content: self.control.answer(pending, content),
+            publish=self.events.publish,
+            kill=self.supervisor.kill,
+        )
+        facts = ServerFacts(
+            name=self.options.name,
+            mode=self.options.mode,
+            fingerprint=self.options.keys.fingerprint,
+            public_key=self.options.keys.public.decode(),
+            control_port=self.ports["control"],
+            events_port=self.ports["events"],
+            key_port=self.ports["key"],
+            started=time.time(),
+            capabilities=_capabilities({s.service for s in specs}),
+        )
+        self.control = ControlHandler(
+            control,
+            self.wire,
+            facts,
+            self.router,
+            self.config.server,
+            services={s.service for s in specs},
+            bindings=self.bindings,
+        )
+        for coro in (
+            self.control.run(),
+            self.router.run(),
+            self.router.watch(),
+            self.events.publish_status(self.config.server.status_interval, self._status_extra),
+        ):
+            self._tasks.append(asyncio.create_task(coro))
+        for spec in specs:
+            self.supervisor.start(spec)
+
+    def _status_extra(self) -> dict[str, Any]:
+        return {"name": self.options.name, "workers": len(self.registry.workers)}
+
+    def _key_info(self) -> dict[str, str]:
+        return {"name": self.options.name, "fingerprint": self.options.keys.fingerprint}
+
+    def _socket(self, kind: int) -> zmq.asyncio.Socket:
+        sock = self.ctx.socket(kind)
+        sock.linger = LINGER_MS
+        sock.sndhwm = sock.rcvhwm = self.config.server.hwm
+        sock.maxmsgsize = self.config.server.max_message_size
+        return sock
+
+    def _curve_socket(self, kind: int, domain: str) -> zmq.asyncio.Socket:
+        sock = self._socket(kind)
+        sock.curve_server = True
+        sock.curve_secretkey = self.options.keys.secret
+        sock.zap_domain = domain.encode()
+        return sock
+
+    def _bind_public(self, control: zmq.asyncio.Socket, events: zmq.asyncio.Socket, keyport: zmq.asyncio.Socket) -> None:
+        """Bind control, events and key ports; port 0 picks three free consecutive ports."""
+        server = self.config.server
+        if server.port:
+            self.ports["control"] = self._bind(control, server.bind, server.port)
+            self.ports["events"] = self._bind(events, server.bind, self.config.events_port)
+            self.ports["key"] = self._bind(keyport, server.bind, self.config.key_port)
+            return
+        # Clients find the key port at control + 2 by convention, so keep them together.
+        for _ in range(_PORT_TRIES):
+            base = random.randint(20000, 60000)  # noqa: S311 (not a secret)
+            bound: list[tuple[zmq.asyncio.Socket, str]] = []
+            try:
+                for offset, sock in enumerate((control, events, keyport)):
+                    self._bind(sock, server.bind, base + offset)
+                    bound.append((sock, sock.last_endpoint.decode()))
+            except OSError:
+                for sock, endpoint in bound:
+                    sock.unbind(endpoint)
+                continue
+            self.ports.update(control=base, events=base + 1, key=base + 2)
+            return
+        raise OSError(f"found no three free consecutive ports on {server.bind}")
+
+    def _bind(self, sock: zmq.asyncio.Socket, address: str, port: int) -> int:
+        sock.ipv6 = address == "*" or ":" in address
+        host = f"[{address}]" if ":" in address else address
+        try:
+            sock.bind(f"tcp://{host}:{port or '*'}")
+        except zmq.ZMQError as exc:
+            raise OSError(exc.errno, f"cannot bind {address}:{port}: {exc.strerror}") from None
+        return int(sock.last_endpoint.decode().rsplit(":", 1)[1])
+
+    def _write_runtime_file(self) -> None:
+        """Tell local tools (and tests) the bound ports: ``STATE_DIR/daemon.json``."""
+        info = {
+            "pid": os.getpid(),
+            "mode": self.options.mode,
+            "name": self.options.name,
+            "bind": self.config.server.bind,
+            "fingerprint": self.options.keys.fingerprint,
+            "public_key": self.options.keys.public.decode(),
+            **{f"{name}_port": port for name, port in self.ports.items()},
+        }
+        path = self.options.state_dir / "daemon.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        tmp.replace(path)
+
+    async def wait_stopped(self) -> None:
+        """Return once stop() was called."""
+        await self._stopped.wait()
+
+    def stop(self) -> None:
+        """Ask the broker to shut down (safe to call from a signal handler)."""
+        self._stopped.set()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, finish or fail in-flight requests, stop workers, close sockets."""
+        if not hasattr(self, "control"):  # start() failed before the parts existed
+            self._close()
+            return
+        grace = self.config.server.shutdown_grace
+        self.control.accepting = False
+        deadline = time.monotonic() + grace
+        while self.registry.by_request and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for pending in self.registry.drain():
+            self.control.answer(
+                pending, protocol.error_content(protocol.SHUTTING_DOWN, "the server shut down before answering")
+            )
+        self.router.stop_workers()
+        await self.supervisor.stop_all(grace)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(FileNotFoundError):
+            (self.options.state_dir / "daemon.json").unlink()
+        self._close()
+        log.info("ssd stopped")
+
+    def _close(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+        self.ctx.destroy(linger=LINGER_MS)
+
+
+def _capabilities(services: set[str]) -> tuple[str, ...]:
+    families = []
+    for route in ROUTES.values():
+        if route.service is None or route.service in services:
+            families.append(route.msg_type.removesuffix("_request"))
+    return tuple(families)

@@ -1,0 +1,179 @@
+"""Start worker processes, restart crashed ones with backoff, stop them all on shutdown.
+
+Each spawn gets a fresh CURVE keypair: the public key is registered with the
+broker (so ZAP lets exactly that process in) and the credentials travel to the
+child on its stdin pipe, never on the command line or in the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from ssd.workers import wire
+
+__all__ = ["Supervisor", "WorkerSpec"]
+
+log = logging.getLogger(__name__)
+
+# A worker that ran this long before dying is considered to have been healthy,
+# so the next restart is immediate rather than backed off.
+_STABLE_AFTER = 30.0
+_FIRST_BACKOFF = 0.25
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What to run: a name unique among workers, its service and service options."""
+
+    name: str
+    service: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Child:
+    spec: WorkerSpec
+    key: str = ""
+    process: asyncio.subprocess.Process | None = None
+    task: asyncio.Task[None] | None = None
+    restarts: int = 0
+
+
+class Supervisor:
+    """Keeps one process running per WorkerSpec until told to stop."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        server_key: bytes,
+        heartbeat_interval: float,
+        log_level: str,
+        backoff_max: float,
+        expect: Callable[[str, str], None],
+        on_exit: Callable[[str], None],
+    ) -> None:
+        self._endpoint = endpoint
+        self._server_key = server_key.decode()
+        self._heartbeat = heartbeat_interval
+        self._log_level = log_level
+        self._backoff_max = backoff_max
+        self._expect = expect
+        self._on_exit = on_exit
+        self._children: dict[str, _Child] = {}
+        self._stopping = False
+
+    def start(self, spec: WorkerSpec) -> None:
+        """Begin supervising *spec* (no-op if a worker of that name runs)."""
+        if spec.name in self._children:
+            return
+        child = _Child(spec)
+        child.task = asyncio.create_task(self._keep_running(child), name=f"supervise {spec.name}")
+        self._children[spec.name] = child
+
+    def pids(self) -> dict[str, int]:
+        """Return the pid of every running worker by name."""
+        return {n: c.process.pid for n, c in self._children.items() if c.process and c.process.returncode is None}
+
+    def kill(self, key: str) -> None:
+        """SIGKILL the worker holding *key* (it stopped answering heartbeats)."""
+        for child in self._children.values():
+            if child.key == key and child.process and child.process.returncode is None:
+                log.warning("worker %s stopped answering; killing pid %d", child.spec.name, child.process.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
+
+    async def _keep_running(self, child: _Child) -> None:
+        delay = _FIRST_BACKOFF
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                code = await self._run_once(child)
+            except OSError as exc:
+                log.error("cannot start worker %s: %s", child.spec.name, exc)
+                code = None
+            if self._stopping:
+                return
+            ran = time.monotonic() - started
+            delay = _FIRST_BACKOFF if ran > _STABLE_AFTER else min(delay * 2, self._backoff_max)
+            child.restarts += 1
+            log.warning("worker %s exited (%s); restarting in %.2fs", child.spec.name, _describe(code), delay)
+            await asyncio.sleep(delay)
+
+    async def _run_once(self, child: _Child) -> int | None:
+        public, secret = zmq.curve_keypair()
+        child.key = public.decode()
+        self._expect(child.key, child.spec.service)
+        credentials = wire.Credentials(
+            endpoint=self._endpoint,
+            server_key=self._server_key,
+            public_key=child.key,
+            secret_key=secret.decode(),
+            service=child.spec.service,
+            heartbeat_interval=self._heartbeat,
+            log_level=self._log_level,
+            options=child.spec.options,
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ssd.workers", stdin=asyncio.subprocess.PIPE, close_fds=True
+        )
+        child.process = process
+        log.info("started worker %s (service %s, pid %d)", child.spec.name, child.spec.service, process.pid)
+        assert process.stdin is not None
+        try:
+            process.stdin.write(wire.encode(credentials) + b"\n")
+            await process.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it died at once; wait() below reports how
+        finally:
+            process.stdin.close()
+        try:
+            return await process.wait()
+        finally:
+            self._on_exit(child.key)
+
+    async def stop_all(self, grace: float) -> None:
+        """Stop every worker: SIGTERM, then SIGKILL after *grace* seconds; reap them all."""
+        self._stopping = True
+        running = [c for c in self._children.values() if c.process and c.process.returncode is None]
+        for child in running:
+            assert child.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signal.SIGTERM)
+        for child in running:
+            assert child.process is not None
+            try:
+                await asyncio.wait_for(child.process.wait(), grace)
+            except TimeoutError:
+                log.warning("worker %s ignored SIGTERM; killing it", child.spec.name)
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
+                await child.process.wait()
+        for child in self._children.values():
+            if child.task is not None:
+                child.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await child.task
+        self._children.clear()
+
+
+def _describe(code: int | None) -> str:
+    if code is None:
+        return "failed to start"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+

@@ -1,0 +1,218 @@
+"""The async client: connect with a verified server key, send requests, read events.
+
+Everything that talks to a daemon (``ssd-ctl``, the Jupyter provisioner, Spyder)
+uses this class or its sync twin ``ssd.client.Client``. Methods without the
+``async_`` prefix here are coroutines: this whole class lives in one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from ssd import keys
+from ssd.client.hostspec import HostSpec, parse_host
+from ssd.client.identity import client_keypair
+from ssd.client.known_hosts import KnownHosts
+from ssd.client.verify import Handshake, fetch_server_key, wait_handshake
+from ssd.errors import RemoteError, RequestTimeout, ServerKeyMismatch, ServerUntrusted, Unreachable
+from ssd.protocol import BadMessage, Wire
+
+__all__ = ["AsyncClient", "Event"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One message from the server's events socket."""
+
+    topic: str
+    msg_type: str
+    content: dict[str, Any]
+
+
+class AsyncClient:
+    """A CURVE connection to one ssd daemon."""
+
+    def __init__(
+        self,
+        host: str | HostSpec,
+        *,
+        trust: bool = False,
+        timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        identity: keys.KeyPair | None = None,
+        known_hosts: KnownHosts | None = None,
+    ) -> None:
+        self.spec = host if isinstance(host, HostSpec) else parse_host(host)
+        self.trust = trust
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.identity = identity or client_keypair()
+        self.known_hosts = known_hosts or KnownHosts()
+        self.server_key: bytes | None = None
+        self.wire = Wire(username="ssd-client")
+        self._ctx: zmq.asyncio.Context | None = None
+        self._sock: zmq.asyncio.Socket | None = None
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._receiver: asyncio.Task[None] | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """The verified server key's fingerprint (after connect)."""
+        assert self.server_key is not None, "connect() first"
+        return keys.fingerprint(self.server_key)
+
+    async def __aenter__(self) -> AsyncClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType] | None) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the control connection after verifying the server's key."""
+        self._ctx = zmq.asyncio.Context()
+        try:
+            self.server_key = await self._pinned_key()
+            sock = self._curve_socket(zmq.DEALER)
+            outcome = await wait_handshake(sock, self.spec.endpoint(), self.connect_timeout)
+            if outcome != Handshake.OK:
+                sock.close(linger=0)
+                await self._explain_failure(outcome)
+            self._sock = sock
+            self._receiver = asyncio.create_task(self._receive())
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _pinned_key(self) -> bytes:
+        entry = self.known_hosts.get(self.spec.key)
+        if entry is not None:
+            return entry.public_key
+        assert self._ctx is not None
+        offered = await fetch_server_key(self._ctx, self.spec, self.connect_timeout)
+        if offered is None:
+            raise Unreachable(f"cannot reach an ssd server at {self.spec} (no answer on key port {self.spec.key_port})")
+        found = keys.fingerprint(offered.public_key)
+        if not self.trust:
+            raise ServerUntrusted(
+                f"the authenticity of {self.spec} can't be established; its key fingerprint is {found}. "
+                f"If that is the server's fingerprint, run: ssd-ctl trust {self.spec}",
+                fingerprint=found,
+                public_key=offered.public_key,
+            )
+        self.known_hosts.pin(self.spec.key, offered.public_key)
+        log.info("pinned %s as %s in %s", self.spec, found, self.known_hosts.path)
+        return offered.public_key
+
+    async def _explain_failure(self, outcome: str) -> None:
+        assert self._ctx is not None and self.server_key is not None
+        offered = await fetch_server_key(self._ctx, self.spec, self.connect_timeout)
+        if offered is not None and offered.public_key != self.server_key:
+            raise ServerKeyMismatch(
+                f"SERVER KEY CHANGED for {self.spec}: known hosts has {keys.fingerprint(self.server_key)}, "
+                f"the server now offers {keys.fingerprint(offered.public_key)}. Someone may be impersonating it. "
+                f"If the change is expected, remove the line for {self.spec.key} from {self.known_hosts.path} "
+                f"(or run: ssd-ctl trust --replace {self.spec})"
+            )
+        if outcome == Handshake.NO_ANSWER:
+            raise Unreachable(f"cannot connect to {self.spec}: no answer within {self.connect_timeout:g}s")
+        raise Unreachable(f"{self.spec} refused the encrypted connection")
+
+    def _curve_socket(self, kind: int) -> zmq.asyncio.Socket:
+        assert self._ctx is not None and self.server_key is not None
+        sock = self._ctx.socket(kind)
+        sock.linger = 0
+        sock.curve_serverkey = self.server_key
+        sock.curve_publickey = self.identity.public
+        sock.curve_secretkey = self.identity.secret
+        return sock
+
+    async def request(
+        self, msg_type: str, content: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Send ``msg_type`` and return the reply content; raise RemoteError on an error reply."""
+        if self._sock is None:
+            raise Unreachable("not connected; call connect() first")
+        msg_id, frames = self.wire.serialize(msg_type, content or {})
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = future
+        try:
+            await self._sock.send_multipart(frames)
+            reply = await asyncio.wait_for(future, timeout or self.timeout)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"no reply to {msg_type} from {self.spec} within {timeout or self.timeout:g}s"
+            ) from None
+        finally:
+            self._pending.pop(msg_id, None)
+        if reply.get("status") != "ok":
+            raise RemoteError(str(reply.get("ename", "error")), str(reply.get("evalue", "the server refused")))
+        return reply
+
+    async def _receive(self) -> None:
+        assert self._sock is not None
+        while True:
+            frames = await self._sock.recv_multipart()
+            try:
+                msg = self.wire.parse(frames, has_idents=True)
+            except BadMessage as exc:
+                log.warning("ignored a malformed reply from %s: %s", self.spec, exc.reason)
+                continue
+            future = self._pending.get(str(msg.parent_header.get("msg_id", "")))
+            if future is not None and not future.done():
+                future.set_result(msg.content)
+
+    async def ping(self, data: str = "") -> dict[str, Any]:
+        """Round trip through the broker."""
+        return await self.request("ping_request", {"data": data})
+
+    async def server_info(self) -> dict[str, Any]:
+        """The server's identity, version, capabilities and host status."""
+        return await self.request("server_info_request")
+
+    async def events(self, topics: tuple[str, ...] = ("",), *, port: int | None = None) -> AsyncIterator[Event]:
+        """Yield events from the server's PUB socket (all topics by default) until closed."""
+        if port is None:
+            port = int((await self.server_info())["events_port"])
+        sock = self._curve_socket(zmq.SUB)
+        for topic in topics:
+            sock.subscribe(topic.encode())
+        sock.connect(self.spec.endpoint(port))
+        try:
+            while True:
+                frames = await sock.recv_multipart()
+                try:
+                    msg = self.wire.parse(frames, has_idents=True)
+                except BadMessage:
+                    continue
+                topic = msg.idents[0].decode(errors="replace") if msg.idents else ""
+                yield Event(topic, msg.msg_type, msg.content)
+        finally:
+            sock.close(linger=0)
+
+    async def close(self) -> None:
+        """Close sockets and the context; pending requests fail with Unreachable."""
+        if self._receiver is not None:
+            self._receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receiver
+            self._receiver = None
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(Unreachable("connection closed"))
+        self._pending.clear()
+        if self._ctx is not None:
+            self._ctx.destroy(linger=0)
+            self._ctx = None
+            self._sock = None

@@ -1,0 +1,64 @@
+"""HOST arguments: ``name``, ``name:port``, ``1.2.3.4:port``, ``[::1]:port``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_PORT", "HostSpec", "parse_host"]
+
+DEFAULT_PORT = 9470
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """Where a server listens; the key port defaults to the control port + 2."""
+
+    host: str
+    port: int = DEFAULT_PORT
+
+    @property
+    def key(self) -> str:
+        """How this host is written in known hosts: ``host:port`` (``[v6]:port``)."""
+        return f"{self._bracketed}:{self.port}"
+
+    @property
+    def _bracketed(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def endpoint(self, port: int | None = None) -> str:
+        """A ZeroMQ TCP endpoint for *port* (default: the control port)."""
+        return f"tcp://{self._bracketed}:{port or self.port}"
+
+    @property
+    def key_port(self) -> int:
+        """The server's public-key port by convention."""
+        return self.port + 2
+
+    def __str__(self) -> str:
+        return self.key
+
+
+def parse_host(text: str) -> HostSpec:
+    """Parse a HOST argument; raise ValueError with a readable message."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty host")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not host:
+            raise ValueError(f"{text!r}: unclosed [ in IPv6 address")
+        port_text = rest[1:] if rest.startswith(":") else ("" if not rest else None)
+        if port_text is None:
+            raise ValueError(f"{text!r}: expected ]:PORT after an IPv6 address")
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""  # a bare IPv6 address or a name
+    if not host or any(c.isspace() or c in "/@" for c in host):
+        raise ValueError(f"{text!r}: not a host name or address")
+    port = DEFAULT_PORT
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65534:
+            raise ValueError(f"{text!r}: port must be a number from 1 to 65533")
+        port = int(port_text)
+    return HostSpec(host.lower(), port)

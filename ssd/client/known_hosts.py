@@ -1,0 +1,80 @@
+"""The known-hosts file: one ``HOST:PORT PUBLIC-KEY`` line per pinned server."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssd.keys import fingerprint, is_valid_public_key
+from ssd.paths import client_dir
+
+__all__ = ["KnownHosts"]
+
+_HEADER = "# ssd known hosts: HOST:PORT PUBLIC-KEY (Z85). Delete a line to forget that host.\n"
+
+
+@dataclass(frozen=True)
+class KnownHost:
+    """One pinned server key."""
+
+    host: str
+    public_key: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        """The pinned key's fingerprint."""
+        return fingerprint(self.public_key)
+
+
+class KnownHosts:
+    """Read and update the known-hosts file (rewritten atomically, mode 0600)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or client_dir() / "known_hosts"
+
+    def entries(self) -> list[KnownHost]:
+        """Return every well-formed entry; malformed lines are skipped."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and not line.startswith("#") and is_valid_public_key(parts[1].encode()):
+                found.append(KnownHost(parts[0], parts[1].encode()))
+        return found
+
+    def get(self, host: str) -> KnownHost | None:
+        """Return the entry pinned for *host* (``host:port``), if any."""
+        for entry in self.entries():
+            if entry.host == host:
+                return entry
+        return None
+
+    def pin(self, host: str, public_key: bytes) -> None:
+        """Pin *public_key* for *host*, replacing an older entry for that host."""
+        kept = [e for e in self.entries() if e.host != host]
+        kept.append(KnownHost(host, public_key))
+        self._write(kept)
+
+    def forget(self, host: str) -> bool:
+        """Remove *host*; tell whether it was there."""
+        entries = self.entries()
+        kept = [e for e in entries if e.host != host]
+        if len(kept) != len(entries):
+            self._write(kept)
+        return len(kept) != len(entries)
+
+    def _write(self, entries: list[KnownHost]) -> None:
+        self.path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(_HEADER)
+            for entry in entries:
+                fh.write(f"{entry.host} {entry.public_key.decode()}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(self.path)

@@ -1,0 +1,72 @@
+"""``Client``: the blocking twin of ``AsyncClient``, derived from it, not rewritten.
+
+Each method runs the async method to completion on a private event loop, so a
+script or a Qt application without asyncio can use ssd directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterator
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ssd.client.connection import AsyncClient, Event
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+class Client:
+    """A blocking connection to one ssd daemon; takes AsyncClient's arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._async = AsyncClient(*args, **kwargs)
+
+    @property
+    def aclient(self) -> AsyncClient:
+        """The underlying async client (its attributes: spec, server_key, fingerprint...)."""
+        return self._async
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(coro)
+
+    def __enter__(self) -> Client:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType] | None) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """See AsyncClient.connect."""
+        self._run(self._async.connect())
+
+    def request(self, msg_type: str, content: dict[str, Any] | None = None, *, timeout: float | None = None) -> dict[str, Any]:
+        """See AsyncClient.request."""
+        return self._run(self._async.request(msg_type, content, timeout=timeout))
+
+    def ping(self, data: str = "") -> dict[str, Any]:
+        """See AsyncClient.ping."""
+        return self._run(self._async.ping(data))
+
+    def server_info(self) -> dict[str, Any]:
+        """See AsyncClient.server_info."""
+        return self._run(self._async.server_info())
+
+    def events(self, topics: tuple[str, ...] = ("",), *, port: int | None = None) -> Iterator[Event]:
+        """See AsyncClient.events."""
+        stream = self._async.events(topics, port=port)
+        try:
+            while True:
+                yield self._run(anext(stream))
+        finally:
+            self._run(stream.aclose())
+
+    def close(self) -> None:
+        """Close the connection and the private event loop."""
+        if not self._loop.is_closed():
+            self._run(self._async.close())
+            self._loop.close()

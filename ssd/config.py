@@ -1,0 +1,239 @@
+"""The daemon's configuration: a typed, frozen model loaded from TOML, overridden by
+``SSD_<SECTION>_<KEY>`` environment variables and then by command-line flags.
+
+Unknown keys are an error wherever they appear, so a typo never silently
+falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from ssd.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "DiscoveryConfig",
+    "ServerConfig",
+    "WorkersConfig",
+    "default_toml",
+    "load_config",
+]
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+def _doc(text: str) -> msgspec.Meta:
+    return msgspec.Meta(description=text)
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config section: frozen and strict."""
+
+
+class ServerConfig(_Section):
+    """``[server]``: sockets, limits and logging of the broker."""
+
+    name: Annotated[str, _doc("Friendly name of this host; empty means the host name.")] = ""
+    bind: Annotated[str, _doc("Address to bind the control and events sockets; * = all.")] = "*"
+    port: Annotated[Port, _doc("Control port (ROUTER, CURVE).")] = 9470
+    events_port: Annotated[Port, _doc("Events port (PUB, CURVE); 0 = port + 1.")] = 0
+    key_port: Annotated[Port, _doc("Public key port (plain, read-only); 0 = port + 2.")] = 0
+    log_level: Annotated[LogLevel, _doc("Logging threshold on stderr.")] = "info"
+    max_message_size: Annotated[
+        int, msgspec.Meta(ge=1024, description="Largest accepted message in bytes; larger drops the peer.")
+    ] = 1 << 20
+    max_inflight_per_client: Annotated[
+        int, msgspec.Meta(ge=1, description="Requests one client key may have in progress at once.")
+    ] = 64
+    hwm: Annotated[int, msgspec.Meta(ge=1, description="ZeroMQ high-water mark of each socket.")] = 1000
+    status_interval: Annotated[Positive, _doc("Seconds between host_status events.")] = 10.0
+    shutdown_grace: Annotated[Positive, _doc("Seconds in-flight requests get on shutdown.")] = 3.0
+
+
+class WorkersConfig(_Section):
+    """``[workers]``: supervision of worker processes."""
+
+    heartbeat_interval: Annotated[Positive, _doc("Seconds between heartbeats both ways.")] = 1.0
+    heartbeat_liveness: Annotated[
+        int, msgspec.Meta(ge=2, description="Missed heartbeats after which a worker is dead.")
+    ] = 3
+    service_wait: Annotated[
+        float, msgspec.Meta(ge=0, description="Seconds a request waits for a worker to appear.")
+    ] = 3.0
+    restart_backoff_max: Annotated[Positive, _doc("Longest pause before restarting a crashed worker.")] = (
+        30.0
+    )
+    diag: Annotated[bool, _doc("Run the diagnostic echo worker (ssd-ctl ping --worker).")] = False
+
+
+class DiscoveryConfig(_Section):
+    """``[discovery]``: zeroconf announcement."""
+
+    announce: Annotated[bool, _doc("Announce this host with zeroconf (_ssd._tcp).")] = True
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The whole daemon configuration."""
+
+    server: ServerConfig = ServerConfig()
+    workers: WorkersConfig = WorkersConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
+
+    def __post_init__(self) -> None:
+        """Refuse a control port whose derived events or key port would pass 65535."""
+        for name, port in (("events_port", self.events_port), ("key_port", self.key_port)):
+            if port > 65535:
+                raise ValueError(f"server.port {self.server.port} leaves no room for {name}; set server.{name}")
+
+    @property
+    def events_port(self) -> int:
+        """The events port, derived from the control port unless set (0 stays 0: random)."""
+        return self.server.events_port or (self.server.port + 1 if self.server.port else 0)
+
+    @property
+    def key_port(self) -> int:
+        """The public-key port, derived from the control port unless set (0 stays 0: random)."""
+        return self.server.key_port or (self.server.port + 2 if self.server.port else 0)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "server": ServerConfig,
+    "workers": WorkersConfig,
+    "discovery": DiscoveryConfig,
+}
+
+# Variables with this prefix that are not config keys but choose directories.
+_DIRECTORY_VARIABLES = {"SSD_CONFIG_DIR", "SSD_STATE_DIR", "SSD_CLIENT_DIR"}
+
+Overrides = Mapping[tuple[str, str], Any]
+
+
+def load_config(
+    path: Path | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Overrides | None = None,
+) -> Config:
+    """Load *path* (absent = defaults), then apply environment and flag overrides."""
+    data = _read_toml(path) if path is not None and path.exists() else {}
+    config = _convert(data, source=str(path) if path else "defaults")
+    env = _environment_overrides(os.environ if environ is None else environ)
+    config = _apply(config, env, strict=False, source="environment")
+    return _apply(config, overrides or {}, strict=True, source="command line")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _convert(data: Mapping[str, Any], *, source: str) -> Config:
+    try:
+        return msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    # msgspec says "at `$.server.port`"; a config user thinks in "server.port".
+    return str(exc).replace("`$.", "`")
+
+
+def _environment_overrides(environ: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    found: dict[tuple[str, str], str] = {}
+    for name, value in environ.items():
+        if not name.startswith("SSD_") or name in _DIRECTORY_VARIABLES:
+            continue
+        section, key = _split_variable(name)
+        found[(section, key)] = value
+    return found
+
+
+def _split_variable(name: str) -> tuple[str, str]:
+    rest = name[len("SSD_") :].lower()
+    for section, model in SECTIONS.items():
+        if rest.startswith(section + "_"):
+            key = rest[len(section) + 1 :]
+            if key in model.__struct_fields__:
+                return section, key
+    raise ConfigError(f"environment variable {name} is not a configuration key (see `ssd config`)")
+
+
+def _apply(config: Config, overrides: Overrides, *, strict: bool, source: str) -> Config:
+    if not overrides:
+        return config
+    data = msgspec.to_builtins(config)
+    for (section, key), value in overrides.items():
+        model = SECTIONS.get(section)
+        if model is None or key not in model.__struct_fields__:
+            raise ConfigError(f"{source}: unknown configuration key {section}.{key}")
+        field_type = msgspec.inspect.type_info(model).fields[model.__struct_fields__.index(key)].type
+        try:
+            # Validate the value alone first so the error names the key it came from.
+            msgspec.convert(value, _python_type(field_type), strict=strict)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{source}: {section}.{key}: {exc}") from None
+        data[section][key] = value
+    try:
+        return msgspec.convert(data, Config, strict=strict)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+
+def _python_type(info: msgspec.inspect.Type) -> type:
+    if isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    mapping: dict[type[msgspec.inspect.Type], type] = {
+        msgspec.inspect.IntType: int,
+        msgspec.inspect.FloatType: float,
+        msgspec.inspect.BoolType: bool,
+        msgspec.inspect.StrType: str,
+    }
+    return mapping.get(type(info), object)
+
+
+def reference() -> list[tuple[str, str, Any, str]]:
+    """Return (section, key, default, description) for every configuration key."""
+    rows = []
+    for section, model in SECTIONS.items():
+        for field in msgspec.inspect.type_info(model).fields:
+            extra = getattr(field.type, "extra_json_schema", None) or {}
+            rows.append((section, field.name, field.default, str(extra.get("description", ""))))
+    return rows
+
+
+def default_toml() -> str:
+    """Render a commented configuration file holding every key at its default."""
+    lines = ["# ssd configuration. Every key is shown at its default; see `ssd config`.", ""]
+    current = ""
+    for section, key, default, text in reference():
+        if section != current:
+            if current:
+                lines.append("")
+            lines.append(f"[{section}]")
+            current = section
+        lines.append(f"# {text}")
+        lines.append(f"# {key} = {_toml_value(default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)

@@ -1,0 +1,52 @@
+"""Typed request contents, one frozen struct per request type.
+
+The broker converts a request's content into its struct right after parsing
+(unknown fields and wrong types are refused with a message naming the field),
+and workers do the same before acting, so raw dicts never travel inward.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+
+__all__ = ["EchoRequest", "PingRequest", "RequestContent", "ServerInfoRequest", "parse_content"]
+
+MAX_ECHO = 64 * 1024
+
+
+class RequestContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every request content."""
+
+
+class PingRequest(RequestContent):
+    """``ping_request``: echoed back with the server's time."""
+
+    data: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+
+
+class ServerInfoRequest(RequestContent):
+    """``server_info_request``: no parameters."""
+
+
+class EchoRequest(RequestContent):
+    """``echo_request`` to the diagnostic worker: echo *data* after *delay* seconds."""
+
+    data: Annotated[str, msgspec.Meta(max_length=MAX_ECHO)] = ""
+    delay: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.0
+
+
+C = TypeVar("C", bound=RequestContent)
+
+
+class ContentError(ValueError):
+    """Content did not match its request type; the message names the field."""
+
+
+def parse_content(content: Any, kind: type[C]) -> C:
+    """Convert raw content into *kind*, or raise ContentError."""
+    try:
+        return msgspec.convert(content, kind)
+    except msgspec.ValidationError as exc:
+        raise ContentError(str(exc).replace("`$.", "`").replace("`$`", "content")) from None

@@ -1,0 +1,1 @@
+"""Worker processes: one module per service plus the shared worker loop (``base``)."""

@@ -1,0 +1,128 @@
+"""The loop every worker shares: connect to the broker, register, heartbeat, serve.
+
+A service subclasses ``Worker``, sets ``service`` and fills ``routes`` with
+``msg_type -> (content struct, handler)``. Handlers are coroutines returning the
+reply content; raising ``SSDError`` sends its code and message to the client,
+anything else is logged here and reported as ``internal_error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+import msgspec
+import zmq
+import zmq.asyncio
+
+from ssd import protocol
+from ssd.errors import SSDError
+from ssd.messages import ContentError, RequestContent, parse_content
+from ssd.workers import wire
+
+__all__ = ["Handler", "Worker"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, Any, wire.Request], Awaitable[dict[str, Any]]]
+
+
+class Worker:
+    """Base class of a worker process serving one service."""
+
+    service: ClassVar[str] = ""
+    capacity: ClassVar[int] = 64
+    routes: ClassVar[dict[str, tuple[type[RequestContent], Handler]]] = {}
+
+    def __init__(self, credentials: wire.Credentials) -> None:
+        self.credentials = credentials
+        self.ctx = zmq.asyncio.Context()
+        self.socket = self.ctx.socket(zmq.DEALER)
+        self.socket.linger = 500
+        self.socket.curve_serverkey = credentials.server_key.encode()
+        self.socket.curve_publickey = credentials.public_key.encode()
+        self.socket.curve_secretkey = credentials.secret_key.encode()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._last_heard = time.monotonic()
+        self._stop = asyncio.Event()
+
+    async def run(self) -> int:
+        """Serve until the broker says STOP, a signal arrives, or the broker is gone."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        self.socket.connect(self.credentials.endpoint)
+        ready = wire.Ready(service=self.service, pid=os.getpid(), capacity=self.capacity)
+        await self.socket.send_multipart([wire.TAG, wire.READY, wire.encode(ready)])
+        receiver = asyncio.create_task(self._receive())
+        heart = asyncio.create_task(self._heartbeat())
+        await self._stop.wait()
+        receiver.cancel()
+        heart.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.credentials.heartbeat_interval * 2)
+        self.ctx.destroy(linger=500)
+        return 0
+
+    async def _heartbeat(self) -> None:
+        interval = self.credentials.heartbeat_interval
+        while True:
+            await self.socket.send_multipart([wire.TAG, wire.HEARTBEAT])
+            await asyncio.sleep(interval)
+            if time.monotonic() - self._last_heard > interval * 3:
+                log.error("%s worker: broker silent; exiting", self.service)
+                self._stop.set()
+                return
+
+    async def _receive(self) -> None:
+        while True:
+            frames = await self.socket.recv_multipart()
+            self._last_heard = time.monotonic()
+            if len(frames) < 2 or frames[0] != wire.TAG:
+                continue
+            command = frames[1]
+            if command == wire.REQUEST and len(frames) == 4:
+                task = asyncio.create_task(self._serve(frames[2], frames[3]))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif command == wire.STOP:
+                self._stop.set()
+
+    async def _serve(self, request_id: bytes, body: bytes) -> None:
+        content = await self._answer(body)
+        with contextlib.suppress(zmq.ZMQError):
+            await self.socket.send_multipart([wire.TAG, wire.REPLY, request_id, wire.encode(content)])
+
+    async def _answer(self, body: bytes) -> dict[str, Any]:
+        try:
+            request = wire.decode(body, wire.Request)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return protocol.error_content(protocol.BAD_MESSAGE, f"worker could not read the request: {exc}")
+        route = self.routes.get(request.msg_type)
+        if route is None:
+            return protocol.error_content(
+                protocol.UNKNOWN_MESSAGE_TYPE, f"the {self.service} service does not handle {request.msg_type}"
+            )
+        kind, handler = route
+        try:
+            content = parse_content(request.content, kind)
+            return await handler(self, content, request)
+        except ContentError as exc:
+            return protocol.error_content(protocol.BAD_REQUEST, f"{request.msg_type}: {exc}")
+        except SSDError as exc:
+            return protocol.error_content(exc.code, exc.message)
+        except Exception:
+            log.exception("%s worker failed on %s", self.service, request.msg_type)
+            return protocol.error_content(protocol.INTERNAL_ERROR, "internal error in the worker (see server log)")
+
+    def publish(self, topic: str, event: str, content: dict[str, Any]) -> None:
+        """Ask the broker to publish an event (no secrets: every subscriber sees it)."""
+        body = wire.encode({"event": event, **content})
+        self.socket.send_multipart([wire.TAG, wire.EVENT, topic.encode(), body])
+

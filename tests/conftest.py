@@ -1,0 +1,119 @@
+"""Shared fixtures: a real daemon in a subprocess on loopback, a client directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+@dataclass
+class Daemon:
+    """A running ``ssd run`` process and what it bound."""
+
+    process: subprocess.Popen[bytes]
+    config_dir: Path
+    state_dir: Path
+    log_path: Path
+    info: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        """HOST argument for ssd-ctl: 127.0.0.1:PORT."""
+        return f"127.0.0.1:{self.info['control_port']}"
+
+    @property
+    def port(self) -> int:
+        """The control port."""
+        return int(str(self.info["control_port"]))
+
+    def log(self) -> str:
+        """Everything the daemon wrote to stderr so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM the daemon and wait; return its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+
+def start_daemon(tmp: Path, *, extra_env: dict[str, str] | None = None, args: list[str] | None = None) -> Daemon:
+    """Start ``ssd run`` on random loopback ports and wait until it wrote daemon.json."""
+    config_dir, state_dir = tmp / "server-config", tmp / "server-state"
+    env = {
+        **os.environ,
+        "SSD_CONFIG_DIR": str(config_dir),
+        "SSD_STATE_DIR": str(state_dir),
+        "SSD_SERVER_STATUS_INTERVAL": "0.5",
+        **(extra_env or {}),
+    }
+    log_path = tmp / "daemon.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ssd", "--bind", "127.0.0.1", "--port", "0", "--no-announce", *(args or [])],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+    daemon = Daemon(process, config_dir, state_dir, log_path)
+    runtime = state_dir / "daemon.json"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daemon exited with {process.returncode}:\n{daemon.log()}")
+        if runtime.exists():
+            daemon.info = json.loads(runtime.read_text())
+            return daemon
+        time.sleep(0.02)
+    process.kill()
+    raise RuntimeError(f"daemon did not start:\n{daemon.log()}")
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """A daemon with the diagnostic worker, stopped (and checked) after the test."""
+    d = start_daemon(tmp_path, extra_env={"SSD_WORKERS_DIAG": "true"})
+    yield d
+    assert d.stop() == 0, d.log()
+
+
+@pytest.fixture
+def client_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh client directory (keys, known hosts) for this test only."""
+    path = tmp_path / "client"
+    monkeypatch.setenv("SSD_CLIENT_DIR", str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves a thread running (zmq contexts, loops)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not leaked:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"test leaked threads: {leaked}")
+
+
+def require_root() -> None:
+    """Skip when not root, except under CI where a skip of a root test is a failure."""
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("this test needs root and CI=true: it must run, not skip")
+        pytest.skip("needs root")
