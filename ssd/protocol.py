@@ -95,15 +95,18 @@ def error_content(ename: str, evalue: str) -> dict[str, Any]:
     return {"status": "error", "ename": ename, "evalue": evalue}
 
 
+def _quiet_unsigned(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Message signing is disabled")
+
+
 class Wire:
     """Serialize and parse ssd messages with a Jupyter Session (empty HMAC key)."""
 
     def __init__(self, username: str = "ssd") -> None:
         # Session warns that an empty key disables signing; here that is the
         # design (CURVE authenticates and encrypts every frame), so keep it quiet.
-        quiet = logging.getLogger("ssd.wire.session")
-        quiet.setLevel(logging.ERROR)
-        self.session = Session(key=b"", username=username, log=quiet)
+        logging.getLogger("traitlets").addFilter(_quiet_unsigned)
+        self.session = Session(key=b"", username=username)
 
     def serialize(
         self,

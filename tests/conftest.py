@@ -64,6 +64,7 @@ def start_daemon(tmp: Path, *, extra_env: dict[str, str] | None = None, args: li
         process = subprocess.Popen(
             [sys.executable, "-m", "ssd", "--bind", "127.0.0.1", "--port", "0", "--no-announce", *(args or [])],
             env=env,
+            cwd=tmp,  # so `-m ssd` imports the installed package, not a source tree in cwd
             stdout=log,
             stderr=log,
         )

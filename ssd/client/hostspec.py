@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 __all__ = ["DEFAULT_PORT", "HostSpec", "parse_host"]
@@ -54,6 +55,11 @@ def parse_host(text: str) -> HostSpec:
         host, port_text = text.split(":")
     else:
         host, port_text = text, ""  # a bare IPv6 address or a name
+        if ":" in host:
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise ValueError(f"{text!r}: not an IPv6 address; write [ADDRESS]:PORT or NAME:PORT") from None
     if not host or any(c.isspace() or c in "/@" for c in host):
         raise ValueError(f"{text!r}: not a host name or address")
     port = DEFAULT_PORT

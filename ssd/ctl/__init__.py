@@ -1,0 +1,1 @@
+"""ssd-ctl, the command-line client."""
