@@ -39,7 +39,7 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     """Base of every config section: frozen and strict."""
 
 
-class ServerConfig(_Section):
+class ServerConfig(_Section, frozen=True):
     """``[server]``: sockets, limits and logging of the broker."""
 
     name: Annotated[str, _doc("Friendly name of this host; empty means the host name.")] = ""
@@ -59,7 +59,7 @@ class ServerConfig(_Section):
     shutdown_grace: Annotated[Positive, _doc("Seconds in-flight requests get on shutdown.")] = 3.0
 
 
-class WorkersConfig(_Section):
+class WorkersConfig(_Section, frozen=True):
     """``[workers]``: supervision of worker processes."""
 
     heartbeat_interval: Annotated[Positive, _doc("Seconds between heartbeats both ways.")] = 1.0
@@ -69,13 +69,11 @@ class WorkersConfig(_Section):
     service_wait: Annotated[
         float, msgspec.Meta(ge=0, description="Seconds a request waits for a worker to appear.")
     ] = 3.0
-    restart_backoff_max: Annotated[Positive, _doc("Longest pause before restarting a crashed worker.")] = (
-        30.0
-    )
+    restart_backoff_max: Annotated[Positive, _doc("Longest pause before restarting a crashed worker.")] = 30.0
     diag: Annotated[bool, _doc("Run the diagnostic echo worker (ssd-ctl ping --worker).")] = False
 
 
-class DiscoveryConfig(_Section):
+class DiscoveryConfig(_Section, frozen=True):
     """``[discovery]``: zeroconf announcement."""
 
     announce: Annotated[bool, _doc("Announce this host with zeroconf (_ssd._tcp).")] = True
@@ -181,7 +179,7 @@ def _apply(config: Config, overrides: Overrides, *, strict: bool, source: str) -
         model = SECTIONS.get(section)
         if model is None or key not in model.__struct_fields__:
             raise ConfigError(f"{source}: unknown configuration key {section}.{key}")
-        field_type = msgspec.inspect.type_info(model).fields[model.__struct_fields__.index(key)].type
+        field_type = _fields(model)[model.__struct_fields__.index(key)].type
         try:
             # Validate the value alone first so the error names the key it came from.
             msgspec.convert(value, _python_type(field_type), strict=strict)
@@ -192,6 +190,12 @@ def _apply(config: Config, overrides: Overrides, *, strict: bool, source: str) -
         return msgspec.convert(data, Config, strict=strict)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+
+def _fields(model: type[_Section]) -> tuple[msgspec.inspect.Field, ...]:
+    info = msgspec.inspect.type_info(model)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return info.fields
 
 
 def _python_type(info: msgspec.inspect.Type) -> type:
@@ -210,7 +214,7 @@ def reference() -> list[tuple[str, str, Any, str]]:
     """Return (section, key, default, description) for every configuration key."""
     rows = []
     for section, model in SECTIONS.items():
-        for field in msgspec.inspect.type_info(model).fields:
+        for field in _fields(model):
             extra = getattr(field.type, "extra_json_schema", None) or {}
             rows.append((section, field.name, field.default, str(extra.get("description", ""))))
     return rows

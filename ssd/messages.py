@@ -20,17 +20,17 @@ class RequestContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     """Base of every request content."""
 
 
-class PingRequest(RequestContent):
+class PingRequest(RequestContent, frozen=True):
     """``ping_request``: echoed back with the server's time."""
 
     data: Annotated[str, msgspec.Meta(max_length=1024)] = ""
 
 
-class ServerInfoRequest(RequestContent):
+class ServerInfoRequest(RequestContent, frozen=True):
     """``server_info_request``: no parameters."""
 
 
-class EchoRequest(RequestContent):
+class EchoRequest(RequestContent, frozen=True):
     """``echo_request`` to the diagnostic worker: echo *data* after *delay* seconds."""
 
     data: Annotated[str, msgspec.Meta(max_length=MAX_ECHO)] = ""

@@ -93,7 +93,7 @@ class WorkerRouter:
                 log.exception("error handling a worker message")
 
     def _handle(self, frames: list[zmq.Frame]) -> None:
-        key = frames[0].get("User-Id")
+        key = str(frames[0].get("User-Id"))
         parts = [frame.bytes for frame in frames]
         if len(parts) < 3 or parts[1] != wire.TAG:
             log.warning("malformed message from worker key %s ignored", key[:8])

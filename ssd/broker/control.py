@@ -70,7 +70,7 @@ class ControlHandler:
 
     def handle(self, frames: list[zmq.Frame]) -> None:
         """Parse, authorize and dispatch one client message."""
-        client_key: str = frames[0].get("User-Id")
+        client_key = str(frames[0].get("User-Id"))
         routing_id = frames[0].bytes
         if len(frames) > MAX_FRAMES:
             self._bad([routing_id], None, f"too many frames ({len(frames)} > {MAX_FRAMES})")

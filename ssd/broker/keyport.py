@@ -13,7 +13,7 @@ import logging
 import msgspec
 import zmq.asyncio
 
-__all__ = ["KEY_REQUEST", "KEY_REPLY", "serve_key"]
+__all__ = ["KEY_REPLY", "KEY_REQUEST", "serve_key"]
 
 log = logging.getLogger(__name__)
 

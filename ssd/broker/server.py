@@ -164,7 +164,9 @@ class Broker:
         sock.zap_domain = domain.encode()
         return sock
 
-    def _bind_public(self, control: zmq.asyncio.Socket, events: zmq.asyncio.Socket, keyport: zmq.asyncio.Socket) -> None:
+    def _bind_public(
+        self, control: zmq.asyncio.Socket, events: zmq.asyncio.Socket, keyport: zmq.asyncio.Socket
+    ) -> None:
         """Bind control, events and key ports; port 0 picks three free consecutive ports."""
         server = self.config.server
         if server.port:
@@ -179,7 +181,7 @@ class Broker:
             try:
                 for offset, sock in enumerate((control, events, keyport)):
                     self._bind(sock, server.bind, base + offset)
-                    bound.append((sock, sock.last_endpoint.decode()))
+                    bound.append((sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)))
             except OSError:
                 for sock, endpoint in bound:
                     sock.unbind(endpoint)
@@ -195,7 +197,7 @@ class Broker:
             sock.bind(f"tcp://{host}:{port or '*'}")
         except zmq.ZMQError as exc:
             raise OSError(exc.errno, f"cannot bind {address}:{port}: {exc.strerror}") from None
-        return int(sock.last_endpoint.decode().rsplit(":", 1)[1])
+        return int(sock.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
 
     def _write_runtime_file(self) -> None:
         """Tell local tools (and tests) the bound ports: ``STATE_DIR/daemon.json``."""
@@ -229,7 +231,7 @@ class Broker:
         grace = self.config.server.shutdown_grace
         self.control.accepting = False
         deadline = time.monotonic() + grace
-        while self.registry.by_request and time.monotonic() < deadline:
+        while self.registry.by_request and time.monotonic() < deadline:  # noqa: ASYNC110 (bounded poll on shutdown)
             await asyncio.sleep(0.05)
         for pending in self.registry.drain():
             self.control.answer(

@@ -73,6 +73,11 @@ class Supervisor:
         self._children: dict[str, _Child] = {}
         self._stopping = False
 
+    @property
+    def stopping(self) -> bool:
+        """True once stop_all() began (a worker exiting then is not restarted)."""
+        return self._stopping
+
     def start(self, spec: WorkerSpec) -> None:
         """Begin supervising *spec* (no-op if a worker of that name runs)."""
         if spec.name in self._children:
@@ -102,7 +107,7 @@ class Supervisor:
             except OSError as exc:
                 log.error("cannot start worker %s: %s", child.spec.name, exc)
                 code = None
-            if self._stopping:
+            if self.stopping:
                 return
             ran = time.monotonic() - started
             delay = _FIRST_BACKOFF if ran > _STABLE_AFTER else min(delay * 2, self._backoff_max)
@@ -176,4 +181,3 @@ def _describe(code: int | None) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
-

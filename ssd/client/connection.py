@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -116,7 +116,8 @@ class AsyncClient:
         return offered.public_key
 
     async def _explain_failure(self, outcome: str) -> None:
-        assert self._ctx is not None and self.server_key is not None
+        assert self._ctx is not None
+        assert self.server_key is not None
         offered = await fetch_server_key(self._ctx, self.spec, self.connect_timeout)
         if offered is not None and offered.public_key != self.server_key:
             raise ServerKeyMismatch(
@@ -130,7 +131,8 @@ class AsyncClient:
         raise Unreachable(f"{self.spec} refused the encrypted connection")
 
     def _curve_socket(self, kind: int) -> zmq.asyncio.Socket:
-        assert self._ctx is not None and self.server_key is not None
+        assert self._ctx is not None
+        assert self.server_key is not None
         sock = self._ctx.socket(kind)
         sock.linger = 0
         sock.curve_serverkey = self.server_key
@@ -181,7 +183,7 @@ class AsyncClient:
         """The server's identity, version, capabilities and host status."""
         return await self.request("server_info_request")
 
-    async def events(self, topics: tuple[str, ...] = ("",), *, port: int | None = None) -> AsyncIterator[Event]:
+    async def events(self, topics: tuple[str, ...] = ("",), *, port: int | None = None) -> AsyncGenerator[Event, None]:
         """Yield events from the server's PUB socket (all topics by default) until closed."""
         if port is None:
             port = int((await self.server_info())["events_port"])

@@ -44,7 +44,9 @@ class Client:
         """See AsyncClient.connect."""
         self._run(self._async.connect())
 
-    def request(self, msg_type: str, content: dict[str, Any] | None = None, *, timeout: float | None = None) -> dict[str, Any]:
+    def request(
+        self, msg_type: str, content: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
         """See AsyncClient.request."""
         return self._run(self._async.request(msg_type, content, timeout=timeout))
 
@@ -61,7 +63,7 @@ class Client:
         stream = self._async.events(topics, port=port)
         try:
             while True:
-                yield self._run(anext(stream))
+                yield self._run(stream.__anext__())
         finally:
             self._run(stream.aclose())
 

@@ -91,8 +91,8 @@ async def wait_handshake(sock: zmq.asyncio.Socket, endpoint: str, timeout: float
             monitor.close(linger=0)
 
 
-def _mask(events: set[int]) -> int:
+def _mask(events: set[zmq.Event]) -> int:
     value = 0
     for event in events:
-        value |= event
+        value |= int(event)
     return value

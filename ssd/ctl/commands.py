@@ -183,7 +183,12 @@ def cmd_keygen(args: argparse.Namespace, out: Output) -> int:
                 path.rename(path.with_name(f"{path.name}.{stamp}.old"))
     existed = secret.exists()
     pair = client_keypair()
-    result = {"public_key": pair.public.decode(), "fingerprint": pair.fingerprint, "file": str(secret), "new": not existed}
+    result = {
+        "public_key": pair.public.decode(),
+        "fingerprint": pair.fingerprint,
+        "file": str(secret),
+        "new": not existed,
+    }
     if args.json:
         out.document(result)
     else:

@@ -24,8 +24,9 @@ def main() -> int:
     try:
         credentials = wire.decode(sys.stdin.buffer.readline(), wire.Credentials)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        print(f"ssd worker: no valid credentials on stdin ({exc}); workers are started by the ssd daemon",
-              file=sys.stderr)
+        print(
+            f"ssd worker: no valid credentials on stdin ({exc}); workers are started by the ssd daemon", file=sys.stderr
+        )
         return 2
     logging.basicConfig(
         level=credentials.log_level.upper(),

@@ -125,4 +125,3 @@ class Worker:
         """Ask the broker to publish an event (no secrets: every subscriber sees it)."""
         body = wire.encode({"event": event, **content})
         self.socket.send_multipart([wire.TAG, wire.EVENT, topic.encode(), body])
-
