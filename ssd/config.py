@@ -49,7 +49,10 @@ class ServerConfig(_Section, frozen=True):
     key_port: Annotated[Port, _doc("Public key port (plain, read-only); 0 = port + 2.")] = 0
     log_level: Annotated[LogLevel, _doc("Logging threshold on stderr.")] = "info"
     max_message_size: Annotated[
-        int, msgspec.Meta(ge=1024, description="Largest accepted message in bytes; larger drops the peer.")
+        int,
+        msgspec.Meta(
+            ge=1024, description="Largest accepted frame in bytes (a message has at most 16); larger drops the peer."
+        ),
     ] = 1 << 20
     max_inflight_per_client: Annotated[
         int, msgspec.Meta(ge=1, description="Requests one client key may have in progress at once.")

@@ -12,12 +12,18 @@ Requests are ``<family>_request``; replies ``<family>_reply`` with
 
 from __future__ import annotations
 
-import logging
+import datetime
+import itertools
+import os
+import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
-from jupyter_client.session import DELIM, Session
+
+DELIM: Final = b"<IDS|MSG>"
+# The Jupyter messaging protocol version written in headers.
+JUPYTER_PROTOCOL_VERSION: Final = "5.3"
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -95,33 +101,42 @@ def error_content(ename: str, evalue: str) -> dict[str, Any]:
     return {"status": "error", "ename": ename, "evalue": evalue}
 
 
-def _quiet_unsigned(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("Message signing is disabled")
-
-
 class Wire:
-    """Serialize and parse ssd messages with a Jupyter Session (empty HMAC key)."""
+    """Serialize and parse ssd messages in Jupyter's wire format.
+
+    The frames are exactly what ``jupyter_client.session.Session`` with an empty
+    key produces and accepts (tests check both directions); they are encoded
+    with msgspec because Session's encoder was a fifth of the broker's time
+    (see benchmarks/bench_broker.py).
+    """
 
     def __init__(self, username: str = "ssd") -> None:
-        # Session warns that an empty key disables signing; here that is the
-        # design (CURVE authenticates and encrypts every frame), so keep it quiet.
-        logging.getLogger("traitlets").addFilter(_quiet_unsigned)
-        self.session = Session(key=b"", username=username)
+        self.username = username
+        self.session_id = uuid.uuid4().hex
+        self._prefix = f"{self.session_id}_{os.getpid()}_"
+        self._count = itertools.count()
 
     def serialize(
         self,
         msg_type: str,
-        content: dict[str, Any],
+        content: dict[str, Any] | bytes,
         *,
         parent: dict[str, Any] | None = None,
         idents: list[bytes] | None = None,
     ) -> tuple[str, list[bytes]]:
-        """Build a message; return its msg_id and its frames."""
-        # Wrapped so that Session takes the dict as the header itself, even when a
-        # client's header has a key named "header".
-        wrapped = {"header": parent} if parent else None
-        msg = self.session.msg(msg_type, content, parent=wrapped)
-        return msg["header"]["msg_id"], self.session.serialize(msg, ident=idents)
+        """Build a message; return its msg_id and its frames. Bytes content is sent as is."""
+        msg_id = f"{self._prefix}{next(self._count)}"
+        header = {
+            "msg_id": msg_id,
+            "msg_type": msg_type,
+            "username": self.username,
+            "session": self.session_id,
+            "date": datetime.datetime.now(datetime.UTC),
+            "version": JUPYTER_PROTOCOL_VERSION,
+        }
+        body = content if isinstance(content, bytes) else _encode(content)
+        frames = [*(idents or []), DELIM, b"", _encode(header), _encode(parent or {}), b"{}", body]
+        return msg_id, frames
 
     def parse(self, frames: list[bytes], *, has_idents: bool) -> Message:
         """Parse frames into a Message or raise BadMessage naming the problem."""
@@ -149,6 +164,7 @@ class Wire:
 
 
 _decoder = msgspec.json.Decoder()
+_encode = msgspec.json.Encoder().encode
 
 
 def _decode_dict(frame: bytes, what: str, header: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import zmq
@@ -27,7 +27,15 @@ __all__ = ["WorkerRouter"]
 
 log = logging.getLogger(__name__)
 
-Answer = Callable[[Pending, dict[str, Any]], None]
+Answer = Callable[[Pending, dict[str, Any] | bytes], None]
+
+
+class _ReplyStatus(msgspec.Struct):
+    """The one field of a worker reply the broker checks before passing it on."""
+
+    status: Literal["ok", "error"]
+
+
 Publish = Callable[[str, str, dict[str, Any]], None]
 
 
@@ -129,11 +137,10 @@ class WorkerRouter:
         if pending is None:
             log.debug("late or unknown reply from worker %d dropped", record.pid)
             return
+        content: dict[str, Any] | bytes = body  # passed through: no decode and re-encode
         try:
-            content = msgspec.json.decode(body)
-            if not isinstance(content, dict) or content.get("status") not in ("ok", "error"):
-                raise ValueError("reply content must be an object with status ok or error")
-        except (msgspec.DecodeError, ValueError) as exc:
+            msgspec.json.decode(body, type=_ReplyStatus)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.error("worker %d sent an invalid reply: %s", record.pid, exc)
             content = protocol.error_content(protocol.INTERNAL_ERROR, "the worker sent an invalid reply")
         self._answer(pending, content)

@@ -145,7 +145,7 @@ class ControlHandler:
         )
         self.router.submit(pending)
 
-    def answer(self, pending: Pending, content: dict[str, Any]) -> None:
+    def answer(self, pending: Pending, content: dict[str, Any] | bytes) -> None:
         """Send a worker's (or the broker's) reply for *pending* to its client."""
         self._reply(pending.idents, pending.parent, protocol.reply_type(pending.msg_type), content)
 
@@ -160,7 +160,7 @@ class ControlHandler:
         self._reply(idents, parent, msg_type, protocol.error_content(protocol.BAD_MESSAGE, reason))
 
     def _reply(
-        self, idents: list[bytes], parent: dict[str, Any] | None, msg_type: str, content: dict[str, Any]
+        self, idents: list[bytes], parent: dict[str, Any] | None, msg_type: str, content: dict[str, Any] | bytes
     ) -> None:
         _, frames = self.wire.serialize(msg_type, content, parent=parent, idents=idents)
         self.socket.send_multipart(frames)

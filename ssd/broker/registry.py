@@ -65,6 +65,10 @@ class Registry:
         """Record a READY worker; raise ValueError if it claims a service it was not spawned for."""
         if self.expected.get(key) != service:
             raise ValueError(f"worker key not spawned for service {service!r}")
+        known = self.workers.get(key)
+        if known is not None:  # READY again (reconnected): keep what it holds
+            known.routing_id, known.last_seen = routing_id, time.monotonic()
+            return known
         record = WorkerRecord(key, routing_id, service, pid, max(1, capacity), time.monotonic())
         self.workers[key] = record
         return record

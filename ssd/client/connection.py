@@ -118,6 +118,8 @@ class AsyncClient:
     async def _explain_failure(self, outcome: str) -> None:
         assert self._ctx is not None
         assert self.server_key is not None
+        if outcome == Handshake.NO_ANSWER:  # no TCP connection at all: asking the key port would only wait again
+            raise Unreachable(f"cannot connect to {self.spec}: no answer within {self.connect_timeout:g}s")
         offered = await fetch_server_key(self._ctx, self.spec, self.connect_timeout)
         if offered is not None and offered.public_key != self.server_key:
             raise ServerKeyMismatch(
@@ -126,8 +128,6 @@ class AsyncClient:
                 f"If the change is expected, remove the line for {self.spec.key} from {self.known_hosts.path} "
                 f"(or run: ssd-ctl trust --replace {self.spec})"
             )
-        if outcome == Handshake.NO_ANSWER:
-            raise Unreachable(f"cannot connect to {self.spec}: no answer within {self.connect_timeout:g}s")
         raise Unreachable(f"{self.spec} refused the encrypted connection")
 
     def _curve_socket(self, kind: int) -> zmq.asyncio.Socket:
@@ -151,7 +151,8 @@ class AsyncClient:
         self._pending[msg_id] = future
         try:
             await self._sock.send_multipart(frames)
-            reply = await asyncio.wait_for(future, timeout or self.timeout)
+            async with asyncio.timeout(timeout or self.timeout):
+                reply = await future
         except TimeoutError:
             raise RequestTimeout(
                 f"no reply to {msg_type} from {self.spec} within {timeout or self.timeout:g}s"

@@ -34,7 +34,11 @@ class Client:
         return self._loop.run_until_complete(coro)
 
     def __enter__(self) -> Client:
-        self.connect()
+        try:
+            self.connect()
+        except BaseException:
+            self.close()  # __exit__ will not run: do not leak the private loop
+            raise
         return self
 
     def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType] | None) -> None:
