@@ -6,8 +6,8 @@ import threading
 from pathlib import Path
 
 import zmq
-
 from conftest import Daemon
+
 from ssd.client import Client, KnownHosts
 from ssd.client.identity import client_keypair
 from ssd.protocol import Wire
