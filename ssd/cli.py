@@ -138,14 +138,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         config=cfg, keys=pair, mode=args.mode, name=cfg.server.name or hostinfo.host_name(), state_dir=paths.state_dir
     )
     try:
-        asyncio.run(_serve(options))
+        failed = asyncio.run(_serve(options))
     except OSError as exc:
         log.error("%s", exc)
         return 1
-    return 0
+    return 1 if failed else 0
 
 
-async def _serve(options: BrokerOptions) -> None:
+async def _serve(options: BrokerOptions) -> bool:
     broker = Broker(options)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -156,6 +156,7 @@ async def _serve(options: BrokerOptions) -> None:
         log.info("stopping")
     finally:
         await broker.shutdown()
+    return broker.failed
 
 
 def _setup_logging(level: str) -> None:

@@ -56,7 +56,7 @@ class ServerConfig(_Section, frozen=True):
     ] = 1 << 20
     max_inflight_per_client: Annotated[
         int, msgspec.Meta(ge=1, description="Requests one client key may have in progress at once.")
-    ] = 64
+    ] = 8
     hwm: Annotated[int, msgspec.Meta(ge=1, description="ZeroMQ high-water mark of each socket.")] = 1000
     status_interval: Annotated[Positive, _doc("Seconds between host_status events.")] = 10.0
     shutdown_grace: Annotated[Positive, _doc("Seconds in-flight requests get on shutdown.")] = 3.0
@@ -159,19 +159,23 @@ def _environment_overrides(environ: Mapping[str, str]) -> dict[tuple[str, str], 
     for name, value in environ.items():
         if not name.startswith("SSD_") or name in _DIRECTORY_VARIABLES:
             continue
-        section, key = _split_variable(name)
-        found[(section, key)] = value
+        split = _split_variable(name)
+        if split is not None:
+            found[split] = value
     return found
 
 
-def _split_variable(name: str) -> tuple[str, str]:
+def _split_variable(name: str) -> tuple[str, str] | None:
+    """Map SSD_SECTION_KEY to (section, key); None if it names no section (not ours)."""
     rest = name[len("SSD_") :].lower()
     for section, model in SECTIONS.items():
         if rest.startswith(section + "_"):
             key = rest[len(section) + 1 :]
             if key in model.__struct_fields__:
                 return section, key
-    raise ConfigError(f"environment variable {name} is not a configuration key (see `ssd config`)")
+            # A typo in a key of a real section must not be silently ignored.
+            raise ConfigError(f"environment variable {name}: {section} has no key {key!r} (see `ssd config`)")
+    return None
 
 
 def _apply(config: Config, overrides: Overrides, *, strict: bool, source: str) -> Config:

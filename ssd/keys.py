@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-import zmq.auth
 import zmq.utils.z85
 
 from ssd.errors import KeyFileError
@@ -98,24 +97,50 @@ def _write_new(path: Path, text: str, mode: int) -> None:
 def load_keypair(stem: Path) -> KeyPair:
     """Load a keypair, refusing a secret file that others could read or change."""
     secret_path = stem.with_suffix(".key_secret")
-    check_secret_file(secret_path)
+    text = read_secret_file(secret_path)
+    public, secret = _field(text, "public-key"), _field(text, "secret-key")
+    if secret is None or public is None or not is_valid_public_key(public):
+        raise KeyFileError(f"{secret_path}: not a CURVE secret key file (no valid public-key and secret-key)")
     try:
-        public, secret = zmq.auth.load_certificate(secret_path)
-    except (OSError, ValueError) as exc:
-        raise KeyFileError(f"{secret_path}: not a CURVE secret key file: {exc}") from None
-    if secret is None or not is_valid_public_key(public):
-        raise KeyFileError(f"{secret_path}: has no valid secret key")
-    if zmq.curve_public(secret) != public:
+        derived = zmq.curve_public(secret)
+    except (ValueError, zmq.ZMQError):
+        raise KeyFileError(f"{secret_path}: the secret key is malformed") from None
+    if derived != public:
         raise KeyFileError(f"{secret_path}: public and secret key do not belong together")
     return KeyPair(public=public, secret=secret)
 
 
-def check_secret_file(path: Path) -> None:
-    """Raise KeyFileError unless *path* is a regular file owned by us with mode 0600 or stricter."""
+def _field(text: bytes, name: bytes | str) -> bytes | None:
+    # The ZPL format pyzmq writes and zmq.auth.load_certificate reads.
+    key = name.encode() if isinstance(name, str) else name
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith(key):
+            return line.split(b"=", 1)[1].strip(b" \t'\"") if b"=" in line else None
+    return None
+
+
+def read_secret_file(path: Path) -> bytes:
+    """Read a secret file safely: no symlink, ours, mode 0600 or stricter, in a private directory."""
+    check_directory(path.parent)
     try:
-        info = os.lstat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         raise KeyFileError(f"{path}: secret key file is missing") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot open the secret key ({exc.strerror}); it must be a regular file") from None
+    with os.fdopen(fd, "rb") as fh:
+        # Checked on the open descriptor, so the file cannot be swapped in between.
+        _check_secret_stat(path, os.fstat(fh.fileno()))
+        return fh.read(64 * 1024)
+
+
+def check_secret_file(path: Path) -> None:
+    """Raise KeyFileError unless *path* is a regular file owned by us with mode 0600 or stricter."""
+    read_secret_file(path)
+
+
+def _check_secret_stat(path: Path, info: os.stat_result) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise KeyFileError(f"{path}: secret key must be a regular file (not a link or device)")
     if info.st_uid != os.geteuid():
@@ -127,6 +152,19 @@ def check_secret_file(path: Path) -> None:
         raise KeyFileError(
             f"{path}: secret key is accessible by others (mode {stat.S_IMODE(info.st_mode):04o}); "
             f"fix with: chmod 600 {path}"
+        )
+
+
+def check_directory(directory: Path) -> None:
+    """Refuse a key directory that others may write to (they could replace the key)."""
+    try:
+        info = os.stat(directory)
+    except FileNotFoundError:
+        return  # nothing to read there; the caller reports the missing file
+    if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+        raise KeyFileError(
+            f"{directory}: directory of a secret key is writable by others "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}); fix with: chmod go-w {directory}"
         )
 
 

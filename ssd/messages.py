@@ -34,7 +34,7 @@ class EchoRequest(RequestContent, frozen=True):
     """``echo_request`` to the diagnostic worker: echo *data* after *delay* seconds."""
 
     data: Annotated[str, msgspec.Meta(max_length=MAX_ECHO)] = ""
-    delay: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.0
+    delay: Annotated[float, msgspec.Meta(ge=0, le=30)] = 0.0
 
 
 C = TypeVar("C", bound=RequestContent)

@@ -85,11 +85,16 @@ def test_directory_variables_are_not_config_keys() -> None:
     assert load_config(None, environ=environ) == Config()
 
 
-@pytest.mark.parametrize(("name", "named"), [("SSD_SERVER_NOPE", "SSD_SERVER_NOPE"), ("SSD_BOGUS_PORT", "SSD_BOGUS")])
-def test_unknown_environment_variable_is_an_error(name: str, named: str) -> None:
-    """An SSD_* variable that is no configuration key is refused by name."""
+@pytest.mark.parametrize(("name", "named"), [("SSD_SERVER_NOPE", "SSD_SERVER_NOPE"), ("SSD_WORKERS_X", "SSD_WORKERS_X")])
+def test_unknown_key_of_a_section_is_an_error(name: str, named: str) -> None:
+    """An SSD_<SECTION>_* variable that names no key of that section is refused by name."""
     with pytest.raises(ConfigError, match=named):
         load_config(None, environ={name: "1"})
+
+
+def test_variables_of_other_tools_are_ignored() -> None:
+    """SSD_* variables that name no section (e.g. a CI script's) are not ssd's and are left alone."""
+    assert load_config(None, environ={"SSD_CI_VENV": "/opt/x", "SSD_BOGUS_PORT": "1"}) == load_config(None, environ={})
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,9 @@ __all__ = ["WorkerRouter"]
 
 log = logging.getLogger(__name__)
 
+# Requests parked per service before new ones are refused at once.
+MAX_QUEUED = 1000
+
 Answer = Callable[[Pending, dict[str, Any] | bytes], None]
 
 
@@ -63,6 +66,9 @@ class WorkerRouter:
 
     def submit(self, pending: Pending) -> None:
         """Forward *pending* to a worker now, or park it until one has room."""
+        if self.registry.queued(pending.service) >= MAX_QUEUED:
+            self._answer(pending, _unavailable(pending, busy=True))
+            return
         self.registry.admit(pending)
         record = self.registry.pick(pending.service)
         if record is None:
@@ -110,6 +116,7 @@ class WorkerRouter:
         record = self.registry.workers.get(key)
         if record is not None:
             record.last_seen = time.monotonic()
+            record.routing_id = routing_id  # follow a reconnect
         if command == wire.READY and len(args) == 1:
             self._on_ready(key, routing_id, args[0])
         elif record is None:
@@ -175,7 +182,8 @@ class WorkerRouter:
                 self.worker_exited(record.key)
                 self._kill(record.key)
             for pending in self.registry.expired_queued(now - self.config.service_wait):
-                self._answer(pending, _unavailable(pending))
+                busy = any(r.service == pending.service for r in self.registry.workers.values())
+                self._answer(pending, _unavailable(pending, busy=busy))
 
     def stop_workers(self) -> None:
         """Ask every worker to finish and exit."""
@@ -189,7 +197,9 @@ def _lost(pending: Pending) -> dict[str, Any]:
     )
 
 
-def _unavailable(pending: Pending) -> dict[str, Any]:
-    return protocol.error_content(
-        protocol.SERVICE_UNAVAILABLE, f"no {pending.service} worker is available on this server"
-    )
+def _unavailable(pending: Pending, *, busy: bool) -> dict[str, Any]:
+    if busy:
+        text = f"every {pending.service} worker on this server is busy; try again shortly"
+    else:
+        text = f"no {pending.service} worker is running on this server (see the server log)"
+    return protocol.error_content(protocol.SERVICE_UNAVAILABLE, text)

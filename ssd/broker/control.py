@@ -8,6 +8,7 @@ unparseable one gets ``bad_message``, never silence and never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
@@ -66,7 +67,8 @@ class ControlHandler:
                 self.handle(frames)
             except Exception:  # a bug in one request must not stop the broker
                 log.exception("error handling a client message")
-                self._reply([frames[0].bytes], None, protocol.PROTOCOL_ERROR_TYPE, _internal())
+                with contextlib.suppress(Exception):
+                    self._reply([frames[0].bytes], None, protocol.PROTOCOL_ERROR_TYPE, _internal())
 
     def handle(self, frames: list[zmq.Frame]) -> None:
         """Parse, authorize and dispatch one client message."""

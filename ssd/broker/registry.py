@@ -122,6 +122,10 @@ class Registry:
             self._finish(pending)
         return pending
 
+    def queued(self, service: str) -> int:
+        """Return how many requests wait for *service*."""
+        return len(self.queues.get(service, ()))
+
     def next_queued(self, service: str) -> Pending | None:
         """Pop the oldest request waiting for *service*."""
         queue = self.queues.get(service)

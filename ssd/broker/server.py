@@ -9,6 +9,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class Broker:
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
+        self.failed = False  # set when a loop died: the daemon then exits non-zero
         self._auth: AsyncioAuthenticator | None = None
 
     def _worker_specs(self) -> list[WorkerSpec]:
@@ -76,13 +78,17 @@ class Broker:
         control = self._curve_socket(zmq.ROUTER, CLIENT_DOMAIN)
         events = self._curve_socket(zmq.PUB, CLIENT_DOMAIN)
         backend = self._curve_socket(zmq.ROUTER, WORKER_DOMAIN)
+        # Workers are our own processes: client limits would drop their large
+        # replies (losing the connection); in-flight caps bound what queues here.
+        backend.maxmsgsize = -1
+        backend.sndhwm = backend.rcvhwm = 0
         keyport = self._socket(zmq.ROUTER)
         keyport.maxmsgsize = 256
         server = self.config.server
         self._bind_public(control, events, keyport)
         backend_port = self._bind(backend, "127.0.0.1", 0)
         self._build(control, events, backend, backend_port)
-        self._tasks.append(asyncio.create_task(serve_key(keyport, self.options.keys.public, self._key_info())))
+        self._spawn(serve_key(keyport, self.options.keys.public, self._key_info()))
         self._write_runtime_file()
         log.info(
             "ssd %s mode listening on %s: control %d, events %d, key %d (fingerprint %s)",
@@ -140,9 +146,23 @@ class Broker:
             self.router.watch(),
             self.events.publish_status(self.config.server.status_interval, self._status_extra),
         ):
-            self._tasks.append(asyncio.create_task(coro))
+            self._spawn(coro)
         for spec in specs:
             self.supervisor.start(spec)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        task.add_done_callback(self._task_ended)
+        self._tasks.append(task)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A broker loop must never end on its own: if one does, stop (fail closed)."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        log.critical("broker task %s ended (%r); shutting down", task.get_name(), error, exc_info=error)
+        self.failed = True
+        self.stop()
 
     def _status_extra(self) -> dict[str, Any]:
         return {"name": self.options.name, "workers": len(self.registry.workers)}

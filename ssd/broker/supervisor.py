@@ -148,27 +148,28 @@ class Supervisor:
             self._on_exit(child.key)
 
     async def stop_all(self, grace: float) -> None:
-        """Stop every worker: SIGTERM, then SIGKILL after *grace* seconds; reap them all."""
+        """Stop every worker: SIGTERM, SIGKILL what is left after *grace* seconds, reap all."""
         self._stopping = True
-        running = [c for c in self._children.values() if c.process and c.process.returncode is None]
-        for child in running:
-            assert child.process is not None
-            with contextlib.suppress(ProcessLookupError):
-                child.process.send_signal(signal.SIGTERM)
-        for child in running:
-            assert child.process is not None
-            try:
-                await asyncio.wait_for(child.process.wait(), grace)
-            except TimeoutError:
-                log.warning("worker %s ignored SIGTERM; killing it", child.spec.name)
-                with contextlib.suppress(ProcessLookupError):
-                    child.process.kill()
-                await child.process.wait()
-        for child in self._children.values():
+        for child in self._children.values():  # no restart may begin from here on
             if child.task is not None:
                 child.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await child.task
+        running = [c.process for c in self._children.values() if c.process and c.process.returncode is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        if running:
+            waits = [asyncio.create_task(p.wait()) for p in running]
+            _, late = await asyncio.wait(waits, timeout=grace)
+            for task in late:
+                task.cancel()
+        for process in running:
+            if process.returncode is None:
+                log.warning("worker pid %d did not exit within %gs of SIGTERM; killing it", process.pid, grace)
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
         self._children.clear()
 
 

@@ -150,8 +150,8 @@ class AsyncClient:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[msg_id] = future
         try:
-            await self._sock.send_multipart(frames)
             async with asyncio.timeout(timeout or self.timeout):
+                await self._sock.send_multipart(frames)
                 reply = await future
         except TimeoutError:
             raise RequestTimeout(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,22 +59,34 @@ class KnownHosts:
 
     def pin(self, host: str, public_key: bytes) -> None:
         """Pin *public_key* for *host*, replacing an older entry for that host."""
-        kept = [e for e in self.entries() if e.host != host]
-        kept.append(KnownHost(host, public_key))
-        self._write(kept)
+        with self._locked():
+            kept = [e for e in self.entries() if e.host != host]
+            kept.append(KnownHost(host, public_key))
+            self._write(kept)
 
     def forget(self, host: str) -> bool:
         """Remove *host*; tell whether it was there."""
-        entries = self.entries()
-        kept = [e for e in entries if e.host != host]
-        if len(kept) != len(entries):
-            self._write(kept)
+        with self._locked():
+            entries = self.entries()
+            kept = [e for e in entries if e.host != host]
+            if len(kept) != len(entries):
+                self._write(kept)
         return len(kept) != len(entries)
 
-    def _write(self, entries: list[KnownHost]) -> None:
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialize read-modify-write among ssd-ctl processes, so no pin is lost."""
         self.path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _write(self, entries: list[KnownHost]) -> None:
+        fd, name = tempfile.mkstemp(prefix=self.path.name + ".", dir=self.path.parent)
+        tmp = Path(name)
         with os.fdopen(fd, "w") as fh:
             fh.write(_HEADER)
             for entry in entries:

@@ -7,6 +7,7 @@ script or a Qt application without asyncio can use ssd directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
@@ -31,7 +32,17 @@ class Client:
         return self._async
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._loop.run_until_complete(coro)
+        task = self._loop.create_task(coro)
+        try:
+            return self._loop.run_until_complete(task)
+        except BaseException:
+            # Ctrl-C can land while the task is suspended: finish it here so the
+            # loop (and async generators on it) can still be closed cleanly.
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    self._loop.run_until_complete(task)
+            raise
 
     def __enter__(self) -> Client:
         try:

@@ -15,6 +15,7 @@ import zmq.asyncio
 from ssd import keys
 from ssd.client import Client, KnownHosts, parse_host
 from ssd.client.identity import client_keypair, key_stem
+from ssd.client.known_hosts import KnownHost
 from ssd.client.verify import fetch_server_key
 from ssd.ctl.output import Output
 from ssd.errors import ServerKeyMismatch, ServerUntrusted, SSDError, Unreachable
@@ -130,17 +131,32 @@ def cmd_trust(args: argparse.Namespace, out: Output) -> int:
             f"SERVER KEY CHANGED for {spec}: known hosts has {old.fingerprint}, the server offers {found}. "
             f"If the change is expected, run: ssd-ctl trust --replace {spec} (or edit {known.path})"
         )
+    # The key port's word is not proof: the CURVE handshake must succeed with
+    # this key before it is pinned.
+    proof = Client(
+        spec, timeout=args.timeout, connect_timeout=args.timeout, known_hosts=_Offered(known.path, spec.key, offered)
+    )
+    with proof:
+        name = proof.server_info().get("name", "")
     known.pin(spec.key, offered)
-    # The key port's word is not proof: prove the server holds the secret key.
-    args.trust = False
-    with connected(args, out) as client:
-        name = client.server_info().get("name", "")
     if args.json:
         out.document({"host": spec.key, "fingerprint": found, "name": name, "known_hosts": str(known.path)})
     else:
         out.say(f"{spec.key} ({name}) trusted with key fingerprint {found}")
         out.say(f"saved in {known.path}")
     return 0
+
+
+class _Offered(KnownHosts):
+    """Known hosts as they would be with *key* pinned for *host*, without writing it."""
+
+    def __init__(self, path: Any, host: str, key: bytes) -> None:
+        super().__init__(path)
+        self._host, self._key = host, key
+
+    def get(self, host: str) -> KnownHost | None:
+        """The offered key for the host being trusted; the file for any other."""
+        return KnownHost(host, self._key) if host == self._host else super().get(host)
 
 
 async def _fetch_key(spec: Any, timeout: float) -> bytes | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["Output"]
 
@@ -33,16 +34,16 @@ class Output:
 
     def fields(self, title: str, rows: Iterable[tuple[str, Any]]) -> None:
         """Print a two-column key/value table."""
-        table = Table(title=title, show_header=False, title_justify="left")
+        table = Table(title=Text(title), show_header=False, title_justify="left")
         table.add_column(style="bold")
         table.add_column()
         for key, value in rows:
-            table.add_row(key, _text(value))
+            table.add_row(Text(key), _text(value))
         self.out.print(table)
 
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
         """Print a table with a header row."""
-        table = Table(*columns, title=title, title_justify="left")
+        table = Table(*columns, title=Text(title) if title else None, title_justify="left")
         for row in rows:
             table.add_row(*(_text(v) for v in row))
         self.out.print(table)
@@ -57,9 +58,14 @@ class Output:
         self.err.print(f"ssd-ctl: error: {text}", markup=False)
 
 
-def _text(value: Any) -> str:
+def _text(value: Any) -> Text:
+    # Text, never markup: names and other strings come from servers and the network.
+    return Text(_plain(value))
+
+
+def _plain(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, list | tuple):
-        return ", ".join(_text(v) for v in value)
+        return ", ".join(_plain(v) for v in value)
     return str(value)

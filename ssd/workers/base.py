@@ -45,6 +45,8 @@ class Worker:
         self.ctx = zmq.asyncio.Context()
         self.socket = self.ctx.socket(zmq.DEALER)
         self.socket.linger = 500
+        # A fixed routing id keeps the broker's address for us valid across reconnects.
+        self.socket.routing_id = credentials.public_key.encode()
         self.socket.curve_serverkey = credentials.server_key.encode()
         self.socket.curve_publickey = credentials.public_key.encode()
         self.socket.curve_secretkey = credentials.secret_key.encode()
@@ -96,8 +98,15 @@ class Worker:
 
     async def _serve(self, request_id: bytes, body: bytes) -> None:
         content = await self._answer(body)
+        try:
+            encoded = wire.encode(content)
+        except (TypeError, ValueError, msgspec.EncodeError):
+            log.exception("%s worker produced a reply it cannot encode", self.service)
+            encoded = wire.encode(
+                protocol.error_content(protocol.INTERNAL_ERROR, "the worker failed to encode its reply")
+            )
         with contextlib.suppress(zmq.ZMQError):
-            await self.socket.send_multipart([wire.TAG, wire.REPLY, request_id, wire.encode(content)])
+            await self.socket.send_multipart([wire.TAG, wire.REPLY, request_id, encoded])
 
     async def _answer(self, body: bytes) -> dict[str, Any]:
         try:

@@ -29,4 +29,5 @@ class DiagWorker(Worker):
     """Serves ``echo_request``."""
 
     service = "diag"
+    capacity = 1024  # echo only sleeps; let many keys share it
     routes = {"echo_request": (EchoRequest, echo)}
