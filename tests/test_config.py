@@ -85,7 +85,9 @@ def test_directory_variables_are_not_config_keys() -> None:
     assert load_config(None, environ=environ) == Config()
 
 
-@pytest.mark.parametrize(("name", "named"), [("SSD_SERVER_NOPE", "SSD_SERVER_NOPE"), ("SSD_WORKERS_X", "SSD_WORKERS_X")])
+@pytest.mark.parametrize(
+    ("name", "named"), [("SSD_SERVER_NOPE", "SSD_SERVER_NOPE"), ("SSD_WORKERS_X", "SSD_WORKERS_X")]
+)
 def test_unknown_key_of_a_section_is_an_error(name: str, named: str) -> None:
     """An SSD_<SECTION>_* variable that names no key of that section is refused by name."""
     with pytest.raises(ConfigError, match=named):

@@ -1,0 +1,34 @@
+"""Worker replies larger than the client message limit reach the client and keep the worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import start_daemon
+
+from ssd.client import Client, KnownHosts
+from ssd.client.identity import client_keypair
+
+
+def test_large_worker_reply_does_not_cycle_the_worker(tmp_path: Path) -> None:
+    """A reply above max_message_size (a limit on what clients send) is delivered; same worker after."""
+    daemon = start_daemon(tmp_path, extra_env={"SSD_WORKERS_DIAG": "true", "SSD_SERVER_MAX_MESSAGE_SIZE": "4096"})
+    client = Client(
+        daemon.host,
+        trust=True,
+        timeout=10,
+        identity=client_keypair(tmp_path / "c"),
+        known_hosts=KnownHosts(tmp_path / "c" / "known_hosts"),
+    )
+    try:
+        client.connect()
+        # With CURVE framing (~33 bytes) the request just fits in 4096 bytes; the reply does not.
+        data = "x" * 4050
+        first = client.request("echo_request", {"data": data})
+        second = client.request("echo_request", {"data": data})
+        assert first["data"] == data
+        assert second["pid"] == first["pid"]
+    finally:
+        client.close()
+        assert daemon.stop() == 0
+    assert "restarting" not in daemon.log()
