@@ -12,8 +12,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from ssd.client import Client, KnownHosts
+from ssd.client.identity import client_keypair
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -47,6 +51,27 @@ class Daemon:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
+
+    def stop_and_check(self) -> None:
+        """Stop the daemon and fail unless it exits 0 in time (killing it if it hangs)."""
+        try:
+            code = self.stop()
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+        assert code == 0, self.log()
+
+
+def new_client(daemon: Daemon, directory: Path, **options: Any) -> Client:
+    """A Client with its own keypair and known hosts in *directory*, trusting *daemon* (not connected)."""
+    return Client(
+        daemon.host,
+        trust=True,
+        identity=client_keypair(directory),
+        known_hosts=KnownHosts(directory / "known_hosts"),
+        **options,
+    )
 
 
 def start_daemon(tmp: Path, *, extra_env: dict[str, str] | None = None, args: list[str] | None = None) -> Daemon:

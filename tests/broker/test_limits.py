@@ -6,10 +6,8 @@ import threading
 from pathlib import Path
 
 import zmq
-from conftest import Daemon
+from conftest import Daemon, new_client
 
-from ssd.client import Client, KnownHosts
-from ssd.client.identity import client_keypair
 from ssd.protocol import Wire
 
 
@@ -36,13 +34,7 @@ def test_flooding_client_does_not_starve_others(daemon: Daemon, tmp_path: Path) 
     """While one key sends 20,000 requests and reads nothing, another key's pings are all answered."""
     done = threading.Event()
     flooder = threading.Thread(target=_flood, args=(daemon, 20_000, done))
-    client = Client(
-        daemon.host,
-        trust=True,
-        timeout=10,
-        identity=client_keypair(tmp_path / "c"),
-        known_hosts=KnownHosts(tmp_path / "c" / "known_hosts"),
-    )
+    client = new_client(daemon, tmp_path / "c", timeout=10)
     client.connect()
     try:
         flooder.start()

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import start_daemon
-
-from ssd.client import Client, KnownHosts
-from ssd.client.identity import client_keypair
+from conftest import new_client, start_daemon
 
 
 def test_large_worker_reply_does_not_cycle_the_worker(tmp_path: Path) -> None:
     """A reply above max_message_size (a limit on what clients send) is delivered; same worker after."""
     daemon = start_daemon(tmp_path, extra_env={"SSD_WORKERS_DIAG": "true", "SSD_SERVER_MAX_MESSAGE_SIZE": "4096"})
-    client = Client(
-        daemon.host,
-        trust=True,
-        timeout=10,
-        identity=client_keypair(tmp_path / "c"),
-        known_hosts=KnownHosts(tmp_path / "c" / "known_hosts"),
-    )
+    client = new_client(daemon, tmp_path / "c", timeout=10)
     try:
         client.connect()
         # With CURVE framing (~33 bytes) the request just fits in 4096 bytes; the reply does not.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import stat
-import subprocess
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -64,13 +63,7 @@ def stopped(tmp_path: Path) -> Iterator[list[Daemon]]:
     started: list[Daemon] = []
     yield started
     for daemon in started:
-        try:
-            code = daemon.stop()
-        except subprocess.TimeoutExpired:
-            daemon.process.kill()
-            daemon.process.wait()
-            raise
-        assert code == 0, daemon.log()
+        daemon.stop_and_check()
 
 
 # -- trust ----------------------------------------------------------------------------------

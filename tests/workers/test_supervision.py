@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -99,13 +98,7 @@ def running(tmp: Path, diag: bool = True, **env: str) -> Iterator[Daemon]:
     try:
         yield daemon
     finally:
-        try:
-            code = daemon.stop()
-        except subprocess.TimeoutExpired:
-            daemon.process.kill()
-            daemon.process.wait()
-            raise
-    assert code == 0, daemon.log()
+        daemon.stop_and_check()
 
 
 def wait_until(probe: Callable[[], T | None], timeout: float = 15.0) -> T:
