@@ -135,7 +135,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.mode == "user" and os.geteuid() == 0:
         log.warning("user mode as root: only root could log in; use --system for a multi-user service")
     options = BrokerOptions(
-        config=cfg, keys=pair, mode=args.mode, name=cfg.server.name or hostinfo.host_name(), state_dir=paths.state_dir
+        config=cfg,
+        keys=pair,
+        mode=args.mode,
+        name=cfg.server.name or hostinfo.host_name(),
+        state_dir=paths.state_dir,
+        config_dir=paths.config_dir,
     )
     try:
         failed = asyncio.run(_serve(options))

@@ -18,6 +18,7 @@ import msgspec
 from ssd.errors import ConfigError
 
 __all__ = [
+    "AuthConfig",
     "Config",
     "DiscoveryConfig",
     "ServerConfig",
@@ -82,12 +83,39 @@ class DiscoveryConfig(_Section, frozen=True):
     announce: Annotated[bool, _doc("Announce this host with zeroconf (_ssd._tcp).")] = True
 
 
+class AuthConfig(_Section, frozen=True):
+    """``[auth]``: login with PAM or authorized keys, sessions, throttling, who may log in."""
+
+    pam_service: Annotated[str, _doc("PAM service used for passwords (/etc/pam.d/NAME).")] = "login"
+    session_lifetime: Annotated[Positive, _doc("Seconds a login stays valid (default half a day).")] = 43200.0
+    pool_size: Annotated[
+        int, msgspec.Meta(ge=1, le=64, description="Auth worker processes (PAM calls in parallel).")
+    ] = 4
+    min_uid: Annotated[
+        int, msgspec.Meta(ge=0, description="Accounts with a lower uid are system accounts: refused.")
+    ] = 1000
+    allow_root: Annotated[bool, _doc("Let root log in (system mode).")] = False
+    allow_users: Annotated[list[str], _doc("If set (or allow_groups), only these users may log in.")] = []
+    allow_groups: Annotated[list[str], _doc("If set (or allow_users), only members of these groups may log in.")] = []
+    deny_users: Annotated[list[str], _doc("Users who may never log in.")] = []
+    deny_groups: Annotated[list[str], _doc("Members of these groups may never log in.")] = []
+    authorized_keys: Annotated[str, _doc("A user's own authorized client keys, relative to their home.")] = (
+        ".config/ssd/authorized_keys"
+    )
+    failure_delay: Annotated[Positive, _doc("Seconds of back-off after a user name's first failed login.")] = 1.0
+    max_failures: Annotated[
+        int, msgspec.Meta(ge=1, description="Failures before a user name is locked out for `lockout` seconds.")
+    ] = 5
+    lockout: Annotated[Positive, _doc("Seconds a user name (or address) is refused after max_failures.")] = 300.0
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole daemon configuration."""
 
     server: ServerConfig = ServerConfig()
     workers: WorkersConfig = WorkersConfig()
     discovery: DiscoveryConfig = DiscoveryConfig()
+    auth: AuthConfig = AuthConfig()
 
     def __post_init__(self) -> None:
         """Refuse a control port whose derived events or key port would pass 65535."""
@@ -110,6 +138,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "server": ServerConfig,
     "workers": WorkersConfig,
     "discovery": DiscoveryConfig,
+    "auth": AuthConfig,
 }
 
 # Variables with this prefix that are not config keys but choose directories.
@@ -187,6 +216,8 @@ def _apply(config: Config, overrides: Overrides, *, strict: bool, source: str) -
         if model is None or key not in model.__struct_fields__:
             raise ConfigError(f"{source}: unknown configuration key {section}.{key}")
         field_type = _fields(model)[model.__struct_fields__.index(key)].type
+        if isinstance(value, str) and isinstance(_unwrap(field_type), msgspec.inspect.ListType):
+            value = [part.strip() for part in value.split(",") if part.strip()]  # SSD_AUTH_DENY_USERS=a,b
         try:
             # Validate the value alone first so the error names the key it came from.
             msgspec.convert(value, _python_type(field_type), strict=strict)
@@ -205,14 +236,18 @@ def _fields(model: type[_Section]) -> tuple[msgspec.inspect.Field, ...]:
     return info.fields
 
 
+def _unwrap(info: msgspec.inspect.Type) -> msgspec.inspect.Type:
+    return info.type if isinstance(info, msgspec.inspect.Metadata) else info
+
+
 def _python_type(info: msgspec.inspect.Type) -> type:
-    if isinstance(info, msgspec.inspect.Metadata):
-        info = info.type
+    info = _unwrap(info)
     mapping: dict[type[msgspec.inspect.Type], type] = {
         msgspec.inspect.IntType: int,
         msgspec.inspect.FloatType: float,
         msgspec.inspect.BoolType: bool,
         msgspec.inspect.StrType: str,
+        msgspec.inspect.ListType: list,
     }
     return mapping.get(type(info), object)
 

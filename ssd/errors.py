@@ -19,6 +19,8 @@ person). Foreign exceptions (zmq, OS, PAM) are translated at the boundary.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConfigError",
     "KeyFileError",
@@ -68,8 +70,9 @@ class RemoteError(SSDError):
 
     exit_code = 1
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message, code=code)
+        self.details = details or {}  # the whole error reply, e.g. retry_after
 
 
 class TransportError(SSDError):

@@ -11,7 +11,17 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 
-__all__ = ["EchoRequest", "PingRequest", "RequestContent", "ServerInfoRequest", "parse_content"]
+__all__ = [
+    "EchoRequest",
+    "KeyAddRequest",
+    "LoginRequest",
+    "LogoutRequest",
+    "PingRequest",
+    "RequestContent",
+    "ServerInfoRequest",
+    "WhoamiRequest",
+    "parse_content",
+]
 
 MAX_ECHO = 64 * 1024
 
@@ -35,6 +45,31 @@ class EchoRequest(RequestContent, frozen=True):
 
     data: Annotated[str, msgspec.Meta(max_length=MAX_ECHO)] = ""
     delay: Annotated[float, msgspec.Meta(ge=0, le=30)] = 0.0
+
+
+class LoginRequest(RequestContent, frozen=True):
+    """``login_request``: bind this connection's key to *username* (password, or an authorized key)."""
+
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    # None: log in with the client's authorized key instead of a password.
+    password: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+
+    def __repr__(self) -> str:  # never show the password, not even in a traceback
+        return f"LoginRequest(username={self.username!r}, password={'***' if self.password else None})"
+
+
+class LogoutRequest(RequestContent, frozen=True):
+    """``logout_request``: end this key's session."""
+
+
+class WhoamiRequest(RequestContent, frozen=True):
+    """``whoami_request``: which user this key is bound to, and until when."""
+
+
+class KeyAddRequest(RequestContent, frozen=True):
+    """``key_add_request`` (copy-id): authorize this connection's key for its user."""
+
+    comment: Annotated[str, msgspec.Meta(max_length=200, pattern=r"^[^\x00-\x1f]*$")] = ""
 
 
 C = TypeVar("C", bound=RequestContent)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -52,6 +53,16 @@ class Daemon:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
 
+    def authorize(self, public_key: bytes, user: str | None = None) -> None:
+        """List *public_key* in the administrator's authorized keys of *user* (default: the daemon's user)."""
+        user = user or pwd.getpwuid(os.geteuid()).pw_name
+        directory = self.config_dir / "authorized_keys.d"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        path = directory / user
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as fh:
+            fh.write(public_key + b"\n")
+
     def stop_and_check(self) -> None:
         """Stop the daemon and fail unless it exits 0 in time (killing it if it hangs)."""
         try:
@@ -72,6 +83,19 @@ def new_client(daemon: Daemon, directory: Path, **options: Any) -> Client:
         known_hosts=KnownHosts(directory / "known_hosts"),
         **options,
     )
+
+
+def logged_in_client(daemon: Daemon, directory: Path, **options: Any) -> Client:
+    """A connected Client whose key the daemon authorizes for its own user, logged in by that key."""
+    client = new_client(daemon, directory, **options)
+    daemon.authorize(client.aclient.identity.public)
+    try:
+        client.connect()
+        client.login(pwd.getpwuid(os.geteuid()).pw_name)
+    except BaseException:
+        client.close()
+        raise
+    return client
 
 
 def start_daemon(tmp: Path, *, extra_env: dict[str, str] | None = None, args: list[str] | None = None) -> Daemon:

@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 import zmq
 import zmq.asyncio
 
 from ssd import protocol
 from ssd.broker.backend import WorkerRouter
 from ssd.broker.dispatch import ROUTES, Auth, Route
-from ssd.broker.handlers import HANDLERS, ServerFacts
+from ssd.broker.handlers import HANDLERS, RequestContext, ServerFacts
+from ssd.broker.limiter import LoginLimiter
 from ssd.broker.registry import Pending
+from ssd.broker.sessions import SessionStore
 from ssd.config import ServerConfig
-from ssd.messages import ContentError, parse_content
+from ssd.messages import ContentError, LoginRequest, parse_content
 from ssd.protocol import BadMessage, Message, Wire
+from ssd.users import normalize_username
 
 __all__ = ["ControlHandler"]
 
@@ -33,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # A Jupyter message has 6 frames after the routing id; allow a few buffers.
 MAX_FRAMES = 16
+AUTH_FAILED = "auth_failed"  # the auth worker's code for a refused login
+LOGIN_THROTTLED = "login_throttled"
 
 
 class ControlHandler:
@@ -47,7 +53,9 @@ class ControlHandler:
         config: ServerConfig,
         *,
         services: set[str],
-        bindings: Mapping[str, str],
+        sessions: SessionStore,
+        limiter: LoginLimiter,
+        session_lifetime: float,
     ) -> None:
         self.socket = socket
         self.wire = wire
@@ -55,7 +63,9 @@ class ControlHandler:
         self.router = router
         self.config = config
         self.services = services
-        self.bindings = bindings  # client key -> Unix user (filled by login, issue 3)
+        self.sessions = sessions  # client key -> Unix user, with a deadline
+        self.limiter = limiter
+        self.session_lifetime = session_lifetime
         self.accepting = True
         self._ids = itertools.count(1)
 
@@ -82,9 +92,9 @@ class ControlHandler:
         except BadMessage as exc:
             self._bad([routing_id], exc.header, exc.reason)
             return
-        self.dispatch(msg, client_key)
+        self.dispatch(msg, client_key, str(frames[0].get("Peer-Address")))
 
-    def dispatch(self, msg: Message, client_key: str) -> None:
+    def dispatch(self, msg: Message, client_key: str, address: str = "") -> None:
         """Route a parsed message by the dispatch table."""
         route = ROUTES.get(msg.msg_type)
         if route is None:
@@ -106,32 +116,59 @@ class ControlHandler:
             self._answer_msg(msg, protocol.error_content(protocol.BAD_REQUEST, f"{msg.msg_type}: {exc}"))
             return
         if route.handler is not None:
-            self._answer_msg(msg, HANDLERS[route.handler](self.facts, content))
-        else:
-            self._to_worker(msg, route, client_key)
+            context = RequestContext(self.facts, client_key, self.sessions)
+            self._answer_msg(msg, HANDLERS[route.handler](context, content))
+            return
+        login: tuple[str, str] | None = None
+        if isinstance(content, LoginRequest):
+            login = self._admit_login(msg, content, address)
+            if login is None:
+                return
+        self._to_worker(msg, route, client_key, login)
 
     def _authorize(self, route: Route, client_key: str) -> dict[str, Any] | None:
         if route.auth is Auth.PUBLIC:
             return None
-        if client_key in self.bindings:
+        if self.sessions.user_of(client_key) is not None:
             return None
         return protocol.error_content(
-            protocol.NOT_AUTHORIZED, f"{route.msg_type} needs a login first (ssd-ctl login HOST)"
+            protocol.NOT_AUTHORIZED,
+            f"{route.msg_type} needs a login first (ssd-ctl login HOST); a session may also have expired",
         )
 
-    def _to_worker(self, msg: Message, route: Route, client_key: str) -> None:
+    def _admit_login(self, msg: Message, content: LoginRequest, address: str) -> tuple[str, str] | None:
+        """Validate the user name and apply the throttle; None when already answered."""
+        try:
+            name = normalize_username(content.username)
+        except ValueError as exc:
+            self._answer_msg(msg, protocol.error_content(protocol.BAD_REQUEST, f"invalid user name: {exc}"))
+            return None
+        wait = self.limiter.retry_after(name, address)
+        if wait > 0:
+            error = protocol.error_content(
+                LOGIN_THROTTLED, f"too many login attempts for this user or address; try again in {math.ceil(wait)} s"
+            )
+            self._answer_msg(msg, {**error, "retry_after": wait})
+            return None
+        self.limiter.begin(name, address)
+        return name, address
+
+    def _to_worker(self, msg: Message, route: Route, client_key: str, login: tuple[str, str] | None) -> None:
         assert route.service is not None
+        limit = self.config.max_inflight_per_client
         if route.service not in self.services:
             error = protocol.error_content(
                 protocol.SERVICE_UNAVAILABLE, f"the {route.service} service is not enabled on this server"
             )
-            self._answer_msg(msg, error)
-            return
-        limit = self.config.max_inflight_per_client
-        if self.router.registry.client_load(client_key) >= limit:
+        elif self.router.registry.client_load(client_key) >= limit:
             error = protocol.error_content(
                 protocol.TOO_MANY_REQUESTS, f"this client already has {limit} requests in progress; wait for replies"
             )
+        else:
+            error = None
+        if error is not None:
+            if login is not None:
+                self.limiter.finish(*login, success=False, counted=False)
             self._answer_msg(msg, error)
             return
         pending = Pending(
@@ -143,13 +180,28 @@ class ControlHandler:
             msg_type=msg.msg_type,
             content=msg.content,
             queued_at=time.monotonic(),
-            user=self.bindings.get(client_key),
+            user=self.sessions.user_of(client_key),
+            login=login,
         )
         self.router.submit(pending)
 
     def answer(self, pending: Pending, content: dict[str, Any] | bytes) -> None:
         """Send a worker's (or the broker's) reply for *pending* to its client."""
+        if pending.login is not None:
+            content = self._after_login(pending, content)
         self._reply(pending.idents, pending.parent, protocol.reply_type(pending.msg_type), content)
+
+    def _after_login(self, pending: Pending, content: dict[str, Any] | bytes) -> dict[str, Any]:
+        """Bind the key on success, feed the throttle either way (a worker error is not the user's)."""
+        assert pending.login is not None
+        reply: dict[str, Any] = msgspec.json.decode(content) if isinstance(content, bytes) else content
+        ok = reply.get("status") == "ok" and isinstance(reply.get("user"), str)
+        failed = reply.get("ename") == AUTH_FAILED
+        self.limiter.finish(*pending.login, success=ok, counted=ok or failed)
+        if ok:
+            session = self.sessions.bind(pending.client_key, reply["user"], self.session_lifetime)
+            reply = {**reply, "expires": session.expires}
+        return reply
 
     def _answer_msg(self, msg: Message, content: dict[str, Any]) -> None:
         self._reply(msg.idents, msg.header, protocol.reply_type(msg.msg_type), content)

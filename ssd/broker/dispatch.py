@@ -10,9 +10,18 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ssd.messages import EchoRequest, PingRequest, RequestContent, ServerInfoRequest
+from ssd.messages import (
+    EchoRequest,
+    KeyAddRequest,
+    LoginRequest,
+    LogoutRequest,
+    PingRequest,
+    RequestContent,
+    ServerInfoRequest,
+    WhoamiRequest,
+)
 
-__all__ = ["ROUTES", "Auth", "Route"]
+__all__ = ["PUBLIC_TYPES", "ROUTES", "Auth", "Route"]
 
 
 class Auth(enum.Enum):
@@ -44,7 +53,14 @@ def _table(*routes: Route) -> dict[str, Route]:
 ROUTES: dict[str, Route] = _table(
     Route("ping_request", PingRequest, Auth.PUBLIC, handler="ping"),
     Route("server_info_request", ServerInfoRequest, Auth.PUBLIC, handler="server_info"),
-    # Diagnostic round trip through a worker; the worker runs only when
-    # [workers] diag = true. PUBLIC until login exists, see issue 3.
-    Route("echo_request", EchoRequest, Auth.PUBLIC, service="diag"),
+    # The broker throttles logins before they reach the auth pool (limiter.py).
+    Route("login_request", LoginRequest, Auth.PUBLIC, service="auth"),
+    Route("logout_request", LogoutRequest, Auth.USER, handler="logout"),
+    Route("whoami_request", WhoamiRequest, Auth.USER, handler="whoami"),
+    Route("key_add_request", KeyAddRequest, Auth.USER, service="auth"),
+    # Diagnostic round trip through a worker; runs only when [workers] diag = true.
+    Route("echo_request", EchoRequest, Auth.USER, service="diag"),
 )
+
+# The only request types a key that is not bound to a user may send.
+PUBLIC_TYPES = frozenset(r.msg_type for r in ROUTES.values() if r.auth is Auth.PUBLIC)

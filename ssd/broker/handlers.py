@@ -1,4 +1,4 @@
-"""Requests the broker answers itself: ``ping`` and ``server_info``."""
+"""Requests the broker answers itself: ``ping``, ``server_info``, ``logout``, ``whoami``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ssd import __version__, hostinfo
-from ssd.messages import PingRequest, RequestContent, ServerInfoRequest
+from ssd.broker.sessions import SessionStore
+from ssd.messages import LogoutRequest, PingRequest, RequestContent, ServerInfoRequest, WhoamiRequest
 from ssd.protocol import PROTOCOL_VERSION
 
-__all__ = ["HANDLERS", "ServerFacts"]
+__all__ = ["HANDLERS", "RequestContext", "ServerFacts"]
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,25 @@ class ServerFacts:
     capabilities: tuple[str, ...]
 
 
-def ping(facts: ServerFacts, content: RequestContent) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RequestContext:
+    """Who asked (the ZAP-reported client key) and the broker state a handler may use."""
+
+    facts: ServerFacts
+    client_key: str
+    sessions: SessionStore
+
+
+def ping(ctx: RequestContext, content: RequestContent) -> dict[str, Any]:
     """Echo the client's data with the server's time."""
     assert isinstance(content, PingRequest)
     return {"status": "ok", "data": content.data, "server_time": time.time()}
 
 
-def server_info(facts: ServerFacts, content: RequestContent) -> dict[str, Any]:
+def server_info(ctx: RequestContext, content: RequestContent) -> dict[str, Any]:
     """Describe this server: identity, version, mode, capabilities and host status."""
     assert isinstance(content, ServerInfoRequest)
+    facts = ctx.facts
     return {
         "status": "ok",
         "name": facts.name,
@@ -55,6 +66,20 @@ def server_info(facts: ServerFacts, content: RequestContent) -> dict[str, Any]:
     }
 
 
-Handler = Callable[[ServerFacts, RequestContent], dict[str, Any]]
+def logout(ctx: RequestContext, content: RequestContent) -> dict[str, Any]:
+    """End this key's session."""
+    assert isinstance(content, LogoutRequest)
+    return {"status": "ok", "ended": ctx.sessions.end(ctx.client_key)}
 
-HANDLERS: dict[str, Handler] = {"ping": ping, "server_info": server_info}
+
+def whoami(ctx: RequestContext, content: RequestContent) -> dict[str, Any]:
+    """Tell which user this key is bound to and until when."""
+    assert isinstance(content, WhoamiRequest)
+    session = ctx.sessions.get(ctx.client_key)
+    assert session is not None  # the dispatch table requires a bound key
+    return {"status": "ok", "user": session.user, "since": session.created, "expires": session.expires}
+
+
+Handler = Callable[[RequestContext, RequestContent], dict[str, Any]]
+
+HANDLERS: dict[str, Handler] = {"ping": ping, "server_info": server_info, "logout": logout, "whoami": whoami}

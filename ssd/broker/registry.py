@@ -28,6 +28,7 @@ class Pending:
     queued_at: float
     user: str | None = None
     worker_key: str | None = None
+    login: tuple[str, str] | None = None  # (user name, address) of a login attempt
 
 
 @dataclass

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import pwd
 import random
 import time
 from collections.abc import Coroutine
@@ -25,11 +26,14 @@ from ssd.broker.dispatch import ROUTES
 from ssd.broker.events import EventPublisher
 from ssd.broker.handlers import ServerFacts
 from ssd.broker.keyport import serve_key
+from ssd.broker.limiter import LoginLimiter
 from ssd.broker.policy import CLIENT_DOMAIN, WORKER_DOMAIN, ClientPolicy, WorkerPolicy
 from ssd.broker.registry import Registry
+from ssd.broker.sessions import SessionStore
 from ssd.broker.supervisor import Supervisor, WorkerSpec
 from ssd.config import Config
 from ssd.keys import KeyPair
+from ssd.state import open_state
 
 __all__ = ["Broker", "BrokerOptions"]
 
@@ -48,6 +52,7 @@ class BrokerOptions:
     mode: str
     name: str
     state_dir: Path
+    config_dir: Path
 
 
 class Broker:
@@ -59,7 +64,10 @@ class Broker:
         self.ctx = zmq.asyncio.Context()
         self.registry = Registry()
         self.wire = protocol.Wire(username="ssd")
-        self.bindings: dict[str, str] = {}
+        self.state = open_state(options.state_dir)
+        self.sessions = SessionStore(self.state)
+        auth = self.config.auth
+        self.limiter = LoginLimiter(base_delay=auth.failure_delay, max_failures=auth.max_failures, lockout=auth.lockout)
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
@@ -67,7 +75,24 @@ class Broker:
         self._auth: AsyncioAuthenticator | None = None
 
     def _worker_specs(self) -> list[WorkerSpec]:
-        return [WorkerSpec("diag", "diag")] if self.config.workers.diag else []
+        auth = self.config.auth
+        options = {
+            "pam_service": auth.pam_service,
+            "authorized_keys": auth.authorized_keys,
+            "admin_keys_dir": str(self.options.config_dir / "authorized_keys.d"),
+            "min_uid": auth.min_uid,
+            "allow_root": auth.allow_root,
+            "allow_users": auth.allow_users,
+            "deny_users": auth.deny_users,
+            "allow_groups": auth.allow_groups,
+            "deny_groups": auth.deny_groups,
+            # User mode: nobody but the daemon's own user may log in.
+            "only_user": pwd.getpwuid(os.geteuid()).pw_name if self.options.mode == "user" else None,
+        }
+        specs = [WorkerSpec(f"auth-{n}", "auth", options) for n in range(1, auth.pool_size + 1)]
+        if self.config.workers.diag:
+            specs.append(WorkerSpec("diag", "diag"))
+        return specs
 
     async def start(self) -> None:
         """Install ZAP, bind every socket, start workers and loops."""
@@ -138,7 +163,9 @@ class Broker:
             self.router,
             self.config.server,
             services={s.service for s in specs},
-            bindings=self.bindings,
+            sessions=self.sessions,
+            limiter=self.limiter,
+            session_lifetime=self.config.auth.session_lifetime,
         )
         for coro in (
             self.control.run(),
@@ -270,6 +297,7 @@ class Broker:
         log.info("ssd stopped")
 
     def _close(self) -> None:
+        self.state.close()
         if self._auth is not None:
             self._auth.stop()
         self.ctx.destroy(linger=LINGER_MS)

@@ -160,7 +160,7 @@ class AsyncClient:
         finally:
             self._pending.pop(msg_id, None)
         if reply.get("status") != "ok":
-            raise RemoteError(str(reply.get("ename", "error")), str(reply.get("evalue", "the server refused")))
+            raise RemoteError(str(reply.get("ename", "error")), str(reply.get("evalue", "the server refused")), reply)
         return reply
 
     async def _receive(self) -> None:
@@ -183,6 +183,26 @@ class AsyncClient:
     async def server_info(self) -> dict[str, Any]:
         """The server's identity, version, capabilities and host status."""
         return await self.request("server_info_request")
+
+    async def login(self, username: str, password: str | None = None) -> dict[str, Any]:
+        """Bind this client's key to *username*: with a password, or (None) an authorized key."""
+        content: dict[str, Any] = {"username": username}
+        if password is not None:
+            content["password"] = password
+        # PAM takes seconds to refuse a wrong password; never time out before it answers.
+        return await self.request("login_request", content, timeout=max(self.timeout, 30.0))
+
+    async def logout(self) -> dict[str, Any]:
+        """End this key's session on the server."""
+        return await self.request("logout_request")
+
+    async def whoami(self) -> dict[str, Any]:
+        """The user this key is bound to, since and until when."""
+        return await self.request("whoami_request")
+
+    async def key_add(self, comment: str = "") -> dict[str, Any]:
+        """Authorize this client's key for the logged-in user (copy-id)."""
+        return await self.request("key_add_request", {"comment": comment})
 
     async def events(self, topics: tuple[str, ...] = ("",), *, port: int | None = None) -> AsyncGenerator[Event, None]:
         """Yield events from the server's PUB socket (all topics by default) until closed."""

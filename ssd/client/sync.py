@@ -73,6 +73,22 @@ class Client:
         """See AsyncClient.server_info."""
         return self._run(self._async.server_info())
 
+    def login(self, username: str, password: str | None = None) -> dict[str, Any]:
+        """See AsyncClient.login."""
+        return self._run(self._async.login(username, password))
+
+    def logout(self) -> dict[str, Any]:
+        """See AsyncClient.logout."""
+        return self._run(self._async.logout())
+
+    def whoami(self) -> dict[str, Any]:
+        """See AsyncClient.whoami."""
+        return self._run(self._async.whoami())
+
+    def key_add(self, comment: str = "") -> dict[str, Any]:
+        """See AsyncClient.key_add."""
+        return self._run(self._async.key_add(comment))
+
     def events(self, topics: tuple[str, ...] = ("",), *, port: int | None = None) -> Iterator[Event]:
         """See AsyncClient.events."""
         stream = self._async.events(topics, port=port)

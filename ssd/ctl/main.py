@@ -13,6 +13,7 @@ import sys
 from ssd import __version__
 from ssd.ctl.commands import COMMANDS
 from ssd.ctl.output import Output
+from ssd.ctl.sessions import SESSION_COMMANDS, add_parsers
 from ssd.errors import SSDError
 
 __all__ = ["main"]
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="ssd-ctl: %(message)s")
     out = Output(args.json)
     try:
-        code: int = COMMANDS[args.command](args, out)
+        code: int = {**COMMANDS, **SESSION_COMMANDS}[args.command](args, out)
         return code
     except SSDError as exc:
         if args.json:
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("host", metavar="HOST", help=HOST_HELP)
     watch.add_argument("--topic", action="append", metavar="T", help="only this topic (repeatable)")
     watch.add_argument("--count", type=int, default=0, metavar="N", help="stop after N events")
+
+    add_parsers(sub, common)
     return parser
 
 

@@ -13,10 +13,11 @@ import sys
 import msgspec
 
 from ssd.workers import wire
+from ssd.workers.auth import AuthWorker
 from ssd.workers.base import Worker
 from ssd.workers.diag import DiagWorker
 
-SERVICES: dict[str, type[Worker]] = {"diag": DiagWorker}
+SERVICES: dict[str, type[Worker]] = {"auth": AuthWorker, "diag": DiagWorker}
 
 
 def main() -> int:
