@@ -107,6 +107,12 @@ class AuthConfig(_Section, frozen=True):
         int, msgspec.Meta(ge=1, description="Failures before a user name is locked out for `lockout` seconds.")
     ] = 5
     lockout: Annotated[Positive, _doc("Seconds a user name (or address) is refused after max_failures.")] = 300.0
+    connection_burst: Annotated[
+        int, msgspec.Meta(ge=1, description="New connections one address may open at once before being limited.")
+    ] = 200
+    connection_rate: Annotated[Positive, _doc("New connections per second one address may open after the burst.")] = (
+        20.0
+    )
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -17,7 +17,6 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from zmq.auth.asyncio import AsyncioAuthenticator
 
 from ssd import protocol
 from ssd.broker.backend import WorkerRouter
@@ -27,10 +26,11 @@ from ssd.broker.events import EventPublisher
 from ssd.broker.handlers import ServerFacts
 from ssd.broker.keyport import serve_key
 from ssd.broker.limiter import LoginLimiter
-from ssd.broker.policy import CLIENT_DOMAIN, WORKER_DOMAIN, ClientPolicy, WorkerPolicy
+from ssd.broker.policy import CLIENT_DOMAIN, WORKER_DOMAIN, ClientPolicy, ConnectionThrottle, WorkerPolicy
 from ssd.broker.registry import Registry
 from ssd.broker.sessions import SessionStore
 from ssd.broker.supervisor import Supervisor, WorkerSpec
+from ssd.broker.zap import Authenticator
 from ssd.config import Config
 from ssd.keys import KeyPair
 from ssd.state import open_state
@@ -72,7 +72,7 @@ class Broker:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
         self.failed = False  # set when a loop died: the daemon then exits non-zero
-        self._auth: AsyncioAuthenticator | None = None
+        self._auth: Authenticator | None = None
 
     def _worker_specs(self) -> list[WorkerSpec]:
         auth = self.config.auth
@@ -96,7 +96,8 @@ class Broker:
 
     async def start(self) -> None:
         """Install ZAP, bind every socket, start workers and loops."""
-        self._auth = AsyncioAuthenticator(self.ctx, log=logging.getLogger("ssd.zap"))
+        throttle = ConnectionThrottle(self.config.auth.connection_burst, self.config.auth.connection_rate)
+        self._auth = Authenticator(self.ctx, log=logging.getLogger("ssd.zap"), throttle=throttle)
         self._auth.start()  # before any bind: without a handler libzmq admits every key
         self._auth.configure_curve_callback(CLIENT_DOMAIN, ClientPolicy())
         self._auth.configure_curve_callback(WORKER_DOMAIN, WorkerPolicy(self.registry.is_expected))
