@@ -264,7 +264,8 @@ def reference() -> list[tuple[str, str, Any, str]]:
     for section, model in SECTIONS.items():
         for field in _fields(model):
             extra = getattr(field.type, "extra_json_schema", None) or {}
-            rows.append((section, field.name, field.default, str(extra.get("description", ""))))
+            default = field.default if field.default is not msgspec.NODEFAULT else field.default_factory()
+            rows.append((section, field.name, default, str(extra.get("description", ""))))
     return rows
 
 
