@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import logging
+import math
 import time
 from typing import Any
 
