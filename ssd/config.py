@@ -7,6 +7,7 @@ falls back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -34,6 +35,18 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 
 def _doc(text: str) -> msgspec.Meta:
     return msgspec.Meta(description=text)
+
+
+# A TXT string holds 255 bytes; "desc=" and some room stay free.
+MAX_DESCRIPTION_BYTES = 200
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -81,6 +94,28 @@ class DiscoveryConfig(_Section, frozen=True):
     """``[discovery]``: zeroconf announcement."""
 
     announce: Annotated[bool, _doc("Announce this host with zeroconf (_ssd._tcp).")] = True
+    interfaces: Annotated[
+        list[str],
+        _doc(
+            "Addresses of the interfaces to announce on, or all; empty follows server.bind "
+            "(127.0.0.1: loopback only; *: every interface but loopback)."
+        ),
+    ] = []
+    description: Annotated[str, _doc("A short note shown by ssd-ctl discover (at most 200 bytes).")] = ""
+    refresh_interval: Annotated[Positive, _doc("Seconds between checks of load, kernels and interface addresses.")] = (
+        5.0
+    )
+    txt_min_interval: Annotated[
+        float, msgspec.Meta(ge=0, description="Least seconds between two announced changes of the summary (TXT).")
+    ] = 10.0
+
+    def __post_init__(self) -> None:
+        """Refuse what could not be announced: an oversized description, an interface that is no address."""
+        if len(self.description.encode()) > MAX_DESCRIPTION_BYTES:
+            raise ValueError(f"discovery.description is longer than {MAX_DESCRIPTION_BYTES} bytes (a TXT string)")
+        for value in self.interfaces:
+            if value != "all" and not _is_address(value):
+                raise ValueError(f"discovery.interfaces: {value!r} is neither an IP address nor all")
 
 
 class AuthConfig(_Section, frozen=True):

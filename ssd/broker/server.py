@@ -10,7 +10,7 @@ import os
 import pwd
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import zmq
 import zmq.asyncio
 
 from ssd import protocol
+from ssd.broker.announce import Announcer, summary_txt
 from ssd.broker.backend import WorkerRouter
 from ssd.broker.control import ControlHandler
 from ssd.broker.dispatch import ROUTES
@@ -73,6 +74,10 @@ class Broker:
         self._stopped = asyncio.Event()
         self.failed = False  # set when a loop died: the daemon then exits non-zero
         self._auth: Authenticator | None = None
+        self.announcer: Announcer | None = None
+        # How many kernels run here, for the zeroconf summary; the kernel service
+        # replaces it and calls kernels_changed() when the count moves.
+        self.kernel_count: Callable[[], int] = lambda: 0
 
     def _worker_specs(self) -> list[WorkerSpec]:
         auth = self.config.auth
@@ -116,6 +121,7 @@ class Broker:
         self._build(control, events, backend, backend_port)
         self._spawn(serve_key(keyport, self.options.keys.public, self._key_info()))
         self._write_runtime_file()
+        self._announce()
         log.info(
             "ssd %s mode listening on %s: control %d, events %d, key %d (fingerprint %s)",
             self.options.mode,
@@ -178,10 +184,11 @@ class Broker:
         for spec in specs:
             self.supervisor.start(spec)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         task.add_done_callback(self._task_ended)
         self._tasks.append(task)
+        return task
 
     def _task_ended(self, task: asyncio.Task[None]) -> None:
         """A broker loop must never end on its own: if one does, stop (fail closed)."""
@@ -191,6 +198,38 @@ class Broker:
         log.critical("broker task %s ended (%r); shutting down", task.get_name(), error, exc_info=error)
         self.failed = True
         self.stop()
+
+    def _announce(self) -> None:
+        """Start the zeroconf announcer as a broker task (unless discovery.announce is off)."""
+        discovery = self.config.discovery
+        if not discovery.announce:
+            return
+        self.announcer = Announcer(
+            name=self.options.name,
+            port=self.ports["control"],
+            summary=self._summary,
+            interfaces=discovery.interfaces,
+            bind=self.config.server.bind,
+            refresh_interval=discovery.refresh_interval,
+            txt_min_interval=discovery.txt_min_interval,
+            host_tag=self.options.keys.fingerprint.removeprefix("SHA256:")[:8],
+        )
+        self._announcing = self._spawn(self.announcer.run())
+
+    def _summary(self) -> dict[str, str]:
+        return summary_txt(
+            fingerprint=self.options.keys.fingerprint,
+            events_port=self.ports["events"],
+            key_port=self.ports["key"],
+            mode=self.options.mode,
+            kernels=self.kernel_count(),
+            description=self.config.discovery.description,
+        )
+
+    def kernels_changed(self) -> None:
+        """Tell the announcer the kernel count moved (it updates TXT, rate-limited); event loop only."""
+        if self.announcer is not None:
+            self.announcer.async_refresh()
 
     def _status_extra(self) -> dict[str, Any]:
         return {"name": self.options.name, "workers": len(self.registry.workers)}
@@ -278,6 +317,11 @@ class Broker:
             return
         grace = self.config.server.shutdown_grace
         self.control.accepting = False
+        if self.announcer is not None:  # goodbye first, so browsers drop this host at once
+            self._announcing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._announcing
+            await self.announcer.async_stop()
         deadline = time.monotonic() + grace
         while self.registry.by_request and time.monotonic() < deadline:  # noqa: ASYNC110 (bounded poll on shutdown)
             await asyncio.sleep(0.05)
