@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import platform
+import pwd
 import signal
 import statistics
 import subprocess
@@ -55,6 +56,7 @@ RAW = "raw CURVE echo (pyzmq)"
 SSD_PING = "ssd ping (in broker)"
 SSD_ECHO = "ssd echo (diag worker)"
 SSD_CLIENT = "ssd.client.Client ping (sync)"
+LOGIN_WIRE = Wire(username="bench")
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,21 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Login:
+    """How a client key gets a login on the daemon: an administrator-authorized key for *user*."""
+
+    authorized_keys: Path  # CONFIG_DIR/authorized_keys.d/USER on the daemon
+    user: str
+
+
+@dataclass(frozen=True)
 class Workload:
     """One request kind: its pre-serialized requests and how to tell a good reply."""
 
     name: str
     requests: list[Frames]
     check: Check  # called with the last frame (content) of each reply
+    login: Login | None = None  # every client logs in first (requests that need a login)
 
 
 @dataclass(frozen=True)
@@ -282,10 +293,15 @@ def raw_echo_server(tmp: Path) -> contextlib.AbstractContextManager[Server]:
     return server_process(RAW, command, clean_env(), tmp / "raw-echo.log", info)
 
 
+def ssd_config_dir(tmp: Path) -> Path:
+    """The daemon's SSD_CONFIG_DIR (where the administrator's authorized keys are)."""
+    return tmp / "ssd-config"
+
+
 def ssd_daemon(tmp: Path) -> contextlib.AbstractContextManager[Server]:
     """The real daemon with the diagnostic worker, on random loopback ports."""
     state = tmp / "ssd-state"
-    env = clean_env(SSD_CONFIG_DIR=str(tmp / "ssd-config"), SSD_STATE_DIR=str(state), SSD_WORKERS_DIAG="true")
+    env = clean_env(SSD_CONFIG_DIR=str(ssd_config_dir(tmp)), SSD_STATE_DIR=str(state), SSD_WORKERS_DIAG="true")
     command = [sys.executable, "-m", "ssd", "--bind", "127.0.0.1", "--port", "0", "--no-announce"]
     return server_process("ssd daemon", command, env, tmp / "ssd.log", state / "daemon.json")
 
@@ -293,9 +309,14 @@ def ssd_daemon(tmp: Path) -> contextlib.AbstractContextManager[Server]:
 # -- the client side: one code path for both servers -----------------------------------
 
 
-def dealer(ctx: zmq.asyncio.Context, server: Server) -> zmq.asyncio.Socket:
-    """A DEALER CURVE client socket with a keypair of its own, connected to *server*."""
+def dealer(ctx: zmq.asyncio.Context, server: Server, login: Login | None = None) -> zmq.asyncio.Socket:
+    """A DEALER CURVE client socket with a keypair of its own, connected to *server*.
+
+    With *login*, its public key is first listed in the daemon's authorized keys for the user.
+    """
     public, secret = zmq.curve_keypair()
+    if login is not None:
+        authorize(login, public)
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
     sock.curve_serverkey = server.public_key
@@ -303,6 +324,23 @@ def dealer(ctx: zmq.asyncio.Context, server: Server) -> zmq.asyncio.Socket:
     sock.curve_secretkey = secret
     sock.connect(server.endpoint)
     return sock
+
+
+def authorize(login: Login, public_key: bytes) -> None:
+    """Append *public_key* to the administrator's authorized keys of the login's user (0700 dir, 0600 file)."""
+    login.authorized_keys.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(login.authorized_keys, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as fh:
+        fh.write(public_key + b"\n")
+
+
+async def log_in(sock: zmq.asyncio.Socket, login: Login) -> None:
+    """Bind the socket's (authorized) key to the user with a login_request; fail the run unless ok."""
+    _, frames = LOGIN_WIRE.serialize("login_request", {"username": login.user})
+    await sock.send_multipart(frames)
+    content = (await sock.recv_multipart())[-1]
+    if not ok_status(content):
+        raise BenchError(f"login as {login.user} refused: {content[:200]!r}")
 
 
 async def wait_ready(sock: zmq.asyncio.Socket, workload: Workload) -> None:
@@ -374,11 +412,15 @@ class SocketTarget:
     def __init__(self, ctx: zmq.asyncio.Context, server: Server, workload: Workload, settings: Settings) -> None:
         self.workload = workload
         self.settings = settings
-        self.socks = [dealer(ctx, server) for _ in range(settings.clients)]
+        self.socks = [dealer(ctx, server, workload.login) for _ in range(settings.clients)]
         self.tally = Tally()
 
     async def warm_up(self) -> None:
-        """Complete every handshake, then run unmeasured lockstep and concurrent traffic."""
+        """Log every client in if needed, complete every handshake, then run unmeasured traffic."""
+        if self.workload.login is not None:
+            progress(f"logging in {len(self.socks)} clients of {self.workload.name}")
+            for sock in self.socks:  # one at a time: the daemon lets one login per user name run at once
+                await log_in(sock, self.workload.login)
         await asyncio.gather(*(wait_ready(sock, self.workload) for sock in self.socks))
         await lockstep(self.socks[0], self.workload.requests[: self.settings.warmup])
         await pipelined(self.socks, self.workload.requests[: self.settings.warmup * 4], self.settings.depth)
@@ -518,9 +560,12 @@ def run(settings: Settings) -> Report:
         tmp = Path(tmp_name)
         raw = servers.enter_context(raw_echo_server(tmp))
         daemon = servers.enter_context(ssd_daemon(tmp))
+        # echo_request needs a login: the daemon (user mode) lets its own user log in with an authorized key.
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        login = Login(ssd_config_dir(tmp) / "authorized_keys.d" / user, user)
         plan = [
             (raw, [Workload(RAW, pings, lambda content: content == sent_content)]),
-            (daemon, [Workload(SSD_PING, pings, ok_status), Workload(SSD_ECHO, echoes, ok_status)]),
+            (daemon, [Workload(SSD_PING, pings, ok_status), Workload(SSD_ECHO, echoes, ok_status, login)]),
         ]
         rows = asyncio.run(measure(plan, daemon, tmp / "client", settings))
     return report(settings, rows)

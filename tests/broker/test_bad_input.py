@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ class Clients:
         self.daemon = daemon
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.sockets: list[zmq.Socket[bytes]] = []
+        self.public_keys: dict[zmq.Socket[bytes], bytes] = {}  # of the CURVE sockets
 
     def dealer(self, port: int, server_key: bytes | None = None) -> zmq.Socket[bytes]:
         """A DEALER connected to *port*: CURVE with a fresh client key if *server_key* is given, else NULL."""
@@ -36,8 +39,10 @@ class Clients:
         sock.linger = 0
         self.sockets.append(sock)
         if server_key is not None:
-            sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
+            public_key, secret_key = zmq.curve_keypair()
+            sock.curve_publickey, sock.curve_secretkey = public_key, secret_key
             sock.curve_serverkey = server_key
+            self.public_keys[sock] = public_key
         sock.connect(f"tcp://127.0.0.1:{port}")
         return sock
 
@@ -49,6 +54,7 @@ class Clients:
         """Close every socket and the context."""
         self.ctx.destroy(linger=0)
         self.sockets.clear()
+        self.public_keys.clear()
 
 
 @pytest.fixture
@@ -93,6 +99,17 @@ def ping(sock: zmq.Socket[bytes], data: str = "hello") -> dict[str, Any]:
         if reply["parent_header"].get("msg_id") == msg_id:
             return reply
     raise AssertionError("no ping_reply within 5 s")
+
+
+def login(clients: Clients, sock: zmq.Socket[bytes]) -> None:
+    """Authorize *sock*'s key for the daemon's user and log in with it, so echo_request reaches the worker."""
+    clients.daemon.authorize(clients.public_keys[sock])
+    msg_id, frames = request("login_request", {"username": pwd.getpwuid(os.geteuid()).pw_name})
+    sock.send_multipart(frames)
+    reply = recv_reply(sock, timeout=15)
+    assert reply is not None, "no login_reply within 15 s"
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "ok", reply["content"]
 
 
 def assert_clean_error(content: dict[str, Any], ename: str, mentions: str) -> None:
@@ -289,6 +306,7 @@ def test_random_messages_never_break_the_daemon(tmp_path_factory: pytest.TempPat
     counts = {"sent": 0, "replies": 0}
     try:
         sock = clients.curve()
+        login(clients, sock)  # so that the echo_request messages reach the diag worker
 
         def drain(timeout_ms: int) -> None:
             while sock.poll(timeout_ms):

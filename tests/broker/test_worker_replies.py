@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 from conftest import new_client, start_daemon
@@ -11,8 +13,10 @@ def test_large_worker_reply_does_not_cycle_the_worker(tmp_path: Path) -> None:
     """A reply above max_message_size (a limit on what clients send) is delivered; same worker after."""
     daemon = start_daemon(tmp_path, extra_env={"SSD_WORKERS_DIAG": "true", "SSD_SERVER_MAX_MESSAGE_SIZE": "4096"})
     client = new_client(daemon, tmp_path / "c", timeout=10)
+    daemon.authorize(client.aclient.identity.public)
     try:
         client.connect()
+        client.login(pwd.getpwuid(os.geteuid()).pw_name)  # echo_request needs a login
         # With CURVE framing (~33 bytes) the request just fits in 4096 bytes; the reply does not.
         data = "x" * 4050
         first = client.request("echo_request", {"data": data})

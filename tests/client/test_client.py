@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import stat
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from conftest import Daemon, start_daemon
+from conftest import Daemon, logged_in_client, start_daemon
 
 from ssd import keys
 from ssd.client import AsyncClient, Client, Event, HostSpec, KnownHosts
@@ -155,7 +156,7 @@ def test_pinned_but_stopped_daemon_is_unreachable(tmp_path: Path, client_dir: Pa
 
 def test_request_timeout(daemon: Daemon, client_dir: Path) -> None:
     """A reply slower than the client's timeout raises RequestTimeout; the connection stays usable."""
-    with Client(daemon.host, trust=True, timeout=0.5) as client:
+    with contextlib.closing(logged_in_client(daemon, client_dir, timeout=0.5)) as client:
         with pytest.raises(RequestTimeout) as info:
             client.request("echo_request", {"data": "slow", "delay": 2})
         assert "echo_request" in info.value.message
@@ -178,7 +179,8 @@ def test_error_reply_raises_remote_error(
     daemon: Daemon, client_dir: Path, msg_type: str, content: dict[str, object], code: str, says: str
 ) -> None:
     """An error reply becomes RemoteError with the server's stable code and readable message."""
-    with Client(daemon.host, trust=True) as client:
+    # Logged in, so that echo_request is refused for its content, not for the missing login.
+    with contextlib.closing(logged_in_client(daemon, client_dir)) as client:
         with pytest.raises(RemoteError) as info:
             client.request(msg_type, content)
         assert isinstance(info.value, SSDError)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -68,9 +69,22 @@ def test_trust_then_info(daemon: Daemon, client_dir: Path) -> None:
     assert "fingerprint" in human.stdout
 
 
+def login(daemon: Daemon, client_dir: Path) -> None:
+    """Make this client's key (keygen), authorize it for the daemon's user and log in with it."""
+    made = ctl("keygen", "--json", client_dir=client_dir)
+    assert made.returncode == 0, made.stderr
+    daemon.authorize(json.loads(made.stdout)["public_key"].encode())
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    result = ctl("login", daemon.host, "--key-only", "--user", user, "--json", client_dir=client_dir)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["user"] == user
+
+
 def test_ping_counts_round_trips(daemon: Daemon, client_dir: Path) -> None:
     """ping --count N reports N round-trip times, through the broker and through the worker."""
     for extra in ([], ["--worker"]):
+        if extra:
+            login(daemon, client_dir)  # the worker's echo_request needs a login; the broker's ping does not
         result = ctl("ping", daemon.host, "--count", "3", "-i", "0", "--trust", "--json", *extra, client_dir=client_dir)
         assert result.returncode == 0, result.stderr
         data = json.loads(result.stdout)
