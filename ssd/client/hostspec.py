@@ -1,11 +1,17 @@
-"""HOST arguments: ``name``, ``name:port``, ``1.2.3.4:port``, ``[::1]:port``."""
+"""HOST arguments: ``name``, ``name:port``, ``1.2.3.4:port``, ``[::1]:port``.
+
+A bare name (no port) that is not an address may also be a discovered
+instance name: when a name resolver is installed (``ssd-ctl`` installs
+zeroconf's, see ``ssd.client.discovery``), it is asked about such names.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_PORT", "HostSpec", "parse_host"]
+__all__ = ["DEFAULT_PORT", "HostSpec", "parse_host", "set_name_resolver"]
 
 DEFAULT_PORT = 9470
 
@@ -16,19 +22,16 @@ class HostSpec:
 
     host: str
     port: int = DEFAULT_PORT
+    address: str | None = None  # where to connect when *host* is a discovered instance name
 
     @property
     def key(self) -> str:
         """How this host is written in known hosts: ``host:port`` (``[v6]:port``)."""
-        return f"{self._bracketed}:{self.port}"
-
-    @property
-    def _bracketed(self) -> str:
-        return f"[{self.host}]" if ":" in self.host else self.host
+        return f"{_bracketed(self.host)}:{self.port}"
 
     def endpoint(self, port: int | None = None) -> str:
         """A ZeroMQ TCP endpoint for *port* (default: the control port)."""
-        return f"tcp://{self._bracketed}:{port or self.port}"
+        return f"tcp://{_bracketed(self.address or self.host)}:{port or self.port}"
 
     @property
     def key_port(self) -> int:
@@ -37,6 +40,24 @@ class HostSpec:
 
     def __str__(self) -> str:
         return self.key
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+NameResolver = Callable[[str], "HostSpec | None"]
+_name_resolver: NameResolver | None = None
+
+
+def set_name_resolver(resolver: NameResolver | None) -> None:
+    """Install (or with None remove) a lookup for bare names that are not addresses.
+
+    It gets the lower-cased name and returns a HostSpec (with ``address`` set)
+    or None to leave the name to DNS.
+    """
+    global _name_resolver  # one process-wide choice, made by the program
+    _name_resolver = resolver
 
 
 def parse_host(text: str) -> HostSpec:
@@ -67,4 +88,16 @@ def parse_host(text: str) -> HostSpec:
         if not port_text.isdigit() or not 0 < int(port_text) < 65534:
             raise ValueError(f"{text!r}: port must be a number from 1 to 65533")
         port = int(port_text)
+    if not port_text and _name_resolver is not None and not _is_address(host):
+        found = _name_resolver(host.lower())
+        if found is not None:
+            return found
     return HostSpec(host.lower(), port)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -11,7 +11,10 @@ import logging
 import sys
 
 from ssd import __version__
+from ssd.client.discovery import install_name_resolver
 from ssd.ctl.commands import COMMANDS
+from ssd.ctl.discover import DISCOVER_COMMANDS
+from ssd.ctl.discover import add_parser as add_discover_parser
 from ssd.ctl.output import Output
 from ssd.ctl.sessions import SESSION_COMMANDS, add_parsers
 from ssd.errors import SSDError
@@ -19,7 +22,7 @@ from ssd.errors import SSDError
 __all__ = ["main"]
 
 EXIT_USAGE = 2
-HOST_HELP = "server as HOST[:PORT] or an address ([v6]:PORT); default port 9470"
+HOST_HELP = "server as HOST[:PORT], an address ([v6]:PORT) or a discovered name; default port 9470"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="ssd-ctl: %(message)s")
     out = Output(args.json)
+    install_name_resolver()  # HOST may be a discovered instance name
     try:
-        code: int = {**COMMANDS, **SESSION_COMMANDS}[args.command](args, out)
+        code: int = {**COMMANDS, **SESSION_COMMANDS, **DISCOVER_COMMANDS}[args.command](args, out)
         return code
     except SSDError as exc:
         if args.json:
@@ -80,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--count", type=int, default=0, metavar="N", help="stop after N events")
 
     add_parsers(sub, common)
+    add_discover_parser(sub, common)
     return parser
 
 
