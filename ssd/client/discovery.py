@@ -29,8 +29,6 @@ from typing import Any, Literal
 import psutil
 from zeroconf import (
     BadTypeInNameException,
-    DNSOutgoing,
-    DNSQuestion,
     DNSQuestionType,
     InterfaceChoice,
     IPVersion,
@@ -38,6 +36,8 @@ from zeroconf import (
     Zeroconf,
     const,
 )
+from zeroconf._dns import DNSQuestion
+from zeroconf._protocol.outgoing import DNSOutgoing
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from ssd.client.hostspec import HostSpec, set_name_resolver
