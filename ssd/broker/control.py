@@ -24,7 +24,7 @@ from ssd.broker.backend import WorkerRouter
 from ssd.broker.dispatch import ROUTES, Auth, Route
 from ssd.broker.handlers import HANDLERS, RequestContext, ServerFacts
 from ssd.broker.limiter import LoginLimiter
-from ssd.broker.registry import Pending
+from ssd.broker.registry import LoginAttempt, Pending
 from ssd.broker.sessions import SessionStore
 from ssd.config import ServerConfig
 from ssd.messages import ContentError, LoginRequest, parse_content
@@ -119,7 +119,7 @@ class ControlHandler:
             context = RequestContext(self.facts, client_key, self.sessions)
             self._answer_msg(msg, HANDLERS[route.handler](context, content))
             return
-        login: tuple[str, str] | None = None
+        login: LoginAttempt | None = None
         if isinstance(content, LoginRequest):
             login = self._admit_login(msg, content, address)
             if login is None:
@@ -136,24 +136,25 @@ class ControlHandler:
             f"{route.msg_type} needs a login first (ssd-ctl login HOST); a session may also have expired",
         )
 
-    def _admit_login(self, msg: Message, content: LoginRequest, address: str) -> tuple[str, str] | None:
+    def _admit_login(self, msg: Message, content: LoginRequest, address: str) -> LoginAttempt | None:
         """Validate the user name and apply the throttle; None when already answered."""
         try:
             name = normalize_username(content.username)
         except ValueError as exc:
             self._answer_msg(msg, protocol.error_content(protocol.BAD_REQUEST, f"invalid user name: {exc}"))
             return None
-        wait = self.limiter.retry_after(name, address)
+        pam = content.password is not None
+        wait = self.limiter.retry_after(name, address, pam=pam)
         if wait > 0:
             error = protocol.error_content(
                 LOGIN_THROTTLED, f"too many login attempts for this user or address; try again in {math.ceil(wait)} s"
             )
             self._answer_msg(msg, {**error, "retry_after": wait})
             return None
-        self.limiter.begin(name, address)
-        return name, address
+        self.limiter.begin(name, address, pam=pam)
+        return LoginAttempt(name, address, pam)
 
-    def _to_worker(self, msg: Message, route: Route, client_key: str, login: tuple[str, str] | None) -> None:
+    def _to_worker(self, msg: Message, route: Route, client_key: str, login: LoginAttempt | None) -> None:
         assert route.service is not None
         limit = self.config.max_inflight_per_client
         if route.service not in self.services:
@@ -168,7 +169,7 @@ class ControlHandler:
             error = None
         if error is not None:
             if login is not None:
-                self.limiter.finish(*login, success=False, counted=False)
+                self.limiter.finish(login.name, login.address, success=False, counted=False, pam=login.pam)
             self._answer_msg(msg, error)
             return
         pending = Pending(
@@ -196,8 +197,11 @@ class ControlHandler:
         assert pending.login is not None
         reply: dict[str, Any] = msgspec.json.decode(content) if isinstance(content, bytes) else content
         ok = reply.get("status") == "ok" and isinstance(reply.get("user"), str)
-        failed = reply.get("ename") == AUTH_FAILED
-        self.limiter.finish(*pending.login, success=ok, counted=ok or failed)
+        # Only passwords can be guessed: a refused key (CURVE proved its owner) is no failure to count,
+        # and counting it would lock out a shared address after a few `ssd-ctl login` key probes.
+        failed = reply.get("ename") == AUTH_FAILED and pending.content.get("password") is not None
+        login = pending.login
+        self.limiter.finish(login.name, login.address, success=ok, counted=ok or failed, pam=login.pam)
         if ok:
             session = self.sessions.bind(pending.client_key, reply["user"], self.session_lifetime)
             reply = {**reply, "expires": session.expires}

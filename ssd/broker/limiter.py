@@ -48,29 +48,36 @@ class LoginLimiter:
         self._names: dict[str, _Record] = {}
         self._addresses: dict[str, _Record] = {}
 
-    def retry_after(self, name: str, address: str) -> float:
-        """Seconds until an attempt for *name* from *address* may start; 0 means now."""
+    def retry_after(self, name: str, address: str, *, pam: bool = True) -> float:
+        """Seconds until an attempt for *name* from *address* may start; 0 means now.
+
+        Key logins (``pam=False``) cost no PAM time, so only failures slow them,
+        not attempts in progress.
+        """
         now = time.monotonic()
         self._expire(now)
         by_name, by_address = self._names.get(name), self._addresses.get(address)
         wait = max(r.blocked_until - now for r in (by_name, by_address, _Record()) if r is not None)
-        if by_name is not None and by_name.inflight >= 1:
+        if pam and by_name is not None and by_name.inflight >= 1:
             wait = max(wait, self.base_delay)
-        if by_address is not None and by_address.inflight >= self.per_address_inflight:
+        if pam and by_address is not None and by_address.inflight >= self.per_address_inflight:
             wait = max(wait, self.base_delay)
         return round(max(wait, 0.0), 3)
 
-    def begin(self, name: str, address: str) -> None:
-        """Count an attempt that goes to PAM now."""
+    def begin(self, name: str, address: str, *, pam: bool = True) -> None:
+        """Count an attempt that goes to PAM now (key logins are not counted in flight)."""
+        if not pam:
+            return
         for record in (self._names.setdefault(name, _Record()), self._addresses.setdefault(address, _Record())):
             record.inflight += 1
 
-    def finish(self, name: str, address: str, *, success: bool, counted: bool = True) -> None:
+    def finish(self, name: str, address: str, *, success: bool, counted: bool = True, pam: bool = True) -> None:
         """Record the outcome of an attempt started with begin(); counted=False only frees its slot."""
         now = time.monotonic()
         for table, key in ((self._names, name), (self._addresses, address)):
             record = table.setdefault(key, _Record())
-            record.inflight = max(0, record.inflight - 1)
+            if pam:
+                record.inflight = max(0, record.inflight - 1)
             if not counted:
                 continue
             if success:

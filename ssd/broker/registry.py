@@ -11,7 +11,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Pending", "Registry", "WorkerRecord"]
+__all__ = ["LoginAttempt", "Pending", "Registry", "WorkerRecord"]
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A login in progress, for the throttle: who, from where, and whether PAM is asked."""
+
+    name: str
+    address: str
+    pam: bool
 
 
 @dataclass
@@ -28,7 +37,7 @@ class Pending:
     queued_at: float
     user: str | None = None
     worker_key: str | None = None
-    login: tuple[str, str] | None = None  # (user name, address) of a login attempt
+    login: LoginAttempt | None = None
 
 
 @dataclass
