@@ -47,7 +47,7 @@ def test_daemon_is_discovered_with_port_fingerprint_and_txt(tmp_path: Path) -> N
 
         asyncio.run(look())
         # Pinned under its name: trusted. A different key pinned: mismatched, and it says which.
-        known.pin(f"{name}:{daemon.port}", daemon.info["public_key"].encode())  # type: ignore[union-attr]
+        known.pin(f"{name}:{daemon.port}", str(daemon.info["public_key"]).encode())
         found = asyncio.run(async_resolve_instance(name, 5, interfaces=LOOPBACK, known_hosts=known))
         assert found is not None
         assert found.trust is Trust.TRUSTED
