@@ -43,7 +43,7 @@ def _ip(*argv: str) -> None:
 @contextlib.contextmanager
 def namespace_pair(tag: str = "") -> Iterator[tuple[Namespace, Namespace]]:
     """Two namespaces A (10.231.N.1) and B (10.231.N.2) joined by a veth pair, with multicast routes."""
-    stem = f"ssdt{os.getpid() % 100000}{tag}"
+    stem = f"ssdt{os.getpid() % 100000}{tag[:3]}"  # device names have at most 15 bytes
     subnet = 10 + os.getpid() % 200
     a = Namespace(f"{stem}a", f"{stem}va", f"10.231.{subnet}.1")
     b = Namespace(f"{stem}b", f"{stem}vb", f"10.231.{subnet}.2")
