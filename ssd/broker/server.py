@@ -329,6 +329,7 @@ class Broker:
             self.control.answer(
                 pending, protocol.error_content(protocol.SHUTTING_DOWN, "the server shut down before answering")
             )
+        self.supervisor.stopping_now()  # workers that exit on STOP are not restarted
         self.router.stop_workers()
         await self.supervisor.stop_all(grace)
         for task in self._tasks:

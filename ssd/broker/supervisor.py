@@ -78,6 +78,10 @@ class Supervisor:
         """True once stop_all() began (a worker exiting then is not restarted)."""
         return self._stopping
 
+    def stopping_now(self) -> None:
+        """From now on a worker that exits is not restarted (shutdown has begun)."""
+        self._stopping = True
+
     def start(self, spec: WorkerSpec) -> None:
         """Begin supervising *spec* (no-op if a worker of that name runs)."""
         if spec.name in self._children:
