@@ -1,7 +1,8 @@
 """Unix user names and who may log in: validation, normalization, account policy.
 
 Pure policy on top of the account database (``pwd``/``grp``); the auth worker
-applies it before PAM is asked anything, so a refused name never costs a PAM call.
+applies it after PAM (or the key check) succeeded, so that a refused account
+gets the same answer as a wrong password.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class LoginRefused(Exception):
 
 
 def normalize_username(raw: str) -> str:
-    """Return the NFC form of *raw* if it is a valid Unix user name, else raise ValueError."""
+    """Return the NFKC form of *raw* if it is a valid Unix user name, else raise ValueError."""
     name = unicodedata.normalize("NFKC", raw)
     if not name:
         raise ValueError("user name is empty")

@@ -197,10 +197,10 @@ class ControlHandler:
         assert pending.login is not None
         reply: dict[str, Any] = msgspec.json.decode(content) if isinstance(content, bytes) else content
         ok = reply.get("status") == "ok" and isinstance(reply.get("user"), str)
+        login = pending.login
         # Only passwords can be guessed: a refused key (CURVE proved its owner) is no failure to count,
         # and counting it would lock out a shared address after a few `ssd-ctl login` key probes.
-        failed = reply.get("ename") == AUTH_FAILED and pending.content.get("password") is not None
-        login = pending.login
+        failed = reply.get("ename") == AUTH_FAILED and login.pam
         self.limiter.finish(login.name, login.address, success=ok, counted=ok or failed, pam=login.pam)
         if ok:
             session = self.sessions.bind(pending.client_key, reply["user"], self.session_lifetime)

@@ -30,6 +30,8 @@ def _unsafe(path: Path, owner_uid: int) -> str | None:
         info = os.lstat(path)
     except FileNotFoundError:
         return "missing"
+    except OSError as exc:  # e.g. another user's 0700 folder in user mode, or a root-squashed NFS home
+        return f"cannot be checked ({exc.strerror})"
     if stat.S_ISLNK(info.st_mode):
         return "is a symbolic link"
     if info.st_uid not in (owner_uid, 0):
