@@ -44,7 +44,7 @@ class LoginLimiter:
         self.address_free_failures = address_free_failures
         self.lockout = lockout
         self.per_address_inflight = per_address_inflight
-        self.forget_after = forget_after
+        self.forget_after = max(forget_after, lockout)  # never forget a lockout before it ends
         self._names: dict[str, _Record] = {}
         self._addresses: dict[str, _Record] = {}
 

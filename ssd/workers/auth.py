@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,8 @@ __all__ = ["AUTH_FAILED", "AuthWorker"]
 log = logging.getLogger(__name__)
 
 AUTH_FAILED = "auth_failed"
+# Debian's /etc/pam.d/login has pam_faildelay delay=3000000 (3 s, PAM adds +-25%).
+REFUSAL_DELAY = 3.0
 _FAILED_TEXT = "login failed: wrong user name or password, or this account may not log in here"
 
 
@@ -79,7 +82,8 @@ async def login(worker: AuthWorker, content: LoginRequest, request: wire.Request
             )
     else:
         method = "password"
-        # Unknown and refused users go through PAM too, so that every failure looks and takes the same.
+        # Unknown and refused users go through PAM too, so that every failure looks alike and takes
+        # as long (a refusal after a right password is delayed below).
         ok = await asyncio.to_thread(_pam_login, name, content.password, worker.pam_service)
     if account is not None and ok:
         try:
@@ -87,6 +91,10 @@ async def login(worker: AuthWorker, content: LoginRequest, request: wire.Request
         except LoginRefused as exc:
             log.warning("login of %s refused: %s", name, exc)
             ok = False
+            if method == "password":
+                # A right password for a refused account must not answer faster
+                # than a wrong one, which PAM (pam_faildelay) delays.
+                await asyncio.sleep(REFUSAL_DELAY * random.uniform(0.75, 1.25))  # noqa: S311 (jitter, not a secret)
     if not ok or account is None:
         log.info("failed %s login for %s", method, name)
         raise SSDError(_FAILED_TEXT, code=AUTH_FAILED)
