@@ -88,6 +88,7 @@ class WorkersConfig(_Section, frozen=True):
     ] = 3.0
     restart_backoff_max: Annotated[Positive, _doc("Longest pause before restarting a crashed worker.")] = 30.0
     diag: Annotated[bool, _doc("Run the diagnostic echo worker (ssd-ctl ping --worker).")] = False
+    idle_timeout: Annotated[Positive, _doc("Seconds without requests before a user's own worker is stopped.")] = 600.0
 
 
 class DiscoveryConfig(_Section, frozen=True):

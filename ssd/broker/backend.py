@@ -54,6 +54,8 @@ class WorkerRouter:
         answer: Answer,
         publish: Publish,
         kill: Callable[[str], None],
+        spawn: Callable[[str, str], None] = lambda service, user: None,
+        retire: Callable[[str], None] = lambda key: None,
     ) -> None:
         self.socket = socket
         self.registry = registry
@@ -61,18 +63,22 @@ class WorkerRouter:
         self._answer = answer
         self._publish = publish
         self._kill = kill
+        self._spawn = spawn
+        self._retire = retire
 
     # -- requests from clients ---------------------------------------------------------
 
     def submit(self, pending: Pending) -> None:
         """Forward *pending* to a worker now, or park it until one has room."""
-        if self.registry.queued(pending.service) >= MAX_QUEUED:
+        if self.registry.queued(pending.service, pending.route_user) >= MAX_QUEUED:
             self._answer(pending, _unavailable(pending, busy=True))
             return
         self.registry.admit(pending)
-        record = self.registry.pick(pending.service)
+        record = self.registry.pick(pending.service, pending.route_user)
         if record is None:
             self.registry.enqueue(pending)
+            if pending.route_user is not None:
+                self._spawn(pending.service, pending.route_user)  # started on the user's first request
         else:
             self._forward(pending, record)
 
@@ -83,9 +89,9 @@ class WorkerRouter:
         )
         self._send(record.routing_id, wire.REQUEST, pending.request_id, wire.encode(body))
 
-    def _drain_queue(self, service: str) -> None:
-        while (record := self.registry.pick(service)) is not None:
-            pending = self.registry.next_queued(service)
+    def _drain_queue(self, service: str, user: str | None) -> None:
+        while (record := self.registry.pick(service, user)) is not None:
+            pending = self.registry.next_queued(service, user)
             if pending is None:
                 return
             self._forward(pending, record)
@@ -137,7 +143,7 @@ class WorkerRouter:
             self._send(routing_id, wire.STOP)
             return
         log.info("worker pid %d ready for service %s", record.pid, record.service)
-        self._drain_queue(record.service)
+        self._drain_queue(record.service, record.user)
 
     def _on_reply(self, record: WorkerRecord, request_id: bytes, body: bytes) -> None:
         pending = self.registry.complete(record.key, request_id)
@@ -151,7 +157,7 @@ class WorkerRouter:
             log.error("worker %d sent an invalid reply: %s", record.pid, exc)
             content = protocol.error_content(protocol.INTERNAL_ERROR, "the worker sent an invalid reply")
         self._answer(pending, content)
-        self._drain_queue(record.service)
+        self._drain_queue(record.service, record.user)
 
     def _on_event(self, record: WorkerRecord, topic: bytes, body: bytes) -> None:
         try:
@@ -181,6 +187,12 @@ class WorkerRouter:
                 log.warning("worker pid %d missed %d heartbeats", record.pid, self.config.heartbeat_liveness)
                 self.worker_exited(record.key)
                 self._kill(record.key)
+            for record in self.registry.idle_workers(now - self.config.idle_timeout):
+                log.info(
+                    "%s worker of %s idle for %gs; stopping it", record.service, record.user, self.config.idle_timeout
+                )
+                self._retire(record.key)
+                self.worker_exited(record.key)
             for pending in self.registry.expired_queued(now - self.config.service_wait):
                 busy = any(r.service == pending.service for r in self.registry.workers.values())
                 self._answer(pending, _unavailable(pending, busy=busy))

@@ -183,6 +183,7 @@ class ControlHandler:
             queued_at=time.monotonic(),
             user=self.sessions.user_of(client_key),
             login=login,
+            per_user=route.per_user,
         )
         self.router.submit(pending)
 

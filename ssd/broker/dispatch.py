@@ -40,6 +40,7 @@ class Route:
     auth: Auth
     handler: str | None = None  # name in ssd.broker.handlers.HANDLERS
     service: str | None = None  # worker service name
+    per_user: bool = False  # served by the bound user's own worker, running as that user
 
     def __post_init__(self) -> None:
         if (self.handler is None) == (self.service is None):

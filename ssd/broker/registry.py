@@ -38,6 +38,12 @@ class Pending:
     user: str | None = None
     worker_key: str | None = None
     login: LoginAttempt | None = None
+    per_user: bool = False  # served by the bound user's own worker
+
+    @property
+    def route_user(self) -> str | None:
+        """The user whose worker must serve this request (None: any worker of the service)."""
+        return self.user if self.per_user else None
 
 
 @dataclass
@@ -50,22 +56,24 @@ class WorkerRecord:
     pid: int
     capacity: int
     last_seen: float
+    user: str | None = None  # the account a per-user worker runs as
     inflight: dict[bytes, Pending] = field(default_factory=dict)
+    last_active: float = field(default_factory=time.monotonic)
 
 
 class Registry:
     """Workers by key, their in-flight requests, and per-service wait queues."""
 
     def __init__(self) -> None:
-        self.expected: dict[str, str] = {}  # worker key -> service, set at spawn
+        self.expected: dict[str, tuple[str, str | None]] = {}  # worker key -> (service, user), at spawn
         self.workers: dict[str, WorkerRecord] = {}
-        self.queues: dict[str, deque[Pending]] = {}
+        self.queues: dict[tuple[str, str | None], deque[Pending]] = {}
         self.by_request: dict[bytes, Pending] = {}
         self.per_client: dict[str, int] = {}
 
-    def expect(self, key: str, service: str) -> None:
-        """Allow a worker with *key* to register for *service* (called at spawn)."""
-        self.expected[key] = service
+    def expect(self, key: str, service: str, user: str | None = None) -> None:
+        """Allow a worker with *key* to register for *service* (of *user*, if per-user); called at spawn."""
+        self.expected[key] = (service, user)
 
     def is_expected(self, key: str) -> bool:
         """Tell ZAP whether a backend key belongs to a worker we spawned."""
@@ -73,13 +81,14 @@ class Registry:
 
     def register(self, key: str, routing_id: bytes, service: str, pid: int, capacity: int) -> WorkerRecord:
         """Record a READY worker; raise ValueError if it claims a service it was not spawned for."""
-        if self.expected.get(key) != service:
+        expected = self.expected.get(key)
+        if expected is None or expected[0] != service:
             raise ValueError(f"worker key not spawned for service {service!r}")
         known = self.workers.get(key)
         if known is not None:  # READY again (reconnected): keep what it holds
             known.routing_id, known.last_seen = routing_id, time.monotonic()
             return known
-        record = WorkerRecord(key, routing_id, service, pid, max(1, capacity), time.monotonic())
+        record = WorkerRecord(key, routing_id, service, pid, max(1, capacity), time.monotonic(), expected[1])
         self.workers[key] = record
         return record
 
@@ -94,11 +103,11 @@ class Registry:
             self._finish(pending)
         return lost
 
-    def pick(self, service: str) -> WorkerRecord | None:
-        """Return the least-loaded worker of *service* with room, if any."""
+    def pick(self, service: str, user: str | None = None) -> WorkerRecord | None:
+        """Return the least-loaded worker of *service* (serving *user*, for per-user services) with room."""
         best: WorkerRecord | None = None
         for record in self.workers.values():
-            if record.service != service or len(record.inflight) >= record.capacity:
+            if record.service != service or record.user != user or len(record.inflight) >= record.capacity:
                 continue
             if best is None or len(record.inflight) < len(best.inflight):
                 best = record
@@ -117,10 +126,11 @@ class Registry:
         """Mark *pending* as held by *record*."""
         pending.worker_key = record.key
         record.inflight[pending.request_id] = pending
+        record.last_active = time.monotonic()
 
     def enqueue(self, pending: Pending) -> None:
-        """Park *pending* until a worker of its service has room."""
-        self.queues.setdefault(pending.service, deque()).append(pending)
+        """Park *pending* until a worker of its service (and user) has room."""
+        self.queues.setdefault((pending.service, pending.route_user), deque()).append(pending)
 
     def complete(self, worker_key: str, request_id: bytes) -> Pending | None:
         """Take a finished request off a worker; None if that worker did not hold it."""
@@ -132,14 +142,18 @@ class Registry:
             self._finish(pending)
         return pending
 
-    def queued(self, service: str) -> int:
-        """Return how many requests wait for *service*."""
-        return len(self.queues.get(service, ()))
+    def queued(self, service: str, user: str | None = None) -> int:
+        """Return how many requests wait for *service* (of *user*)."""
+        return len(self.queues.get((service, user), ()))
 
-    def next_queued(self, service: str) -> Pending | None:
-        """Pop the oldest request waiting for *service*."""
-        queue = self.queues.get(service)
+    def next_queued(self, service: str, user: str | None = None) -> Pending | None:
+        """Pop the oldest request waiting for *service* (of *user*)."""
+        queue = self.queues.get((service, user))
         return queue.popleft() if queue else None
+
+    def idle_workers(self, older_than: float) -> list[WorkerRecord]:
+        """Per-user workers with nothing in flight and no request since before *older_than*."""
+        return [r for r in self.workers.values() if r.user and not r.inflight and r.last_active < older_than]
 
     def expired_queued(self, older_than: float) -> list[Pending]:
         """Remove and return queued requests that waited since before *older_than*."""

@@ -35,6 +35,7 @@ from ssd.broker.zap import Authenticator
 from ssd.config import Config
 from ssd.keys import KeyPair
 from ssd.state import open_state
+from ssd.users import lookup
 
 __all__ = ["Broker", "BrokerOptions"]
 
@@ -151,6 +152,8 @@ class Broker:
             answer=lambda pending, content: self.control.answer(pending, content),
             publish=self.events.publish,
             kill=self.supervisor.kill,
+            spawn=self._spawn_user_worker,
+            retire=self.supervisor.retire,
         )
         facts = ServerFacts(
             name=self.options.name,
@@ -169,7 +172,7 @@ class Broker:
             facts,
             self.router,
             self.config.server,
-            services={s.service for s in specs},
+            services={s.service for s in specs} | set(USER_SERVICE_OPTIONS),
             sessions=self.sessions,
             limiter=self.limiter,
             session_lifetime=self.config.auth.session_lifetime,
@@ -230,6 +233,18 @@ class Broker:
         """Tell the announcer the kernel count moved (it updates TXT, rate-limited); event loop only."""
         if self.announcer is not None:
             self.announcer.async_refresh()
+
+    def _spawn_user_worker(self, service: str, user: str) -> None:
+        """Start *user*'s own worker for *service* (as that user) unless it runs already."""
+        name = f"{service}:{user}"
+        if self.supervisor.running(name):
+            return
+        account = lookup(user)
+        if account is None:
+            log.error("cannot start the %s worker of %s: no such account", service, user)
+            return
+        options = USER_SERVICE_OPTIONS[service](self.config)
+        self.supervisor.start(WorkerSpec(name, service, options, user=account))
 
     def _status_extra(self) -> dict[str, Any]:
         return {"name": self.options.name, "workers": len(self.registry.workers)}
@@ -355,3 +370,8 @@ def _capabilities(services: set[str]) -> tuple[str, ...]:
         if route.service is None or route.service in services:
             families.append(route.msg_type.removesuffix("_request"))
     return tuple(families)
+
+
+# Per-user services (one worker per user, running as that user, started on the
+# user's first request) and the options each worker gets from the config.
+USER_SERVICE_OPTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {}

@@ -19,7 +19,9 @@ from typing import Any
 
 import zmq
 
+from ssd.users import Account
 from ssd.workers import wire
+from ssd.workers.privileges import as_user
 
 __all__ = ["Supervisor", "WorkerSpec"]
 
@@ -38,6 +40,7 @@ class WorkerSpec:
     name: str
     service: str
     options: dict[str, Any] = field(default_factory=dict)
+    user: Account | None = None  # per-user services run as this account
 
 
 @dataclass
@@ -47,6 +50,7 @@ class _Child:
     process: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = None
     restarts: int = 0
+    retiring: bool = False
 
 
 class Supervisor:
@@ -60,7 +64,7 @@ class Supervisor:
         heartbeat_interval: float,
         log_level: str,
         backoff_max: float,
-        expect: Callable[[str, str], None],
+        expect: Callable[[str, str, str | None], None],
         on_exit: Callable[[str], None],
     ) -> None:
         self._endpoint = endpoint
@@ -94,6 +98,20 @@ class Supervisor:
         """Return the pid of every running worker by name."""
         return {n: c.process.pid for n, c in self._children.items() if c.process and c.process.returncode is None}
 
+    def running(self, name: str) -> bool:
+        """Tell whether a worker of that name is supervised (starting, running or restarting)."""
+        return name in self._children
+
+    def retire(self, key: str) -> None:
+        """Stop the worker holding *key* for good (an idle per-user worker): SIGTERM, no restart."""
+        child = next((c for c in self._children.values() if c.key == key), None)
+        if child is None:
+            return
+        child.retiring = True
+        if child.process is not None and child.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signal.SIGTERM)
+
     def kill(self, key: str) -> None:
         """SIGKILL the worker holding *key* (it stopped answering heartbeats)."""
         for child in self._children.values():
@@ -113,6 +131,10 @@ class Supervisor:
                 code = None
             if self.stopping:
                 return
+            if child.retiring:
+                self._children.pop(child.spec.name, None)
+                log.info("worker %s retired", child.spec.name)
+                return
             ran = time.monotonic() - started
             delay = _FIRST_BACKOFF if ran > _STABLE_AFTER else min(delay * 2, self._backoff_max)
             child.restarts += 1
@@ -122,7 +144,9 @@ class Supervisor:
     async def _run_once(self, child: _Child) -> int | None:
         public, secret = zmq.curve_keypair()
         child.key = public.decode()
-        self._expect(child.key, child.spec.service)
+        user = child.spec.user
+        self._expect(child.key, child.spec.service, user.name if user else None)
+        options = {**child.spec.options, "user": user.name} if user else child.spec.options
         credentials = wire.Credentials(
             endpoint=self._endpoint,
             server_key=self._server_key,
@@ -131,10 +155,13 @@ class Supervisor:
             service=child.spec.service,
             heartbeat_interval=self._heartbeat,
             log_level=self._log_level,
-            options=child.spec.options,
+            options=options,
         )
+        # A per-user worker: its groups, gid and uid, a clean environment, umask 077,
+        # its home as cwd, its own session; never anything of root's.
+        extra = as_user(user) if user else {}
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ssd.workers", stdin=asyncio.subprocess.PIPE, close_fds=True
+            sys.executable, "-m", "ssd.workers", stdin=asyncio.subprocess.PIPE, close_fds=True, **extra
         )
         child.process = process
         log.info("started worker %s (service %s, pid %d)", child.spec.name, child.spec.service, process.pid)

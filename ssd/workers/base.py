@@ -119,6 +119,11 @@ class Worker:
                 protocol.UNKNOWN_MESSAGE_TYPE, f"the {self.service} service does not handle {request.msg_type}"
             )
         kind, handler = route
+        serves = self.credentials.options.get("user")
+        if serves is not None and request.user != serves:
+            # A per-user worker acts with its user's rights only for that user.
+            log.error("%s worker of %s refused a request for %s", self.service, serves, request.user)
+            return protocol.error_content(protocol.NOT_AUTHORIZED, f"this worker serves only {serves}")
         try:
             content = parse_content(request.content, kind)
             return await handler(self, content, request)
