@@ -151,6 +151,20 @@ class AuthConfig(_Section, frozen=True):
     )
 
 
+class EnvsConfig(_Section, frozen=True):
+    """``[envs]``: which environments each user's env worker lists (ssd.envs.DiscoveryOptions)."""
+
+    extra_roots: Annotated[list[str], _doc("More conda/mamba root prefixes to search (multi-user installs).")] = []
+    envs_dirs: Annotated[list[str], _doc("More folders whose children are conda environments.")] = []
+    venv_dirs: Annotated[list[str], _doc("Folders (~ = the user's home) whose virtualenvs are listed.")] = (
+        msgspec.field(default_factory=lambda: ["~/.virtualenvs", "~/venvs", "~/.venvs"])
+    )
+    exclude: Annotated[list[str], _doc("fnmatch patterns on names (or prefixes, with a /) to hide.")] = (
+        msgspec.field(default_factory=lambda: ["_*"])
+    )
+    known_roots: Annotated[bool, _doc("Search the usual install places (~/miniconda3, /opt/conda, ...).")] = True
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole daemon configuration."""
 
@@ -158,6 +172,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     workers: WorkersConfig = WorkersConfig()
     discovery: DiscoveryConfig = DiscoveryConfig()
     auth: AuthConfig = AuthConfig()
+    envs: EnvsConfig = EnvsConfig()
 
     def __post_init__(self) -> None:
         """Refuse a control port whose derived events or key port would pass 65535."""
@@ -181,6 +196,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "workers": WorkersConfig,
     "discovery": DiscoveryConfig,
     "auth": AuthConfig,
+    "envs": EnvsConfig,
 }
 
 # Variables with this prefix that are not config keys but choose directories.

@@ -13,6 +13,8 @@ import msgspec
 
 __all__ = [
     "EchoRequest",
+    "EnvInfoRequest",
+    "EnvListRequest",
     "KeyAddRequest",
     "LoginRequest",
     "LogoutRequest",
@@ -70,6 +72,16 @@ class KeyAddRequest(RequestContent, frozen=True):
     """``key_add_request`` (copy-id): authorize this connection's key for its user."""
 
     comment: Annotated[str, msgspec.Meta(max_length=200, pattern=r"^[^\x00-\x1f]*$")] = ""
+
+
+class EnvListRequest(RequestContent, frozen=True):
+    """``env_list_request``: the user's environments."""
+
+
+class EnvInfoRequest(RequestContent, frozen=True):
+    """``env_info_request``: one environment, by name or prefix."""
+
+    env: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 
 
 C = TypeVar("C", bound=RequestContent)

@@ -45,6 +45,7 @@ class Account:
     gid: int
     home: str
     groups: frozenset[str]
+    shell: str = "/bin/sh"
 
 
 def lookup(name: str) -> Account | None:
@@ -60,7 +61,7 @@ def lookup(name: str) -> Account | None:
             groups.add(grp.getgrgid(gid).gr_name)
         except KeyError:
             continue
-    return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, frozenset(groups))
+    return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, frozenset(groups), entry.pw_shell or "/bin/sh")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from ssd.messages import (
     EchoRequest,
+    EnvInfoRequest,
+    EnvListRequest,
     KeyAddRequest,
     LoginRequest,
     LogoutRequest,
@@ -59,6 +61,9 @@ ROUTES: dict[str, Route] = _table(
     Route("logout_request", LogoutRequest, Auth.USER, handler="logout"),
     Route("whoami_request", WhoamiRequest, Auth.USER, handler="whoami"),
     Route("key_add_request", KeyAddRequest, Auth.USER, service="auth"),
+    # The user's own env worker, running as the user (started on first use).
+    Route("env_list_request", EnvListRequest, Auth.USER, service="env", per_user=True),
+    Route("env_info_request", EnvInfoRequest, Auth.USER, service="env", per_user=True),
     # Diagnostic round trip through a worker; runs only when [workers] diag = true.
     Route("echo_request", EchoRequest, Auth.USER, service="diag"),
 )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import zmq
 import zmq.asyncio
 
@@ -374,4 +375,6 @@ def _capabilities(services: set[str]) -> tuple[str, ...]:
 
 # Per-user services (one worker per user, running as that user, started on the
 # user's first request) and the options each worker gets from the config.
-USER_SERVICE_OPTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {}
+USER_SERVICE_OPTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
+    "env": lambda config: {"discovery": msgspec.to_builtins(config.envs)},
+}

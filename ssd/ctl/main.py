@@ -15,6 +15,8 @@ from ssd.client.discovery import install_name_resolver
 from ssd.ctl.commands import COMMANDS
 from ssd.ctl.discover import DISCOVER_COMMANDS
 from ssd.ctl.discover import add_parser as add_discover_parser
+from ssd.ctl.envs import ENV_COMMANDS
+from ssd.ctl.envs import add_parser as add_envs_parser
 from ssd.ctl.output import Output
 from ssd.ctl.sessions import SESSION_COMMANDS, add_parsers
 from ssd.errors import SSDError
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Output(args.json)
     install_name_resolver()  # HOST may be a discovered instance name
     try:
-        code: int = {**COMMANDS, **SESSION_COMMANDS, **DISCOVER_COMMANDS}[args.command](args, out)
+        code: int = {**COMMANDS, **SESSION_COMMANDS, **DISCOVER_COMMANDS, **ENV_COMMANDS}[args.command](args, out)
         return code
     except SSDError as exc:
         if args.json:
@@ -85,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(sub, common)
     add_discover_parser(sub, common)
+    add_envs_parser(sub, common)
     return parser
 
 

@@ -16,8 +16,9 @@ from ssd.workers import wire
 from ssd.workers.auth import AuthWorker
 from ssd.workers.base import Worker
 from ssd.workers.diag import DiagWorker
+from ssd.workers.env import EnvWorker
 
-SERVICES: dict[str, type[Worker]] = {"auth": AuthWorker, "diag": DiagWorker}
+SERVICES: dict[str, type[Worker]] = {"auth": AuthWorker, "diag": DiagWorker, "env": EnvWorker}
 
 
 def main() -> int:

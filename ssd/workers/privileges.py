@@ -16,13 +16,13 @@ __all__ = ["as_user"]
 _PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def as_user(account: Account, shell: str = "/bin/sh") -> dict[str, Any]:
+def as_user(account: Account) -> dict[str, Any]:
     """Keyword arguments for subprocess that run a child as *account* (no-op for ourselves)."""
     env = {
         "HOME": account.home,
         "USER": account.name,
         "LOGNAME": account.name,
-        "SHELL": shell,
+        "SHELL": account.shell,
         "PATH": _PATH,
         "LANG": os.environ.get("LANG", "C.UTF-8"),
     }
