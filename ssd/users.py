@@ -61,7 +61,9 @@ def lookup(name: str) -> Account | None:
             groups.add(grp.getgrgid(gid).gr_name)
         except KeyError:
             continue
-    return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, frozenset(groups), entry.pw_shell or "/bin/sh")
+    return Account(
+        entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, frozenset(groups), entry.pw_shell or "/bin/sh"
+    )
 
 
 @dataclass(frozen=True)
