@@ -159,10 +159,13 @@ class EnvsConfig(_Section, frozen=True):
     venv_dirs: Annotated[list[str], _doc("Folders (~ = the user's home) whose virtualenvs are listed.")] = (
         msgspec.field(default_factory=lambda: ["~/.virtualenvs", "~/venvs", "~/.venvs"])
     )
-    exclude: Annotated[list[str], _doc("fnmatch patterns on names (or prefixes, with a /) to hide.")] = (
-        msgspec.field(default_factory=lambda: ["_*"])
+    exclude: Annotated[list[str], _doc("fnmatch patterns on names (or prefixes, with a /) to hide.")] = msgspec.field(
+        default_factory=lambda: ["_*"]
     )
     known_roots: Annotated[bool, _doc("Search the usual install places (~/miniconda3, /opt/conda, ...).")] = True
+    administration: Annotated[bool, _doc("Let users create, change and remove their environments.")] = True
+    admin_deny_groups: Annotated[list[str], _doc("Members of these groups may only list environments.")] = []
+    venv_home: Annotated[str, _doc("Where env_create puts a new venv (~ = the user's home).")] = "~/.venvs"
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -7,14 +7,18 @@ and workers do the same before acting, so raw dicts never travel inward.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
 __all__ = [
     "EchoRequest",
+    "EnvCancelRequest",
+    "EnvCreateRequest",
     "EnvInfoRequest",
+    "EnvInstallRequest",
     "EnvListRequest",
+    "EnvRemoveRequest",
     "KeyAddRequest",
     "LoginRequest",
     "LogoutRequest",
@@ -82,6 +86,42 @@ class EnvInfoRequest(RequestContent, frozen=True):
     """``env_info_request``: one environment, by name or prefix."""
 
     env: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+
+
+Spec = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Tool = Literal["auto", "pip", "venv", "conda", "mamba", "micromamba"]
+
+
+class EnvCreateRequest(RequestContent, frozen=True):
+    """``env_create_request``: a new environment; answered at once with an operation id."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    python: Annotated[str, msgspec.Meta(max_length=20)] | None = None
+    packages: Annotated[list[Spec], msgspec.Meta(max_length=50)] = []
+    tool: Tool = "auto"
+    # Convenience: also install the spyder-kernels that this Spyder version needs.
+    spyder: Annotated[str, msgspec.Meta(max_length=20)] | None = None
+
+
+class EnvInstallRequest(RequestContent, frozen=True):
+    """``env_install_request``: install packages into a discovered, writable environment."""
+
+    env: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    packages: Annotated[list[Spec], msgspec.Meta(max_length=50)] = []
+    tool: Tool = "auto"
+    spyder: Annotated[str, msgspec.Meta(max_length=20)] | None = None
+
+
+class EnvRemoveRequest(RequestContent, frozen=True):
+    """``env_remove_request``: remove a discovered, writable environment."""
+
+    env: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+
+
+class EnvCancelRequest(RequestContent, frozen=True):
+    """``env_cancel_request``: stop a running operation."""
+
+    operation: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 C = TypeVar("C", bound=RequestContent)

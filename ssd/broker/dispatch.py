@@ -12,8 +12,12 @@ from dataclasses import dataclass
 
 from ssd.messages import (
     EchoRequest,
+    EnvCancelRequest,
+    EnvCreateRequest,
     EnvInfoRequest,
+    EnvInstallRequest,
     EnvListRequest,
+    EnvRemoveRequest,
     KeyAddRequest,
     LoginRequest,
     LogoutRequest,
@@ -64,6 +68,10 @@ ROUTES: dict[str, Route] = _table(
     # The user's own env worker, running as the user (started on first use).
     Route("env_list_request", EnvListRequest, Auth.USER, service="env", per_user=True),
     Route("env_info_request", EnvInfoRequest, Auth.USER, service="env", per_user=True),
+    Route("env_create_request", EnvCreateRequest, Auth.USER, service="env", per_user=True),
+    Route("env_install_request", EnvInstallRequest, Auth.USER, service="env", per_user=True),
+    Route("env_remove_request", EnvRemoveRequest, Auth.USER, service="env", per_user=True),
+    Route("env_cancel_request", EnvCancelRequest, Auth.USER, service="env", per_user=True),
     # Diagnostic round trip through a worker; runs only when [workers] diag = true.
     Route("echo_request", EchoRequest, Auth.USER, service="diag"),
 )

@@ -376,5 +376,5 @@ def _capabilities(services: set[str]) -> tuple[str, ...]:
 # Per-user services (one worker per user, running as that user, started on the
 # user's first request) and the options each worker gets from the config.
 USER_SERVICE_OPTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
-    "env": lambda config: {"discovery": msgspec.to_builtins(config.envs)},
+    "env": lambda config: {"envs": msgspec.to_builtins(config.envs)},
 }

@@ -31,6 +31,10 @@ class Client:
         """The underlying async client (its attributes: spec, server_key, fingerprint...)."""
         return self._async
 
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine that uses ``aclient`` on this client's loop (for multi-step work)."""
+        return self._run(coro)
+
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         task = self._loop.create_task(coro)
         try:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 from typing import Any
 
+from ssd.client import AsyncClient, Event
 from ssd.ctl.commands import connected
 from ssd.ctl.output import Output
 
-__all__ = ["ENV_COMMANDS", "add_parser"]
+__all__ = ["ENV_COMMANDS", "add_admin_parser", "add_parser"]
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -42,4 +45,81 @@ def cmd_envs(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-ENV_COMMANDS = {"envs": cmd_envs}
+def add_admin_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """Add ``env create|install|remove|cancel`` to ssd-ctl's parser."""
+    env = sub.add_parser("env", help="create, change or remove your environments on HOST (after a login)")
+    actions = env.add_subparsers(dest="env_action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", parents=[common], help="make a new environment")
+    create.add_argument("host", metavar="HOST")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--python", metavar="X.Y", help="Python version (default: the host's python3)")
+    create.add_argument("--package", "-p", action="append", default=[], metavar="SPEC", help="repeatable")
+    create.add_argument("--tool", choices=["auto", "pip", "conda", "mamba", "micromamba"], default="pip")
+    create.add_argument("--spyder", metavar="VERSION", help="also install the spyder-kernels this Spyder needs")
+    install = actions.add_parser("install", parents=[common], help="install packages into an environment")
+    install.add_argument("host", metavar="HOST")
+    install.add_argument("env", metavar="ENV", help="name or prefix")
+    install.add_argument("packages", nargs="*", metavar="SPEC")
+    install.add_argument("--spyder", metavar="VERSION", help="install the spyder-kernels this Spyder needs")
+    remove = actions.add_parser("remove", parents=[common], help="remove an environment")
+    remove.add_argument("host", metavar="HOST")
+    remove.add_argument("env", metavar="ENV", help="name or prefix")
+
+
+def cmd_env(args: argparse.Namespace, out: Output) -> int:
+    """Start the operation, follow its progress events, report how it ended."""
+    if args.env_action == "create":
+        msg_type = "env_create_request"
+        content: dict[str, Any] = {"name": args.name, "packages": args.package, "tool": args.tool}
+        content.update({k: v for k, v in (("python", args.python), ("spyder", args.spyder)) if v})
+    elif args.env_action == "install":
+        msg_type = "env_install_request"
+        content = {"env": args.env, "packages": args.packages}
+        if args.spyder:
+            content["spyder"] = args.spyder
+    else:
+        msg_type, content = "env_remove_request", {"env": args.env}
+    with connected(args, out) as client:
+        user = client.whoami()["user"]
+        end = client.run(follow_operation(client.aclient, user, msg_type, content, out))
+    if args.json:
+        out.document(end)
+    if end["state"] != "done":
+        out.error(f"{args.env_action} {end['state']}: {end.get('line') or ''}")
+        return 1
+    out.say(f"{args.env_action} done: {end['target']}")
+    return 0
+
+
+async def follow_operation(
+    client: AsyncClient, user: str, msg_type: str, content: dict[str, Any], out: Output
+) -> dict[str, Any]:
+    """Subscribe, send the request, print progress until the operation ends; Ctrl-C cancels it."""
+    events = client.events((f"env_progress.{user}",))
+    pending: asyncio.Future[Event] = asyncio.ensure_future(anext(events))
+    await asyncio.sleep(0.3)  # let the subscription reach the server before the first event
+    operation = ""
+    try:
+        reply = await client.request(msg_type, content)
+        operation = reply["operation"]
+        while True:
+            event = await pending
+            pending = asyncio.ensure_future(anext(events))
+            if event.content.get("operation") != operation:
+                continue
+            if event.content.get("line") and not out.as_json:
+                out.say(str(event.content["line"]))
+            if event.content.get("state") != "running":
+                return event.content
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if operation:
+            await client.request("env_cancel_request", {"operation": operation})
+        raise
+    finally:
+        pending.cancel()
+        with contextlib.suppress(BaseException):
+            await pending  # the generator must be idle before it can be closed
+        await events.aclose()
+
+
+ENV_COMMANDS = {"envs": cmd_envs, "env": cmd_env}

@@ -15,7 +15,7 @@ from ssd.client.discovery import install_name_resolver
 from ssd.ctl.commands import COMMANDS
 from ssd.ctl.discover import DISCOVER_COMMANDS
 from ssd.ctl.discover import add_parser as add_discover_parser
-from ssd.ctl.envs import ENV_COMMANDS
+from ssd.ctl.envs import ENV_COMMANDS, add_admin_parser
 from ssd.ctl.envs import add_parser as add_envs_parser
 from ssd.ctl.output import Output
 from ssd.ctl.sessions import SESSION_COMMANDS, add_parsers
@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(sub, common)
     add_discover_parser(sub, common)
     add_envs_parser(sub, common)
+    add_admin_parser(sub, common)
     return parser
 
 

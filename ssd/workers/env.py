@@ -1,38 +1,103 @@
 """The env service ("cpp", conda proxy process): one worker per user, running as that user.
 
-It lists the user's environments with exactly the user's rights: what the user
-cannot read, it cannot see. Discovery reads metadata on disk (no Python is run
-per environment) and is cached by modification times in ``ssd.envs``.
+It lists the user's environments with exactly the user's rights (what the user
+cannot read, it cannot see) and administers them with the real tools (venv +
+pip always, conda/mamba/micromamba where installed), never through a shell.
+Long operations answer at once with an operation id, publish their progress
+as ``env_progress`` events, and can be cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import grp
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ssd.envs import DiscoveryOptions, EnvDiscovery, EnvInfo
+from ssd.envs import DiscoveryOptions, EnvDiscovery, EnvInfo, admin, validate
 from ssd.errors import SSDError
-from ssd.messages import EnvInfoRequest, EnvListRequest
+from ssd.messages import (
+    EnvCancelRequest,
+    EnvCreateRequest,
+    EnvInfoRequest,
+    EnvInstallRequest,
+    EnvListRequest,
+    EnvRemoveRequest,
+)
 from ssd.workers import wire
 from ssd.workers.base import Worker
 
 __all__ = ["EnvWorker", "find_env"]
 
+_DISCOVERY_KEYS = set(DiscoveryOptions.__struct_fields__)
+
 
 class EnvWorker(Worker):
-    """Serves ``env_list_request`` and ``env_info_request`` for its one user."""
+    """Serves the ``env_*`` requests for its one user."""
 
     service = "env"
     capacity = 16
 
     def __init__(self, credentials: wire.Credentials) -> None:
         super().__init__(credentials)
-        options = msgspec.convert(credentials.options.get("discovery", {}), DiscoveryOptions)
-        self.discovery = EnvDiscovery(options, Path(os.environ.get("HOME", "~")).expanduser(), dict(os.environ))
+        envs: dict[str, Any] = dict(credentials.options.get("envs", {}))
+        options = msgspec.convert({k: v for k, v in envs.items() if k in _DISCOVERY_KEYS}, DiscoveryOptions)
+        self.home = Path(os.environ.get("HOME", "~")).expanduser()
+        self.discovery = EnvDiscovery(options, self.home, dict(os.environ))
+        self.administration = bool(envs.get("administration", True))
+        self.admin_deny_groups = set(envs.get("admin_deny_groups", []))
+        self.venv_home = str(envs.get("venv_home", "~/.venvs"))
+        self.operations: dict[str, admin.Operation] = {}
+
+    def check_admin(self) -> None:
+        """Refuse administration where the configuration turns it off for this user."""
+        groups = {grp.getgrgid(g).gr_name for g in os.getgroups() if _has_group(g)}
+        if not self.administration or groups & self.admin_deny_groups:
+            raise SSDError("environment administration is turned off for you on this host", code="not_allowed")
+
+    def tools(self) -> dict[str, str]:
+        """The conda-family executables this user has: on PATH or in a discovered root."""
+        found = {name: path for name in admin.CONDA_TOOLS if (path := shutil.which(name))}
+        for root in self.discovery.roots():
+            for name in admin.CONDA_TOOLS:
+                candidate = root / ("condabin" if name == "conda" else "bin") / name
+                if name not in found and os.access(candidate, os.X_OK):
+                    found[name] = str(candidate)
+        return found
+
+    def launch(self, kind: str, target: str, work: Any) -> dict[str, Any]:
+        """Start an operation whose progress goes out as events; reply with its id at once."""
+        made: list[admin.Operation] = []
+        operation = admin.Operation(kind, target, on_progress=lambda record: self._progress(made[0], record))
+        made.append(operation)
+        self.operations[operation.id] = operation
+        operation.start(work)
+        return {"status": "ok", "operation": operation.id, "kind": kind, "target": target}
+
+    def _progress(self, operation: admin.Operation, record: admin.Progress) -> None:
+        """Publish one progress record (tool output is not a secret; no credentials pass here)."""
+        content = {
+            "operation": operation.id,
+            "kind": operation.kind,
+            "target": operation.target,
+            "phase": record.phase,
+            "line": record.line,
+            "percent": record.percent,
+            "state": operation.state.value,
+        }
+        self.publish(f"env_progress.{self.credentials.options.get('user', '')}", "env_progress", content)
+
+
+def _has_group(gid: int) -> bool:
+    try:
+        grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return True
 
 
 def find_env(envs: list[EnvInfo], wanted: str) -> EnvInfo:
@@ -61,4 +126,83 @@ async def env_info(worker: EnvWorker, content: EnvInfoRequest, request: wire.Req
     return {"status": "ok", "env": msgspec.to_builtins(find_env(envs, content.env))}
 
 
-EnvWorker.routes = {"env_list_request": (EnvListRequest, env_list), "env_info_request": (EnvInfoRequest, env_info)}
+def _specs(packages: list[str], spyder: str | None) -> list[str]:
+    try:
+        specs = validate.package_specs(packages)
+        if spyder is not None:
+            specs.append(admin.spyder_kernels_spec(spyder))
+    except validate.EnvRefused:
+        raise
+    except ValueError as exc:
+        raise SSDError(str(exc), code="bad_request") from None
+    return specs
+
+
+async def env_create(worker: EnvWorker, content: EnvCreateRequest, request: wire.Request) -> dict[str, Any]:
+    """Create a venv (pip) or a conda environment; progress as events."""
+    worker.check_admin()
+    try:
+        name = validate.env_name(content.name)
+        python = validate.python_version(content.python) if content.python else None
+        _, exe = admin.pick_tool("venv" if content.tool in ("pip", "venv") else "conda", content.tool, worker.tools())
+    except validate.EnvRefused:
+        raise
+    except ValueError as exc:
+        raise SSDError(str(exc), code="bad_request") from None
+    specs = _specs(content.packages, content.spyder)
+    if exe is None:
+        prefix = validate.new_prefix(Path(worker.venv_home.replace("~", str(worker.home), 1)) / name)
+        interpreter = validate.python_interpreter(python)  # refused now, not inside the operation
+        return worker.launch("create", str(prefix), lambda p: admin.create_venv(prefix, interpreter, specs, p))
+    return worker.launch("create", name, lambda p: admin.create_conda(exe, name, python, specs, p))
+
+
+async def env_install(worker: EnvWorker, content: EnvInstallRequest, request: wire.Request) -> dict[str, Any]:
+    """Install packages into a discovered, writable environment with its own tool."""
+    worker.check_admin()
+    specs = _specs(content.packages, content.spyder)
+    if not specs:
+        raise SSDError("name at least one package (or --spyder VERSION)", code="bad_request")
+    envs = await asyncio.to_thread(worker.discovery.list)
+    env = find_env(envs, content.env)
+    exe = _conda_exe(worker, env, content.tool)
+    known = [e.prefix for e in envs]
+    prefix = validate.known_prefix(env.prefix, known)  # refused at once: not ours, a link, not writable
+    return worker.launch("install", env.prefix, lambda p: admin.install(prefix, specs, p, known=known, conda_exe=exe))
+
+
+async def env_remove(worker: EnvWorker, content: EnvRemoveRequest, request: wire.Request) -> dict[str, Any]:
+    """Remove a discovered, writable environment."""
+    worker.check_admin()
+    envs = await asyncio.to_thread(worker.discovery.list)
+    env = find_env(envs, content.env)
+    exe = _conda_exe(worker, env, "auto")
+    known = [e.prefix for e in envs]
+    prefix = validate.removable_prefix(env.prefix, known)
+    return worker.launch("remove", env.prefix, lambda p: admin.remove(prefix, p, known=known, conda_exe=exe))
+
+
+def _conda_exe(worker: EnvWorker, env: EnvInfo, tool: str) -> str | None:
+    try:
+        return admin.pick_tool(env.kind, tool, worker.tools())[1]
+    except ValueError as exc:
+        raise SSDError(str(exc), code="bad_request") from None
+
+
+async def env_cancel(worker: EnvWorker, content: EnvCancelRequest, request: wire.Request) -> dict[str, Any]:
+    """Cancel a running operation; its tool's process group is stopped."""
+    operation = worker.operations.get(content.operation)
+    if operation is None:
+        raise SSDError(f"no operation {content.operation!r}", code="not_found")
+    operation.cancel()
+    return {"status": "ok", "state": (await operation.wait()).value}
+
+
+EnvWorker.routes = {
+    "env_list_request": (EnvListRequest, env_list),
+    "env_info_request": (EnvInfoRequest, env_info),
+    "env_create_request": (EnvCreateRequest, env_create),
+    "env_install_request": (EnvInstallRequest, env_install),
+    "env_remove_request": (EnvRemoveRequest, env_remove),
+    "env_cancel_request": (EnvCancelRequest, env_cancel),
+}
