@@ -151,7 +151,9 @@ async def env_create(worker: EnvWorker, content: EnvCreateRequest, request: wire
         raise SSDError(str(exc), code="bad_request") from None
     specs = _specs(content.packages, content.spyder)
     if exe is None:
-        prefix = validate.new_prefix(Path(worker.venv_home.replace("~", str(worker.home), 1)) / name)
+        home = Path(worker.venv_home.replace("~", str(worker.home), 1))
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        prefix = validate.new_prefix(home / name)
         interpreter = validate.python_interpreter(python)  # refused now, not inside the operation
         return worker.launch("create", str(prefix), lambda p: admin.create_venv(prefix, interpreter, specs, p))
     return worker.launch("create", name, lambda p: admin.create_conda(exe, name, python, specs, p))

@@ -66,7 +66,7 @@ def test_create_install_remove_a_venv_with_progress(tmp_path: Path) -> None:
             created = client.run(
                 _operate(client.aclient, alice.name, "env_create_request", {"name": "lab", "packages": ["six"]})
             )
-            assert created[-1]["state"] == "done", created[-1]
+            assert created[-1]["state"] == "done", created[-1]["line"]
             assert any("six" in (e["line"] or "") for e in created)
             prefix = alice.home / ".venvs" / "lab"
             assert prefix.stat().st_uid == alice.uid
