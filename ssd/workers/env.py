@@ -152,7 +152,7 @@ async def env_create(worker: EnvWorker, content: EnvCreateRequest, request: wire
     specs = _specs(content.packages, content.spyder)
     if exe is None:
         home = Path(worker.venv_home.replace("~", str(worker.home), 1))
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        await asyncio.to_thread(home.mkdir, mode=0o700, parents=True, exist_ok=True)
         prefix = validate.new_prefix(home / name)
         interpreter = validate.python_interpreter(python)  # refused now, not inside the operation
         return worker.launch("create", str(prefix), lambda p: admin.create_venv(prefix, interpreter, specs, p))
