@@ -12,14 +12,19 @@ all listed in a fake home's ``~/.conda/environments.txt``.
 Figures (medians): *cold* — a new ``EnvDiscovery`` lists everything (reads all
 metadata); *cached* — the same instance lists again (stats only); *baseline* —
 run each prefix's Python to ask ``importlib.metadata`` for the versions. This is
-the library part; the end-to-end figure through the daemon comes with the worker.
+the library part. *end to end* — a logged-in client asks a real daemon
+(``env_list_request``), whose env worker lists the same 100 prefixes: the first
+request (worker start plus a cold listing) once, then the cached median.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import pwd
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -28,6 +33,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ssd.client import Client, KnownHosts
+from ssd.client.identity import client_keypair
 from ssd.envs import DiscoveryOptions, EnvDiscovery
 
 TARGET_CACHED_MS = 20.0
@@ -91,6 +98,50 @@ def ask_every_python(prefixes: list[Path]) -> None:
         subprocess.run([str(prefix / "bin" / "python"), "-c", ASK], check=True, capture_output=True)
 
 
+def end_to_end(top: Path, runs: int, expected: int) -> tuple[float, float]:
+    """(first env_list in ms, cached median in ms) through a daemon in user mode and a logged-in client."""
+    env = {
+        **os.environ,
+        "SSD_CONFIG_DIR": str(top / "cfg"),
+        "SSD_STATE_DIR": str(top / "state"),
+        "SSD_ENVS_ENVS_DIRS": str(top / "envs"),
+        "SSD_ENVS_KNOWN_ROOTS": "false",
+        "SSD_ENVS_VENV_DIRS": "",
+    }
+    argv = [sys.executable, "-m", "ssd", "--bind", "127.0.0.1", "--port", "0", "--no-announce"]
+    with (top / "daemon.log").open("wb") as log:
+        daemon = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=top)
+    try:
+        info_path = top / "state" / "daemon.json"
+        deadline = time.monotonic() + 30
+        while not info_path.exists():
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"daemon did not start:\n{(top / 'daemon.log').read_text()}")
+            time.sleep(0.05)
+        port = json.loads(info_path.read_text())["control_port"]
+        identity = client_keypair(top / "client")
+        keys = top / "cfg" / "authorized_keys.d"
+        keys.mkdir(mode=0o700, exist_ok=True)
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        (keys / user).write_bytes(identity.public + b"\n")
+        (keys / user).chmod(0o600)
+        client = Client(
+            f"127.0.0.1:{port}", trust=True, timeout=60, identity=identity, known_hosts=KnownHosts(top / "kh")
+        )
+        with client:
+            client.login(user)
+            started = time.perf_counter()
+            first = client.request("env_list_request")["envs"]
+            first_ms = (time.perf_counter() - started) * 1000
+            if len(first) != expected:
+                raise SystemExit(f"daemon listed {len(first)} environments, expected {expected}")
+            cached = median_ms(lambda: client.request("env_list_request"), runs)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+    return first_ms, cached
+
+
 def main() -> int:
     """Build the prefixes, measure, print medians and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -118,6 +169,7 @@ def main() -> int:
         warm.list()
         cached = median_ms(warm.list, args.runs * 5)
         baseline = median_ms(lambda: ask_every_python(prefixes), args.baseline_runs)
+        e2e_first, e2e_cached = end_to_end(top, args.runs * 5, args.envs)
     figures = {
         "envs": args.envs,
         "cold_ms": cold,
@@ -127,6 +179,10 @@ def main() -> int:
         "baseline_over_cached": baseline / cached,
         "target_cached_ms": TARGET_CACHED_MS,
         "target_met": cached < TARGET_CACHED_MS,
+        "end_to_end_first_ms": e2e_first,
+        "end_to_end_cached_ms": e2e_cached,
+        "baseline_over_end_to_end_cached": baseline / e2e_cached,
+        "end_to_end_target_met": e2e_cached < TARGET_CACHED_MS,
     }
     if args.json:
         print(json.dumps(figures))
@@ -135,8 +191,12 @@ def main() -> int:
     print(f"  baseline, run each python : {baseline:9.1f} ms")
     print(f"  EnvDiscovery cold         : {cold:9.2f} ms   ({baseline / cold:6.0f}x faster)")
     print(f"  EnvDiscovery cached       : {cached:9.2f} ms   ({baseline / cached:6.0f}x faster)")
+    print(f"  daemon, first env_list    : {e2e_first:9.2f} ms   (starts the user's env worker, cold listing)")
+    print(f"  daemon, cached env_list   : {e2e_cached:9.2f} ms   ({baseline / e2e_cached:6.0f}x faster, end to end)")
     verdict = "met" if cached < TARGET_CACHED_MS else "MISSED"
     print(f"  target: cached under {TARGET_CACHED_MS:.0f} ms (library part): {verdict}")
+    verdict = "met" if e2e_cached < TARGET_CACHED_MS else "MISSED"
+    print(f"  target: cached under {TARGET_CACHED_MS:.0f} ms (end to end, client -> daemon -> worker): {verdict}")
     return 0
 
 
