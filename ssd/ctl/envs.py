@@ -7,6 +7,9 @@ import asyncio
 import contextlib
 from typing import Any
 
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TaskProgressColumn, TextColumn
+from rich.text import Text
+
 from ssd.client import AsyncClient, Event
 from ssd.ctl.commands import connected
 from ssd.ctl.output import Output
@@ -94,23 +97,28 @@ def cmd_env(args: argparse.Namespace, out: Output) -> int:
 async def follow_operation(
     client: AsyncClient, user: str, msg_type: str, content: dict[str, Any], out: Output
 ) -> dict[str, Any]:
-    """Subscribe, send the request, print progress until the operation ends; Ctrl-C cancels it."""
+    """Subscribe, send the request, show progress until the operation ends; Ctrl-C cancels it."""
     events = client.events((f"env_progress.{user}",))
     pending: asyncio.Future[Event] = asyncio.ensure_future(anext(events))
     await asyncio.sleep(0.3)  # let the subscription reach the server before the first event
     operation = ""
+    bar = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+        console=out.err, transient=True, disable=out.as_json,
+    )  # fmt: skip
     try:
         reply = await client.request(msg_type, content)
         operation = reply["operation"]
-        while True:
-            event = await pending
-            pending = asyncio.ensure_future(anext(events))
-            if event.content.get("operation") != operation:
-                continue
-            if event.content.get("line") and not out.as_json:
-                out.say(str(event.content["line"]))
-            if event.content.get("state") != "running":
-                return event.content
+        with bar:
+            task = bar.add_task(f"{reply['kind']} {reply['target']}", total=100.0)
+            while True:
+                event = await pending
+                pending = asyncio.ensure_future(anext(events))
+                if event.content.get("operation") != operation:
+                    continue
+                _show(bar, task, event.content)
+                if event.content.get("state") != "running":
+                    return event.content
     except (KeyboardInterrupt, asyncio.CancelledError):
         if operation:
             await client.request("env_cancel_request", {"operation": operation})
@@ -120,6 +128,15 @@ async def follow_operation(
         with contextlib.suppress(BaseException):
             await pending  # the generator must be idle before it can be closed
         await events.aclose()
+
+
+def _show(bar: Progress, task: TaskID, event: dict[str, Any]) -> None:
+    """One progress event: the tool's line above the bar, the phase and percent in it."""
+    if event.get("line") and event.get("state") == "running":
+        bar.console.print(Text(str(event["line"]), style="dim"))
+    bar.update(task, description=f"{event.get('kind')} {event.get('target')}: {event.get('phase')}")
+    if isinstance(event.get("percent"), int | float):
+        bar.update(task, completed=float(event["percent"]))
 
 
 ENV_COMMANDS = {"envs": cmd_envs, "env": cmd_env}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import grp
 import stat
 import subprocess
 from pathlib import Path
@@ -189,3 +190,22 @@ def test_conda_install_uses_the_users_conda_standin_executable(tmp_path: Path) -
     assert events[-1]["state"] == "done", events[-1]
     assert any(e["percent"] == 100.0 and "Executing transaction" in (e["line"] or "") for e in events)
     assert argv == f'["install", "-y", "-p", "{env}", "six>=1.16", "tomli-w"]'
+
+
+@pytest.mark.parametrize("setting", [{"SSD_ENVS_ADMINISTRATION": "false"}, {"SSD_ENVS_ADMIN_DENY_GROUPS": "GROUP"}])
+def test_administration_can_be_turned_off(tmp_path: Path, setting: dict[str, str]) -> None:
+    """Off for the host, or for a group the user is in: listing works, create is refused with not_allowed."""
+    require_root()
+    with users(1) as (alice,):
+        group = grp.getgrgid(alice.gid).gr_name
+        env = {key: value.replace("GROUP", group) for key, value in setting.items()}
+        with system_daemon(tmp_path, extra_env=env) as daemon:
+            client = _client(daemon, tmp_path, alice)
+            try:
+                assert client.request("env_list_request")["envs"] == []
+                with pytest.raises(RemoteError) as refused:
+                    client.request("env_create_request", {"name": "x"})
+            finally:
+                client.close()
+        assert refused.value.code == "not_allowed"
+        assert not (alice.home / ".venvs").exists()
