@@ -135,11 +135,6 @@ def read_secret_file(path: Path) -> bytes:
         return fh.read(64 * 1024)
 
 
-def check_secret_file(path: Path) -> None:
-    """Raise KeyFileError unless *path* is a regular file owned by us with mode 0600 or stricter."""
-    read_secret_file(path)
-
-
 def _check_secret_stat(path: Path, info: os.stat_result) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise KeyFileError(f"{path}: secret key must be a regular file (not a link or device)")

@@ -46,6 +46,8 @@ WORKER_LOST: Final = "worker_lost"
 TOO_MANY_REQUESTS: Final = "too_many_requests"
 SHUTTING_DOWN: Final = "shutting_down"
 INTERNAL_ERROR: Final = "internal_error"
+AUTH_FAILED: Final = "auth_failed"  # a refused login, whatever the reason
+LOGIN_THROTTLED: Final = "login_throttled"
 
 # Reply type used when a message is too broken to know what it asked for.
 PROTOCOL_ERROR_TYPE: Final = "protocol_error"

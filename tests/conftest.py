@@ -51,6 +51,21 @@ class Daemon:
         """Everything the daemon wrote to stderr so far."""
         return self.log_path.read_text(errors="replace")
 
+    def wait_ready(self, timeout: float = 20.0) -> Daemon:
+        """Wait until the daemon wrote daemon.json (its bound ports); fail with its log if it exits."""
+        runtime = self.state_dir / "daemon.json"  # written by rename: never seen half-written
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.process.returncode}:\n{self.log()}")
+            if runtime.exists():
+                self.info = json.loads(runtime.read_text())
+                return self
+            time.sleep(0.02)
+        self.process.kill()
+        self.process.wait()
+        raise RuntimeError(f"daemon did not start:\n{self.log()}")
+
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM the daemon and wait; return its exit code."""
         if self.process.poll() is None:
@@ -121,18 +136,7 @@ def start_daemon(tmp: Path, *, extra_env: dict[str, str] | None = None, args: li
             stdout=log,
             stderr=log,
         )
-    daemon = Daemon(process, config_dir, state_dir, log_path)
-    runtime = state_dir / "daemon.json"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"daemon exited with {process.returncode}:\n{daemon.log()}")
-        if runtime.exists():
-            daemon.info = json.loads(runtime.read_text())
-            return daemon
-        time.sleep(0.02)
-    process.kill()
-    raise RuntimeError(f"daemon did not start:\n{daemon.log()}")
+    return Daemon(process, config_dir, state_dir, log_path).wait_ready()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ Everything made here is removed by the context managers, also on failure.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -97,20 +96,7 @@ def start_announcing_daemon(
         process = subprocess.Popen(
             netns.command(*argv) if netns else argv, env=full_env, cwd=tmp, stdout=log, stderr=log
         )
-    daemon = Daemon(process, config_dir, state_dir, log_path)
-    runtime = state_dir / "daemon.json"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"daemon exited with {process.returncode}:\n{daemon.log()}")
-        if runtime.exists():
-            with contextlib.suppress(json.JSONDecodeError):
-                daemon.info = json.loads(runtime.read_text())
-                return daemon
-        time.sleep(0.02)
-    process.kill()
-    process.wait()
-    raise RuntimeError(f"daemon did not start:\n{daemon.log()}")
+    return Daemon(process, config_dir, state_dir, log_path).wait_ready()
 
 
 @contextlib.contextmanager

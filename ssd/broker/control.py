@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 
 # A Jupyter message has 6 frames after the routing id; allow a few buffers.
 MAX_FRAMES = 16
-AUTH_FAILED = "auth_failed"  # the auth worker's code for a refused login
-LOGIN_THROTTLED = "login_throttled"
 
 
 class ControlHandler:
@@ -92,7 +90,8 @@ class ControlHandler:
         except BadMessage as exc:
             self._bad([routing_id], exc.header, exc.reason)
             return
-        self.dispatch(msg, client_key, str(frames[0].get("Peer-Address")))
+        address = str(frames[0].get("Peer-Address")) if msg.msg_type == "login_request" else ""
+        self.dispatch(msg, client_key, address)
 
     def dispatch(self, msg: Message, client_key: str, address: str = "") -> None:
         """Route a parsed message by the dispatch table."""
@@ -147,7 +146,8 @@ class ControlHandler:
         wait = self.limiter.retry_after(name, address, pam=pam)
         if wait > 0:
             error = protocol.error_content(
-                LOGIN_THROTTLED, f"too many login attempts for this user or address; try again in {math.ceil(wait)} s"
+                protocol.LOGIN_THROTTLED,
+                f"too many login attempts for this user or address; try again in {math.ceil(wait)} s",
             )
             self._answer_msg(msg, {**error, "retry_after": wait})
             return None
@@ -201,7 +201,7 @@ class ControlHandler:
         login = pending.login
         # Only passwords can be guessed: a refused key (CURVE proved its owner) is no failure to count,
         # and counting it would lock out a shared address after a few `ssd-ctl login` key probes.
-        failed = reply.get("ename") == AUTH_FAILED and login.pam
+        failed = reply.get("ename") == protocol.AUTH_FAILED and login.pam
         self.limiter.finish(login.name, login.address, success=ok, counted=ok or failed, pam=login.pam)
         if ok:
             session = self.sessions.bind(pending.client_key, reply["user"], self.session_lifetime)

@@ -94,10 +94,6 @@ class Supervisor:
         child.task = asyncio.create_task(self._keep_running(child), name=f"supervise {spec.name}")
         self._children[spec.name] = child
 
-    def pids(self) -> dict[str, int]:
-        """Return the pid of every running worker by name."""
-        return {n: c.process.pid for n, c in self._children.items() if c.process and c.process.returncode is None}
-
     def running(self, name: str) -> bool:
         """Tell whether a worker of that name is supervised (starting, running or restarting)."""
         return name in self._children

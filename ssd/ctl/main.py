@@ -68,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     ping.add_argument("host", metavar="HOST", help=HOST_HELP)
     ping.add_argument("--count", "-c", type=int, default=4, metavar="N", help="number of pings (default 4)")
     ping.add_argument("--interval", "-i", type=float, default=0.2, metavar="S", help="pause between pings")
-    ping.add_argument("--worker", action="store_true", help="go through the diagnostic worker, not just the broker")
+    ping.add_argument(
+        "--worker",
+        action="store_true",
+        help="go through the diagnostic worker (needs [workers] diag = true and a login)",
+    )
 
     trust = sub.add_parser("trust", parents=[common], help="pin a server's key after showing its fingerprint")
     trust.add_argument("host", metavar="HOST", help=HOST_HELP)

@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from ssd import protocol
 from ssd.client import Client
 from ssd.ctl.commands import connected
 from ssd.ctl.output import Output
@@ -41,7 +42,7 @@ def cmd_login(args: argparse.Namespace, out: Output) -> int:
             reply = _try_key(client, args.user)
         if reply is None:
             if args.key_only:
-                raise SSDError(f"this client's key is not authorized for {args.user}", code="auth_failed")
+                raise SSDError(f"this client's key is not authorized for {args.user}", code=protocol.AUTH_FAILED)
             reply = client.login(args.user, _password(args))
     expires = float(reply["expires"])
     if args.json:
@@ -55,7 +56,7 @@ def _try_key(client: Client, user: str) -> dict[str, Any] | None:
     try:
         return client.login(user)
     except RemoteError as exc:
-        if exc.code == "auth_failed":
+        if exc.code == protocol.AUTH_FAILED:
             return None
         raise
 

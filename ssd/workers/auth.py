@@ -19,6 +19,7 @@ from typing import Any
 
 import pamela
 
+from ssd import protocol
 from ssd.errors import SSDError
 from ssd.messages import KeyAddRequest, LoginRequest
 from ssd.users import Account, AccountPolicy, LoginRefused, lookup, normalize_username
@@ -26,11 +27,10 @@ from ssd.workers import keyfile, wire
 from ssd.workers.base import Worker
 from ssd.workers.privileges import as_user
 
-__all__ = ["AUTH_FAILED", "AuthWorker"]
+__all__ = ["AuthWorker"]
 
 log = logging.getLogger(__name__)
 
-AUTH_FAILED = "auth_failed"
 # Debian's /etc/pam.d/login has pam_faildelay delay=3000000 (3 s, PAM adds +-25%).
 REFUSAL_DELAY = 3.0
 _FAILED_TEXT = "login failed: wrong user name or password, or this account may not log in here"
@@ -78,7 +78,7 @@ async def login(worker: AuthWorker, content: LoginRequest, request: wire.Request
         if not ok:
             raise SSDError(
                 f"this client key is not authorized for {name}; log in with a password and run: ssd-ctl copy-id HOST",
-                code=AUTH_FAILED,
+                code=protocol.AUTH_FAILED,
             )
     else:
         method = "password"
@@ -97,7 +97,7 @@ async def login(worker: AuthWorker, content: LoginRequest, request: wire.Request
                 await asyncio.sleep(REFUSAL_DELAY * random.uniform(0.75, 1.25))  # noqa: S311 (jitter, not a secret)
     if not ok or account is None:
         log.info("failed %s login for %s", method, name)
-        raise SSDError(_FAILED_TEXT, code=AUTH_FAILED)
+        raise SSDError(_FAILED_TEXT, code=protocol.AUTH_FAILED)
     log.info("%s logged in with a %s", name, method)
     return {"status": "ok", "user": account.name, "uid": account.uid, "method": method}
 

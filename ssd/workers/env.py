@@ -55,7 +55,7 @@ class EnvWorker(Worker):
 
     def check_admin(self) -> None:
         """Refuse administration where the configuration turns it off for this user."""
-        groups = {grp.getgrgid(g).gr_name for g in os.getgroups() if _has_group(g)}
+        groups = {name for gid in os.getgroups() if (name := _group_name(gid))}
         if not self.administration or groups & self.admin_deny_groups:
             raise SSDError("environment administration is turned off for you on this host", code="not_allowed")
 
@@ -92,12 +92,11 @@ class EnvWorker(Worker):
         self.publish(f"env_progress.{self.credentials.options.get('user', '')}", "env_progress", content)
 
 
-def _has_group(gid: int) -> bool:
+def _group_name(gid: int) -> str | None:
     try:
-        grp.getgrgid(gid)
+        return grp.getgrgid(gid).gr_name
     except KeyError:
-        return False
-    return True
+        return None
 
 
 def find_env(envs: list[EnvInfo], wanted: str) -> EnvInfo:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -238,7 +236,7 @@ def user_mode_daemon(user: User, log_path: Path) -> Iterator[Daemon]:
         )
     daemon = Daemon(process, top / "config", top / "state", log_path)
     try:
-        daemon.info = wait_for_runtime(daemon)
+        daemon.wait_ready()
     except BaseException:
         process.kill()
         process.wait()
@@ -247,20 +245,6 @@ def user_mode_daemon(user: User, log_path: Path) -> Iterator[Daemon]:
         yield daemon
     finally:
         stop_and_audit(daemon)
-
-
-def wait_for_runtime(daemon: Daemon, timeout: float = 20.0) -> dict[str, object]:
-    """Wait for STATE_DIR/daemon.json (written atomically) and return it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if daemon.process.poll() is not None:
-            raise RuntimeError(f"daemon exited with {daemon.process.returncode}:\n{daemon.log()}")
-        try:
-            info: dict[str, object] = json.loads((daemon.state_dir / "daemon.json").read_text())
-            return info
-        except FileNotFoundError:
-            time.sleep(0.05)
-    raise RuntimeError(f"daemon did not start:\n{daemon.log()}")
 
 
 def test_user_mode_admits_only_its_own_user(tmp_path: Path) -> None:
