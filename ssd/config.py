@@ -22,6 +22,7 @@ __all__ = [
     "AuthConfig",
     "Config",
     "DiscoveryConfig",
+    "KernelsConfig",
     "ServerConfig",
     "WorkersConfig",
     "default_toml",
@@ -168,6 +169,50 @@ class EnvsConfig(_Section, frozen=True):
     venv_home: Annotated[str, _doc("Where env_create puts a new venv (~ = the user's home).")] = "~/.venvs"
 
 
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+# Variables a client may pass to a kernel (fnmatch patterns); everything else of
+# the worker's environment is dropped, and the environment's own are set.
+DEFAULT_ENV_ALLOW = [
+    "SPY_*",
+    "LANG",
+    "LC_*",
+    "TZ",
+    "MPLBACKEND",
+    "QT_API",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "PYTHONHASHSEED",
+    "PYTHONWARNINGS",
+]
+
+
+class KernelsConfig(_Section, frozen=True):
+    """``[kernels]``: how each user's kernel worker starts, watches and limits kernels."""
+
+    transport: Annotated[Literal["plain"], _doc("Kernel channels: plain = the kernel binds ip itself.")] = "plain"
+    ip: Annotated[str, _doc("Address kernels bind (plain transport); empty = as server.bind.")] = ""
+    max_per_user: Annotated[int, msgspec.Meta(ge=0, description="Kernels one user may run; 0 = no limit.")] = 10
+    max_per_host: Annotated[int, msgspec.Meta(ge=0, description="Kernels on this host in all; 0 = no limit.")] = 100
+    start_timeout: Annotated[Positive, _doc("Seconds a kernel has to answer kernel_info after it starts.")] = 60.0
+    shutdown_grace: Annotated[Positive, _doc("Seconds a kernel has to exit after shutdown_request.")] = 5.0
+    idle_cull: Annotated[NonNegative, _doc("Seconds without activity before an idle kernel is stopped; 0 = off.")] = 0.0
+    cull_spyder: Annotated[bool, _doc("Cull idle Spyder kernels too (a Spyder session may sit idle for days).")] = False
+    cull_connected: Annotated[bool, _doc("Cull idle kernels that still have clients connected.")] = False
+    memory_limit: Annotated[int, msgspec.Meta(ge=0, description="Address-space limit per kernel in MiB; 0 = none.")] = 0
+    umask: Annotated[
+        int, msgspec.Meta(ge=0, le=0o777, description="umask of kernels; write it in octal: umask = 0o022.")
+    ] = 0o022
+    max_restarts: Annotated[
+        int, msgspec.Meta(ge=0, description="Automatic restarts of a kernel (started with restart) per hour.")
+    ] = 5
+    env_allow: Annotated[list[str], _doc("Variables (fnmatch patterns) a client may set for a kernel.")] = (
+        msgspec.field(default_factory=lambda: list(DEFAULT_ENV_ALLOW))
+    )
+    stop_on_exit: Annotated[bool, _doc("Stop every kernel when the daemon stops (default: they keep running).")] = False
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole daemon configuration."""
 
@@ -176,6 +221,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     discovery: DiscoveryConfig = DiscoveryConfig()
     auth: AuthConfig = AuthConfig()
     envs: EnvsConfig = EnvsConfig()
+    kernels: KernelsConfig = KernelsConfig()
 
     def __post_init__(self) -> None:
         """Refuse a control port whose derived events or key port would pass 65535."""
@@ -200,6 +246,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "discovery": DiscoveryConfig,
     "auth": AuthConfig,
     "envs": EnvsConfig,
+    "kernels": KernelsConfig,
 }
 
 # Variables with this prefix that are not config keys but choose directories.

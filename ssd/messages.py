@@ -19,6 +19,12 @@ __all__ = [
     "EnvInstallRequest",
     "EnvListRequest",
     "EnvRemoveRequest",
+    "KernelInfoRequest",
+    "KernelInterruptRequest",
+    "KernelListRequest",
+    "KernelRestartRequest",
+    "KernelShutdownRequest",
+    "KernelStartRequest",
     "KeyAddRequest",
     "LoginRequest",
     "LogoutRequest",
@@ -122,6 +128,54 @@ class EnvCancelRequest(RequestContent, frozen=True):
     """``env_cancel_request``: stop a running operation."""
 
     operation: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+EnvName = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+KernelId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+KernelKind = Literal["spyder", "ipykernel"]
+VarName = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+VarValue = Annotated[str, msgspec.Meta(max_length=4096, pattern=r"^[^\x00]*$")]
+
+
+class KernelStartRequest(RequestContent, frozen=True):
+    """``kernel_start_request``: start a kernel in an environment; answered once it replied to kernel_info."""
+
+    env: EnvName
+    kind: KernelKind = "spyder"
+    cwd: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
+    env_vars: Annotated[dict[VarName, VarValue], msgspec.Meta(max_length=64)] = {}
+    name: Annotated[str, msgspec.Meta(max_length=100, pattern=r"^[^\x00-\x1f]*$")] = ""
+    # Start it again (same id and ports) when it dies without being asked to.
+    restart: bool = False
+
+
+class KernelListRequest(RequestContent, frozen=True):
+    """``kernel_list_request``: the user's own kernels."""
+
+
+class KernelInfoRequest(RequestContent, frozen=True):
+    """``kernel_info_request`` (to ssd, not to a kernel): one kernel with its connection info."""
+
+    kernel: KernelId
+
+
+class KernelInterruptRequest(RequestContent, frozen=True):
+    """``kernel_interrupt_request``: interrupt the running cell (the kernelspec's mode, or the one given)."""
+
+    kernel: KernelId
+    mode: Literal["signal", "message"] | None = None
+
+
+class KernelRestartRequest(RequestContent, frozen=True):
+    """``kernel_restart_request``: a new process with the same id, ports and key."""
+
+    kernel: KernelId
+
+
+class KernelShutdownRequest(RequestContent, frozen=True):
+    """``kernel_shutdown_request``: polite shutdown, forced after the grace period."""
+
+    kernel: KernelId
 
 
 C = TypeVar("C", bound=RequestContent)

@@ -19,6 +19,14 @@ _SCHEMA = (
         created REAL NOT NULL,
         expires REAL NOT NULL
     )""",
+    # Running kernels, as their user's kernel worker reported them (record: JSON of KernelRecord).
+    """CREATE TABLE IF NOT EXISTS kernels (
+        kernel_id TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        record BLOB NOT NULL,
+        updated REAL NOT NULL
+    )""",
 )
 
 

@@ -19,6 +19,7 @@ import zmq
 import zmq.asyncio
 
 from ssd import protocol
+from ssd.broker.kernels import KernelBook
 from ssd.broker.registry import Pending, Registry, WorkerRecord
 from ssd.config import WorkersConfig
 from ssd.workers import wire
@@ -56,6 +57,7 @@ class WorkerRouter:
         kill: Callable[[str], None],
         spawn: Callable[[str, str], None] = lambda service, user: None,
         retire: Callable[[str], None] = lambda key: None,
+        kernels: KernelBook | None = None,
     ) -> None:
         self.socket = socket
         self.registry = registry
@@ -65,6 +67,8 @@ class WorkerRouter:
         self._kill = kill
         self._spawn = spawn
         self._retire = retire
+        self.kernels = kernels
+        self.kernels_changed: Callable[[], None] = lambda: None
 
     # -- requests from clients ---------------------------------------------------------
 
@@ -131,6 +135,8 @@ class WorkerRouter:
             self._on_reply(record, args[0], args[1])
         elif command == wire.EVENT and len(args) == 2:
             self._on_event(record, args[0], args[1])
+        elif command == wire.KERNEL and len(args) == 2:
+            self._on_kernel(record, args[0], args[1])
         elif command != wire.HEARTBEAT:
             log.warning("unknown command %r from worker %d ignored", command[:16], record.pid)
 
@@ -143,6 +149,9 @@ class WorkerRouter:
             self._send(routing_id, wire.STOP)
             return
         log.info("worker pid %d ready for service %s", record.pid, record.service)
+        if record.service == "kernel" and record.user and self.kernels is not None:
+            # Before any request (same connection, so in order): the kernels to take over.
+            self._send(routing_id, wire.ADOPT, self.kernels.records_of(record.user))
         self._drain_queue(record.service, record.user)
 
     def _on_reply(self, record: WorkerRecord, request_id: bytes, body: bytes) -> None:
@@ -166,7 +175,22 @@ class WorkerRouter:
         except (msgspec.DecodeError, AttributeError, KeyError, TypeError):
             log.error("worker %d sent an invalid event", record.pid)
             return
-        self._publish(topic.decode(errors="replace"), msg_type, content)
+        name = topic.decode(errors="replace")
+        if record.user is not None and not name.endswith(f".{record.user}"):
+            # A user's worker speaks only under its user's topics (subscribers filter on them).
+            log.error("worker %d of %s published under topic %r: dropped", record.pid, record.user, name[:64])
+            return
+        self._publish(name, msg_type, content)
+
+    def _on_kernel(self, record: WorkerRecord, kernel_id: bytes, body: bytes) -> None:
+        """A kernel worker's record of one kernel (empty body: forget it)."""
+        if record.service != "kernel" or record.user is None or self.kernels is None:
+            log.error("worker %d (service %s) sent a kernel record: ignored", record.pid, record.service)
+            return
+        name = kernel_id.decode(errors="replace")
+        changed = self.kernels.put(record.user, name, body) if body else self.kernels.drop(record.user, name)
+        if changed:
+            self.kernels_changed()
 
     # -- liveness ----------------------------------------------------------------------
 
@@ -188,6 +212,8 @@ class WorkerRouter:
                 self.worker_exited(record.key)
                 self._kill(record.key)
             for record in self.registry.idle_workers(now - self.config.idle_timeout):
+                if record.service == "kernel" and self.kernels is not None and self.kernels.count(record.user):
+                    continue  # it watches the user's kernels
                 log.info(
                     "%s worker of %s idle for %gs; stopping it", record.service, record.user, self.config.idle_timeout
                 )

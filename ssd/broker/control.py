@@ -13,6 +13,7 @@ import itertools
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -66,6 +67,8 @@ class ControlHandler:
         self.session_lifetime = session_lifetime
         self.accepting = True
         self._ids = itertools.count(1)
+        # Checks a request type must pass before it goes to a worker (e.g. the host's kernel limit).
+        self.admission: dict[str, Callable[[], dict[str, Any] | None]] = {}
 
     async def run(self) -> None:
         """Receive and answer client messages until cancelled."""
@@ -157,6 +160,7 @@ class ControlHandler:
     def _to_worker(self, msg: Message, route: Route, client_key: str, login: LoginAttempt | None) -> None:
         assert route.service is not None
         limit = self.config.max_inflight_per_client
+        error: dict[str, Any] | None
         if route.service not in self.services:
             error = protocol.error_content(
                 protocol.SERVICE_UNAVAILABLE, f"the {route.service} service is not enabled on this server"
@@ -166,7 +170,8 @@ class ControlHandler:
                 protocol.TOO_MANY_REQUESTS, f"this client already has {limit} requests in progress; wait for replies"
             )
         else:
-            error = None
+            check = self.admission.get(msg.msg_type)
+            error = check() if check is not None else None
         if error is not None:
             if login is not None:
                 self.limiter.finish(login.name, login.address, success=False, counted=False, pam=login.pam)

@@ -18,6 +18,12 @@ from ssd.messages import (
     EnvInstallRequest,
     EnvListRequest,
     EnvRemoveRequest,
+    KernelInfoRequest,
+    KernelInterruptRequest,
+    KernelListRequest,
+    KernelRestartRequest,
+    KernelShutdownRequest,
+    KernelStartRequest,
     KeyAddRequest,
     LoginRequest,
     LogoutRequest,
@@ -72,6 +78,13 @@ ROUTES: dict[str, Route] = _table(
     Route("env_install_request", EnvInstallRequest, Auth.USER, service="env", per_user=True),
     Route("env_remove_request", EnvRemoveRequest, Auth.USER, service="env", per_user=True),
     Route("env_cancel_request", EnvCancelRequest, Auth.USER, service="env", per_user=True),
+    # The user's own kernel worker, running as the user; kernel_start also counts against the host limit.
+    Route("kernel_start_request", KernelStartRequest, Auth.USER, service="kernel", per_user=True),
+    Route("kernel_list_request", KernelListRequest, Auth.USER, service="kernel", per_user=True),
+    Route("kernel_info_request", KernelInfoRequest, Auth.USER, service="kernel", per_user=True),
+    Route("kernel_interrupt_request", KernelInterruptRequest, Auth.USER, service="kernel", per_user=True),
+    Route("kernel_restart_request", KernelRestartRequest, Auth.USER, service="kernel", per_user=True),
+    Route("kernel_shutdown_request", KernelShutdownRequest, Auth.USER, service="kernel", per_user=True),
     # Diagnostic round trip through a worker; runs only when [workers] diag = true.
     Route("echo_request", EchoRequest, Auth.USER, service="diag"),
 )

@@ -142,6 +142,10 @@ class Registry:
             self._finish(pending)
         return pending
 
+    def in_flight(self, msg_type: str) -> int:
+        """Requests of *msg_type* admitted and not yet answered (queued or at a worker)."""
+        return sum(1 for pending in self.by_request.values() if pending.msg_type == msg_type)
+
     def queued(self, service: str, user: str | None = None) -> int:
         """Return how many requests wait for *service* (of *user*)."""
         return len(self.queues.get((service, user), ()))

@@ -26,6 +26,7 @@ from ssd.broker.control import ControlHandler
 from ssd.broker.dispatch import ROUTES
 from ssd.broker.events import EventPublisher
 from ssd.broker.handlers import ServerFacts
+from ssd.broker.kernels import KernelBook, become_subreaper
 from ssd.broker.keyport import serve_key
 from ssd.broker.limiter import LoginLimiter
 from ssd.broker.policy import CLIENT_DOMAIN, WORKER_DOMAIN, ClientPolicy, ConnectionThrottle, WorkerPolicy
@@ -34,6 +35,7 @@ from ssd.broker.sessions import SessionStore
 from ssd.broker.supervisor import Supervisor, WorkerSpec
 from ssd.broker.zap import Authenticator
 from ssd.config import Config
+from ssd.kernels.transport import kernel_bind_ip
 from ssd.keys import KeyPair
 from ssd.state import open_state
 from ssd.users import lookup
@@ -56,6 +58,7 @@ class BrokerOptions:
     name: str
     state_dir: Path
     config_dir: Path
+    certificate: str = ""  # PEM (leaf first, then chain) served on the key port; "" = none
 
 
 class Broker:
@@ -69,6 +72,7 @@ class Broker:
         self.wire = protocol.Wire(username="ssd")
         self.state = open_state(options.state_dir)
         self.sessions = SessionStore(self.state)
+        self.kernel_book = KernelBook(self.state)
         auth = self.config.auth
         self.limiter = LoginLimiter(base_delay=auth.failure_delay, max_failures=auth.max_failures, lockout=auth.lockout)
         self.ports: dict[str, int] = {}
@@ -77,9 +81,8 @@ class Broker:
         self.failed = False  # set when a loop died: the daemon then exits non-zero
         self._auth: Authenticator | None = None
         self.announcer: Announcer | None = None
-        # How many kernels run here, for the zeroconf summary; the kernel service
-        # replaces it and calls kernels_changed() when the count moves.
-        self.kernel_count: Callable[[], int] = lambda: 0
+        # How many kernels run here, for the zeroconf summary.
+        self.kernel_count: Callable[[], int] = self.kernel_book.count
 
     def _worker_specs(self) -> list[WorkerSpec]:
         auth = self.config.auth
@@ -105,6 +108,8 @@ class Broker:
         """Install ZAP, bind every socket, start workers and loops."""
         throttle = ConnectionThrottle(self.config.auth.connection_burst, self.config.auth.connection_rate)
         self._auth = Authenticator(self.ctx, log=logging.getLogger("ssd.zap"), throttle=throttle)
+        if not become_subreaper():
+            log.warning("not a child subreaper: kernels whose worker died are reaped by init, if at all")
         self._auth.start()  # before any bind: without a handler libzmq admits every key
         self._auth.configure_curve_callback(CLIENT_DOMAIN, ClientPolicy())
         self._auth.configure_curve_callback(WORKER_DOMAIN, WorkerPolicy(self.registry.is_expected))
@@ -155,7 +160,9 @@ class Broker:
             kill=self.supervisor.kill,
             spawn=self._spawn_user_worker,
             retire=self.supervisor.retire,
+            kernels=self.kernel_book,
         )
+        self.router.kernels_changed = self.kernels_changed
         facts = ServerFacts(
             name=self.options.name,
             mode=self.options.mode,
@@ -165,7 +172,7 @@ class Broker:
             events_port=self.ports["events"],
             key_port=self.ports["key"],
             started=time.time(),
-            capabilities=_capabilities({s.service for s in specs}),
+            capabilities=_capabilities({s.service for s in specs} | set(USER_SERVICE_OPTIONS)),
         )
         self.control = ControlHandler(
             control,
@@ -178,6 +185,9 @@ class Broker:
             limiter=self.limiter,
             session_lifetime=self.config.auth.session_lifetime,
         )
+        self.control.admission["kernel_start_request"] = lambda: self.kernel_book.admit_start(
+            self.config.kernels.max_per_host, self.registry.in_flight("kernel_start_request")
+        )
         for coro in (
             self.control.run(),
             self.router.run(),
@@ -187,6 +197,9 @@ class Broker:
             self._spawn(coro)
         for spec in specs:
             self.supervisor.start(spec)
+        # Kernels outlive the daemon: their users' kernel workers start now to watch them again.
+        for user in sorted(self.kernel_book.users()):
+            self._spawn_user_worker("kernel", user)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
@@ -251,7 +264,10 @@ class Broker:
         return {"name": self.options.name, "workers": len(self.registry.workers)}
 
     def _key_info(self) -> dict[str, str]:
-        return {"name": self.options.name, "fingerprint": self.options.keys.fingerprint}
+        info = {"name": self.options.name, "fingerprint": self.options.keys.fingerprint}
+        if self.options.certificate:  # for clients that verify it against a CA file (ssd.certs)
+            info["certificate"] = self.options.certificate
+        return info
 
     def _socket(self, kind: int) -> zmq.asyncio.Socket:
         sock = self.ctx.socket(kind)
@@ -377,4 +393,9 @@ def _capabilities(services: set[str]) -> tuple[str, ...]:
 # user's first request) and the options each worker gets from the config.
 USER_SERVICE_OPTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
     "env": lambda config: {"envs": msgspec.to_builtins(config.envs)},
+    "kernel": lambda config: {
+        "envs": msgspec.to_builtins(config.envs),
+        "kernels": msgspec.to_builtins(config.kernels),
+        "kernel_ip": kernel_bind_ip(config.kernels.ip, config.server.bind),
+    },
 }

@@ -8,6 +8,6 @@ table, ``locations`` the usual install places, ``condarc`` the ``envs_dirs`` key
 from __future__ import annotations
 
 from ssd.envs.compat import kernels_spec_for, spyder_versions
-from ssd.envs.discovery import DiscoveryOptions, EnvDiscovery, EnvInfo, discover
+from ssd.envs.discovery import DiscoveryOptions, EnvDiscovery, EnvInfo, discover, find_env
 
-__all__ = ["DiscoveryOptions", "EnvDiscovery", "EnvInfo", "discover", "kernels_spec_for", "spyder_versions"]
+__all__ = ["DiscoveryOptions", "EnvDiscovery", "EnvInfo", "discover", "find_env", "kernels_spec_for", "spyder_versions"]

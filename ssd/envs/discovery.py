@@ -23,8 +23,9 @@ from ssd.envs.compat import spyder_versions
 from ssd.envs.condarc import read_envs_dirs
 from ssd.envs.metadata import Kind, PrefixFacts, read_prefix, site_packages_dirs
 from ssd.envs.stamps import Stamp, StampCache, stamp
+from ssd.errors import SSDError
 
-__all__ = ["DiscoveryOptions", "EnvDiscovery", "EnvInfo", "discover"]
+__all__ = ["DiscoveryOptions", "EnvDiscovery", "EnvInfo", "discover", "find_env"]
 
 
 def _doc(text: str) -> msgspec.Meta:
@@ -216,3 +217,17 @@ def _order(info: EnvInfo) -> tuple[bool, bool, str, str]:
 def discover(config: DiscoveryOptions, home: Path, environ: Mapping[str, str]) -> list[EnvInfo]:
     """One listing without a cache to keep (a fresh ``EnvDiscovery(...).list()``)."""
     return EnvDiscovery(config, home, environ).list()
+
+
+def find_env(envs: list[EnvInfo], wanted: str) -> EnvInfo:
+    """Pick an environment by prefix, or by a name that only one environment has."""
+    by_prefix = [e for e in envs if e.prefix == wanted or e.prefix == os.path.normpath(wanted)]
+    if by_prefix:
+        return by_prefix[0]
+    named = [e for e in envs if e.name == wanted]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        prefixes = ", ".join(e.prefix for e in named)
+        raise SSDError(f"several environments are named {wanted!r} ({prefixes}); give the prefix", code="env_ambiguous")
+    raise SSDError(f"no environment {wanted!r} was found for this user (see: ssd-ctl envs HOST)", code="env_not_found")

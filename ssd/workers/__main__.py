@@ -17,8 +17,9 @@ from ssd.workers.auth import AuthWorker
 from ssd.workers.base import Worker
 from ssd.workers.diag import DiagWorker
 from ssd.workers.env import EnvWorker
+from ssd.workers.kernel import KernelWorker
 
-SERVICES: dict[str, type[Worker]] = {"auth": AuthWorker, "diag": DiagWorker, "env": EnvWorker}
+SERVICES: dict[str, type[Worker]] = {"auth": AuthWorker, "diag": DiagWorker, "env": EnvWorker, "kernel": KernelWorker}
 
 
 def main() -> int:

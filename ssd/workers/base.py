@@ -53,6 +53,7 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_heard = time.monotonic()
         self._stop = asyncio.Event()
+        self.stop_reason = "signal"  # or "stop" (the broker's STOP), "broker_silent"
 
     async def run(self) -> int:
         """Serve until the broker says STOP, a signal arrives, or the broker is gone."""
@@ -62,15 +63,25 @@ class Worker:
         self.socket.connect(self.credentials.endpoint)
         ready = wire.Ready(service=self.service, pid=os.getpid(), capacity=self.capacity)
         await self.socket.send_multipart([wire.TAG, wire.READY, wire.encode(ready)])
-        receiver = asyncio.create_task(self._receive())
-        heart = asyncio.create_task(self._heartbeat())
+        loops = [asyncio.create_task(coro) for coro in (self._receive(), self._heartbeat(), self.background())]
         await self._stop.wait()
-        receiver.cancel()
-        heart.cancel()
+        for task in loops:
+            task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.credentials.heartbeat_interval * 2)
+        await self.before_exit(self.stop_reason)
         self.ctx.destroy(linger=500)
         return 0
+
+    async def background(self) -> None:
+        """A service's own background work, cancelled at exit (default: none)."""
+
+    async def before_exit(self, reason: str) -> None:
+        """Last words of a service before the sockets close; *reason* says why it stops."""
+
+    def handle_command(self, command: bytes, args: list[bytes]) -> None:
+        """A broker command the base loop does not know (services extend this)."""
+        log.warning("%s worker ignored unknown command %r", self.service, command[:16])
 
     async def _heartbeat(self) -> None:
         interval = self.credentials.heartbeat_interval
@@ -79,6 +90,7 @@ class Worker:
             await asyncio.sleep(interval)
             if time.monotonic() - self._last_heard > interval * 3:
                 log.error("%s worker: broker silent; exiting", self.service)
+                self.stop_reason = "broker_silent"
                 self._stop.set()
                 return
 
@@ -94,7 +106,10 @@ class Worker:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             elif command == wire.STOP:
+                self.stop_reason = "stop"
                 self._stop.set()
+            elif command != wire.HEARTBEAT:
+                self.handle_command(command, frames[2:])
 
     async def _serve(self, request_id: bytes, body: bytes) -> None:
         content = await self._answer(body)

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from ssd.envs import DiscoveryOptions, EnvDiscovery, EnvInfo, admin, validate
+from ssd.envs import DiscoveryOptions, EnvDiscovery, EnvInfo, admin, find_env, validate
 from ssd.errors import SSDError
 from ssd.messages import (
     EnvCancelRequest,
@@ -31,7 +31,7 @@ from ssd.messages import (
 from ssd.workers import wire
 from ssd.workers.base import Worker
 
-__all__ = ["EnvWorker", "find_env"]
+__all__ = ["EnvWorker"]
 
 _DISCOVERY_KEYS = set(DiscoveryOptions.__struct_fields__)
 
@@ -97,20 +97,6 @@ def _group_name(gid: int) -> str | None:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return None
-
-
-def find_env(envs: list[EnvInfo], wanted: str) -> EnvInfo:
-    """Pick an environment by prefix, or by a name that only one environment has."""
-    by_prefix = [e for e in envs if e.prefix == wanted or e.prefix == os.path.normpath(wanted)]
-    if by_prefix:
-        return by_prefix[0]
-    named = [e for e in envs if e.name == wanted]
-    if len(named) == 1:
-        return named[0]
-    if named:
-        prefixes = ", ".join(e.prefix for e in named)
-        raise SSDError(f"several environments are named {wanted!r} ({prefixes}); give the prefix", code="env_ambiguous")
-    raise SSDError(f"no environment {wanted!r} was found for this user (see: ssd-ctl envs HOST)", code="env_not_found")
 
 
 async def env_list(worker: EnvWorker, content: EnvListRequest, request: wire.Request) -> dict[str, Any]:

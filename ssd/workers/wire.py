@@ -6,9 +6,11 @@ Every message starts with the protocol tag and a command::
                        [TAG, HEARTBEAT]
                        [TAG, REPLY, request_id, json(reply content)]
                        [TAG, EVENT, topic, json(event content)]
+                       [TAG, KERNEL, kernel_id, json(KernelRecord) or b""]   (kernel service: remember / forget)
     broker -> worker   [TAG, REQUEST, request_id, json(Request)]
                        [TAG, HEARTBEAT]
                        [TAG, STOP]
+                       [TAG, ADOPT, json([KernelRecord, ...])]   (kernel service, right after READY)
 
 The link is CURVE-encrypted and each worker's key is known to the broker
 before the worker starts (see ``Credentials``), so only processes the broker
@@ -30,6 +32,8 @@ REQUEST: Final = b"REQ"
 REPLY: Final = b"REPLY"
 EVENT: Final = b"EVENT"
 STOP: Final = b"STOP"
+KERNEL: Final = b"KERNEL"
+ADOPT: Final = b"ADOPT"
 
 
 class Credentials(msgspec.Struct, frozen=True):

@@ -69,6 +69,44 @@ def heavy_venv() -> Path:
     return venv
 
 
+KERNEL_PACKAGES = ("spyder-kernels==3.1.*",)
+
+
+def _build_kernel_env(target: Path) -> None:
+    """A venv where kernels really run: spyder-kernels with every dependency pip resolves (ipykernel too)."""
+    subprocess.run([BASE_PYTHON, "-m", "venv", "--without-pip", str(target)], check=True, timeout=120)
+    pip = [sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install"]
+    subprocess.run([*pip, "-q", "--no-compile", *KERNEL_PACKAGES], check=True, timeout=600)
+    oracle = subprocess.run(
+        [str(target / "bin" / "python"), "-c", _ORACLE], text=True, capture_output=True, check=True, timeout=60
+    )
+    (target / "ssd-test-expected.json").write_text(oracle.stdout)
+
+
+def kernel_venv() -> Path:
+    """The cached venv that can run Spyder and Jupyter kernels (built on first use, then reused)."""
+    return _cached("kernel", KERNEL_PACKAGES, _build_kernel_env)
+
+
+def _cached(label: str, packages: tuple[str, ...], build: Any) -> Path:
+    key = hashlib.sha256(f"{label}|{_base_version()}|{'|'.join(packages)}".encode()).hexdigest()[:16]
+    folder = CACHE_ROOT / key
+    venv = folder / "venv"
+    if (venv / "ssd-test-expected.json").exists():
+        return venv
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    os.chmod(CACHE_ROOT, 0o755)
+    with open(CACHE_ROOT / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / "ssd-test-expected.json").exists():
+            building = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=CACHE_ROOT))
+            build(building / "venv")
+            subprocess.run(["chmod", "-R", "a+rX", str(building)], check=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            building.rename(folder)
+    return venv
+
+
 def expected(venv: Path) -> dict[str, str]:
     """What the venv's own Python said about its versions when it was built (the oracle)."""
     data: dict[str, str] = json.loads((venv / "ssd-test-expected.json").read_text())

@@ -1,0 +1,107 @@
+"""The broker's book of running kernels: persisted, per user, and counted against the host limit.
+
+Only a user's own kernel worker may write a user's records; the broker hands
+them back to the next kernel worker of that user (re-adoption after a crash or
+a daemon restart). The broker is a child subreaper, so a kernel whose worker
+died becomes the broker's child and is reaped here when its record is dropped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import sqlite3
+import time
+from typing import Any
+
+import msgspec
+
+from ssd import protocol
+from ssd.kernels.proc import reap, start_ticks
+from ssd.kernels.record import KernelRecord
+
+__all__ = ["KernelBook", "become_subreaper"]
+
+log = logging.getLogger(__name__)
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (kernels whose worker died) instead of init, so they get reaped."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap(record: KernelRecord) -> None:
+    """Collect the exit status of a kernel that ended as our child (checked by start time, never a reused pid)."""
+    if start_ticks(record.pid) == record.start_ticks:
+        reap(record.pid)
+
+
+class KernelBook:
+    """Kernel records by id, written through to the ``kernels`` table."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._records: dict[str, tuple[str, KernelRecord, bytes]] = {}  # id -> (user, record, its JSON)
+        for kernel_id, user, record in db.execute("SELECT kernel_id, user, record FROM kernels"):
+            try:
+                self._records[kernel_id] = (user, msgspec.json.decode(record, type=KernelRecord), bytes(record))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                log.error("unreadable kernel record %s in the state store dropped", kernel_id)
+
+    def count(self, user: str | None = None) -> int:
+        """Kernels on this host (of *user*, if given)."""
+        return sum(1 for owner, _, _ in self._records.values() if user is None or owner == user)
+
+    def users(self) -> set[str]:
+        """Users with recorded kernels (their kernel workers are started with the broker)."""
+        return {owner for owner, _, _ in self._records.values()}
+
+    def put(self, user: str, kernel_id: str, body: bytes) -> bool:
+        """Store a record sent by *user*'s kernel worker; refuse one that names another user."""
+        try:
+            record = msgspec.json.decode(body, type=KernelRecord)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.error("kernel worker of %s sent an invalid kernel record: %s", user, exc)
+            return False
+        owner = self._records.get(kernel_id, (user,))[0]
+        if record.user != user or record.kernel_id != kernel_id or owner != user:
+            log.error("kernel worker of %s sent a record for kernel %s of %s: refused", user, kernel_id, owner)
+            return False
+        self._db.execute(
+            "INSERT OR REPLACE INTO kernels (kernel_id, user, pid, record, updated) VALUES (?, ?, ?, ?, ?)",
+            (kernel_id, user, record.pid, body, time.time()),
+        )
+        old = self._records.get(kernel_id)
+        self._records[kernel_id] = (user, record, body)
+        if old is not None and old[1].pid != record.pid:
+            _reap(old[1])  # restarted: the old process may have been our orphan
+        return True
+
+    def drop(self, user: str, kernel_id: str) -> bool:
+        """Forget a kernel of *user* (shut down or dead) and reap it if it ended as our child."""
+        entry = self._records.get(kernel_id)
+        if entry is None or entry[0] != user:
+            return False
+        self._db.execute("DELETE FROM kernels WHERE kernel_id = ?", (kernel_id,))
+        del self._records[kernel_id]
+        _reap(entry[1])
+        return True
+
+    def records_of(self, user: str) -> bytes:
+        """The JSON list of *user*'s records, for the ADOPT message."""
+        bodies = [body for owner, _, body in self._records.values() if owner == user]
+        return b"[" + b",".join(bodies) + b"]"
+
+    def admit_start(self, limit: int, starting: int) -> dict[str, Any] | None:
+        """Refuse a kernel_start beyond the host limit (counting starts still in flight)."""
+        if limit and self.count() + starting >= limit:
+            return protocol.error_content(
+                "limit_reached", f"this host runs {limit} kernels, the most it allows; try again later"
+            )
+        return None

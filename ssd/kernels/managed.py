@@ -1,0 +1,216 @@
+"""One kernel under a worker's care: start, watch, interrupt, restart, shut down.
+
+The worker owns a ``ManagedKernel`` per kernel. Every change of state goes
+out through two callbacks: ``on_state`` (a lifecycle event, no secrets) and
+``on_record`` (what the state store must remember, or None once it is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import zmq.asyncio
+
+from ssd.errors import SSDError
+from ssd.kernels import launch, proc
+from ssd.kernels.link import KernelLink, KernelSilent, kernel_info_summary
+from ssd.kernels.record import KernelRecord
+
+__all__ = ["KernelHooks", "ManagedKernel"]
+
+_HOUR = 3600.0
+
+
+class KernelHooks(msgspec.Struct, frozen=True):
+    """Where a managed kernel reports to, and the limits it keeps."""
+
+    on_state: Callable[[ManagedKernel, str, dict[str, Any]], None]
+    on_record: Callable[[str, KernelRecord | None], None]
+    start_timeout: float
+    shutdown_grace: float
+    max_restarts: int
+
+
+class ManagedKernel:
+    """A kernel process, the worker's link to it, and its lifecycle state."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, record: KernelRecord, hooks: KernelHooks) -> None:
+        self.ctx = ctx
+        self.record = record
+        self.hooks = hooks
+        self.state = "starting"
+        self.process: subprocess.Popen[bytes] | None = None  # None when adopted (not our child)
+        self.link = KernelLink(ctx, record.connection)
+        self.summary: dict[str, Any] = {}
+        self._watch: proc.ExitWatch | None = None
+        self._exited = asyncio.Event()
+        self._restarts: deque[float] = deque()
+        self._dying: asyncio.Task[None] | None = None
+
+    @property
+    def kernel_id(self) -> str:
+        """The kernel's id (stable across restarts)."""
+        return self.record.kernel_id
+
+    # -- starting -----------------------------------------------------------------------
+
+    async def start(self) -> dict[str, float]:
+        """Spawn the process and wait for its kernel_info reply; return the timings."""
+        began = time.monotonic()
+        self._spawn()
+        spawned = time.monotonic()
+        self.hooks.on_state(self, "starting", {})
+        await self._wait_ready()
+        self.state = "ready"
+        self.link.start_watching()
+        self.hooks.on_state(self, "ready", {})
+        return {"spawn": spawned - began, "ready": time.monotonic() - began}
+
+    def _spawn(self) -> None:
+        self.process = launch.spawn(self.record)
+        ticks = proc.start_ticks(self.process.pid) or 0
+        self.record = msgspec.structs.replace(self.record, pid=self.process.pid, start_ticks=ticks)
+        self._exited = asyncio.Event()
+        self._watch = proc.ExitWatch(self.process.pid, self._on_exit)
+        self.hooks.on_record(self.kernel_id, self.record)
+
+    async def _wait_ready(self) -> None:
+        """Ask for kernel_info until it answers; fail with the kernel's last words if it exits first."""
+        asking = asyncio.create_task(
+            self.link.request("shell", "kernel_info_request", {}, timeout=self.hooks.start_timeout)
+        )
+        exited = asyncio.create_task(self._exited.wait())
+        try:
+            await asyncio.wait({asking, exited}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+        if asking.done() and asking.exception() is None:
+            self.summary = kernel_info_summary(asking.result())
+            return
+        asking.cancel()
+        with contextlib.suppress(asyncio.CancelledError, KernelSilent):
+            await asking
+        tail = launch.log_tail(self.record.log_file)
+        if self._exited.is_set():
+            reason = f"the kernel exited during start (code {self.exit_code()})"
+        else:
+            reason = f"the kernel did not answer kernel_info within {self.hooks.start_timeout:g} s"
+            await self._stop_process()
+        raise SSDError(reason + (f"; its last output:\n{tail}" if tail else ""), code="kernel_start_failed")
+
+    # -- adoption -----------------------------------------------------------------------
+
+    def adopt(self) -> bool:
+        """Take over a kernel a previous worker started; False if its process is gone."""
+        if not proc.is_alive(self.record.pid, self.record.start_ticks):
+            return False
+        try:
+            self._watch = proc.ExitWatch(self.record.pid, self._on_exit)
+        except ProcessLookupError:
+            return False
+        self.state = "ready"
+        self.link.start_watching()
+        return True
+
+    # -- death --------------------------------------------------------------------------
+
+    def exit_code(self) -> int | None:
+        """The exit code when the kernel was our child; None for an adopted one."""
+        if self.process is not None:
+            return self.process.poll()
+        return proc.reap(self.record.pid)
+
+    def _on_exit(self) -> None:
+        self._exited.set()
+        if self.state == "ready":  # starting, restarting and stopping wait for the exit themselves
+            self._dying = asyncio.create_task(self._died())
+
+    async def _died(self) -> None:
+        code = self.exit_code()
+        self.state = "dead"
+        self.hooks.on_state(self, "dead", {"exit_code": code})
+        if self.record.auto_restart and self._may_restart():
+            try:
+                await self._respawn()
+            except SSDError as exc:
+                self.hooks.on_state(self, "dead", {"exit_code": None, "reason": exc.message})
+            else:
+                self.hooks.on_state(self, "restarted", {"automatic": True})
+                return
+        self.forget()
+
+    def _may_restart(self) -> bool:
+        now = time.monotonic()
+        while self._restarts and self._restarts[0] < now - _HOUR:
+            self._restarts.popleft()
+        return len(self._restarts) < self.hooks.max_restarts
+
+    # -- operations ---------------------------------------------------------------------
+
+    def interrupt_by_signal(self) -> None:
+        """SIGINT to the kernel's process group, as jupyter_client does."""
+        if not proc.signal_group(self.record.pid, signal.SIGINT):
+            raise SSDError("the kernel is not running", code="kernel_dead")
+
+    async def restart(self) -> dict[str, float]:
+        """Same id, ports and key; a new process. Returns the timings."""
+        began = time.monotonic()
+        self.state = "restarting"
+        with contextlib.suppress(KernelSilent):
+            await self.link.request("control", "shutdown_request", {"restart": True}, timeout=1.0)
+        await self._stop_process()
+        await self._respawn()
+        self.hooks.on_state(self, "restarted", {"automatic": False})
+        return {"ready": time.monotonic() - began}
+
+    async def _respawn(self) -> None:
+        self._restarts.append(time.monotonic())
+        self.state = "starting"
+        self._spawn()
+        self.record = msgspec.structs.replace(self.record, restarts=self.record.restarts + 1)
+        self.hooks.on_record(self.kernel_id, self.record)
+        await self._wait_ready()
+        self.state = "ready"
+
+    async def shutdown(self, event: str = "shutdown") -> None:
+        """Polite shutdown_request, then SIGTERM, then SIGKILL; files removed, record dropped."""
+        self.state = "stopping"
+        with contextlib.suppress(KernelSilent):
+            await self.link.request("control", "shutdown_request", {"restart": False}, timeout=1.0)
+        await self._stop_process()
+        self.hooks.on_state(self, event, {"exit_code": self.exit_code()})
+        self.forget()
+
+    async def _stop_process(self) -> None:
+        """Wait the grace period for the process to go, then force it; reap it if it is ours."""
+        pid, ticks = self.record.pid, self.record.start_ticks
+        if not await proc.wait_gone(pid, ticks, self.hooks.shutdown_grace):
+            proc.signal_group(pid, signal.SIGTERM)
+            if not await proc.wait_gone(pid, ticks, 1.0):
+                proc.signal_group(pid, signal.SIGKILL)
+                await proc.wait_gone(pid, ticks, 5.0)
+        if self._watch is not None:
+            self._watch.close()
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=1.0)
+
+    def forget(self) -> None:
+        """Close the link, remove the connection and log files, drop the record."""
+        self.state = "gone" if self.state != "dead" else "dead"
+        if self._watch is not None:
+            self._watch.close()
+        self.link.close()
+        for path in (self.record.connection_file, self.record.log_file):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        self.hooks.on_record(self.kernel_id, None)

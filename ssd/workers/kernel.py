@@ -1,0 +1,293 @@
+"""The kernel service: one worker per user, running as that user, starting and keeping kernels.
+
+Kernels run in their own sessions, so they outlive this worker; the broker
+keeps their records (sent with ``wire.KERNEL``) and hands them to the next
+worker (``wire.ADOPT``), which takes them over or reports them dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ssd.config import KernelsConfig
+from ssd.envs import DiscoveryOptions, EnvDiscovery, EnvInfo, find_env
+from ssd.errors import SSDError
+from ssd.kernels import launch
+from ssd.kernels.clients import count_clients
+from ssd.kernels.managed import KernelHooks, ManagedKernel
+from ssd.kernels.record import KernelRecord
+from ssd.kernels.transport import classic_info
+from ssd.messages import (
+    KernelInfoRequest,
+    KernelInterruptRequest,
+    KernelListRequest,
+    KernelRestartRequest,
+    KernelShutdownRequest,
+    KernelStartRequest,
+)
+from ssd.workers import wire
+from ssd.workers.base import Worker
+
+__all__ = ["KernelWorker"]
+
+_DISCOVERY_KEYS = set(DiscoveryOptions.__struct_fields__)
+
+
+class KernelWorker(Worker):
+    """Serves the ``kernel_*`` requests for its one user."""
+
+    service = "kernel"
+    capacity = 32
+
+    def __init__(self, credentials: wire.Credentials) -> None:
+        super().__init__(credentials)
+        options = credentials.options
+        self.user = str(options.get("user", ""))
+        self.config = msgspec.convert(options.get("kernels", {}), KernelsConfig)
+        self.bind_ip = str(options.get("kernel_ip", "127.0.0.1"))
+        envs = {k: v for k, v in dict(options.get("envs", {})).items() if k in _DISCOVERY_KEYS}
+        self.home = os.environ.get("HOME") or str(Path("~").expanduser())
+        self.discovery = EnvDiscovery(msgspec.convert(envs, DiscoveryOptions), Path(self.home), dict(os.environ))
+        self.kernels: dict[str, ManagedKernel] = {}
+        self.hooks = KernelHooks(
+            on_state=self._on_state,
+            on_record=self._on_record,
+            start_timeout=self.config.start_timeout,
+            shutdown_grace=self.config.shutdown_grace,
+            max_restarts=self.config.max_restarts,
+        )
+        self._culling: set[asyncio.Task[None]] = set()
+
+    # -- reporting ----------------------------------------------------------------------
+
+    def _on_state(self, kernel: ManagedKernel, state: str, extra: dict[str, Any]) -> None:
+        """Publish a lifecycle event: no key, no ports (any subscriber may read it)."""
+        record = kernel.record
+        content = {"kernel_id": record.kernel_id, "name": record.name, "env": record.env, "kind": record.kind}
+        self.publish(f"kernel.{self.user}", "kernel_state", {**content, "state": state, **extra})
+
+    def _on_record(self, kernel_id: str, record: KernelRecord | None) -> None:
+        """Tell the broker what to remember (or forget) in its state store."""
+        if record is None:
+            self.kernels.pop(kernel_id, None)
+        body = wire.encode(record) if record is not None else b""
+        self.socket.send_multipart([wire.TAG, wire.KERNEL, kernel_id.encode(), body])
+
+    # -- adoption and background --------------------------------------------------------
+
+    def handle_command(self, command: bytes, args: list[bytes]) -> None:
+        """ADOPT from the broker: the kernels a previous worker of this user left running."""
+        if command != wire.ADOPT or len(args) != 1:
+            super().handle_command(command, args)
+            return
+        for record in wire.decode(args[0], list[KernelRecord]):
+            if record.user != self.user or record.kernel_id in self.kernels:
+                continue
+            kernel = ManagedKernel(self.ctx, record, self.hooks)
+            if kernel.adopt():
+                self.kernels[record.kernel_id] = kernel
+            else:
+                kernel.state = "dead"
+                self._on_state(kernel, "dead", {"exit_code": None, "reason": "its process ended while ssd was away"})
+                kernel.forget()
+
+    async def background(self) -> None:
+        """Cull idle kernels, if the host asks for it."""
+        idle = self.config.idle_cull
+        if not idle:
+            return
+        while True:
+            await asyncio.sleep(max(0.25, min(idle / 4, 30.0)))
+            for kernel in list(self.kernels.values()):
+                if self._cullable(kernel, idle):
+                    task = asyncio.create_task(kernel.shutdown("culled"))
+                    self._culling.add(task)
+                    task.add_done_callback(self._culling.discard)
+
+    def _cullable(self, kernel: ManagedKernel, idle: float) -> bool:
+        if kernel.state != "ready" or (kernel.record.kind == "spyder" and not self.config.cull_spyder):
+            return False
+        if kernel.link.execution_state == "busy" or time.time() - kernel.link.last_activity < idle:
+            return False
+        return (
+            self.config.cull_connected or count_clients(kernel.record.connection["shell_port"], kernel.record.pid) == 0
+        )
+
+    async def before_exit(self, reason: str) -> None:
+        """On the broker's STOP, stop every kernel if the host is configured so (default: keep them)."""
+        if reason == "stop" and self.config.stop_on_exit and self.kernels:
+            await asyncio.gather(*(k.shutdown() for k in list(self.kernels.values())), return_exceptions=True)
+        for kernel in self.kernels.values():
+            kernel.link.close()
+
+    # -- helpers for the handlers -------------------------------------------------------
+
+    def get(self, kernel_id: str) -> ManagedKernel:
+        """One of this user's kernels; the same error whether it is another user's or none at all."""
+        kernel = self.kernels.get(kernel_id)
+        if kernel is None:
+            raise SSDError(f"you have no kernel {kernel_id!r} (see: ssd-ctl kernels HOST)", code="kernel_not_found")
+        return kernel
+
+    def describe(self, kernel: ManagedKernel) -> dict[str, Any]:
+        """A kernel as kernel_list shows it (no secrets)."""
+        record = kernel.record
+        return {
+            "kernel_id": record.kernel_id,
+            "name": record.name,
+            "env": record.env,
+            "env_name": record.env_name,
+            "kind": record.kind,
+            "state": kernel.state,
+            "execution_state": kernel.link.execution_state,
+            "started": record.started,
+            "last_activity": kernel.link.last_activity,
+            "connections": count_clients(record.connection["shell_port"], record.pid),
+            "pid": record.pid,
+            "restarts": record.restarts,
+            "cwd": record.cwd,
+        }
+
+    def new_record(self, content: KernelStartRequest, env: EnvInfo) -> KernelRecord:
+        """Check the request against the environment and the host's rules; build the kernel's record."""
+        launch.require_package(env, content.kind)
+        cwd = launch.check_cwd(content.cwd, self.home)
+        extra = launch.check_env_vars(content.env_vars, self.config.env_allow)
+        kernel_id = str(uuid.uuid4())
+        connection_file, info = launch.new_connection_file(kernel_id, self.bind_ip)
+        return KernelRecord(
+            kernel_id=kernel_id,
+            user=self.user,
+            name=content.name or f"{env.name or Path(env.prefix).name} ({content.kind})",
+            env=env.prefix,
+            env_name=env.name,
+            kind=content.kind,
+            pid=0,
+            start_ticks=0,
+            started=time.time(),
+            connection=classic_info(info),
+            connection_file=connection_file,
+            log_file=connection_file.removesuffix(".json") + ".log",
+            cwd=cwd,
+            argv=launch.command(env, content.kind, connection_file),
+            environ=launch.kernel_environment(env, extra, dict(os.environ)),
+            umask=self.config.umask,
+            memory_limit_mb=self.config.memory_limit,
+            interrupt_mode=_interrupt_mode(env.prefix),
+            auto_restart=content.restart,
+        )
+
+    def check_limit(self) -> None:
+        """Refuse a start beyond the per-user limit."""
+        limit = self.config.max_per_user
+        if limit and len(self.kernels) >= limit:
+            raise SSDError(
+                f"you already run {len(self.kernels)} kernels here, the most this host allows per user "
+                "(stop one: ssd-ctl stop HOST KERNEL)",
+                code="limit_reached",
+            )
+
+
+def _interrupt_mode(prefix: str) -> str:
+    """The interrupt mode the environment's own Python kernelspec asks for (default: signal)."""
+    spec = Path(prefix) / "share" / "jupyter" / "kernels" / "python3" / "kernel.json"
+    try:
+        mode = json.loads(spec.read_text()).get("interrupt_mode", "signal")
+    except (OSError, ValueError, AttributeError):
+        return "signal"
+    return "message" if mode == "message" else "signal"
+
+
+async def kernel_start(worker: KernelWorker, content: KernelStartRequest, request: wire.Request) -> dict[str, Any]:
+    """Start a kernel; the reply comes once it answered kernel_info."""
+    worker.check_limit()
+    envs = await asyncio.to_thread(worker.discovery.list)
+    env = find_env(envs, content.env)
+    record = await asyncio.to_thread(worker.new_record, content, env)
+    worker.check_limit()  # again: another start may have been admitted while discovery ran
+    kernel = ManagedKernel(worker.ctx, record, worker.hooks)
+    worker.kernels[record.kernel_id] = kernel
+    try:
+        timing = await kernel.start()
+    except BaseException:
+        kernel.forget()
+        raise
+    return {
+        "status": "ok",
+        "kernel": worker.describe(kernel),
+        "connection": dict(record.connection),
+        "connection_file": record.connection_file,
+        "kernel_info": kernel.summary,
+        "timing": timing,
+    }
+
+
+async def kernel_list(worker: KernelWorker, content: KernelListRequest, request: wire.Request) -> dict[str, Any]:
+    """The user's own kernels."""
+    return {"status": "ok", "kernels": [worker.describe(k) for k in worker.kernels.values()]}
+
+
+async def kernel_info(worker: KernelWorker, content: KernelInfoRequest, request: wire.Request) -> dict[str, Any]:
+    """One kernel with its connection info (attach after a lost connection)."""
+    kernel = worker.get(content.kernel)
+    return {
+        "status": "ok",
+        "kernel": worker.describe(kernel),
+        "connection": dict(kernel.record.connection),
+        "connection_file": kernel.record.connection_file,
+        "kernel_info": kernel.summary,
+    }
+
+
+async def kernel_interrupt(
+    worker: KernelWorker, content: KernelInterruptRequest, request: wire.Request
+) -> dict[str, Any]:
+    """Interrupt by SIGINT to the process group, or by interrupt_request on the control channel."""
+    kernel = worker.get(content.kernel)
+    mode = content.mode or kernel.record.interrupt_mode
+    if mode == "signal":
+        kernel.interrupt_by_signal()
+    else:
+        try:
+            await kernel.link.request("control", "interrupt_request", {}, timeout=worker.config.shutdown_grace)
+        except Exception as exc:
+            raise SSDError(f"the kernel did not answer interrupt_request: {exc}", code="kernel_silent") from None
+    return {"status": "ok", "mode": mode}
+
+
+async def kernel_restart(worker: KernelWorker, content: KernelRestartRequest, request: wire.Request) -> dict[str, Any]:
+    """A new process with the same id, ports and key."""
+    kernel = worker.get(content.kernel)
+    if kernel.state != "ready":
+        raise SSDError(f"the kernel is {kernel.state}; try again when it is ready", code="kernel_busy")
+    timing = await kernel.restart()
+    return {"status": "ok", "kernel": worker.describe(kernel), "kernel_info": kernel.summary, "timing": timing}
+
+
+async def kernel_shutdown(
+    worker: KernelWorker, content: KernelShutdownRequest, request: wire.Request
+) -> dict[str, Any]:
+    """Polite, then forced after the grace period; the connection file is removed."""
+    kernel = worker.get(content.kernel)
+    if kernel.state in ("stopping", "gone"):
+        raise SSDError("the kernel is already stopping", code="kernel_busy")
+    await kernel.shutdown()
+    return {"status": "ok", "kernel_id": content.kernel, "exit_code": kernel.exit_code()}
+
+
+KernelWorker.routes = {
+    "kernel_start_request": (KernelStartRequest, kernel_start),
+    "kernel_list_request": (KernelListRequest, kernel_list),
+    "kernel_info_request": (KernelInfoRequest, kernel_info),
+    "kernel_interrupt_request": (KernelInterruptRequest, kernel_interrupt),
+    "kernel_restart_request": (KernelRestartRequest, kernel_restart),
+    "kernel_shutdown_request": (KernelShutdownRequest, kernel_shutdown),
+}
