@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -21,9 +22,11 @@ import zmq.asyncio
 from ssd import keys
 from ssd.client.hostspec import HostSpec, parse_host
 from ssd.client.identity import client_keypair
+from ssd.client.kernels import KernelCalls
 from ssd.client.known_hosts import KnownHosts
-from ssd.client.verify import Handshake, fetch_server_key, wait_handshake
+from ssd.client.verify import Handshake, certified_key, fetch_server_key, wait_handshake
 from ssd.errors import RemoteError, RequestTimeout, ServerKeyMismatch, ServerUntrusted, Unreachable
+from ssd.paths import client_ca_file
 from ssd.protocol import BadMessage, Wire
 
 __all__ = ["AsyncClient", "Event"]
@@ -40,7 +43,7 @@ class Event:
     content: dict[str, Any]
 
 
-class AsyncClient:
+class AsyncClient(KernelCalls):
     """A CURVE connection to one ssd daemon."""
 
     def __init__(
@@ -52,6 +55,7 @@ class AsyncClient:
         connect_timeout: float = 5.0,
         identity: keys.KeyPair | None = None,
         known_hosts: KnownHosts | None = None,
+        ca_file: Path | str | None = None,
     ) -> None:
         self.spec = host if isinstance(host, HostSpec) else parse_host(host)
         self.trust = trust
@@ -59,6 +63,9 @@ class AsyncClient:
         self.connect_timeout = connect_timeout
         self.identity = identity or client_keypair()
         self.known_hosts = known_hosts or KnownHosts()
+        # With a CA file (argument, SSD_CA_FILE or CLIENT_DIR/ca.pem) the server's certificate replaces TOFU;
+        # ca_file="" means known hosts whatever the environment says.
+        self.ca_file = client_ca_file() if ca_file is None else Path(ca_file) if ca_file else None
         self.server_key: bytes | None = None
         self.wire = Wire(username="ssd-client")
         self._ctx: zmq.asyncio.Context | None = None
@@ -96,13 +103,15 @@ class AsyncClient:
             raise
 
     async def _pinned_key(self) -> bytes:
-        entry = self.known_hosts.get(self.spec.key)
+        entry = None if self.ca_file else self.known_hosts.get(self.spec.key)
         if entry is not None:
             return entry.public_key
         assert self._ctx is not None
         offered = await fetch_server_key(self._ctx, self.spec, self.connect_timeout)
         if offered is None:
             raise Unreachable(f"cannot reach an ssd server at {self.spec} (no answer on key port {self.spec.key_port})")
+        if self.ca_file is not None:
+            return certified_key(offered, self.ca_file, self.spec)
         found = keys.fingerprint(offered.public_key)
         if not self.trust:
             raise ServerUntrusted(

@@ -93,6 +93,34 @@ class Client:
         """See AsyncClient.key_add."""
         return self._run(self._async.key_add(comment))
 
+    def connection_info(self, reply: dict[str, Any]) -> dict[str, Any]:
+        """See AsyncClient.connection_info."""
+        return self._async.connection_info(reply)
+
+    def kernel_start(self, env: str, kind: str = "spyder", **options: Any) -> dict[str, Any]:
+        """See AsyncClient.kernel_start."""
+        return self._run(self._async.kernel_start(env, kind, **options))
+
+    def kernel_list(self) -> list[dict[str, Any]]:
+        """See AsyncClient.kernel_list."""
+        return self._run(self._async.kernel_list())
+
+    def kernel_info(self, kernel: str) -> dict[str, Any]:
+        """See AsyncClient.kernel_info."""
+        return self._run(self._async.kernel_info(kernel))
+
+    def kernel_interrupt(self, kernel: str, mode: str | None = None) -> dict[str, Any]:
+        """See AsyncClient.kernel_interrupt."""
+        return self._run(self._async.kernel_interrupt(kernel, mode))
+
+    def kernel_restart(self, kernel: str, **options: Any) -> dict[str, Any]:
+        """See AsyncClient.kernel_restart."""
+        return self._run(self._async.kernel_restart(kernel, **options))
+
+    def kernel_shutdown(self, kernel: str, **options: Any) -> dict[str, Any]:
+        """See AsyncClient.kernel_shutdown."""
+        return self._run(self._async.kernel_shutdown(kernel, **options))
+
     def events(self, topics: tuple[str, ...] = ("",), *, port: int | None = None) -> Iterator[Event]:
         """See AsyncClient.events."""
         stream = self._async.events(topics, port=port)

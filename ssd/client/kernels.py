@@ -1,0 +1,92 @@
+"""Kernel requests of the client: start, list, info, interrupt, restart, shut down.
+
+A mixin of ``AsyncClient``. Connection info in replies is rewritten for this
+client's side of the network by ``ssd.kernels.transport.client_info``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ssd.client.hostspec import HostSpec
+from ssd.kernels.transport import client_info
+
+__all__ = ["KernelCalls", "write_connection_file"]
+
+# A kernel answers kernel_info within the host's start_timeout (60 s by default); wait a bit longer.
+START_TIMEOUT = 90.0
+
+
+class KernelCalls:
+    """Kernel requests, for a class that has ``request`` and ``spec`` (AsyncClient)."""
+
+    spec: HostSpec
+
+    async def request(
+        self, msg_type: str, content: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Implemented by AsyncClient."""
+        raise NotImplementedError
+
+    def connection_info(self, reply: dict[str, Any]) -> dict[str, Any]:
+        """The classic connection info of a kernel_start or kernel_info reply, as this client reaches it."""
+        return client_info(reply["connection"], self.spec.address or self.spec.host)
+
+    async def kernel_start(
+        self,
+        env: str,
+        kind: str = "spyder",
+        *,
+        cwd: str | None = None,
+        env_vars: dict[str, str] | None = None,
+        name: str = "",
+        restart: bool = False,
+        timeout: float = START_TIMEOUT,
+    ) -> dict[str, Any]:
+        """Start a kernel in *env*; returns once it answered kernel_info (id, connection, kernel_info, timing)."""
+        content: dict[str, Any] = {"env": env, "kind": kind, "name": name, "restart": restart}
+        if cwd is not None:
+            content["cwd"] = cwd
+        if env_vars:
+            content["env_vars"] = env_vars
+        return await self.request("kernel_start_request", content, timeout=timeout)
+
+    async def kernel_list(self) -> list[dict[str, Any]]:
+        """This user's kernels on the host."""
+        reply = await self.request("kernel_list_request")
+        return list(reply["kernels"])
+
+    async def kernel_info(self, kernel: str) -> dict[str, Any]:
+        """One kernel, with its connection info (to attach again)."""
+        return await self.request("kernel_info_request", {"kernel": kernel})
+
+    async def kernel_interrupt(self, kernel: str, mode: str | None = None) -> dict[str, Any]:
+        """Interrupt the running cell (by the kernelspec's mode unless *mode* is given)."""
+        content: dict[str, Any] = {"kernel": kernel}
+        if mode is not None:
+            content["mode"] = mode
+        return await self.request("kernel_interrupt_request", content)
+
+    async def kernel_restart(self, kernel: str, *, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+        """A new process with the same id, ports and key."""
+        return await self.request("kernel_restart_request", {"kernel": kernel}, timeout=timeout)
+
+    async def kernel_shutdown(self, kernel: str, *, timeout: float = 30.0) -> dict[str, Any]:
+        """Stop the kernel (politely, then by force); its connection file is removed."""
+        return await self.request("kernel_shutdown_request", {"kernel": kernel}, timeout=timeout)
+
+
+def write_connection_file(path: str | Path, info: dict[str, Any]) -> Path:
+    """Write a classic connection file, 0600, replacing any file there (atomically)."""
+    target = Path(path).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(info, fh, indent=1)
+        fh.write("\n")
+    tmp.replace(target)
+    return target

@@ -1,0 +1,142 @@
+"""Helpers of the kernel tests: a runnable environment for a user, code run through a real
+jupyter_client, and a tap on the daemon's events socket that waits with a timeout.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import zmq
+from envfixtures import conda_copy, kernel_venv, list_in_environments_txt
+from jupyter_client.blocking.client import BlockingKernelClient
+from users import User, chown_tree
+
+from ssd.client import Client
+from ssd.protocol import BadMessage, Wire
+
+
+def give_env(user: User, where: Path, name: str = "sci") -> Path:
+    """A conda-style copy of the kernel venv owned by *user*, listed in their environments.txt."""
+    home = where / user.name
+    home.mkdir(mode=0o755, exist_ok=True)
+    prefix = conda_copy(kernel_venv(), home / name)
+    chown_tree(prefix, user)
+    list_in_environments_txt(user.home, prefix)
+    chown_tree(user.home / ".conda", user)
+    return prefix
+
+
+@contextmanager
+def kernel_client(info: dict[str, Any], timeout: float = 30.0) -> Iterator[BlockingKernelClient]:
+    """A jupyter_client BlockingKernelClient on *info*, ready, stopped afterwards."""
+    client = BlockingKernelClient()
+    client.load_connection_info(info)
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=timeout)
+        yield client
+    finally:
+        client.stop_channels()
+
+
+def run(client: BlockingKernelClient, code: str, timeout: float = 30.0) -> tuple[dict[str, Any], str]:
+    """Execute *code*; return the execute_reply content and everything it printed."""
+    printed: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            printed.append(msg["content"]["text"])
+
+    reply = client.execute_interactive(code, timeout=timeout, output_hook=hook)
+    return reply["content"], "".join(printed)
+
+
+def evaluate(info: dict[str, Any], expression: str) -> Any:
+    """Print repr(expression) in the kernel and read it back as a Python value."""
+    with kernel_client(info) as client:
+        reply, printed = run(client, f"import os, sys\nprint(repr({expression}))")
+    assert reply["status"] == "ok", reply
+    return ast.literal_eval(printed.strip())
+
+
+class EventTap:
+    """A CURVE SUB socket on the daemon's events port, read with timeouts."""
+
+    def __init__(self, client: Client, topic: str = "") -> None:
+        aclient = client.aclient
+        assert aclient.server_key is not None
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.linger = 0
+        self.sock.curve_serverkey = aclient.server_key
+        self.sock.curve_publickey = aclient.identity.public
+        self.sock.curve_secretkey = aclient.identity.secret
+        self.sock.subscribe(topic.encode())
+        self.sock.subscribe(b"host_status")  # heard within status_interval: proof the subscription is live
+        self.sock.connect(aclient.spec.endpoint(int(client.server_info()["events_port"])))
+        self.wire = Wire(username="test")
+        self.seen: list[tuple[str, str, dict[str, Any]]] = []
+        self.wait_for(lambda topic, kind, content: kind == "host_status")
+
+    def wait_for(self, wanted: Callable[[str, str, dict[str, Any]], bool], timeout: float = 20.0) -> dict[str, Any]:
+        """Return the content of the first event (from now on, or already seen) that *wanted* accepts."""
+        for topic, kind, content in self.seen:
+            if wanted(topic, kind, content):
+                self.seen.remove((topic, kind, content))
+                return content
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if not self.sock.poll(left * 1000):
+                break
+            try:
+                msg = self.wire.parse(self.sock.recv_multipart(), has_idents=True)
+            except BadMessage:
+                continue
+            topic = msg.idents[0].decode() if msg.idents else ""
+            if wanted(topic, msg.msg_type, msg.content):
+                return msg.content
+            if msg.msg_type != "host_status":
+                self.seen.append((topic, msg.msg_type, msg.content))
+        raise AssertionError(f"no such event within {timeout} s; saw {[(t, k) for t, k, _ in self.seen]}")
+
+    def kernel_state(self, kernel_id: str, state: str, timeout: float = 20.0) -> dict[str, Any]:
+        """Wait for a kernel_state event of *kernel_id* with *state*."""
+        return self.wait_for(
+            lambda t, k, c: k == "kernel_state" and c.get("kernel_id") == kernel_id and c.get("state") == state,
+            timeout,
+        )
+
+    def close(self) -> None:
+        """Close the socket and its context."""
+        self.sock.close(0)
+        self.ctx.term()
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of *pid* (None when no such process; Z for a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll *condition* until true; fail after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        time.sleep(0.05)
+
+
+def owner_and_mode(path: str) -> tuple[int, int]:
+    """(uid, permission bits) of a file."""
+    st = os.stat(path)
+    return st.st_uid, st.st_mode & 0o777
