@@ -1,24 +1,32 @@
-"""``ssd``: set up and run the daemon (``init``, ``run``, ``config``)."""
+"""``ssd``: set up and run the daemon (``init``, ``run``, ``config``); install and check it
+(``install``, ``uninstall``, ``doctor``, ``cert``: see ``ssd.service.commands``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
-from ssd import __version__, config, hostinfo, keys
+from ssd import __version__, certs, config, hostinfo, keys
 from ssd.broker.server import Broker, BrokerOptions
 from ssd.errors import SSDError
 from ssd.paths import Mode, ServerPaths, server_paths
+from ssd.service import commands
+from ssd.service.install import initialize
+from ssd.service.notify import Notifier
 
 __all__ = ["main"]
 
 log = logging.getLogger("ssd")
+
+# Longest wait for the zeroconf registration before READY=1 goes out anyway
+# (a host without a network at boot must still start).
+ANNOUNCE_WAIT = 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,12 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ssd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    init = sub.add_parser("init", help="make the server keys, config file and state directory")
-    _add_mode(init)
+    init = sub.add_parser("init", help="make the server keys, certificate, config file and state directory")
+    add_mode(init)
     init.set_defaults(func=cmd_init)
 
     run = sub.add_parser("run", help="run the daemon in the foreground")
-    _add_mode(run)
+    add_mode(run)
     run.add_argument("--bind", metavar="ADDR", help="address to listen on (* = all; default from config)")
     run.add_argument("--port", type=int, metavar="N", help="control port; events port is N+1, key port N+2")
     run.add_argument("--name", help="friendly name shown to clients (default: the host name)")
@@ -56,11 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     show = sub.add_parser("config", help="print every configuration key with its default and meaning")
+    show.add_argument("--markdown", action="store_true", help="as the Markdown table of the README")
     show.set_defaults(func=cmd_config)
+    commands.add_parsers(sub, add_mode)
     return parser
 
 
-def _add_mode(parser: argparse.ArgumentParser) -> None:
+def add_mode(parser: argparse.ArgumentParser) -> None:
+    """The --user / --system choice every daemon-side command takes."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--user", dest="mode", action="store_const", const="user", help="for this user only, no root (default)"
@@ -78,33 +89,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     pair = keys.load_keypair(paths.key_stem)
     print(f"config file:  {paths.config_file}")
     print(f"server key:   {paths.key_stem}.key_secret")
+    print(f"certificate:  {paths.cert_file}")
     print(f"state dir:    {paths.state_dir}")
     print(f"fingerprint:  {pair.fingerprint}")
     print("created: " + (", ".join(made) if made else "nothing (already initialized)"))
     return 0
-
-
-def initialize(paths: ServerPaths) -> list[str]:
-    """Create config dir, config file, keypair and state dir where missing; return what was made."""
-    made = []
-    private = 0o700 if paths.mode == "user" else 0o755
-    for directory, mode in ((paths.config_dir, private), (paths.state_dir, 0o700)):
-        if not directory.exists():
-            directory.mkdir(parents=True, mode=mode)
-            made.append(str(directory))
-    if not paths.config_file.exists():
-        _write_private(paths.config_file, config.default_toml())
-        made.append(str(paths.config_file))
-    _, created = keys.load_or_create_keypair(paths.key_stem)
-    if created:
-        made.append(f"{paths.key_stem}.key_secret")
-    return made
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
 
 
 def _paths(mode: Mode) -> ServerPaths:
@@ -141,27 +130,71 @@ def cmd_run(args: argparse.Namespace) -> int:
         name=cfg.server.name or hostinfo.host_name(),
         state_dir=paths.state_dir,
         config_dir=paths.config_dir,
+        certificate=_own_certificate(paths, pair),
     )
     try:
-        failed = asyncio.run(_serve(options))
+        failed = asyncio.run(_serve(options, Notifier.from_environment()))
     except OSError as exc:
         log.error("%s", exc)
         return 1
     return 1 if failed else 0
 
 
-async def _serve(options: BrokerOptions) -> bool:
+def _own_certificate(paths: ServerPaths, pair: keys.KeyPair) -> str:
+    """The certificate to serve: refused if it is not ours, served with a warning if out of date."""
+    if not paths.cert_file.exists():
+        log.warning(
+            "no certificate at %s: clients with a CA file cannot verify this server; run: ssd init", paths.cert_file
+        )
+        return ""
+    data = paths.cert_file.read_bytes()
+    chain = certs.load_chain(data, str(paths.cert_file))
+    if pair.public not in certs.bound_curve_keys(chain[0]):
+        raise SSDError(
+            f"{paths.cert_file} does not bind this server's key {pair.fingerprint}; install the right one "
+            f"(ssd cert install FILE) or remove it and run ssd init for a self-signed one",
+            code="certificate_invalid",
+        )
+    try:
+        certs.check_own_certificate(chain, pair.public)
+    except SSDError as exc:  # dates: serve it anyway, CA clients will refuse it and say why
+        log.warning("%s; renew it: ssd cert csr, then ssd cert install FILE", exc.message)
+    return data.decode()
+
+
+async def _serve(options: BrokerOptions, notifier: Notifier) -> bool:
     broker = Broker(options)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, broker.stop)
     try:
         await broker.start()
+        await _announced(broker)
+        notifier.notify(f"READY=1\nSTATUS=serving on control port {broker.ports['control']}")
         await broker.wait_stopped()
+        notifier.notify("STOPPING=1")
         log.info("stopping")
     finally:
         await broker.shutdown()
     return broker.failed
+
+
+async def _announced(broker: Broker) -> None:
+    """Wait, bounded, until the announcer has taken its instance name, or the broker is told to stop."""
+    announcer = broker.announcer
+    if announcer is None:
+        return
+    stopping = asyncio.ensure_future(broker.wait_stopped())
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ANNOUNCE_WAIT
+        # The announcer offers no event to wait on: a short, bounded poll.
+        while announcer.instance is None and not stopping.done() and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    finally:
+        stopping.cancel()
+    if announcer.instance is None:
+        log.warning("not announced yet after %gs; reporting ready anyway", ANNOUNCE_WAIT)
 
 
 def _setup_logging(level: str) -> None:
@@ -171,6 +204,15 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    """``ssd config``: print the configuration reference as a commented TOML file."""
-    print(config.default_toml(), end="")
+    """``ssd config``: print the configuration reference as a commented TOML file (or a Markdown table)."""
+    print(config_markdown() if args.markdown else config.default_toml(), end="")
     return 0
+
+
+def config_markdown() -> str:
+    """Every configuration key with its default and meaning, as the README's table."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for section, key, default, text in config.reference():
+        cells = (f"`{section}.{key}`", f"`{json.dumps(default)}`", text)  # JSON of these values is TOML too
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"

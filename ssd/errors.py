@@ -11,7 +11,8 @@
     │   └── RequestTimeout        timeout
     └── TrustError                                 4
         ├── ServerUntrusted       server_untrusted
-        └── ServerKeyMismatch     server_key_mismatch
+        ├── ServerKeyMismatch     server_key_mismatch
+        └── CertificateError      certificate_invalid
 
 Every error carries ``code`` (stable, machine readable) and ``message`` (for a
 person). Foreign exceptions (zmq, OS, PAM) are translated at the boundary.
@@ -22,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CertificateError",
     "ConfigError",
     "KeyFileError",
     "RemoteError",
@@ -114,3 +116,9 @@ class ServerKeyMismatch(TrustError):
     """The server's key differs from the pinned one: possibly an impostor."""
 
     code = "server_key_mismatch"
+
+
+class CertificateError(TrustError):
+    """A certificate is unusable: wrong key or name, expired, or not from the configured CA."""
+
+    code = "certificate_invalid"

@@ -15,6 +15,9 @@ APP = "ssd"
 CONFIG_FILE = "ssd.toml"
 SYSTEM_CONFIG_DIR = Path("/etc/ssd")
 SYSTEM_STATE_DIR = Path("/var/lib/ssd")
+SYSTEM_LOG_DIR = Path("/var/log/ssd")
+UNIT_NAME = "ssd.service"
+SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class ServerPaths:
     mode: Mode
     config_dir: Path
     state_dir: Path
+    log_dir: Path | None = None  # None: the daemon logs only to stderr (the journal under systemd)
 
     @property
     def config_file(self) -> Path:
@@ -35,17 +39,49 @@ class ServerPaths:
         """The server keypair: ``server.key`` (public) and ``server.key_secret``."""
         return self.config_dir / "server"
 
+    @property
+    def cert_file(self) -> Path:
+        """The server's X.509 certificate (PEM; the leaf first, then any chain) binding its CURVE key."""
+        return self.config_dir / "server.crt"
+
+    @property
+    def cert_key_file(self) -> Path:
+        """The certificate's own signing key (0600): signs the self-signed certificate and the CSR."""
+        return self.config_dir / "server.crt.key"
+
+    @property
+    def csr_file(self) -> Path:
+        """Where ``ssd cert csr`` writes the certificate signing request for a site's CA."""
+        return self.config_dir / "server.csr"
+
 
 def server_paths(mode: Mode) -> ServerPaths:
     """Return the daemon's paths for *mode*; ``SSD_CONFIG_DIR``/``SSD_STATE_DIR`` override."""
     if mode == "system":
-        config, state = SYSTEM_CONFIG_DIR, SYSTEM_STATE_DIR
+        config, state, logs = SYSTEM_CONFIG_DIR, SYSTEM_STATE_DIR, SYSTEM_LOG_DIR
     else:
         config = Path(platformdirs.user_config_dir(APP))
         state = Path(platformdirs.user_state_dir(APP))
+        logs = Path(platformdirs.user_log_dir(APP))
     config = Path(os.environ.get("SSD_CONFIG_DIR") or config)
     state = Path(os.environ.get("SSD_STATE_DIR") or state)
-    return ServerPaths(mode=mode, config_dir=config, state_dir=state)
+    logs = Path(os.environ.get("SSD_LOG_DIR") or logs)
+    return ServerPaths(mode=mode, config_dir=config, state_dir=state, log_dir=logs)
+
+
+def user_unit_dir() -> Path:
+    """Where systemd looks for this user's own units: ``$XDG_CONFIG_HOME/systemd/user``."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "systemd" / "user"
+
+
+def client_ca_file() -> Path | None:
+    """The CA file clients verify server certificates with: ``SSD_CA_FILE``, else ``CLIENT_DIR/ca.pem`` if present."""
+    env = os.environ.get("SSD_CA_FILE")
+    if env:
+        return Path(env)
+    default = client_dir() / "ca.pem"
+    return default if default.exists() else None
 
 
 def client_dir() -> Path:

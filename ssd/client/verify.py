@@ -1,10 +1,11 @@
-"""Learning and checking a server's key: the key port and the CURVE handshake outcome."""
+"""Learning and checking a server's key: the key port, its certificate and the CURVE handshake outcome."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -13,10 +14,15 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from ssd.broker.keyport import KEY_REPLY, KEY_REQUEST
+from ssd.certs import verify_server_certificate
 from ssd.client.hostspec import HostSpec
+from ssd.errors import CertificateError
 from ssd.keys import is_valid_public_key
 
-__all__ = ["Handshake", "OfferedKey", "fetch_server_key", "wait_handshake"]
+__all__ = ["Handshake", "OfferedKey", "certified_key", "fetch_server_key", "wait_handshake"]
+
+# The key reply carries the certificate chain too: room for a leaf and a few CA certificates.
+MAX_KEY_REPLY = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,7 @@ async def fetch_server_key(ctx: zmq.asyncio.Context, spec: HostSpec, timeout: fl
     """Ask the key port for the server's public key; None if nothing sensible answers."""
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
-    sock.maxmsgsize = 4096
+    sock.maxmsgsize = MAX_KEY_REPLY
     try:
         sock.connect(spec.endpoint(spec.key_port))
         await sock.send_multipart([KEY_REQUEST])
@@ -47,6 +53,26 @@ async def fetch_server_key(ctx: zmq.asyncio.Context, spec: HostSpec, timeout: fl
     except msgspec.DecodeError:
         info = {}
     return OfferedKey(frames[1], info if isinstance(info, dict) else {})
+
+
+def certified_key(offered: OfferedKey, ca_file: Path, spec: HostSpec) -> bytes:
+    """Return the offered key if the server's certificate chains to *ca_file*, names the host and binds the key.
+
+    The caller then handshakes with this key, which proves the server holds
+    its secret: so a valid certificate replaces trust on first use.
+    """
+    try:
+        ca_pem = ca_file.read_bytes()
+    except OSError as exc:
+        raise CertificateError(f"cannot read the CA file {ca_file}: {exc.strerror}") from None
+    chain = offered.info.get("certificate")
+    if not isinstance(chain, str) or not chain:
+        raise CertificateError(
+            f"server {spec} offers no certificate, so it cannot be checked against the CA file {ca_file}; "
+            "its administrator can make one with `ssd init` (or connect without a CA file to use known hosts)"
+        )
+    verify_server_certificate(chain, ca_pem, spec.host, offered.public_key)
+    return offered.public_key
 
 
 class Handshake:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from ssd import __version__
@@ -30,6 +31,8 @@ HOST_HELP = "server as HOST[:PORT], an address ([v6]:PORT) or a discovered name;
 def main(argv: list[str] | None = None) -> int:
     """Run ssd-ctl; return its exit code."""
     args = build_parser().parse_args(argv)
+    if args.ca_file:  # every client this process makes verifies certificates with it (ssd.paths.client_ca_file)
+        os.environ["SSD_CA_FILE"] = args.ca_file
     logging.basicConfig(level=logging.WARNING, format="ssd-ctl: %(message)s")
     out = Output(args.json)
     install_name_resolver()  # HOST may be a discovered instance name
@@ -59,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit codes: 0 ok, 1 error reply, 2 usage, 3 unreachable/timeout, 4 trust failure.",
     )
     parser.add_argument("--version", action="version", version=f"ssd-ctl {__version__}")
+    parser.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="verify servers by their certificate against this CA (PEM) instead of known hosts "
+        "(default: $SSD_CA_FILE, else ca.pem in the client directory if present)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = sub.add_parser("info", parents=[common], help="show a server's identity, version and status")

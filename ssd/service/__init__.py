@@ -1,0 +1,1 @@
+"""Running ssd as a service: systemd units, install and uninstall, readiness notification."""
