@@ -14,7 +14,7 @@ from typing import Any
 
 from ssd import __version__, certs, config, hostinfo, keys
 from ssd.broker.server import Broker, BrokerOptions
-from ssd.errors import SSDError
+from ssd.errors import CertificateError, SSDError
 from ssd.paths import Mode, ServerPaths, server_paths
 from ssd.service import commands
 from ssd.service.install import initialize
@@ -150,10 +150,9 @@ def _own_certificate(paths: ServerPaths, pair: keys.KeyPair) -> str:
     data = paths.cert_file.read_bytes()
     chain = certs.load_chain(data, str(paths.cert_file))
     if pair.public not in certs.bound_curve_keys(chain[0]):
-        raise SSDError(
+        raise CertificateError(
             f"{paths.cert_file} does not bind this server's key {pair.fingerprint}; install the right one "
-            f"(ssd cert install FILE) or remove it and run ssd init for a self-signed one",
-            code="certificate_invalid",
+            f"(ssd cert install FILE) or remove it and run ssd init for a self-signed one"
         )
     try:
         certs.check_own_certificate(chain, pair.public)
