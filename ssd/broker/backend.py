@@ -219,6 +219,8 @@ class WorkerRouter:
                 )
                 self._retire(record.key)
                 self.worker_exited(record.key)
+            if self.kernels is not None:
+                self.kernels.reap_orphans()
             for pending in self.registry.expired_queued(now - self.config.service_wait):
                 busy = any(r.service == pending.service for r in self.registry.workers.values())
                 self._answer(pending, _unavailable(pending, busy=busy))

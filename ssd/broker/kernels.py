@@ -36,18 +36,13 @@ def become_subreaper() -> bool:
         return False
 
 
-def _reap(record: KernelRecord) -> None:
-    """Collect the exit status of a kernel that ended as our child (checked by start time, never a reused pid)."""
-    if start_ticks(record.pid) == record.start_ticks:
-        reap(record.pid)
-
-
 class KernelBook:
     """Kernel records by id, written through to the ``kernels`` table."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._records: dict[str, tuple[str, KernelRecord, bytes]] = {}  # id -> (user, record, its JSON)
+        self._unreaped: set[tuple[int, int]] = set()  # (pid, start ticks) of ended kernels not yet collected
         for kernel_id, user, record in db.execute("SELECT kernel_id, user, record FROM kernels"):
             try:
                 self._records[kernel_id] = (user, msgspec.json.decode(record, type=KernelRecord), bytes(record))
@@ -80,7 +75,7 @@ class KernelBook:
         old = self._records.get(kernel_id)
         self._records[kernel_id] = (user, record, body)
         if old is not None and old[1].pid != record.pid:
-            _reap(old[1])  # restarted: the old process may have been our orphan
+            self._reap(old[1])  # restarted: the old process may have been our orphan
         return True
 
     def drop(self, user: str, kernel_id: str) -> bool:
@@ -90,8 +85,19 @@ class KernelBook:
             return False
         self._db.execute("DELETE FROM kernels WHERE kernel_id = ?", (kernel_id,))
         del self._records[kernel_id]
-        _reap(entry[1])
+        self._reap(entry[1])
         return True
+
+    def _reap(self, record: KernelRecord) -> None:
+        self._unreaped.add((record.pid, record.start_ticks))
+        self.reap_orphans()
+
+    def reap_orphans(self) -> None:
+        """Collect ended kernels that became our children (a multi-threaded process is reapable only once
+        all its threads exited, so this is retried from the heartbeat loop); never touch a reused pid."""
+        for pid, ticks in list(self._unreaped):
+            if start_ticks(pid) != ticks or reap(pid) is not None:
+                self._unreaped.discard((pid, ticks))
 
     def records_of(self, user: str) -> bytes:
         """The JSON list of *user*'s records, for the ADOPT message."""

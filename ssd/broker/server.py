@@ -363,7 +363,10 @@ class Broker:
             )
         self.supervisor.stopping_now()  # workers that exit on STOP are not restarted
         self.router.stop_workers()
-        await self.supervisor.stop_all(grace)
+        kernels = self.config.kernels
+        # Kernel workers told to stop their kernels need the kernels' own grace period, and a little more.
+        worker_grace = max(grace, kernels.shutdown_grace + 2.0) if kernels.stop_on_exit else grace
+        await self.supervisor.stop_all(worker_grace)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -1,0 +1,100 @@
+"""Limits and culling, with short timings set by configuration (SSD_KERNELS_*), never by patching:
+kernels per user and per host, idle culling (Spyder kernels spared by default, connected kernels
+spared), and the per-kernel address-space limit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import Daemon, new_client, require_root
+from envfixtures import public_dir
+from kerneltools import EventTap, evaluate, give_env, kernel_client, run
+from users import User, error_of, login, system_daemon, users
+
+from ssd.client import Client
+
+MIB = 1024 * 1024
+
+
+def _client(daemon: Daemon, tmp: Path, user: User) -> Client:
+    client = new_client(daemon, tmp / f"client-{user.name}", timeout=60)
+    client.connect()
+    login(client, user.name, user.password)
+    return client
+
+
+def _stop_all(*clients: Client) -> None:
+    for client in clients:
+        for kernel in client.kernel_list():
+            client.kernel_shutdown(kernel["kernel_id"])
+        client.close()
+
+
+def test_per_user_and_per_host_limits(tmp_path: Path) -> None:
+    """max_per_user=2, max_per_host=3: alice's third start and bob's second are refused limit_reached."""
+    require_root()
+    limits = {"SSD_KERNELS_MAX_PER_USER": "2", "SSD_KERNELS_MAX_PER_HOST": "3"}
+    with users(2) as (alice, bob), public_dir() as where, system_daemon(tmp_path, limits) as daemon:
+        give_env(alice, where)
+        give_env(bob, where)
+        a, b = _client(daemon, tmp_path, alice), _client(daemon, tmp_path, bob)
+        try:
+            a.kernel_start("sci", "ipykernel")
+            a.kernel_start("sci", "ipykernel")
+            refused = error_of(a.kernel_start, "sci", "ipykernel")
+            assert refused.code == "limit_reached"
+            assert "per user" in str(refused)
+            b.kernel_start("sci", "ipykernel")
+            host = error_of(b.kernel_start, "sci", "ipykernel")
+            assert host.code == "limit_reached"
+            assert "3 kernels" in str(host)
+            a.kernel_shutdown(a.kernel_list()[0]["kernel_id"])
+            b.kernel_start("sci", "ipykernel")  # room again
+            assert len(b.kernel_list()) == 2
+        finally:
+            _stop_all(a, b)
+
+
+def test_idle_culling_spares_spyder_and_connected_kernels(tmp_path: Path) -> None:
+    """idle_cull=3: an idle Jupyter kernel without clients is culled (event, files gone); a Spyder
+    kernel and a Jupyter kernel with a connected client are not."""
+    require_root()
+    with users(1) as (alice,), public_dir() as where:
+        give_env(alice, where)
+        with system_daemon(tmp_path, {"SSD_KERNELS_IDLE_CULL": "3"}) as daemon:
+            client = _client(daemon, tmp_path, alice)
+            tap = EventTap(client, f"kernel.{alice.name}")
+            try:
+                spyder = client.kernel_start("sci", "spyder")["kernel"]["kernel_id"]
+                watched = client.kernel_start("sci", "ipykernel")
+                with kernel_client(client.connection_info(watched)):
+                    lonely = client.kernel_start("sci", "ipykernel")
+                    culled = tap.kernel_state(lonely["kernel"]["kernel_id"], "culled")
+                    assert culled["exit_code"] is not None
+                    assert not Path(lonely["connection_file"]).exists()
+                    alive = {k["kernel_id"] for k in client.kernel_list()}
+                    assert alive == {spyder, watched["kernel"]["kernel_id"]}
+            finally:
+                tap.close()
+                _stop_all(client)
+
+
+def test_memory_limit_applies_to_the_kernel(tmp_path: Path) -> None:
+    """memory_limit=1024 (MiB): the kernel's RLIMIT_AS says so and a 2 GiB allocation fails in the kernel
+    with MemoryError, which the kernel survives."""
+    require_root()
+    with users(1) as (alice,), public_dir() as where:
+        give_env(alice, where)
+        with system_daemon(tmp_path, {"SSD_KERNELS_MEMORY_LIMIT": "1024"}) as daemon:
+            client = _client(daemon, tmp_path, alice)
+            try:
+                info = client.connection_info(client.kernel_start("sci", "ipykernel"))
+                limit = evaluate(info, "__import__('resource').getrlimit(__import__('resource').RLIMIT_AS)")
+                assert limit == (1024 * MIB, 1024 * MIB)
+                with kernel_client(info) as kc:
+                    reply, _ = run(kc, "block = bytearray(2 * 1024 ** 3)")
+                assert reply["ename"] == "MemoryError"
+                assert evaluate(info, "1 + 1") == 2
+            finally:
+                _stop_all(client)
