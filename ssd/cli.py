@@ -212,6 +212,7 @@ def config_markdown() -> str:
     """Every configuration key with its default and meaning, as the README's table."""
     lines = ["| key | default | meaning |", "|---|---|---|"]
     for section, key, default, text in config.reference():
-        cells = (f"`{section}.{key}`", f"`{json.dumps(default)}`", text)  # JSON of these values is TOML too
+        value = f"0o{default:03o}" if isinstance(default, int) and "octal" in text else json.dumps(default)
+        cells = (f"`{section}.{key}`", f"`{value}`", text)  # JSON of these values is TOML too
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"

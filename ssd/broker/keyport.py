@@ -4,6 +4,11 @@ CURVE needs the server's key before the handshake, so a client meeting a
 server for the first time asks here, shows the fingerprint to its user, and
 pins the key (trust on first use, as ssh does). What this port says proves
 nothing by itself; only a later CURVE handshake with the pinned key does.
+
+The reply is ``[KEY_REPLY, public key, JSON info]``; the info holds the name,
+the fingerprint and, when the server has one, its certificate chain (PEM,
+``certificate``), which a client with a CA file checks instead of asking a
+person (``ssd.client.verify.certified_key``).
 """
 
 from __future__ import annotations
