@@ -14,10 +14,14 @@ import sys
 from ssd import __version__
 from ssd.client.discovery import install_name_resolver
 from ssd.ctl.commands import COMMANDS
+from ssd.ctl.console import CONSOLE_COMMANDS
+from ssd.ctl.console import add_parser as add_console_parser
 from ssd.ctl.discover import DISCOVER_COMMANDS
 from ssd.ctl.discover import add_parser as add_discover_parser
 from ssd.ctl.envs import ENV_COMMANDS, add_admin_parser
 from ssd.ctl.envs import add_parser as add_envs_parser
+from ssd.ctl.kernels import KERNEL_COMMANDS
+from ssd.ctl.kernels import add_parsers as add_kernel_parsers
 from ssd.ctl.output import Output
 from ssd.ctl.sessions import SESSION_COMMANDS, add_parsers
 from ssd.errors import SSDError
@@ -37,7 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     out = Output(args.json)
     install_name_resolver()  # HOST may be a discovered instance name
     try:
-        code: int = {**COMMANDS, **SESSION_COMMANDS, **DISCOVER_COMMANDS, **ENV_COMMANDS}[args.command](args, out)
+        handlers = {
+            **COMMANDS,
+            **SESSION_COMMANDS,
+            **DISCOVER_COMMANDS,
+            **ENV_COMMANDS,
+            **KERNEL_COMMANDS,
+            **CONSOLE_COMMANDS,
+        }
+        code: int = handlers[args.command](args, out)
         return code
     except SSDError as exc:
         if args.json:
@@ -102,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_discover_parser(sub, common)
     add_envs_parser(sub, common)
     add_admin_parser(sub, common)
+    add_kernel_parsers(sub, common)
+    add_console_parser(sub, common)
     return parser
 
 
