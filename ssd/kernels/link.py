@@ -57,6 +57,9 @@ class KernelLink:
     def _connect(self, kind: int, channel: str) -> zmq.asyncio.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = 0
+        # A starting kernel binds its ports a few hundred ms after exec: retry the refused connect
+        # every 20 ms rather than libzmq's 100 ms, so readiness is seen when it happens.
+        sock.reconnect_ivl = 20
         sock.connect(_endpoint(self.info, channel))
         return sock
 

@@ -208,6 +208,7 @@ def _interrupt_mode(prefix: str) -> str:
 
 async def kernel_start(worker: KernelWorker, content: KernelStartRequest, request: wire.Request) -> dict[str, Any]:
     """Start a kernel; the reply comes once it answered kernel_info."""
+    began = time.monotonic()
     worker.check_limit()
     envs = await asyncio.to_thread(worker.discovery.list)
     env = find_env(envs, content.env)
@@ -215,8 +216,9 @@ async def kernel_start(worker: KernelWorker, content: KernelStartRequest, reques
     worker.check_limit()  # again: another start may have been admitted while discovery ran
     kernel = ManagedKernel(worker.ctx, record, worker.hooks)
     worker.kernels[record.kernel_id] = kernel
+    prepared = time.monotonic()
     try:
-        timing = await kernel.start()
+        timing = {"prepare": prepared - began, **(await kernel.start())}
     except BaseException:
         kernel.forget()
         raise

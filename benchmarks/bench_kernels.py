@@ -1,0 +1,204 @@
+"""Time to a kernel's first kernel_info reply: jupyter_client starting it directly vs ssd's kernel_start.
+
+Usage: ``python benchmarks/bench_kernels.py [--runs N] [--kind spyder|ipykernel] [--source VENV] [--json]``
+
+Both sides start the same kernel (``spyder_kernels.console`` or ``ipykernel_launcher``)
+with the same environment's Python, on this machine:
+
+- *direct* — ``jupyter_client.KernelManager`` on a kernelspec for that Python:
+  ``start_kernel()``, then one ``kernel_info`` request on the shell channel until
+  its reply arrives (the readiness ssd waits for; ``wait_for_ready`` would add
+  an iopub flush of 0.2 s and favour ssd).
+- *ssd* — a logged-in client sends ``kernel_start_request`` to a daemon in user
+  mode whose kernel worker already runs (started by one untimed warm-up start);
+  the reply comes when the kernel answered ``kernel_info``. This includes the
+  request's CURVE round trip, the environment lookup, the connection file and
+  the checks.
+
+The two alternate (direct, ssd, direct, ...) so that load on the machine hits
+both alike; each kernel is shut down (untimed) before the next start. Figures
+are medians; the ratio is ssd / direct. Target: at most 1.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+
+from ssd.client import Client, KnownHosts
+from ssd.client.identity import client_keypair
+
+TARGET_RATIO = 1.10
+BASE_PYTHON = "/usr/bin/python3"
+
+
+def build_env(top: Path) -> Path:
+    """A venv that can run both kinds of kernel: spyder-kernels 3.1 and its dependencies, from pip."""
+    venv = top / "envs" / "bench"
+    subprocess.run([BASE_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q"]
+    subprocess.run([*pip, "spyder-kernels==3.1.*"], check=True)
+    return venv
+
+
+def argv_for(python: Path, kind: str) -> list[str]:
+    """The same command line ssd uses for *kind*."""
+    if kind == "spyder":
+        return [str(python), "-Xfrozen_modules=off", "-m", "spyder_kernels.console", "-f", "{connection_file}"]
+    return [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+
+
+def direct_start(spec_dir: Path) -> float:
+    """Seconds from start_kernel() to the first kernel_info reply, with jupyter_client alone."""
+    manager = KernelManager(kernel_name="bench", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_dir)]))
+    began = time.perf_counter()
+    manager.start_kernel()
+    client = manager.client()
+    client.start_channels(iopub=False, stdin=False, hb=False, control=False)
+    try:
+        msg_id = client.kernel_info()
+        while client.get_shell_msg(timeout=60)["parent_header"].get("msg_id") != msg_id:
+            pass
+        elapsed = time.perf_counter() - began
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=False)
+    return elapsed
+
+
+def ssd_start(client: Client, kind: str) -> tuple[float, dict[str, float]]:
+    """Seconds for one kernel_start round trip through the daemon, and the server's own timing."""
+    began = time.perf_counter()
+    reply = client.kernel_start("bench", kind)
+    elapsed = time.perf_counter() - began
+    client.kernel_shutdown(reply["kernel"]["kernel_id"])
+    return elapsed, reply["timing"]
+
+
+def start_daemon(top: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """``ssd run`` in user mode on loopback, finding environments in TOP/envs."""
+    env = {
+        **os.environ,
+        "SSD_CONFIG_DIR": str(top / "cfg"),
+        "SSD_STATE_DIR": str(top / "state"),
+        "SSD_ENVS_VENV_DIRS": str(top / "envs"),
+        "SSD_ENVS_KNOWN_ROOTS": "false",
+    }
+    argv = [sys.executable, "-m", "ssd", "--bind", "127.0.0.1", "--port", "0", "--no-announce"]
+    with (top / "daemon.log").open("wb") as log:
+        daemon = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=top)
+    info_path = top / "state" / "daemon.json"
+    deadline = time.monotonic() + 30
+    while not info_path.exists():
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"daemon did not start:\n{(top / 'daemon.log').read_text()}")
+        time.sleep(0.05)
+    return daemon, json.loads(info_path.read_text())
+
+
+def logged_in(top: Path, info: dict[str, Any]) -> Client:
+    """A client authorized by the administrator's key list and logged in with its key."""
+    identity = client_keypair(top / "client")
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    keys = top / "cfg" / "authorized_keys.d"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    (keys / user).write_bytes(identity.public + b"\n")
+    (keys / user).chmod(0o600)
+    client = Client(
+        f"127.0.0.1:{info['control_port']}",
+        trust=True,
+        identity=identity,
+        known_hosts=KnownHosts(top / "client" / "known_hosts"),
+        timeout=90,
+    )
+    client.connect()
+    client.login(user)
+    return client
+
+
+def measure(top: Path, python: Path, kind: str, runs: int) -> dict[str, Any]:
+    """Alternate direct and ssd starts; return medians and the ratio."""
+    spec_dir = top / "kernelspecs" / "bench"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(
+        json.dumps({"argv": argv_for(python, kind), "display_name": "bench", "language": "python"})
+    )
+    daemon, info = start_daemon(top)
+    try:
+        client = logged_in(top, info)
+        try:
+            ssd_start(client, kind)  # warm-up: starts the user's kernel worker; not timed
+            direct_start(spec_dir.parent)
+            direct, through, server = [], [], []
+            for n in range(runs):
+                direct.append(direct_start(spec_dir.parent))
+                elapsed, timing = ssd_start(client, kind)
+                through.append(elapsed)
+                server.append(timing["ready"] + timing.get("prepare", 0.0))
+                print(f"  run {n + 1}/{runs}: direct {direct[-1]:.3f} s, ssd {through[-1]:.3f} s", file=sys.stderr)
+        finally:
+            client.close()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+    d, s = statistics.median(direct), statistics.median(through)
+    return {
+        "kind": kind,
+        "runs": runs,
+        "direct_median_s": d,
+        "ssd_median_s": s,
+        "ssd_server_side_median_s": statistics.median(server),
+        "ratio": s / d,
+        "target_ratio": TARGET_RATIO,
+        "met": s / d <= TARGET_RATIO,
+    }
+
+
+def main() -> int:
+    """Parse arguments, build or take the environment, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10, help="starts of each kind to take the median of (10)")
+    parser.add_argument("--kind", choices=["spyder", "ipykernel"], default="spyder")
+    parser.add_argument("--source", type=Path, help="an existing venv with spyder-kernels to copy from")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ssd-bench-kernels-") as folder:
+        top = Path(folder)
+        if args.source:
+            venv = top / "envs" / "bench"
+            venv.parent.mkdir()
+            subprocess.run(["cp", "-a", str(args.source), str(venv)], check=True)
+        else:
+            print("building the environment with pip ...", file=sys.stderr)
+            venv = build_env(top)
+        try:
+            result = measure(top, venv / "bin" / "python", args.kind, args.runs)
+        except KeyboardInterrupt:
+            return 130
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"time to the first kernel_info reply ({result['kind']} kernel, median of {result['runs']})")
+    print(f"  direct, jupyter_client KernelManager : {result['direct_median_s'] * 1000:8.1f} ms")
+    print(f"  ssd kernel_start, client round trip  : {result['ssd_median_s'] * 1000:8.1f} ms")
+    print(f"    of which inside the kernel worker  : {result['ssd_server_side_median_s'] * 1000:8.1f} ms")
+    verdict = "met" if result["met"] else "MISSED"
+    print(f"  ratio ssd / direct: {result['ratio']:.3f}  (target at most {TARGET_RATIO:.2f}: {verdict})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
