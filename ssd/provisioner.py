@@ -1,0 +1,393 @@
+"""The Jupyter kernel provisioner: notebooks and ``jupyter console`` on kernels an ssd daemon runs.
+
+A kernelspec written by ``ssd-ctl kernelspec install|sync`` names this class
+(entry point ``ssd-provisioner`` in ``jupyter_client.kernel_provisioners``)
+with its config: ``host``, ``env`` (a prefix on that host), ``kind``
+(``ipykernel`` or ``spyder``) and ``user``. jupyter_client's KernelManager
+calls it like this:
+
+- start: ``pre_launch`` -> ``launch_kernel`` (``kernel_start`` on the host) -> ``post_launch``;
+- is the kernel alive (the restarter, every few seconds; shutdowns, every 0.1 s): ``poll``;
+- interrupt: ``send_signal(SIGINT)`` -> ``kernel_interrupt`` (the kernelspec's
+  ``interrupt_mode`` is ``signal``, so interrupts go through the daemon, which
+  signals the kernel's process group or asks its control channel as the
+  environment's own kernelspec says);
+- shutdown: the KernelManager sends ``shutdown_request`` to the kernel itself,
+  then ``shutdown_requested`` -> ``poll``/``wait`` -> ``terminate``/``kill``
+  (``kernel_shutdown``: polite, then forced, on the host) -> ``cleanup``, which
+  makes sure nothing is left running there;
+- restart: the same shutdown with ``restart=True``, then ``launch_kernel``.
+  Jupyter's restart keeps the kernel's ports and key (its clients stay
+  connected), so ``shutdown_requested(restart=True)`` (or ``kill``/``terminate``
+  with ``restart=True``) asks for ``kernel_restart`` on the host: same ssd
+  kernel id, same ports and key, a new process. If the kernel has already gone
+  (it died, or it exited before the request arrived), ``launch_kernel`` starts
+  a new one instead; the KernelManager then loads its new connection info.
+
+Transport: the connection info handed to the KernelManager is always what
+``AsyncClient.connection_info`` says for this client — today the classic keys
+of a kernel that binds the host's address itself ("plain"); when the daemon's
+CURVE relay comes, it adds ``curve_publickey``/``curve_secretkey`` there and
+this module stays as it is.
+
+Authentication never prompts (a notebook server has no terminal): the
+client's key must have a live session on the host or be authorized there
+(``ssd-ctl copy-id``), in which case it logs in by key. Anything else fails
+the start at once with the command that fixes it. Every call opens its own
+short connection, so the provisioner works in whichever event loop
+jupyter_client runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import ipaddress
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
+from traitlets import Unicode
+
+from ssd import protocol
+from ssd.client import AsyncClient, HostSpec, parse_host
+from ssd.client.discovery import async_resolve_instance
+from ssd.errors import RemoteError, SSDError, TransportError
+
+__all__ = ["KINDS", "PROVISIONER_NAME", "SSDProvisioner"]
+
+PROVISIONER_NAME = "ssd-provisioner"
+KINDS = ("ipykernel", "spyder")
+
+T = TypeVar("T")
+
+_GONE = ("dead", "gone")
+_POLL_INTERVAL = 0.5  # seconds between polls while wait() waits for a remote kernel to end
+
+
+class SSDProvisioner(KernelProvisionerBase):
+    """A kernel started, watched and stopped by the ssd daemon on ``host``."""
+
+    host = Unicode("", config=True, help="The ssd host: HOST[:PORT], an address or a discovered name.")
+    env = Unicode("", config=True, help="The environment on the host: its prefix (or a name only it has).")
+    kind = Unicode("ipykernel", config=True, help="The kernel: ipykernel or spyder (spyder-kernels).")
+    user = Unicode("", config=True, help="The user on the host to log in as by key (default: your user name here).")
+    cwd = Unicode("", config=True, help="The kernel's working folder on the host (default: the user's home).")
+
+    def __init__(self, **kwargs: Any) -> None:
+        # A kernelspec written by a newer ssd may carry config keys this version does not know:
+        # traitlets would turn them into a DeprecationWarning, so they are dropped with a log line.
+        names = set(self.class_trait_names())
+        unknown = sorted(key for key in kwargs if key not in names)
+        super().__init__(**{key: value for key, value in kwargs.items() if key in names})
+        if unknown:
+            self.log.warning("ssd-provisioner: ignored unknown kernelspec config keys %s", ", ".join(unknown))
+        self.remote_id = ""  # the kernel's id on the host (not Jupyter's kernel_id)
+        self._running = False  # has_process: from a launch until wait() saw the kernel end
+        self._exit_code: int | None = None  # set once the remote kernel is known to have ended
+        self._replaced = False  # restarted in place by the daemon: launch_kernel reuses it
+        self._env_vars: dict[str, str] = {}
+        self._spec: HostSpec | None = None
+
+    # -- start --------------------------------------------------------------------------
+
+    @property
+    def has_process(self) -> bool:
+        """True from a launch until ``wait`` saw the remote kernel end (KernelManager.has_kernel)."""
+        return self._running
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        """Check the kernelspec's config and keep its ``env`` stanza (KernelManager.pre_start_kernel)."""
+        self._check_config()
+        kwargs = await super().pre_launch(**kwargs)
+        environ = kwargs["env"]
+        # Only the kernelspec's own variables travel; the host decides which it accepts.
+        self._env_vars = {name: str(environ[name]) for name in self.kernel_spec.env if name in environ}
+        kwargs.pop("extra_arguments", None)
+        return {**kwargs, "cmd": list(self.kernel_spec.argv)}
+
+    def _check_config(self) -> None:
+        problems = []
+        if not self.host:
+            problems.append("no host")
+        if not self.env:
+            problems.append("no env")
+        if self.kind not in KINDS:
+            problems.append(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if problems:
+            raise SSDError(
+                f"the kernelspec's ssd-provisioner config is incomplete ({'; '.join(problems)}); "
+                "write it again with: ssd-ctl kernelspec install HOST ENV",
+                code="kernelspec_invalid",
+            )
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        """Start the kernel on the host (or take the one restarted in place); return its connection info.
+
+        Called by KernelManager.launch_kernel during start_kernel and restart_kernel.
+        Errors a person can act on (unreachable, untrusted, not authorized,
+        environment gone, kernel package missing) are raised with the fix.
+        """
+        try:
+            reply = await self._call(self._attach if self._replaced and self.remote_id else self._start)
+        except SSDError as exc:
+            raise self._explained(exc) from exc
+        finally:
+            self._replaced = False
+        self.remote_id = str(reply["kernel"]["kernel_id"])
+        self._running = True
+        self._exit_code = None
+        self.connection_info = _for_kernel_manager(reply["connection"])
+        self.log.info("ssd-provisioner: kernel %s in %s on %s", self.remote_id, self.env, self.host)
+        return self.connection_info
+
+    async def _start(self, client: AsyncClient) -> dict[str, Any]:
+        reply = await client.kernel_start(
+            self.env,
+            self.kind,
+            cwd=self.cwd or None,
+            env_vars=self._env_vars,
+            name=f"jupyter {self.kernel_spec.display_name}"[:100] if self.kernel_spec else "jupyter",
+        )
+        return {**reply, "connection": client.connection_info(reply)}
+
+    async def _attach(self, client: AsyncClient) -> dict[str, Any]:
+        """The kernel the host restarted in place, with its connection info as this client reaches it."""
+        reply = await client.kernel_info(self.remote_id)
+        return {**reply, "connection": client.connection_info(reply)}
+
+    def _explained(self, exc: SSDError) -> SSDError:
+        """The error Jupyter shows at kernel start: what went wrong on which host, and what to run."""
+        where = f"ssd could not start a kernel in {self.env} on {self.host}"
+        fix = {
+            "unreachable": f"is the ssd daemon running there? Check with: ssd-ctl info {self.host}",
+            "timeout": f"the host did not answer in time; check with: ssd-ctl info {self.host}",
+            "env_not_found": f"is it gone? Update the kernelspecs with: ssd-ctl kernelspec sync {self.host}",
+        }.get(exc.code, "")
+        text = f"{where}: {exc.message}" + (f"; {fix}" if fix and fix not in exc.message else "")
+        return SSDError(text, code=exc.code)
+
+    # -- state --------------------------------------------------------------------------
+
+    async def poll(self) -> int | None:
+        """None while the kernel runs on the host, else an exit code (KernelManager.is_alive).
+
+        A host that cannot be reached counts as running: a network blip must
+        not make Jupyter's restarter start a second kernel.
+        """
+        if self._exit_code is not None or self._replaced or not self.remote_id:
+            return 0 if self._exit_code is None else self._exit_code
+        try:
+            reply = await self._call(lambda c: c.kernel_info(self.remote_id))
+        except TransportError as exc:
+            self.log.warning("ssd-provisioner: cannot reach %s to check kernel %s: %s", self.host, self.remote_id, exc)
+            return None
+        except RemoteError as exc:
+            if exc.code != "kernel_not_found":
+                raise
+            self._exit_code = 0  # shut down and forgotten by the host; its exit code went with it
+            return self._exit_code
+        if reply["kernel"]["state"] in _GONE:
+            self._exit_code = 1
+            return self._exit_code
+        return None
+
+    async def wait(self) -> int | None:
+        """Wait until the kernel has ended; the caller bounds this with a timeout (KernelManager)."""
+        while (code := await self.poll()) is None:  # noqa: ASYNC110 (the state is on another machine)
+            await asyncio.sleep(_POLL_INTERVAL)
+        self._running = False
+        return code
+
+    # -- signals and stopping -----------------------------------------------------------
+
+    async def send_signal(self, signum: int) -> None:
+        """SIGINT interrupts through the daemon; SIGTERM, SIGKILL, SIGQUIT, SIGHUP shut the kernel down."""
+        if signum == 0 or self._exit_code is not None or not self.remote_id:
+            return
+        if signum == signal.SIGINT:
+            try:
+                await self._call(lambda c: c.kernel_interrupt(self.remote_id))
+            except RemoteError as exc:
+                if exc.code not in ("kernel_not_found", "kernel_dead"):
+                    raise
+            return
+        if signum in (signal.SIGTERM, signal.SIGKILL, signal.SIGQUIT, signal.SIGHUP):
+            await self._shutdown_remote()
+            return
+        raise SSDError(
+            f"ssd cannot send {signal.Signals(signum).name} to a remote kernel: SIGINT interrupts it, "
+            "SIGTERM or SIGKILL shuts it down",
+            code="unsupported_signal",
+        )
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        """The KernelManager just sent shutdown_request to the kernel: for a restart, restart it in place."""
+        if restart:
+            await self._restart_in_place()
+
+    async def terminate(self, restart: bool = False) -> None:
+        """The kernel did not exit in time (KernelManager.finish_shutdown): stop it on the host."""
+        await self._stop(restart)
+
+    async def kill(self, restart: bool = False) -> None:
+        """Stop the kernel now (KernelManager.kill_kernel, ``shutdown_kernel(now=True)``)."""
+        await self._stop(restart)
+
+    async def _stop(self, restart: bool) -> None:
+        if self._replaced:
+            return
+        if restart and await self._restart_in_place():
+            return
+        await self._shutdown_remote()
+
+    async def _restart_in_place(self) -> bool:
+        """``kernel_restart`` on the host: same id, ports and key; False if the kernel could not be restarted."""
+        if self._replaced or self._exit_code is not None or not self.remote_id:
+            return self._replaced
+        try:
+            await self._call(lambda c: c.kernel_restart(self.remote_id))
+        except RemoteError as exc:
+            # kernel_not_found: it exited before the request came; launch_kernel starts a new one.
+            self.log.info("ssd-provisioner: restart of %s in place not possible: %s", self.remote_id, exc)
+            if exc.code == "kernel_not_found":
+                self._exit_code = 0
+            return False
+        self._replaced = True
+        return True
+
+    async def _shutdown_remote(self) -> None:
+        """``kernel_shutdown`` (polite, then forced, on the host); a kernel already gone is fine."""
+        if self._exit_code is not None or not self.remote_id:
+            return
+        try:
+            reply = await self._call(lambda c: c.kernel_shutdown(self.remote_id))
+        except RemoteError as exc:
+            if exc.code == "kernel_busy":  # already stopping there: poll() sees it go
+                return
+            if exc.code != "kernel_not_found":
+                raise
+            reply = {}
+        except TransportError as exc:
+            self.log.warning(
+                "ssd-provisioner: cannot reach %s to stop kernel %s (%s); it may still run there: ssd-ctl stop %s %s",
+                *(self.host, self.remote_id, exc, self.host, self.remote_id),
+            )
+            return
+        code = reply.get("exit_code")
+        self._exit_code = code if isinstance(code, int) else 0
+
+    async def cleanup(self, restart: bool = False) -> None:
+        """After a shutdown (KernelManager.cleanup_resources): make sure nothing is left on the host."""
+        if restart:
+            return
+        await self._shutdown_remote()
+        self._running = False
+
+    # -- timing and persistence ---------------------------------------------------------
+
+    def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
+        """Every check crosses the network and the host grants a grace period (5 s) before forcing: 10 s at least."""
+        return max(recommended, 10.0)
+
+    def get_stable_start_time(self, recommended: float = 10.0) -> float:
+        """A remote start includes connecting and the host's discovery of the environment: 30 s at least."""
+        return max(recommended, 30.0)
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        """What a restarted Jupyter server needs to find this kernel again: host, env, kind, user and its id."""
+        info: dict[str, Any] = await super().get_provisioner_info()
+        connection = dict(info.get("connection_info") or {})
+        if isinstance(connection.get("key"), bytes):
+            connection["key"] = connection["key"].decode()  # JSON-friendly; load_provisioner_info encodes it back
+        info.update(
+            connection_info=connection,
+            host=self.host,
+            env=self.env,
+            kind=self.kind,
+            user=self.user,
+            cwd=self.cwd,
+            remote_kernel_id=self.remote_id,
+        )
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
+        """Take over a kernel from saved info (the inverse of ``get_provisioner_info``); ``poll`` tells if it lives."""
+        await super().load_provisioner_info(provisioner_info)
+        self.connection_info = _for_kernel_manager(dict(self.connection_info))
+        for name in ("host", "env", "kind", "user", "cwd"):
+            if provisioner_info.get(name):
+                setattr(self, name, str(provisioner_info[name]))
+        self.remote_id = str(provisioner_info.get("remote_kernel_id") or "")
+        self._running = bool(self.remote_id)
+        self._exit_code = None
+        self._replaced = False
+        self._spec = None
+
+    # -- talking to the daemon ----------------------------------------------------------
+
+    async def _call(self, operation: Callable[[AsyncClient], Awaitable[T]]) -> T:
+        """Run *operation* on a fresh connection, logging in by key once if the session is missing."""
+        async with AsyncClient(await self._host_spec()) as client:
+            try:
+                return await operation(client)
+            except RemoteError as exc:
+                if exc.code != protocol.NOT_AUTHORIZED:
+                    raise
+            await self._login(client)
+            return await operation(client)
+
+    async def _login(self, client: AsyncClient) -> None:
+        user = self.user or getpass.getuser()
+        try:
+            await client.login(user)
+        except RemoteError as exc:
+            if exc.code != protocol.AUTH_FAILED:
+                raise
+            raise SSDError(
+                f"this client's key is not authorized for {user} on {self.host} and has no session there. "
+                f"Run once: ssd-ctl login {self.host} --user {user} && ssd-ctl copy-id {self.host}",
+                code="not_authorized",
+            ) from None
+
+    async def _host_spec(self) -> HostSpec:
+        """The host, with a bare name that DNS does not know looked up as a discovered ssd instance."""
+        if self._spec is None:
+            self._spec = await resolve_host(self.host)
+        return self._spec
+
+
+async def resolve_host(text: str) -> HostSpec:
+    """HOST as ssd-ctl reads it, without blocking the event loop (mDNS for bare unknown names)."""
+    try:
+        spec = parse_host(text)
+    except ValueError as exc:
+        raise SSDError(f"the kernelspec's host is invalid: {exc}", code="kernelspec_invalid") from None
+    if spec.address is not None or ":" in text or _is_address(spec.host):
+        return spec
+    try:
+        await asyncio.get_running_loop().getaddrinfo(spec.host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        found = await async_resolve_instance(spec.host)
+        if found is not None:
+            return HostSpec(spec.host, found.port, found.address)
+    return spec
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _for_kernel_manager(info: dict[str, Any]) -> KernelConnectionInfo:
+    """Connection info as KernelManager compares it with its session's: the key as bytes (despite the type)."""
+    result = dict(info)
+    if isinstance(result.get("key"), str):
+        result["key"] = result["key"].encode()
+    return cast(KernelConnectionInfo, result)
