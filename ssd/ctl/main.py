@@ -22,6 +22,8 @@ from ssd.ctl.envs import ENV_COMMANDS, add_admin_parser
 from ssd.ctl.envs import add_parser as add_envs_parser
 from ssd.ctl.kernels import KERNEL_COMMANDS
 from ssd.ctl.kernels import add_parsers as add_kernel_parsers
+from ssd.ctl.kernelspec import KERNELSPEC_COMMANDS
+from ssd.ctl.kernelspec import add_parser as add_kernelspec_parser
 from ssd.ctl.output import Output
 from ssd.ctl.sessions import SESSION_COMMANDS, add_parsers
 from ssd.errors import SSDError
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             **ENV_COMMANDS,
             **KERNEL_COMMANDS,
             **CONSOLE_COMMANDS,
+            **KERNELSPEC_COMMANDS,
         }
         code: int = handlers[args.command](args, out)
         return code
@@ -116,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_admin_parser(sub, common)
     add_kernel_parsers(sub, common)
     add_console_parser(sub, common)
+    add_kernelspec_parser(sub, common)
     return parser
 
 
