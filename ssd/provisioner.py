@@ -22,7 +22,10 @@ calls it like this:
   with ``restart=True``) asks for ``kernel_restart`` on the host: same ssd
   kernel id, same ports and key, a new process. If the kernel has already gone
   (it died, or it exited before the request arrived), ``launch_kernel`` starts
-  a new one instead; the KernelManager then loads its new connection info.
+  a new one instead; the KernelManager then loads its new connection info
+  (Jupyter Server reconnects its channels when ports change). That is also
+  what ``restart_kernel(now=True)`` does: the KernelManager kills without
+  telling the provisioner that a restart follows.
 
 Transport: the connection info handed to the KernelManager is always what
 ``AsyncClient.connection_info`` says for this client — today the classic keys
