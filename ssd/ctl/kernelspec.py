@@ -43,7 +43,7 @@ __all__ = ["KERNELSPEC_COMMANDS", "add_parser", "spec_document", "spec_name"]
 
 HOST_HELP = "server as HOST[:PORT], an address or a discovered name"
 _PACKAGE = {"ipykernel": ("ipykernel", "ipykernel"), "spyder": ("spyder_kernels", "spyder-kernels")}
-_UNSAFE = re.compile(r"[^a-z0-9._-]+")
+_UNSAFE = re.compile(r"[^a-z0-9._]+")  # runs of anything else (dashes too) become one dash
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
