@@ -191,8 +191,11 @@ DEFAULT_ENV_ALLOW = [
 class KernelsConfig(_Section, frozen=True):
     """``[kernels]``: how each user's kernel worker starts, watches and limits kernels."""
 
-    transport: Annotated[Literal["plain"], _doc("Kernel channels: plain = the kernel binds ip itself.")] = "plain"
-    ip: Annotated[str, _doc("Address kernels bind (plain transport); empty = as server.bind.")] = ""
+    transport: Annotated[
+        Literal["curve", "plain"],
+        _doc("Kernel channels: curve = through an encrypted relay; plain = the kernel binds ip itself."),
+    ] = "curve"
+    ip: Annotated[str, _doc("Address clients reach kernels on (relay or plain kernel); empty = server.bind.")] = ""
     max_per_user: Annotated[int, msgspec.Meta(ge=0, description="Kernels one user may run; 0 = no limit.")] = 10
     max_per_host: Annotated[int, msgspec.Meta(ge=0, description="Kernels on this host in all; 0 = no limit.")] = 100
     start_timeout: Annotated[Positive, _doc("Seconds a kernel has to answer kernel_info after it starts.")] = 60.0

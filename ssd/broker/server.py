@@ -35,7 +35,7 @@ from ssd.broker.sessions import SessionStore
 from ssd.broker.supervisor import Supervisor, WorkerSpec
 from ssd.broker.zap import Authenticator
 from ssd.config import Config
-from ssd.kernels.transport import kernel_bind_ip
+from ssd.kernels.transport import channel_plan
 from ssd.keys import KeyPair
 from ssd.state import open_state
 from ssd.users import lookup
@@ -399,6 +399,6 @@ USER_SERVICE_OPTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
     "kernel": lambda config: {
         "envs": msgspec.to_builtins(config.envs),
         "kernels": msgspec.to_builtins(config.kernels),
-        "kernel_ip": kernel_bind_ip(config.kernels.ip, config.server.bind),
+        **channel_plan(config.kernels.transport, config.kernels.ip, config.server.bind)._asdict(),
     },
 }

@@ -82,7 +82,7 @@ class KernelCalls:
 def write_connection_file(path: str | Path, info: dict[str, Any]) -> Path:
     """Write a classic connection file, 0600, replacing any file there (atomically)."""
     target = Path(path).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -8,6 +8,7 @@ user may enter, each variable against the allow-list.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import resource
 import secrets
@@ -32,6 +33,7 @@ __all__ = [
     "require_package",
     "runtime_dir",
     "spawn",
+    "write_kernel_file",
 ]
 
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -122,6 +124,15 @@ def new_connection_file(kernel_id: str, ip: str) -> tuple[str, dict[str, Any]]:
     _, info = write_connection_file(str(path), ip=ip, key=key, transport="tcp", signature_scheme="hmac-sha256")
     os.chmod(path, 0o600)
     return str(path), dict(info)
+
+
+def write_kernel_file(path: str, info: dict[str, Any]) -> None:
+    """(Re)write a kernel's own connection file, 0600, atomically."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(info, fh, indent=1)
+    os.replace(tmp, path)
 
 
 def spawn(record: KernelRecord) -> subprocess.Popen[bytes]:

@@ -76,6 +76,9 @@ class ManagedKernel:
         return {"spawn": spawned - began, "ready": time.monotonic() - began}
 
     def _spawn(self) -> None:
+        # The kernel reads its ports and key from this file: after a restart they must be the same,
+        # even if something removed or changed the file meanwhile.
+        launch.write_kernel_file(self.record.connection_file, self.record.connection)
         self.process = launch.spawn(self.record)
         ticks = proc.start_ticks(self.process.pid) or 0
         self.record = msgspec.structs.replace(self.record, pid=self.process.pid, start_ticks=ticks)
@@ -95,6 +98,8 @@ class ManagedKernel:
             exited.cancel()
         if asking.done() and asking.exception() is None:
             self.summary = kernel_info_summary(asking.result())
+            if self.link.execution_state == "starting":
+                self.link.execution_state = "idle"  # it answered: iopub may not have said so yet
             return
         asking.cancel()
         with contextlib.suppress(asyncio.CancelledError, KernelSilent):
@@ -168,7 +173,14 @@ class ManagedKernel:
         with contextlib.suppress(KernelSilent):
             await self.link.request("control", "shutdown_request", {"restart": True}, timeout=1.0)
         await self._stop_process()
-        await self._respawn()
+        try:
+            await self._respawn()
+        except SSDError as exc:
+            self.state = "dead"
+            self.hooks.on_state(self, "dead", {"exit_code": self.exit_code(), "reason": exc.message})
+            await self._stop_process()
+            self.forget()
+            raise
         self.hooks.on_state(self, "restarted", {"automatic": False})
         return {"ready": time.monotonic() - began}
 

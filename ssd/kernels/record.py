@@ -32,3 +32,5 @@ class KernelRecord(msgspec.Struct, frozen=True, kw_only=True):
     interrupt_mode: str = "signal"
     auto_restart: bool = False
     restarts: int = 0
+    # The CURVE relay (transport curve): its bind address, ports and keypair, kept across worker restarts.
+    relay: dict[str, Any] | None = None

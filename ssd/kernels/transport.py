@@ -1,16 +1,19 @@
 """Who binds where, and which address a client is given: the one seam for kernel channels.
 
-With the ``plain`` transport the kernel binds ``[kernels] ip`` (or the
-daemon's own bind address) itself, and a client that receives a wildcard
-address connects to the host it reached the daemon on. The CURVE relay
-replaces this seam, not its callers.
+``curve`` (the default): the kernel binds 127.0.0.1 only and the kernel
+worker's relay (``ssd.kernels.relay``) binds ``[kernels] ip`` (or the daemon's
+own bind address) with CURVE; clients get the relay's ports and the
+per-kernel keys (jupyter_client's ``curve_publickey``/``curve_secretkey``).
+``plain``: the kernel binds that address itself, and clients get its ports.
+Either way a client that receives a wildcard address connects to the host it
+reached the daemon on.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["CLASSIC_KEYS", "classic_info", "client_info", "kernel_bind_ip"]
+__all__ = ["CLASSIC_KEYS", "CURVE_KEYS", "ChannelPlan", "channel_plan", "classic_info", "client_info", "kernel_bind_ip"]
 
 # The keys of a classic connection file: exactly what Spyder's "Connect to an
 # existing kernel" dialog and older jupyter_client versions accept.
@@ -27,6 +30,9 @@ CLASSIC_KEYS = (
     "kernel_name",
 )
 
+# Added to the classic keys for an encrypted kernel (jupyter_client 8.9+, ipykernel 7.4+).
+CURVE_KEYS = ("curve_publickey", "curve_secretkey")
+
 _WILDCARDS = {"*", "0.0.0.0", "::", ""}  # noqa: S104 (recognized, not bound)
 
 
@@ -38,14 +44,30 @@ def kernel_bind_ip(kernels_ip: str, server_bind: str) -> str:
     return address
 
 
+class ChannelPlan(NamedTuple):
+    """Where the kernel binds, and where the relay binds (None: no relay)."""
+
+    kernel_ip: str
+    relay_ip: str | None
+
+
+def channel_plan(transport: str, kernels_ip: str, server_bind: str) -> ChannelPlan:
+    """The addresses for *transport* on a host configured with these addresses."""
+    outside = kernel_bind_ip(kernels_ip, server_bind)
+    if transport == "plain":
+        return ChannelPlan(outside, None)
+    return ChannelPlan("127.0.0.1", outside)
+
+
 def classic_info(info: dict[str, Any]) -> dict[str, Any]:
     """Only the classic keys of a connection info, in their usual order."""
     return {key: info[key] for key in CLASSIC_KEYS if key in info}
 
 
 def client_info(info: dict[str, Any], host: str) -> dict[str, Any]:
-    """Connection info as a client on another machine uses it: a wildcard ip becomes *host*."""
-    result = classic_info(info)
+    """Connection info as a client on another machine uses it (classic keys, plus the CURVE keys of an
+    encrypted kernel): a wildcard ip becomes *host*."""
+    result = classic_info(info) | {key: info[key] for key in CURVE_KEYS if key in info}
     if str(result.get("ip", "")) in _WILDCARDS:
         result["ip"] = host
     return result

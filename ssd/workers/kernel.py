@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from ssd.kernels import launch
 from ssd.kernels.clients import count_clients
 from ssd.kernels.managed import KernelHooks, ManagedKernel
 from ssd.kernels.record import KernelRecord
+from ssd.kernels.relay import PortBusy, new_relay_keys, relay_connection_info
+from ssd.kernels.relayhost import RelayHost
 from ssd.kernels.transport import classic_info
 from ssd.messages import (
     KernelInfoRequest,
@@ -38,7 +42,11 @@ from ssd.workers.base import Worker
 
 __all__ = ["KernelWorker"]
 
+log = logging.getLogger(__name__)
+
 _DISCOVERY_KEYS = set(DiscoveryOptions.__struct_fields__)
+# How long an adopted kernel's relay waits for its old ports before taking new ones (seconds).
+RELAY_PORT_WAIT = 10.0
 
 
 class KernelWorker(Worker):
@@ -53,6 +61,8 @@ class KernelWorker(Worker):
         self.user = str(options.get("user", ""))
         self.config = msgspec.convert(options.get("kernels", {}), KernelsConfig)
         self.bind_ip = str(options.get("kernel_ip", "127.0.0.1"))
+        relay_ip = options.get("relay_ip")
+        self.relays = RelayHost(str(relay_ip)) if relay_ip else None
         envs = {k: v for k, v in dict(options.get("envs", {})).items() if k in _DISCOVERY_KEYS}
         self.home = os.environ.get("HOME") or str(Path("~").expanduser())
         self.discovery = EnvDiscovery(msgspec.convert(envs, DiscoveryOptions), Path(self.home), dict(os.environ))
@@ -78,6 +88,8 @@ class KernelWorker(Worker):
         """Tell the broker what to remember (or forget) in its state store."""
         if record is None:
             self.kernels.pop(kernel_id, None)
+            if self.relays is not None:
+                self.relays.close(kernel_id)
         body = wire.encode(record) if record is not None else b""
         self.socket.send_multipart([wire.TAG, wire.KERNEL, kernel_id.encode(), body])
 
@@ -94,6 +106,7 @@ class KernelWorker(Worker):
             kernel = ManagedKernel(self.ctx, record, self.hooks)
             if kernel.adopt():
                 self.kernels[record.kernel_id] = kernel
+                self._spawn_task(self._reopen_relay(kernel))
             else:
                 kernel.state = "dead"
                 self._on_state(kernel, "dead", {"exit_code": None, "reason": "its process ended while ssd was away"})
@@ -117,16 +130,58 @@ class KernelWorker(Worker):
             return False
         if kernel.link.execution_state == "busy" or time.time() - kernel.link.last_activity < idle:
             return False
-        return (
-            self.config.cull_connected or count_clients(kernel.record.connection["shell_port"], kernel.record.pid) == 0
-        )
+        return self.config.cull_connected or self.clients(kernel) == 0
 
     async def before_exit(self, reason: str) -> None:
-        """On the broker's STOP, stop every kernel if the host is configured so (default: keep them)."""
-        if reason == "stop" and self.config.stop_on_exit and self.kernels:
+        """On an orderly stop (the broker's STOP, or the SIGTERM that may overtake it), stop every kernel if
+        the host is configured so (default: keep them); never when the broker vanished (it will return)."""
+        log.info("kernel worker of %s stopping (%s) with %d kernels", self.user, reason, len(self.kernels))
+        if reason != "broker_silent" and self.config.stop_on_exit and self.kernels:
             await asyncio.gather(*(k.shutdown() for k in list(self.kernels.values())), return_exceptions=True)
         for kernel in self.kernels.values():
             kernel.link.close()
+        if self.relays is not None:
+            self.relays.stop()
+
+    def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._culling.add(task)
+        task.add_done_callback(self._culling.discard)
+
+    async def _reopen_relay(self, kernel: ManagedKernel) -> None:
+        """An adopted kernel's relay on its old ports, so clients reconnect by themselves; the previous
+        worker may still hold them for a few seconds (it exits when it notices the broker is gone)."""
+        deadline = time.monotonic() + RELAY_PORT_WAIT
+        while kernel.kernel_id in self.kernels:
+            try:
+                self.open_relay(kernel, strict=time.monotonic() < deadline)
+                return
+            except PortBusy:
+                await asyncio.sleep(0.25)
+
+    def open_relay(self, kernel: ManagedKernel, *, strict: bool = False) -> None:
+        """Expose a ready kernel through its CURVE relay (same ports as before, when it had one)."""
+        if self.relays is None or kernel.record.relay is None:
+            return
+        relay = self.relays.open(kernel.record, strict=strict)
+        if relay.ports != kernel.record.relay.get("ports"):
+            kernel.record = msgspec.structs.replace(kernel.record, relay={**kernel.record.relay, "ports": relay.ports})
+            self._on_record(kernel.kernel_id, kernel.record)
+
+    def connection(self, kernel: ManagedKernel) -> dict[str, Any]:
+        """What a client connects to: the relay (with its CURVE keys), or the kernel itself."""
+        planned = kernel.record.relay
+        if planned is None:
+            return dict(kernel.record.connection)
+        # From the record, so that it is right while an adopted kernel's relay is still reopening.
+        return relay_connection_info(kernel.record.connection, planned["ip"], planned["ports"], planned)
+
+    def clients(self, kernel: ManagedKernel) -> int:
+        """Clients connected to the kernel's shell channel."""
+        relay = self.relays.get(kernel.kernel_id) if self.relays is not None else None
+        if relay is not None:
+            return relay.clients
+        return count_clients(kernel.record.connection["shell_port"], kernel.record.pid)
 
     # -- helpers for the handlers -------------------------------------------------------
 
@@ -150,7 +205,7 @@ class KernelWorker(Worker):
             "execution_state": kernel.link.execution_state,
             "started": record.started,
             "last_activity": kernel.link.last_activity,
-            "connections": count_clients(record.connection["shell_port"], record.pid),
+            "connections": self.clients(kernel),
             "pid": record.pid,
             "restarts": record.restarts,
             "cwd": record.cwd,
@@ -163,6 +218,7 @@ class KernelWorker(Worker):
         extra = launch.check_env_vars(content.env_vars, self.config.env_allow)
         kernel_id = str(uuid.uuid4())
         connection_file, info = launch.new_connection_file(kernel_id, self.bind_ip)
+        relay = {"ip": self.relays.ip, "ports": {}, **new_relay_keys()} if self.relays is not None else None
         return KernelRecord(
             kernel_id=kernel_id,
             user=self.user,
@@ -183,6 +239,7 @@ class KernelWorker(Worker):
             memory_limit_mb=self.config.memory_limit,
             interrupt_mode=_interrupt_mode(env.prefix),
             auto_restart=content.restart,
+            relay=relay,
         )
 
     def check_limit(self) -> None:
@@ -219,13 +276,14 @@ async def kernel_start(worker: KernelWorker, content: KernelStartRequest, reques
     prepared = time.monotonic()
     try:
         timing = {"prepare": prepared - began, **(await kernel.start())}
+        worker.open_relay(kernel)
     except BaseException:
         kernel.forget()
         raise
     return {
         "status": "ok",
         "kernel": worker.describe(kernel),
-        "connection": dict(record.connection),
+        "connection": worker.connection(kernel),
         "connection_file": record.connection_file,
         "kernel_info": kernel.summary,
         "timing": timing,
@@ -243,7 +301,7 @@ async def kernel_info(worker: KernelWorker, content: KernelInfoRequest, request:
     return {
         "status": "ok",
         "kernel": worker.describe(kernel),
-        "connection": dict(kernel.record.connection),
+        "connection": worker.connection(kernel),
         "connection_file": kernel.record.connection_file,
         "kernel_info": kernel.summary,
     }

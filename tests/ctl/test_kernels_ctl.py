@@ -73,7 +73,12 @@ def module_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     """A daemon that finds the env ``sci``, and a client logged in to it by its authorized key."""
     tmp = tmp_path_factory.mktemp("kernels-ctl")
     prefix = conda_copy(kernel_venv(), tmp / "envs" / "sci")
-    extra = {"SSD_ENVS_ENVS_DIRS": str(tmp / "envs"), "SSD_KERNELS_STOP_ON_EXIT": "true"}  # a safety net only
+    # Plain transport: the classic file Spyder accepts reaches the kernel itself (curve needs the tunnel).
+    extra = {
+        "SSD_ENVS_ENVS_DIRS": str(tmp / "envs"),
+        "SSD_KERNELS_STOP_ON_EXIT": "true",  # a safety net only
+        "SSD_KERNELS_TRANSPORT": "plain",
+    }
     daemon = start_daemon(tmp, extra_env=extra)
     host = Host(daemon, tmp / "client", tmp / "runtime", prefix, tmp)
     try:

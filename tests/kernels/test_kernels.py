@@ -15,7 +15,7 @@ from kerneltools import EventTap, evaluate, give_env, kernel_client, owner_and_m
 from users import User, error_of, login, system_daemon, users
 
 from ssd.client import Client
-from ssd.kernels.transport import CLASSIC_KEYS
+from ssd.kernels.transport import CLASSIC_KEYS, CURVE_KEYS
 
 ROOT_ONLY = {"SSD_TEST_ROOT_SECRET": "root-environment-must-not-leak"}
 
@@ -37,7 +37,7 @@ def test_spyder_kernel_runs_as_the_user_in_the_environment(tmp_path: Path) -> No
             reply = client.kernel_start("sci", "spyder", env_vars={"SPY_TEST_FLAG": "on"}, name="analysis")
             kernel = reply["kernel"]
             info = client.connection_info(reply)
-            assert set(info) == set(CLASSIC_KEYS)
+            assert set(info) == {*CLASSIC_KEYS, *CURVE_KEYS}  # through the CURVE relay (the default)
             assert reply["kernel_info"]["spyder_kernels"] == "3.1.6"
             assert reply["kernel_info"]["language"] == "python"
             assert kernel["name"] == "analysis"

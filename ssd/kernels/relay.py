@@ -1,0 +1,259 @@
+"""The CURVE relay: a kernel's five channels exposed on the host's address, encrypted.
+
+The kernel binds 127.0.0.1 only. For each channel the relay binds a CURVE
+server socket on the host's address and runs libzmq's own proxy
+(``zmq.proxy_steerable``, in a thread, no message copied in Python) to a
+plain socket connected to the kernel:
+
+    shell, control, stdin, hb   ROUTER (CURVE server)  <-> DEALER  -> kernel
+    iopub                       XPUB   (CURVE server)  <-> XSUB    -> kernel
+
+Jupyter's semantics survive the extra hop: ROUTER prepends each client's
+identity, so replies find their client; the shell and stdin DEALERs share one
+routing id, so an ``input_request`` (which the kernel addresses with the
+shell request's identities) reaches the client that ran the cell; XPUB is
+verbose, so every new subscriber's subscription reaches the kernel (its iopub
+welcome). The heartbeat is answered by the kernel itself, so it stops when
+the kernel dies.
+
+Which client keys a relay admits is the ``RelayGate``'s business (ZAP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Any
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import parse_monitor_message
+
+__all__ = ["CHANNELS", "PortBusy", "Relay", "RelayGate", "new_relay_keys", "relay_connection_info"]
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("shell", "control", "stdin", "iopub", "hb")
+# One routing id for the relay's shell and stdin DEALERs (see the module docstring).
+RELAY_IDENTITY = b"ssd-relay"
+# libzmq heartbeats on the client side of the relay: a dead peer is noticed (and the
+# connection dropped and re-made by the client) within seconds, not at TCP's pace.
+HEARTBEAT_IVL_MS = 2000
+HEARTBEAT_TIMEOUT_MS = 6000
+
+
+class PortBusy(OSError):
+    """A port the relay had before is taken (for now: perhaps by the relay of a worker still exiting)."""
+
+
+def new_relay_keys() -> dict[str, str]:
+    """A fresh per-kernel CURVE keypair, as jupyter_client's connection-file keys."""
+    public, secret = zmq.curve_keypair()
+    return {"curve_publickey": public.decode(), "curve_secretkey": secret.decode()}
+
+
+def _local_endpoint(info: dict[str, Any], channel: str) -> str:
+    ip = info["ip"]
+    if ip in ("0.0.0.0", "*"):  # noqa: S104 (connecting, not binding)
+        ip = "127.0.0.1"
+    return f"tcp://{ip}:{info[channel + '_port']}"
+
+
+def relay_connection_info(
+    kernel_info: dict[str, Any], ip: str, ports: dict[str, int], keys: dict[str, str]
+) -> dict[str, Any]:
+    """The classic keys with the relay's address and ports, plus the relay's CURVE keys."""
+    info = {key: kernel_info[key] for key in ("key", "signature_scheme", "kernel_name")}
+    info.update({f"{channel}_port": port for channel, port in ports.items()})
+    keypair = {key: keys[key] for key in ("curve_publickey", "curve_secretkey")}
+    return {**info, "ip": ip, "transport": "tcp", **keypair}
+
+
+class _Proxy:
+    """One channel: a CURVE front socket, a plain back socket, libzmq's proxy between them in a thread."""
+
+    def __init__(self, ctx: zmq.Context[Any], channel: str, front: zmq.Socket[Any], back: zmq.Socket[Any]) -> None:
+        self.channel = channel
+        self.front = front
+        self.back = back
+        address = f"inproc://ssd-relay-{id(self)}"
+        self._control = ctx.socket(zmq.PAIR)
+        self._control.bind(address)
+        self._steer = ctx.socket(zmq.PAIR)
+        self._steer.connect(address)
+        self._thread = threading.Thread(target=self._run, name=f"relay-{channel}", daemon=True)
+
+    def start(self) -> None:
+        """Run the proxy in its thread."""
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            zmq.proxy_steerable(self.front, self.back, None, self._steer)
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.ETERM:
+                log.error("relay %s proxy stopped: %s", self.channel, exc)
+        finally:
+            for sock in (self.front, self.back, self._steer):
+                sock.close(linger=0)
+
+    def stop(self) -> None:
+        """Terminate the proxy and wait for its thread (which closes the sockets)."""
+        if self._thread.is_alive():
+            with contextlib.suppress(zmq.ZMQError):
+                self._control.send(b"TERMINATE")
+            self._thread.join(timeout=5)
+        self._control.close(linger=0)
+
+
+class Relay:
+    """The relay of one kernel: five proxies, and a count of the clients connected to its shell."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context[Any],
+        kernel_info: dict[str, Any],
+        bind_ip: str,
+        keys: dict[str, str],
+        *,
+        domain: str,
+        ports: dict[str, int] | None = None,
+        strict: bool = False,
+    ) -> None:
+        self.ctx = ctx
+        self.kernel_info = kernel_info
+        self.bind_ip = bind_ip
+        self.keys = keys
+        self.domain = domain
+        self.ports: dict[str, int] = {}
+        self._wanted = ports or {}
+        self._strict = strict  # the wanted ports or nothing (PortBusy)
+        self._proxies: list[_Proxy] = []
+        self.monitor: zmq.Socket[Any] | None = None
+        self._clients: set[int] = set()
+
+    def start(self) -> dict[str, int]:
+        """Bind the five front sockets (the wanted ports if free, else new ones), start the proxies."""
+        made: list[zmq.Socket[Any]] = []
+        try:
+            for channel in CHANNELS:
+                front, back = self._pair(channel, made)
+                self._proxies.append(_Proxy(self.ctx, channel, front, back))
+        except BaseException:
+            for sock in made:
+                sock.close(linger=0)
+            for proxy in self._proxies:
+                proxy.stop()
+            self._proxies.clear()
+            if self.monitor is not None:
+                self.monitor.close(linger=0)
+                self.monitor = None
+            raise
+        for proxy in self._proxies:
+            proxy.start()
+        return dict(self.ports)
+
+    def _pair(self, channel: str, made: list[zmq.Socket[Any]]) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+        front = self.ctx.socket(zmq.XPUB if channel == "iopub" else zmq.ROUTER)
+        back = self.ctx.socket(zmq.XSUB if channel == "iopub" else zmq.DEALER)
+        made += [front, back]
+        for sock in (front, back):
+            sock.linger = 0
+            sock.sndhwm = sock.rcvhwm = 0 if channel == "iopub" else 1000
+        front.curve_server = True
+        front.curve_secretkey = self.keys["curve_secretkey"].encode()
+        # The heartbeat admits any client key (jupyter_client uses a throwaway one there).
+        front.zap_domain = (f"{self.domain}:hb" if channel == "hb" else self.domain).encode()
+        front.heartbeat_ivl = HEARTBEAT_IVL_MS
+        front.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
+        if channel == "iopub":
+            front.xpub_verbose = True
+        if channel in ("shell", "stdin"):
+            back.routing_id = RELAY_IDENTITY
+        if channel == "shell":
+            self.monitor = front.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED
+            )
+        self.ports[channel] = self._bind(front, self._wanted.get(channel, 0))
+        back.connect(_local_endpoint(self.kernel_info, channel))
+        del made[-2:]  # the proxy owns them now
+        return front, back
+
+    def _bind(self, sock: zmq.Socket[Any], port: int) -> int:
+        host = f"[{self.bind_ip}]" if ":" in self.bind_ip else self.bind_ip
+        sock.ipv6 = ":" in self.bind_ip
+        if port:
+            try:
+                sock.bind(f"tcp://{host}:{port}")
+                return port
+            except zmq.ZMQError:
+                if self._strict:
+                    raise PortBusy(f"relay port {port} is taken") from None
+                log.warning("relay port %d is taken now; the kernel gets a new one", port)
+        return sock.bind_to_random_port(f"tcp://{host}")
+
+    def note_monitor_event(self, frames: list[bytes]) -> None:
+        """Count shell clients from the monitor's events (the event loop reads the monitor socket)."""
+        event = parse_monitor_message(frames)
+        fd = int(event["value"])
+        if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self._clients.add(fd)
+        elif event["event"] == zmq.EVENT_DISCONNECTED:
+            self._clients.discard(fd)
+
+    @property
+    def clients(self) -> int:
+        """Clients whose CURVE handshake on the shell channel succeeded and that are still connected."""
+        return len(self._clients)
+
+    def connection_info(self) -> dict[str, Any]:
+        """What a remote client needs: the classic keys with the relay's ports, plus the CURVE keys."""
+        return relay_connection_info(self.kernel_info, self.bind_ip, self.ports, self.keys)
+
+    def stop(self) -> None:
+        """Stop every proxy (their threads close the sockets) and the monitor."""
+        for proxy in self._proxies:
+            proxy.stop()
+        self._proxies.clear()
+        if self.monitor is not None:
+            self.monitor.close(linger=0)
+            self.monitor = None
+
+
+class RelayGate:
+    """ZAP for every relay of one worker: a kernel's channels admit only that kernel's key.
+
+    jupyter_client (8.9+) connects with the connection file's keypair as its own
+    client keypair, and so does ssd's tunnel; its heartbeat uses a throwaway
+    key, which is harmless there (the heartbeat carries no data) and still
+    needs the server key, which only the connection info holds.
+    """
+
+    def __init__(self, ctx: zmq.Context[Any]) -> None:
+        self._keys: dict[str, bytes] = {}
+        self._auth = ThreadAuthenticator(ctx, log=logging.getLogger("ssd.relay.zap"))
+        self._auth.start()
+
+    def admit(self, domain: str, public_key: str) -> None:
+        """Let clients holding *public_key* into the relay with ZAP domain *domain* (and its heartbeat)."""
+        self._keys[domain] = public_key.encode()
+        for name in (domain, f"{domain}:hb"):  # pyzmq matches callback domains exactly
+            self._auth.configure_curve_callback(name, self)
+
+    def forget(self, domain: str) -> None:
+        """Close the door of a stopped relay."""
+        self._keys.pop(domain, None)
+        for name in (domain, f"{domain}:hb"):
+            self._auth.credentials_providers.pop(name, None)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """ZAP decision, called by the authenticator thread with the client's Z85 key."""
+        if domain.endswith(":hb"):
+            return domain.removesuffix(":hb") in self._keys
+        expected = self._keys.get(domain)
+        return expected is not None and key == expected
+
+    def stop(self) -> None:
+        """Stop the authenticator thread."""
+        self._auth.stop()

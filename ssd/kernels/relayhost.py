@@ -1,0 +1,74 @@
+"""All the relays of one kernel worker: their context, their ZAP gate, their monitors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from ssd.kernels.record import KernelRecord
+from ssd.kernels.relay import Relay, RelayGate
+
+__all__ = ["RelayHost"]
+
+
+class RelayHost:
+    """Opens and closes relays on *ip*; one libzmq context and one ZAP thread for all of them."""
+
+    def __init__(self, ip: str) -> None:
+        self.ip = ip
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.gate = RelayGate(self.ctx)
+        self._relays: dict[str, Relay] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+
+    def open(self, record: KernelRecord, *, strict: bool = False) -> Relay:
+        """Start the relay of a ready kernel (event loop only: it follows the relay's monitor)."""
+        assert record.relay is not None
+        self.close(record.kernel_id)
+        domain = f"k{record.kernel_id}"
+        keys = {k: record.relay[k] for k in ("curve_publickey", "curve_secretkey")}
+        self.gate.admit(domain, keys["curve_publickey"])
+        ports = record.relay.get("ports")
+        relay = Relay(self.ctx, record.connection, self.ip, keys, domain=domain, ports=ports, strict=strict)
+        try:
+            relay.start()
+        except BaseException:
+            self.gate.forget(domain)
+            raise
+        self._relays[record.kernel_id] = relay
+        if relay.monitor is not None:
+            self._watchers[record.kernel_id] = asyncio.create_task(_follow(relay, relay.monitor))
+        return relay
+
+    def get(self, kernel_id: str) -> Relay | None:
+        """The running relay of a kernel, if any."""
+        return self._relays.get(kernel_id)
+
+    def close(self, kernel_id: str) -> None:
+        """Stop a kernel's relay and shut its door."""
+        watcher = self._watchers.pop(kernel_id, None)
+        if watcher is not None:
+            watcher.cancel()
+        relay = self._relays.pop(kernel_id, None)
+        if relay is not None:
+            relay.stop()
+            self.gate.forget(relay.domain)
+
+    def stop(self) -> None:
+        """Stop every relay, the gate and the context."""
+        for kernel_id in list(self._relays):
+            self.close(kernel_id)
+        self.gate.stop()
+        self.ctx.term()
+
+
+async def _follow(relay: Relay, monitor: zmq.Socket[Any]) -> None:
+    """Feed the relay its monitor's events (connects and disconnects of shell clients)."""
+    sock = zmq.asyncio.Socket.shadow(monitor.underlying)
+    with contextlib.suppress(zmq.ZMQError):
+        while True:
+            relay.note_monitor_event(await sock.recv_multipart())
