@@ -27,6 +27,7 @@ from envfixtures import conda_copy, kernel_venv, make_conda_style, make_venv
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 from nbclient import NotebookClient
+from netns import announcing_daemon, ctl, namespace_pair
 from users import login, system_daemon, users
 
 from ssd.client import AsyncClient
@@ -380,3 +381,68 @@ def test_kernel_runs_as_the_users_account_on_a_system_host(tmp_path: Path, monke
             kc.stop_channels()
             km.shutdown_kernel()
         assert asyncio.run(remote_kernels(daemon, user.name)) == []
+
+
+# -- two hosts: Jupyter in network namespace B, the daemon and its kernels in A ---------------------
+
+_JUPYTER_ON_B = """
+import json, sys
+from jupyter_client.manager import KernelManager
+km = KernelManager(kernel_name=sys.argv[1])
+km.start_kernel()
+kc = km.client()
+kc.start_channels()
+printed = []
+try:
+    kc.wait_for_ready(timeout=60)
+    code = "import subprocess, sys; print(sys.prefix); print(subprocess.run(['ip', '-o', '-4', 'addr'], "
+    code += "capture_output=True, text=True).stdout)"
+    kc.execute_interactive(code, timeout=60, output_hook=lambda m: printed.append(m["content"].get("text", "")))
+finally:
+    kc.stop_channels()
+    info = km.get_connection_info()
+    km.shutdown_kernel()
+print(json.dumps({"ip": info["ip"], "printed": "".join(printed), "alive": km.is_alive()}))
+"""
+
+
+def test_jupyter_on_host_b_runs_a_kernel_on_host_a_found_by_name(tmp_path: Path) -> None:
+    """Two network namespaces: the kernelspec names host A by its discovered instance name; the kernel runs in A."""
+    require_root()
+    venv = kernel_venv()
+    name = f"jupa-{os.getpid()}"
+    extra = {"SSD_ENVS_VENV_DIRS": str(venv.parent), "SSD_ENVS_KNOWN_ROOTS": "false"}
+    with namespace_pair("j") as (a, b), announcing_daemon(tmp_path / "a", name, bind="*", netns=a, env=extra) as daemon:
+        client_dir, jupyter = tmp_path / "client", tmp_path / "jupyter"
+
+        def on_b(*args: str) -> dict[str, Any]:
+            result = ctl(*args, "--json", "--timeout", "60", client_dir=client_dir, netns=b)
+            assert result.returncode == 0, f"{result.stderr}\n{daemon.log()}"
+            document: dict[str, Any] = json.loads(result.stdout)
+            return document
+
+        daemon.authorize(on_b("keygen")["public_key"].encode())
+        on_b("login", name, "--key-only", "--trust")
+        spec = on_b("kernelspec", "install", name, str(venv), "--prefix", str(jupyter))["name"]
+        on_b("logout", name)
+        env = {
+            **os.environ,
+            "SSD_CLIENT_DIR": str(client_dir),
+            "JUPYTER_PATH": str(jupyter / "share" / "jupyter"),
+            "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
+            "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
+        }
+        run = subprocess.run(
+            b.command(sys.executable, "-c", _JUPYTER_ON_B, spec),
+            env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        )  # fmt: skip
+        assert run.returncode == 0, f"{run.stderr}\n{daemon.log()}"
+        seen = json.loads(run.stdout.splitlines()[-1])
+        assert seen["ip"] == a.address
+        assert seen["printed"].split()[0] == str(venv)
+        assert a.address in seen["printed"]
+        assert b.address not in seen["printed"]
+        assert seen["alive"] is False
+        on_b("login", name, "--key-only")
+        assert on_b("kernels", name)["kernels"] == []
+        daemon.stop_and_check()
