@@ -21,14 +21,14 @@ Which client keys a relay admits is the ``RelayGate``'s business (ZAP).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 from typing import Any
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import parse_monitor_message
+
+from ssd.kernels.proxy import ChannelProxy
 
 __all__ = ["CHANNELS", "PortBusy", "Relay", "RelayGate", "new_relay_keys", "relay_connection_info"]
 
@@ -70,43 +70,6 @@ def relay_connection_info(
     return {**info, "ip": ip, "transport": "tcp", **keypair}
 
 
-class _Proxy:
-    """One channel: a CURVE front socket, a plain back socket, libzmq's proxy between them in a thread."""
-
-    def __init__(self, ctx: zmq.Context[Any], channel: str, front: zmq.Socket[Any], back: zmq.Socket[Any]) -> None:
-        self.channel = channel
-        self.front = front
-        self.back = back
-        address = f"inproc://ssd-relay-{id(self)}"
-        self._control = ctx.socket(zmq.PAIR)
-        self._control.bind(address)
-        self._steer = ctx.socket(zmq.PAIR)
-        self._steer.connect(address)
-        self._thread = threading.Thread(target=self._run, name=f"relay-{channel}", daemon=True)
-
-    def start(self) -> None:
-        """Run the proxy in its thread."""
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            zmq.proxy_steerable(self.front, self.back, None, self._steer)
-        except zmq.ZMQError as exc:
-            if exc.errno != zmq.ETERM:
-                log.error("relay %s proxy stopped: %s", self.channel, exc)
-        finally:
-            for sock in (self.front, self.back, self._steer):
-                sock.close(linger=0)
-
-    def stop(self) -> None:
-        """Terminate the proxy and wait for its thread (which closes the sockets)."""
-        if self._thread.is_alive():
-            with contextlib.suppress(zmq.ZMQError):
-                self._control.send(b"TERMINATE")
-            self._thread.join(timeout=5)
-        self._control.close(linger=0)
-
-
 class Relay:
     """The relay of one kernel: five proxies, and a count of the clients connected to its shell."""
 
@@ -129,7 +92,7 @@ class Relay:
         self.ports: dict[str, int] = {}
         self._wanted = ports or {}
         self._strict = strict  # the wanted ports or nothing (PortBusy)
-        self._proxies: list[_Proxy] = []
+        self._proxies: list[ChannelProxy] = []
         self.monitor: zmq.Socket[Any] | None = None
         self._clients: set[int] = set()
 
@@ -139,7 +102,7 @@ class Relay:
         try:
             for channel in CHANNELS:
                 front, back = self._pair(channel, made)
-                self._proxies.append(_Proxy(self.ctx, channel, front, back))
+                self._proxies.append(ChannelProxy(self.ctx, channel, front, back))
         except BaseException:
             for sock in made:
                 sock.close(linger=0)

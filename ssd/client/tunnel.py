@@ -1,0 +1,121 @@
+"""A local tunnel to a kernel's CURVE relay, for frontends that only know classic connection files.
+
+Plain sockets on 127.0.0.1 of the client machine, each forwarded by libzmq's
+proxy (``ssd.kernels.proxy``) over CURVE to the relay:
+
+    local ROUTER (shell, control, stdin, hb)  <->  DEALER, CURVE client  ->  relay
+    local XPUB   (iopub)                      <->  XSUB,   CURVE client  ->  relay
+
+The shell and stdin DEALERs share one routing id, so ``input()`` reaches the
+frontend that ran the cell (the relay routes stdin by that id). libzmq
+reconnects by itself after a network drop; ZMTP heartbeats notice a dead link
+within seconds, and the tunnel reports losing and regaining the relay.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from ssd.kernels.proxy import ChannelProxy
+from ssd.kernels.relay import CHANNELS, HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS
+from ssd.kernels.transport import classic_info
+
+__all__ = ["Tunnel"]
+
+_WATCHED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED
+
+
+class Tunnel:
+    """Forwards a kernel's five channels from 127.0.0.1 to its relay; ``local_info()`` is the classic file."""
+
+    def __init__(self, remote: dict[str, Any], *, local_ip: str = "127.0.0.1") -> None:
+        if "curve_publickey" not in remote:
+            raise ValueError("this kernel has no CURVE relay (the host uses plain transport): connect directly")
+        self.remote = remote
+        self.local_ip = local_ip
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.ports: dict[str, int] = {}
+        self._identity = b"ssd-tunnel-" + secrets.token_hex(8).encode()
+        self._proxies: list[ChannelProxy] = []
+        self._monitor: zmq.Socket[Any] | None = None
+        self.connected = False
+        self.ever_connected = False
+
+    def start(self) -> dict[str, Any]:
+        """Bind the local sockets, connect to the relay, start the proxies; return the local info."""
+        for channel in CHANNELS:
+            local = self.ctx.socket(zmq.XPUB if channel == "iopub" else zmq.ROUTER)
+            remote = self.ctx.socket(zmq.XSUB if channel == "iopub" else zmq.DEALER)
+            for sock in (local, remote):
+                sock.linger = 0
+                sock.sndhwm = sock.rcvhwm = 0 if channel == "iopub" else 1000
+            if channel == "iopub":
+                local.xpub_verbose = True
+            self.ports[channel] = local.bind_to_random_port(f"tcp://{self.local_ip}")
+            self._connect_remote(remote, channel)
+            self._proxies.append(ChannelProxy(self.ctx, channel, local, remote))
+        for proxy in self._proxies:
+            proxy.start()
+        return self.local_info()
+
+    def _connect_remote(self, sock: zmq.Socket[Any], channel: str) -> None:
+        public = self.remote["curve_publickey"].encode()
+        # jupyter_client's convention: the connection info's keypair is also the client's keypair.
+        sock.curve_serverkey = public
+        sock.curve_publickey = public
+        sock.curve_secretkey = self.remote["curve_secretkey"].encode()
+        sock.heartbeat_ivl = HEARTBEAT_IVL_MS
+        sock.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
+        sock.reconnect_ivl_max = 2000
+        if channel in ("shell", "stdin"):
+            sock.routing_id = self._identity
+        if channel == "shell":
+            self._monitor = sock.get_monitor_socket(_WATCHED)
+        ip = self.remote["ip"]
+        host = f"[{ip}]" if ":" in ip else ip
+        sock.ipv6 = ":" in ip
+        sock.connect(f"tcp://{host}:{self.remote[channel + '_port']}")
+
+    def local_info(self) -> dict[str, Any]:
+        """The classic connection info of the local end (what Spyder's dialog accepts)."""
+        info = classic_info(self.remote)
+        info.update({f"{channel}_port": port for channel, port in self.ports.items()})
+        info["ip"] = self.local_ip
+        return info
+
+    def poll_status(self, timeout: float) -> list[str]:
+        """Wait up to *timeout* seconds for link changes; return them as ``connected``/``lost`` words."""
+        changes: list[str] = []
+        if self._monitor is None or not self._monitor.poll(int(timeout * 1000)):
+            return changes
+        while self._monitor.poll(0):
+            event = parse_monitor_message(self._monitor.recv_multipart())
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED and not self.connected:
+                changes.append("reconnected" if self.ever_connected else "connected")
+                self.connected = self.ever_connected = True
+            elif event["event"] == zmq.EVENT_DISCONNECTED and self.connected:
+                changes.append("lost")
+                self.connected = False
+        return changes
+
+    def stop(self) -> None:
+        """Stop the proxies and close everything."""
+        for proxy in self._proxies:
+            proxy.stop()
+        self._proxies.clear()
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
+            self._monitor = None
+        self.ctx.term()
+
+    def __enter__(self) -> Tunnel:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+

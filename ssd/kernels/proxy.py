@@ -1,0 +1,55 @@
+"""One kernel channel forwarded by libzmq's own proxy in a thread: used by the relay and the tunnel.
+
+``zmq.proxy_steerable`` moves every message in C; Python only starts the
+thread and later sends TERMINATE on the steering socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Any
+
+import zmq
+
+__all__ = ["ChannelProxy"]
+
+log = logging.getLogger(__name__)
+
+
+class ChannelProxy:
+    """One channel: a front socket, a back socket, libzmq's proxy between them in a thread."""
+
+    def __init__(self, ctx: zmq.Context[Any], channel: str, front: zmq.Socket[Any], back: zmq.Socket[Any]) -> None:
+        self.channel = channel
+        self.front = front
+        self.back = back
+        address = f"inproc://ssd-proxy-{id(self)}"
+        self._control = ctx.socket(zmq.PAIR)
+        self._control.bind(address)
+        self._steer = ctx.socket(zmq.PAIR)
+        self._steer.connect(address)
+        self._thread = threading.Thread(target=self._run, name=f"proxy-{channel}", daemon=True)
+
+    def start(self) -> None:
+        """Run the proxy in its thread."""
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            zmq.proxy_steerable(self.front, self.back, None, self._steer)
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.ETERM:
+                log.error("%s proxy stopped: %s", self.channel, exc)
+        finally:
+            for sock in (self.front, self.back, self._steer):
+                sock.close(linger=0)
+
+    def stop(self) -> None:
+        """Terminate the proxy and wait for its thread (which closes the sockets)."""
+        if self._thread.is_alive():
+            with contextlib.suppress(zmq.ZMQError):
+                self._control.send(b"TERMINATE")
+            self._thread.join(timeout=5)
+        self._control.close(linger=0)
