@@ -82,7 +82,14 @@ def check_txt(txt: Mapping[str, str]) -> dict[str, str]:
 
 
 def summary_txt(
-    *, fingerprint: str, events_port: int, key_port: int, mode: str, kernels: int, description: str = ""
+    *,
+    fingerprint: str,
+    events_port: int,
+    key_port: int,
+    mode: str,
+    kernels: int,
+    description: str = "",
+    transport: str = "curve",
 ) -> dict[str, str]:
     """The TXT strings: protocol, key fingerprint, ports, mode and a host summary (short keys, small record)."""
     status = hostinfo.host_status()
@@ -98,6 +105,7 @@ def summary_txt(
         "mem": str(int(status["memory_total"]) // 2**20),  # MiB
         "load": f"{status['load'][0]:.1f}",
         "kernels": str(kernels),
+        "kt": transport,  # kernel channels: curve (encrypted relay) or plain
     }
     if description:
         txt["desc"] = description

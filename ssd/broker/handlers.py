@@ -28,6 +28,7 @@ class ServerFacts:
     key_port: int
     started: float
     capabilities: tuple[str, ...]
+    kernel_transport: str = "curve"  # curve (encrypted relay) or plain
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ def server_info(ctx: RequestContext, content: RequestContent) -> dict[str, Any]:
         "control_port": facts.control_port,
         "events_port": facts.events_port,
         "key_port": facts.key_port,
+        "kernel_transport": facts.kernel_transport,
         "uptime": round(time.time() - facts.started, 3),
         **hostinfo.host_status(),
     }

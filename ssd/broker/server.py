@@ -173,6 +173,7 @@ class Broker:
             key_port=self.ports["key"],
             started=time.time(),
             capabilities=_capabilities({s.service for s in specs} | set(USER_SERVICE_OPTIONS)),
+            kernel_transport=self.config.kernels.transport,
         )
         self.control = ControlHandler(
             control,
@@ -241,6 +242,7 @@ class Broker:
             mode=self.options.mode,
             kernels=self.kernel_count(),
             description=self.config.discovery.description,
+            transport=self.config.kernels.transport,
         )
 
     def kernels_changed(self) -> None:

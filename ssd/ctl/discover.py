@@ -83,7 +83,8 @@ def _row(host: DiscoveredHost) -> list[Any]:
     system = "/".join(v for v in (txt.get("os", ""), txt.get("arch", "")) if v) or "?"
     trust = "MISMATCHED" if host.trust is Trust.MISMATCHED else str(host.trust)
     address = HostSpec(host.address, host.port).key
-    return [name, address, system, txt.get("load", "?"), txt.get("kernels", "?"), trust]
+    kernels = txt.get("kernels", "?") + (" (plain)" if txt.get("kt") == "plain" else "")
+    return [name, address, system, txt.get("load", "?"), kernels, trust]
 
 
 def _show(change: Change, as_json: bool, out: Output) -> None:

@@ -55,6 +55,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
     start.add_argument("env", metavar="ENV", help="environment name or prefix (see: ssd-ctl envs HOST)")
     start_options(start)
     start.add_argument("--connection-file", metavar="PATH", help="where to write it (default: Jupyter's runtime dir)")
+    start.add_argument(
+        "--tunnel",
+        action="store_true",
+        help="then keep a local tunnel open and write a classic file for it (Spyder; until Ctrl-C)",
+    )
 
     kernels = sub.add_parser("kernels", parents=[common], help="list your kernels on HOST")
     kernels.add_argument("host", metavar="HOST", help=HOST_HELP)
@@ -239,15 +244,33 @@ def _describe_info(info: dict[str, Any]) -> str:
 
 
 def cmd_start(args: argparse.Namespace, out: Output) -> int:
-    """Start a kernel, write its classic connection file, say where and how long it took."""
+    """Start a kernel, write its connection file, say where and how long it took (or open a tunnel)."""
     with connected(args, out) as client:
         reply, took = start_kernel(client, args, out)
-        path = write_connection(client, args.connection_file, reply)
+        if args.tunnel:
+            remote = client.connection_info(reply)
+        else:
+            path = write_connection(client, args.connection_file, reply)
+    if args.tunnel:
+        return start_tunnel(args, out, reply, remote, took)
     if args.json:
         out.document(started_document(args, reply, path, took))
     else:
         say_started(out, args, reply, path, took)
     return 0
+
+
+def start_tunnel(
+    args: argparse.Namespace, out: Output, reply: dict[str, Any], remote: dict[str, Any], took: float
+) -> int:
+    """start --tunnel: the kernel runs; keep a local tunnel to it until Ctrl-C."""
+    from ssd.ctl.tunnel import run_tunnel, tunnel_file  # the tunnel module imports this one
+
+    kernel_id = str(reply["kernel"]["kernel_id"])
+    path = tunnel_file(kernel_id, args.connection_file)
+    if not args.json:
+        say_started(out, args, reply, path, took)
+    return run_tunnel(out, args.host, kernel_id, remote, path)
 
 
 def cmd_kernels(args: argparse.Namespace, out: Output) -> int:

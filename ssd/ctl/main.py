@@ -26,6 +26,8 @@ from ssd.ctl.kernelspec import KERNELSPEC_COMMANDS
 from ssd.ctl.kernelspec import add_parser as add_kernelspec_parser
 from ssd.ctl.output import Output
 from ssd.ctl.sessions import SESSION_COMMANDS, add_parsers
+from ssd.ctl.tunnel import TUNNEL_COMMANDS
+from ssd.ctl.tunnel import add_parser as add_tunnel_parser
 from ssd.errors import SSDError
 
 __all__ = ["main"]
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             **KERNEL_COMMANDS,
             **CONSOLE_COMMANDS,
             **KERNELSPEC_COMMANDS,
+            **TUNNEL_COMMANDS,
         }
         code: int = handlers[args.command](args, out)
         return code
@@ -120,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_kernel_parsers(sub, common)
     add_console_parser(sub, common)
     add_kernelspec_parser(sub, common)
+    add_tunnel_parser(sub, common)
     return parser
 
 

@@ -1,0 +1,114 @@
+"""ssd-ctl tunnel (and start --tunnel): a kernel's encrypted channels on 127.0.0.1 of this machine.
+
+For Spyder's "Connect to an existing kernel" dialog, qtconsole, older
+jupyter_client and any frontend that reads only classic connection files.
+Runs until Ctrl-C (or SIGTERM), reports when the link to the host drops and
+comes back, and removes its connection file at the end (the ports die with it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from jupyter_core.paths import jupyter_runtime_dir
+
+from ssd.client import Client
+from ssd.client.kernels import write_connection_file
+from ssd.client.tunnel import Tunnel
+from ssd.ctl.commands import connected
+from ssd.ctl.kernels import HOST_HELP, KERNEL_HELP, SHORT, _resolve
+from ssd.ctl.output import Output
+from ssd.errors import SSDError
+
+__all__ = ["TUNNEL_COMMANDS", "add_parser", "run_tunnel"]
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """Add ``tunnel`` to ssd-ctl's parser."""
+    tunnel = sub.add_parser(
+        "tunnel", parents=[common], help="forward a kernel's encrypted channels to 127.0.0.1 here (for Spyder)"
+    )
+    tunnel.add_argument("host", metavar="HOST", help=HOST_HELP)
+    tunnel.add_argument("kernel", metavar="KERNEL", help=KERNEL_HELP)
+    tunnel.add_argument(
+        "--connection-file", metavar="PATH", help="the classic file to write (default: Jupyter's runtime dir)"
+    )
+
+
+def tunnel_file(kernel_id: str, requested: str | None) -> Path:
+    """Where the tunnel's classic connection file goes."""
+    if requested:
+        return Path(requested).expanduser()
+    runtime = Path(jupyter_runtime_dir())
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return runtime / f"kernel-ssd-{kernel_id}-tunnel.json"
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_tunnel(out: Output, host: str, kernel_id: str, remote: dict[str, Any], path: Path) -> int:
+    """Open the tunnel, write its file, report link changes until stopped; 0 when stopped by the user."""
+    try:
+        tunnel = Tunnel(remote)
+    except ValueError as exc:
+        raise SSDError(str(exc), code="usage") from None
+    local = tunnel.start()
+    try:
+        write_connection_file(path, local)
+        if out.as_json:
+            out.document({"host": host, "kernel_id": kernel_id, "connection_file": str(path), "state": "running"})
+        else:
+            out.say(f"tunnel to kernel {kernel_id[:SHORT]} on {host} is open on 127.0.0.1")
+            out.say(f"connection file: {path}  (Spyder: Consoles > Connect to an existing kernel)")
+            out.say("Ctrl-C stops the tunnel; the kernel keeps running")
+        with _sigterm_as_interrupt(), contextlib.suppress(KeyboardInterrupt):
+            while True:
+                for change in tunnel.poll_status(0.5):
+                    _report(out, host, change)
+    finally:
+        tunnel.stop()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    if not out.as_json:
+        out.say(f"tunnel closed; stop the kernel with: ssd-ctl stop {host} {kernel_id[:SHORT]}")
+    return 0
+
+
+def _report(out: Output, host: str, change: str) -> None:
+    if change == "lost":
+        out.error(f"connection to {host} lost; reconnecting...")
+    elif change == "reconnected":
+        out.error(f"reconnected to {host}")
+    else:
+        out.error(f"connected to {host} (encrypted)")
+
+
+def cmd_tunnel(args: argparse.Namespace, out: Output) -> int:
+    """Look the kernel up, then forward its channels until stopped."""
+    with connected(args, out) as client:
+        kernel_id = _resolve(client, args)
+        remote = _remote_info(client, kernel_id)
+    return run_tunnel(out, args.host, kernel_id, remote, tunnel_file(kernel_id, args.connection_file))
+
+
+def _remote_info(client: Client, kernel_id: str) -> dict[str, Any]:
+    return client.connection_info(client.kernel_info(kernel_id))
+
+
+TUNNEL_COMMANDS = {"tunnel": cmd_tunnel}
