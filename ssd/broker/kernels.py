@@ -98,6 +98,9 @@ class KernelBook:
         for pid, ticks in list(self._unreaped):
             if start_ticks(pid) != ticks or reap(pid) is not None:
                 self._unreaped.discard((pid, ticks))
+        for _, record, _ in self._records.values():  # listed but dead (kept for a restart): reap now
+            if start_ticks(record.pid) == record.start_ticks:
+                reap(record.pid)
 
     def records_of(self, user: str) -> bytes:
         """The JSON list of *user*'s records, for the ADOPT message."""

@@ -34,7 +34,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         metavar="ADDR",
         help="browse only on the interface with this address (repeatable; default: all, or $SSD_DISCOVERY_INTERFACES)",
     )
-    parser.set_defaults(timeout=DEFAULT_TIMEOUT)
 
 
 def cmd_discover(args: argparse.Namespace, out: Output) -> int:

@@ -16,6 +16,7 @@ from ssd.client.discovery import install_name_resolver
 from ssd.ctl.commands import COMMANDS
 from ssd.ctl.console import CONSOLE_COMMANDS
 from ssd.ctl.console import add_parser as add_console_parser
+from ssd.ctl.discover import DEFAULT_TIMEOUT as DISCOVER_TIMEOUT
 from ssd.ctl.discover import DISCOVER_COMMANDS
 from ssd.ctl.discover import add_parser as add_discover_parser
 from ssd.ctl.envs import ENV_COMMANDS, add_admin_parser
@@ -33,12 +34,15 @@ from ssd.errors import SSDError
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+DEFAULT_TIMEOUT = 10.0  # seconds a command waits for a reply unless --timeout says otherwise
 HOST_HELP = "server as HOST[:PORT], an address ([v6]:PORT) or a discovered name; default port 9470"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ssd-ctl; return its exit code."""
     args = build_parser().parse_args(argv)
+    if args.timeout is None:  # a per-command default (the option object is shared by every command)
+        args.timeout = DISCOVER_TIMEOUT if args.command == "discover" else DEFAULT_TIMEOUT
     if args.ca_file:  # every client this process makes verifies certificates with it (ssd.paths.client_ca_file)
         os.environ["SSD_CA_FILE"] = args.ca_file
     logging.basicConfig(level=logging.WARNING, format="ssd-ctl: %(message)s")
@@ -70,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    common.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait (default 10)")
+    common.add_argument(
+        "--timeout", type=float, default=None, metavar="S", help="seconds to wait (default 10; discover: 2)"
+    )
     common.add_argument("--trust", action="store_true", help="pin the server's key on first contact without asking")
 
     parser = argparse.ArgumentParser(

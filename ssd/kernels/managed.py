@@ -28,6 +28,8 @@ from ssd.kernels.record import KernelRecord
 __all__ = ["KernelHooks", "ManagedKernel"]
 
 _HOUR = 3600.0
+# A kernel that died stays listed (as dead, restartable with the same id and ports) this long.
+DEAD_LINGER = 60.0
 
 
 class KernelHooks(msgspec.Struct, frozen=True):
@@ -55,6 +57,7 @@ class ManagedKernel:
         self._exited = asyncio.Event()
         self._restarts: deque[float] = deque()
         self._dying: asyncio.Task[None] | None = None
+        self._linger: asyncio.TimerHandle | None = None
 
     @property
     def kernel_id(self) -> str:
@@ -137,6 +140,7 @@ class ManagedKernel:
     def _on_exit(self) -> None:
         self._exited.set()
         if self.state == "ready":  # starting, restarting and stopping wait for the exit themselves
+            self.state = "dead"  # at once: a request arriving now must not act on a live kernel
             self._dying = asyncio.create_task(self._died())
 
     async def _died(self) -> None:
@@ -151,7 +155,9 @@ class ManagedKernel:
             else:
                 self.hooks.on_state(self, "restarted", {"automatic": True})
                 return
-        self.forget()
+        # Listed as dead for a while: a client (Jupyter's restart) may bring it back on the same ports.
+        self.state = "dead"
+        self._linger = asyncio.get_running_loop().call_later(DEAD_LINGER, self.forget)
 
     def _may_restart(self) -> bool:
         now = time.monotonic()
@@ -167,11 +173,14 @@ class ManagedKernel:
             raise SSDError("the kernel is not running", code="kernel_dead")
 
     async def restart(self) -> dict[str, float]:
-        """Same id, ports and key; a new process. Returns the timings."""
+        """Same id, ports and key; a new process (also for a kernel that died). Returns the timings."""
         began = time.monotonic()
+        was_dead = self.state == "dead"
+        self._cancel_linger()
         self.state = "restarting"
-        with contextlib.suppress(KernelSilent):
-            await self.link.request("control", "shutdown_request", {"restart": True}, timeout=1.0)
+        if not was_dead:
+            with contextlib.suppress(KernelSilent):
+                await self.link.request("control", "shutdown_request", {"restart": True}, timeout=1.0)
         await self._stop_process()
         try:
             await self._respawn()
@@ -195,6 +204,7 @@ class ManagedKernel:
 
     async def shutdown(self, event: str = "shutdown") -> None:
         """Polite shutdown_request, then SIGTERM, then SIGKILL; files removed, record dropped."""
+        self._cancel_linger()
         self.state = "stopping"
         with contextlib.suppress(KernelSilent):
             await self.link.request("control", "shutdown_request", {"restart": False}, timeout=1.0)
@@ -216,8 +226,23 @@ class ManagedKernel:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=1.0)
 
+    def abandon(self) -> None:
+        """After a failed start: kill whatever runs of it, then forget it."""
+        if self.record.pid and proc.is_alive(self.record.pid, self.record.start_ticks):
+            proc.signal_group(self.record.pid, signal.SIGKILL)
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5.0)
+        self.forget()
+
+    def _cancel_linger(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+
     def forget(self) -> None:
         """Close the link, remove the connection and log files, drop the record."""
+        self._cancel_linger()
         self.state = "gone" if self.state != "dead" else "dead"
         if self._watch is not None:
             self._watch.close()

@@ -245,9 +245,10 @@ class KernelWorker(Worker):
     def check_limit(self) -> None:
         """Refuse a start beyond the per-user limit."""
         limit = self.config.max_per_user
-        if limit and len(self.kernels) >= limit:
+        running = sum(1 for kernel in self.kernels.values() if kernel.state != "dead")
+        if limit and running >= limit:
             raise SSDError(
-                f"you already run {len(self.kernels)} kernels here, the most this host allows per user "
+                f"you already run {running} kernels here, the most this host allows per user "
                 "(stop one: ssd-ctl stop HOST KERNEL)",
                 code="limit_reached",
             )
@@ -278,7 +279,7 @@ async def kernel_start(worker: KernelWorker, content: KernelStartRequest, reques
         timing = {"prepare": prepared - began, **(await kernel.start())}
         worker.open_relay(kernel)
     except BaseException:
-        kernel.forget()
+        kernel.abandon()  # nothing of a failed start may keep running
         raise
     return {
         "status": "ok",
@@ -326,7 +327,7 @@ async def kernel_interrupt(
 async def kernel_restart(worker: KernelWorker, content: KernelRestartRequest, request: wire.Request) -> dict[str, Any]:
     """A new process with the same id, ports and key."""
     kernel = worker.get(content.kernel)
-    if kernel.state != "ready":
+    if kernel.state not in ("ready", "dead"):
         raise SSDError(f"the kernel is {kernel.state}; try again when it is ready", code="kernel_busy")
     timing = await kernel.restart()
     return {"status": "ok", "kernel": worker.describe(kernel), "kernel_info": kernel.summary, "timing": timing}

@@ -72,6 +72,10 @@ def test_kernel_worker_killed_kernel_adopted_then_reaped(tmp_path: Path) -> None
             client.kernel_shutdown(first["kernel"]["kernel_id"])
             gone = first["kernel"]["pid"]
             wait_until(lambda: process_state(gone) is None, what="adopted kernel reaped after shutdown")
+            assert [(k["kernel_id"], k["state"]) for k in client.kernel_list()] == [
+                (second["kernel"]["kernel_id"], "dead")  # kept a while for a restart
+            ]
+            client.kernel_shutdown(second["kernel"]["kernel_id"])
             assert client.kernel_list() == []
         finally:
             tap.close()

@@ -169,22 +169,28 @@ def test_bad_kernel_requests_get_clear_errors(tmp_path: Path) -> None:
 
 
 def test_kernel_death_is_published_and_reaped(tmp_path: Path) -> None:
-    """kill -9 of a kernel: a dead event (exit code -9), no zombie, gone from the list; with restart=True
-    it comes back under the same id and ports."""
+    """kill -9 of a kernel: a dead event (exit code -9), no zombie, listed as dead and restartable with the
+    same id and ports; with restart=True it comes back by itself under the same id and ports."""
     require_root()
     with users(1) as (alice,), public_dir() as where, system_daemon(tmp_path) as daemon:
         give_env(alice, where)
         client = _client(daemon, tmp_path, alice)
         tap = EventTap(client, f"kernel.{alice.name}")
         try:
-            plain = client.kernel_start("sci", "ipykernel")["kernel"]
+            reply = client.kernel_start("sci", "ipykernel")
+            plain, info = reply["kernel"], client.connection_info(reply)
             os.kill(plain["pid"], signal.SIGKILL)
             dead = tap.kernel_state(plain["kernel_id"], "dead")
             assert dead["exit_code"] == -9
             assert "key" not in dead
             assert "connection" not in dead
             wait_until(lambda: process_state(plain["pid"]) is None, what="dead kernel reaped")
-            assert client.kernel_list() == []
+            assert [k["state"] for k in client.kernel_list()] == ["dead"]
+            revived = client.kernel_restart(plain["kernel_id"])["kernel"]
+            assert revived["state"] == "ready"
+            assert revived["pid"] != plain["pid"]
+            assert evaluate(info, "os.getuid()") == alice.uid  # same ports and key as before
+            client.kernel_shutdown(plain["kernel_id"])
             reply = client.kernel_start("sci", "ipykernel", restart=True)
             kept, info = reply["kernel"], client.connection_info(reply)
             os.kill(kept["pid"], signal.SIGKILL)
