@@ -91,12 +91,12 @@ def run_tunnel(out: Output, host: str, kernel_id: str, remote: dict[str, Any], p
 
 
 def _report(out: Output, host: str, change: str) -> None:
-    if change == "lost":
-        out.error(f"connection to {host} lost; reconnecting...")
-    elif change == "reconnected":
-        out.error(f"reconnected to {host}")
-    else:
-        out.error(f"connected to {host} (encrypted)")
+    """Link changes on stderr, so that stdout (and --json) stays clean."""
+    text = {
+        "lost": f"connection to {host} lost; reconnecting...",
+        "reconnected": f"reconnected to {host}",
+    }.get(change, f"connected to {host} (encrypted)")
+    out.err.print(f"ssd-ctl: {text}", markup=False)
 
 
 def cmd_tunnel(args: argparse.Namespace, out: Output) -> int:
