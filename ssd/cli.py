@@ -184,15 +184,13 @@ async def _announced(broker: Broker) -> None:
     if announcer is None:
         return
     stopping = asyncio.ensure_future(broker.wait_stopped())
+    registered = asyncio.ensure_future(announcer.registered.wait())
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ANNOUNCE_WAIT
-        # The announcer offers no event to wait on: a short, bounded poll.
-        while announcer.instance is None and not stopping.done() and loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+        await asyncio.wait({stopping, registered}, timeout=ANNOUNCE_WAIT, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
-    if announcer.instance is None:
+        registered.cancel()
+    if not announcer.registered.is_set():
         log.warning("not announced yet after %gs; reporting ready anyway", ANNOUNCE_WAIT)
 
 

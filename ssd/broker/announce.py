@@ -197,6 +197,8 @@ class Announcer:
         self._info: AsyncServiceInfo | None = None
         self._last_update = 0.0
         self._wake = asyncio.Event()
+        # Set once the service is registered (probing done): readiness for sd_notify waits on it.
+        self.registered = asyncio.Event()
 
     @property
     def instance(self) -> str | None:
@@ -218,6 +220,7 @@ class Announcer:
         self._zc = AsyncZeroconf(interfaces=choice, ip_version=version)
         self._info = self._service_info(self.name)
         await self._zc.async_register_service(self._info, allow_name_change=True)
+        self.registered.set()
         self._last_update = time.monotonic()
         if self.instance != self.name:
             log.warning("the name %r is taken on this network; announced as %r", self.name, self.instance)
