@@ -26,9 +26,14 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "env_install_request": {"env": "/nonexistent-ssd-env", "packages": ["six"]},
     "env_remove_request": {"env": "/nonexistent-ssd-env"},
     "env_cancel_request": {"operation": "none"},
+    "kernel_start_request": {"env": "/nonexistent-ssd-env"},
+    "kernel_info_request": {"kernel": "00000000-0000-0000-0000-000000000000"},
+    "kernel_interrupt_request": {"kernel": "00000000-0000-0000-0000-000000000000"},
+    "kernel_restart_request": {"kernel": "00000000-0000-0000-0000-000000000000"},
+    "kernel_shutdown_request": {"kernel": "00000000-0000-0000-0000-000000000000"},
 }
 # What a bound key may get besides ok: answers that show the request got past authorization.
-PAST_AUTHORIZATION = {"ok", "env_not_found", "bad_request", "not_found"}
+PAST_AUTHORIZATION = {"ok", "env_not_found", "bad_request", "not_found", "kernel_not_found"}
 # Ends the session: walked last.
 LAST = "logout_request"
 
