@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import ipaddress
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -58,6 +57,7 @@ from traitlets import Unicode
 from ssd import protocol
 from ssd.client import AsyncClient, HostSpec, parse_host
 from ssd.client.discovery import async_resolve_instance
+from ssd.client.hostspec import is_address
 from ssd.errors import RemoteError, SSDError, TransportError
 
 __all__ = ["KINDS", "PROVISIONER_NAME", "SSDProvisioner"]
@@ -369,7 +369,7 @@ async def resolve_host(text: str) -> HostSpec:
         spec = parse_host(text)
     except ValueError as exc:
         raise SSDError(f"the kernelspec's host is invalid: {exc}", code="kernelspec_invalid") from None
-    if spec.address is not None or ":" in text or _is_address(spec.host):
+    if spec.address is not None or ":" in text or is_address(spec.host):
         return spec
     try:
         await asyncio.get_running_loop().getaddrinfo(spec.host, None, type=socket.SOCK_STREAM)
@@ -378,14 +378,6 @@ async def resolve_host(text: str) -> HostSpec:
         if found is not None:
             return HostSpec(spec.host, found.port, found.address)
     return spec
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _for_kernel_manager(info: dict[str, Any]) -> KernelConnectionInfo:

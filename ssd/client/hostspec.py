@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_PORT", "HostSpec", "parse_host", "set_name_resolver"]
+__all__ = ["DEFAULT_PORT", "HostSpec", "is_address", "parse_host", "set_name_resolver"]
 
 DEFAULT_PORT = 9470
 
@@ -88,14 +88,15 @@ def parse_host(text: str) -> HostSpec:
         if not port_text.isdigit() or not 0 < int(port_text) < 65534:
             raise ValueError(f"{text!r}: port must be a number from 1 to 65533")
         port = int(port_text)
-    if not port_text and _name_resolver is not None and not _is_address(host):
+    if not port_text and _name_resolver is not None and not is_address(host):
         found = _name_resolver(host.lower())
         if found is not None:
             return found
     return HostSpec(host.lower(), port)
 
 
-def _is_address(host: str) -> bool:
+def is_address(host: str) -> bool:
+    """True for an IPv4 or IPv6 address (not a name)."""
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -47,9 +47,12 @@ class ChannelProxy:
                 sock.close(linger=0)
 
     def stop(self) -> None:
-        """Terminate the proxy and wait for its thread (which closes the sockets)."""
+        """Terminate the proxy and wait for its thread (which closes the sockets); or close them, unstarted."""
         if self._thread.is_alive():
             with contextlib.suppress(zmq.ZMQError):
                 self._control.send(b"TERMINATE")
             self._thread.join(timeout=5)
+        elif self._thread.ident is None:
+            for sock in (self.front, self.back, self._steer):
+                sock.close(linger=0)
         self._control.close(linger=0)

@@ -106,12 +106,7 @@ class Relay:
         except BaseException:
             for sock in made:
                 sock.close(linger=0)
-            for proxy in self._proxies:
-                proxy.stop()
-            self._proxies.clear()
-            if self.monitor is not None:
-                self.monitor.close(linger=0)
-                self.monitor = None
+            self.stop()
             raise
         for proxy in self._proxies:
             proxy.start()

@@ -51,22 +51,7 @@ def _build_heavy(target: Path) -> None:
 
 def heavy_venv() -> Path:
     """The cached venv with spyder-kernels installed (built on first use, under a lock, then reused)."""
-    key = hashlib.sha256(f"{_base_version()}|{'|'.join(HEAVY_PACKAGES)}".encode()).hexdigest()[:16]
-    folder = CACHE_ROOT / key
-    venv = folder / "venv"
-    if (venv / "ssd-test-expected.json").exists():
-        return venv
-    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
-    os.chmod(CACHE_ROOT, 0o755)
-    with open(CACHE_ROOT / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (venv / "ssd-test-expected.json").exists():
-            building = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=CACHE_ROOT))
-            _build_heavy(building / "venv")
-            subprocess.run(["chmod", "-R", "a+rX", str(building)], check=True)
-            shutil.rmtree(folder, ignore_errors=True)
-            building.rename(folder)
-    return venv
+    return _cached("", HEAVY_PACKAGES, _build_heavy)
 
 
 KERNEL_PACKAGES = ("spyder-kernels==3.1.*",)
@@ -89,7 +74,9 @@ def kernel_venv() -> Path:
 
 
 def _cached(label: str, packages: tuple[str, ...], build: Any) -> Path:
-    key = hashlib.sha256(f"{label}|{_base_version()}|{'|'.join(packages)}".encode()).hexdigest()[:16]
+    """The venv built by *build* for *packages*, cached under a key of them (built once, under a lock)."""
+    stem = f"{label}|" if label else ""  # the heavy venv keeps the key it always had
+    key = hashlib.sha256(f"{stem}{_base_version()}|{'|'.join(packages)}".encode()).hexdigest()[:16]
     folder = CACHE_ROOT / key
     venv = folder / "venv"
     if (venv / "ssd-test-expected.json").exists():
