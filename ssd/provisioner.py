@@ -91,6 +91,9 @@ class SSDProvisioner(KernelProvisionerBase):
         self.remote_id = ""  # the kernel's id on the host (not Jupyter's kernel_id)
         self._running = False  # has_process: from a launch until wait() saw the kernel end
         self._exit_code: int | None = None  # set once the remote kernel is known to have ended
+        # The host no longer lists it (shut down, or forgotten): nothing left to stop there. A kernel that
+        # died stays listed for a while, restartable in place, and must still be shut down to go.
+        self._gone_on_host = False
         self._replaced = False  # restarted in place by the daemon: launch_kernel reuses it
         self._env_vars: dict[str, str] = {}
         self._spec: HostSpec | None = None
@@ -143,6 +146,7 @@ class SSDProvisioner(KernelProvisionerBase):
         self.remote_id = str(reply["kernel"]["kernel_id"])
         self._running = True
         self._exit_code = None
+        self._gone_on_host = False
         self.connection_info = _for_kernel_manager(reply["connection"])
         self.log.info("ssd-provisioner: kernel %s in %s on %s", self.remote_id, self.env, self.host)
         return self.connection_info
@@ -192,6 +196,7 @@ class SSDProvisioner(KernelProvisionerBase):
             if exc.code != "kernel_not_found":
                 raise
             self._exit_code = 0  # shut down and forgotten by the host; its exit code went with it
+            self._gone_on_host = True
             return self._exit_code
         if reply["kernel"]["state"] in _GONE:
             self._exit_code = 1
@@ -249,22 +254,25 @@ class SSDProvisioner(KernelProvisionerBase):
 
     async def _restart_in_place(self) -> bool:
         """``kernel_restart`` on the host: same id, ports and key; False if the kernel could not be restarted."""
-        if self._replaced or self._exit_code is not None or not self.remote_id:
+        if self._replaced or self._gone_on_host or not self.remote_id:
             return self._replaced
         try:
+            # A kernel that already exited (Jupyter's shutdown_request reached it first) is still listed
+            # as dead by the host, which restarts it on the same ports.
             await self._call(lambda c: c.kernel_restart(self.remote_id))
         except RemoteError as exc:
-            # kernel_not_found: it exited before the request came; launch_kernel starts a new one.
+            # kernel_not_found: the host forgot it; launch_kernel starts a new one.
             self.log.info("ssd-provisioner: restart of %s in place not possible: %s", self.remote_id, exc)
             if exc.code == "kernel_not_found":
                 self._exit_code = 0
+                self._gone_on_host = True
             return False
         self._replaced = True
         return True
 
     async def _shutdown_remote(self) -> None:
         """``kernel_shutdown`` (polite, then forced, on the host); a kernel already gone is fine."""
-        if self._exit_code is not None or not self.remote_id:
+        if self._gone_on_host or not self.remote_id:
             return
         try:
             reply = await self._call(lambda c: c.kernel_shutdown(self.remote_id))
@@ -281,7 +289,9 @@ class SSDProvisioner(KernelProvisionerBase):
             )
             return
         code = reply.get("exit_code")
-        self._exit_code = code if isinstance(code, int) else 0
+        if self._exit_code is None:
+            self._exit_code = code if isinstance(code, int) else 0
+        self._gone_on_host = True
 
     async def cleanup(self, restart: bool = False) -> None:
         """After a shutdown (KernelManager.cleanup_resources): make sure nothing is left on the host."""

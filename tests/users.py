@@ -66,7 +66,9 @@ def add_user(*, system: bool = False) -> User:
 
 
 def remove_user(name: str) -> None:
-    """Delete *name* and its home, whatever state the test left it in."""
+    """Delete *name* and its home, whatever state the test left it in: its processes are killed first, so
+    that nothing of a failed test lives on under a uid the next test's user will get again."""
+    subprocess.run(["pkill", "-KILL", "-U", name], capture_output=True, timeout=30, check=False)
     subprocess.run(["userdel", "-r", "-f", name], capture_output=True, timeout=30, check=False)
 
 

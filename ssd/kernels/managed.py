@@ -205,9 +205,10 @@ class ManagedKernel:
     async def shutdown(self, event: str = "shutdown") -> None:
         """Polite shutdown_request, then SIGTERM, then SIGKILL; files removed, record dropped."""
         self._cancel_linger()
-        self.state = "stopping"
-        with contextlib.suppress(KernelSilent):
-            await self.link.request("control", "shutdown_request", {"restart": False}, timeout=1.0)
+        was_dead, self.state = self.state == "dead", "stopping"
+        if not was_dead:
+            with contextlib.suppress(KernelSilent):
+                await self.link.request("control", "shutdown_request", {"restart": False}, timeout=1.0)
         await self._stop_process()
         self.hooks.on_state(self, event, {"exit_code": self.exit_code()})
         self.forget()

@@ -112,8 +112,14 @@ def test_cancel_stops_the_tool_and_leaves_nothing(tmp_path: Path) -> None:
             spec = {"name": "big", "packages": ["numpy"]}
             events = client.run(_operate(client.aclient, alice.name, "env_create_request", spec, cancel_after=1))
             worker_pids = {p.pid for p in psutil.Process(daemon.process.pid).children()}
-            leftovers = [p for p in psutil.process_iter(["uids", "cmdline"]) if p.info["uids"].real == alice.uid
-                         and p.pid not in worker_pids]  # fmt: skip
+            # Zombies are not left running (and may be an earlier test's, under a reused uid, that init left).
+            leftovers = [
+                p
+                for p in psutil.process_iter(["uids", "cmdline", "status"])
+                if p.info["uids"].real == alice.uid
+                and p.pid not in worker_pids
+                and p.info["status"] != psutil.STATUS_ZOMBIE
+            ]
         finally:
             client.close()
     assert events[-1]["state"] == "cancelled"
