@@ -153,11 +153,15 @@ def relay(host: str, client_dir: str, marker: str) -> dict[str, Any]:
 def direct(host: str, client_dir: str, path: str) -> dict[str, Any]:
     """Through a classic connection file (a tunnel's), interrupting through the daemon."""
     info = json.loads(Path(path).read_text())
-    kernel_id = sys.argv[5]
+    kernel_id, marker = sys.argv[5], sys.argv[6]
+    finish = len(sys.argv) > 7 and sys.argv[7] == "finish"  # then two clients, and kill it: the heartbeat
     client = _client(host, client_dir)
     kc = _kc(info)
     try:
-        result = use_kernel(kc, sys.argv[6], lambda: client.kernel_interrupt(kernel_id))
+        result = use_kernel(kc, marker, lambda: client.kernel_interrupt(kernel_id))
+        if finish:
+            result["two_clients"] = two_clients(info)
+            result["heartbeat"] = heartbeat_after_kill(kc, client.kernel_info(kernel_id)["kernel"]["pid"])
         return {"info_keys": sorted(info), **result}
     finally:
         kc.stop_channels()

@@ -173,10 +173,11 @@ class _Lines:
 
 
 def test_tunnel_serves_a_classic_file_and_survives_a_link_drop(hosts: Hosts) -> None:
-    """ssd-ctl start --tunnel in B: a classic 0600 file on 127.0.0.1 works like the relay (input,
-    interrupt, streams), nothing readable on the wire; the veth goes down and up, the tunnel says it lost
-    and regained the host, and the same file works again. Ctrl-C closes it and removes the file."""
-    login = ctl("login", hosts.host, "--key-only", client_dir=hosts.client_dir, netns=hosts.b)
+    """ssd-ctl start --tunnel in B: a classic 0600 file on 127.0.0.1 works like the relay (streams,
+    displays, input, interrupt), nothing readable on the wire; the veth goes down and up, the tunnel says
+    it lost and regained the host, and the same file works again (two clients at once, the heartbeat
+    stopping when the kernel is killed). Ctrl-C closes it and removes the file."""
+    login = ctl("login", hosts.host, "--key-only", "--trust", client_dir=hosts.client_dir, netns=hosts.b)
     assert login.returncode == 0, login.stderr
     path = hosts.tmp / "tunnel.json"
     argv = [*CTL, "start", hosts.host, "sci", "--kind", "ipykernel", "--tunnel", "--connection-file", str(path)]
@@ -194,6 +195,7 @@ def test_tunnel_serves_a_classic_file_and_survives_a_link_drop(hosts: Hosts) -> 
         with capture(hosts.a, hosts.tmp / "tunnel.pcap") as pcap:
             doc = hosts.session("direct", hosts.host, str(hosts.client_dir), str(path), kernel_id, marker)
         assert marker in doc["stream"]["stream"]
+        assert doc["display"][0]["text/html"] == "<b>bold</b>"
         assert doc["input"]["stream"] == "got forty-two\n"
         assert doc["interrupt"]["ename"] == "KeyboardInterrupt"
         assert marker.encode() not in pcap.read_bytes()
@@ -203,8 +205,14 @@ def test_tunnel_serves_a_classic_file_and_survives_a_link_drop(hosts: Hosts) -> 
         finally:
             subprocess.run(["ip", "-n", hosts.a.name, "link", "set", hosts.a.device, "up"], check=True)
         err.wait_for("reconnected", 60)
-        again = hosts.session("direct", hosts.host, str(hosts.client_dir), str(path), kernel_id, "after-the-drop")
+        again = hosts.session(
+            "direct", hosts.host, str(hosts.client_dir), str(path), kernel_id, "after-the-drop", "finish"
+        )
         assert "after-the-drop" in again["stream"]["stream"]
+        assert again["two_clients"]["one_saw"] == again["two_clients"]["two_saw"] == ["from-one", "from-two"]
+        assert again["two_clients"]["one_reply_to_own"]
+        assert again["two_clients"]["two_reply_to_own"]
+        assert again["heartbeat"] == {"before": True, "after": False}  # through the tunnel too
         process.send_signal(signal.SIGINT)
         assert process.wait(20) == 0
         assert not path.exists()
