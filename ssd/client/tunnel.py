@@ -118,4 +118,3 @@ class Tunnel:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
