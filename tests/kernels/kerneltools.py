@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import zmq
 from envfixtures import conda_copy, kernel_venv, list_in_environments_txt
 from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.connect import KernelConnectionInfo
 from users import User, chown_tree
 
 from ssd.client import Client
@@ -36,7 +37,7 @@ def give_env(user: User, where: Path, name: str = "sci") -> Path:
 def kernel_client(info: dict[str, Any], timeout: float = 30.0) -> Iterator[BlockingKernelClient]:
     """A jupyter_client BlockingKernelClient on *info*, ready, stopped afterwards."""
     client = BlockingKernelClient()
-    client.load_connection_info(info)
+    client.load_connection_info(cast(KernelConnectionInfo, info))
     client.start_channels()
     try:
         client.wait_for_ready(timeout=timeout)
@@ -86,21 +87,22 @@ class EventTap:
 
     def wait_for(self, wanted: Callable[[str, str, dict[str, Any]], bool], timeout: float = 20.0) -> dict[str, Any]:
         """Return the content of the first event (from now on, or already seen) that *wanted* accepts."""
-        for topic, kind, content in self.seen:
-            if wanted(topic, kind, content):
-                self.seen.remove((topic, kind, content))
-                return content
+        for seen in self.seen:
+            if wanted(*seen):
+                self.seen.remove(seen)
+                return seen[2]
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            if not self.sock.poll(left * 1000):
+            if not self.sock.poll(int(left * 1000)):
                 break
             try:
                 msg = self.wire.parse(self.sock.recv_multipart(), has_idents=True)
             except BadMessage:
                 continue
             topic = msg.idents[0].decode() if msg.idents else ""
-            if wanted(topic, msg.msg_type, msg.content):
-                return msg.content
+            content = dict(msg.content)
+            if wanted(topic, msg.msg_type, content):
+                return content
             if msg.msg_type != "host_status":
                 self.seen.append((topic, msg.msg_type, msg.content))
         raise AssertionError(f"no such event within {timeout} s; saw {[(t, k) for t, k, _ in self.seen]}")

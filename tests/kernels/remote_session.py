@@ -17,11 +17,13 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import zmq
 from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.session import Session
 
 from ssd.client import Client, KnownHosts
@@ -40,7 +42,7 @@ def _client(host: str, client_dir: str) -> Client:
 
 def _kc(info: dict[str, Any]) -> BlockingKernelClient:
     kc = BlockingKernelClient()
-    kc.load_connection_info(info)
+    kc.load_connection_info(cast(KernelConnectionInfo, info))
     kc.start_channels()
     kc.wait_for_ready(timeout=30)
     return kc
@@ -236,7 +238,14 @@ def start(host: str, client_dir: str) -> dict[str, Any]:
 def main() -> int:
     """Run one scenario and print its document."""
     scenario, *args = sys.argv[1:]
-    handlers = {"relay": relay, "direct": direct, "probe": probe, "stranger": stranger, "clear": clear, "start": start}
+    handlers: dict[str, Callable[..., dict[str, Any]]] = {
+        "relay": relay,
+        "direct": direct,
+        "probe": probe,
+        "stranger": stranger,
+        "clear": clear,
+        "start": start,
+    }
     print(json.dumps(handlers[scenario](*args[: {"direct": 3}.get(scenario, len(args))])))
     return 0
 

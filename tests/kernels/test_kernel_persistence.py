@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 from conftest import Daemon, new_client, require_root
@@ -87,7 +88,7 @@ def _has_new_worker(daemon: Daemon, user: User, old: int) -> bool:
     return any(c.uids().real == user.uid and c.pid != old for c in psutil.Process(daemon.process.pid).children())
 
 
-def _list_when_back(client: Client) -> list[dict[str, object]]:
+def _list_when_back(client: Client) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 20
     while True:
         kernels = client.kernel_list()
