@@ -251,9 +251,10 @@ class Broker:
             self.announcer.async_refresh()
 
     def _spawn_user_worker(self, service: str, user: str) -> None:
-        """Start *user*'s own worker for *service* (as that user) unless it runs already."""
+        """Start *user*'s own worker for *service* (as that user) unless it runs; revive one being retired."""
         name = f"{service}:{user}"
         if self.supervisor.running(name):
+            self.supervisor.revive(name)
             return
         account = lookup(user)
         if account is None:

@@ -98,6 +98,13 @@ class Supervisor:
         """Tell whether a worker of that name is supervised (starting, running or restarting)."""
         return name in self._children
 
+    def revive(self, name: str) -> None:
+        """A request came for a worker that is being retired: start it again once it has exited."""
+        child = self._children.get(name)
+        if child is not None and child.retiring:
+            child.retiring = False
+            log.info("worker %s is wanted again; it restarts when it has exited", name)
+
     def retire(self, key: str) -> None:
         """Stop the worker holding *key* for good (an idle per-user worker): SIGTERM, no restart."""
         child = next((c for c in self._children.values() if c.key == key), None)
