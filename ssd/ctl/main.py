@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="ssd-ctl",
-        description="Talk to ssd daemons: server info, ping, trust, events.",
+        description="Talk to ssd daemons: find hosts, log in, see environments, start and reach kernels.",
         epilog="Options --json, --timeout and --trust go after the command. "
         "Exit codes: 0 ok, 1 error reply, 2 usage, 3 unreachable/timeout, 4 trust failure.",
     )
