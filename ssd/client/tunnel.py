@@ -21,7 +21,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from ssd.kernels.proxy import ChannelProxy
-from ssd.kernels.relay import CHANNELS, HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS
+from ssd.kernels.relay import CHANNELS, HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, QUEUE_HWM
 from ssd.kernels.transport import classic_info
 
 __all__ = ["Tunnel"]
@@ -52,9 +52,10 @@ class Tunnel:
             remote = self.ctx.socket(zmq.XSUB if channel == "iopub" else zmq.DEALER)
             for sock in (local, remote):
                 sock.linger = 0
-                sock.sndhwm = sock.rcvhwm = 0 if channel == "iopub" else 1000
+                sock.sndhwm = sock.rcvhwm = QUEUE_HWM
             if channel == "iopub":
                 local.xpub_verbose = True
+                remote.rcvhwm = 0  # the local front drops for a slow frontend, as the relay's does
             self.ports[channel] = local.bind_to_random_port(f"tcp://{self.local_ip}")
             self._connect_remote(remote, channel)
             self._proxies.append(ChannelProxy(self.ctx, channel, local, remote))

@@ -51,7 +51,9 @@ class KernelLink:
         self.execution_state = "starting"
         self._control = self._connect(zmq.DEALER, "control")
         self._iopub = self._connect(zmq.SUB, "iopub")
-        self._iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        # Only the kernel's own topics (status, execute_input...): every request a client sends shows there,
+        # and the kernel need not send the worker a copy of every output (streams, displays).
+        self._iopub.setsockopt(zmq.SUBSCRIBE, b"kernel.")
         self._watch: asyncio.Task[None] | None = None
 
     def _connect(self, kind: int, channel: str) -> zmq.asyncio.Socket:

@@ -39,6 +39,9 @@ CHANNELS = ("shell", "control", "stdin", "iopub", "hb")
 RELAY_IDENTITY = b"ssd-relay"
 # libzmq heartbeats on the client side of the relay: a dead peer is noticed (and the
 # connection dropped and re-made by the client) within seconds, not at TCP's pace.
+# Messages queued per socket (libzmq's default): an iopub subscriber that falls this far behind loses
+# messages, exactly as it would on the kernel's own PUB socket, instead of the worker buffering without bound.
+QUEUE_HWM = 1000
 HEARTBEAT_IVL_MS = 2000
 HEARTBEAT_TIMEOUT_MS = 6000
 
@@ -118,7 +121,7 @@ class Relay:
         made += [front, back]
         for sock in (front, back):
             sock.linger = 0
-            sock.sndhwm = sock.rcvhwm = 0 if channel == "iopub" else 1000
+            sock.sndhwm = sock.rcvhwm = QUEUE_HWM
         front.curve_server = True
         front.curve_secretkey = self.keys["curve_secretkey"].encode()
         # The heartbeat admits any client key (jupyter_client uses a throwaway one there).
@@ -127,6 +130,7 @@ class Relay:
         front.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
         if channel == "iopub":
             front.xpub_verbose = True
+            back.rcvhwm = 0  # take all the kernel sends; the front drops for a slow client, as a kernel's PUB does
         if channel in ("shell", "stdin"):
             back.routing_id = RELAY_IDENTITY
         if channel == "shell":
