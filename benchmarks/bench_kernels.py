@@ -188,6 +188,10 @@ def main() -> int:
             result = measure(top, venv / "bin" / "python", args.kind, args.runs)
         except KeyboardInterrupt:
             return 130
+        except Exception as exc:
+            log = (top / "daemon.log").read_text(errors="replace").splitlines()[-40:]
+            print(f"benchmark failed: {exc}\nthe daemon's log ends with:\n" + "\n".join(log), file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -7,6 +7,7 @@ thread and later sends TERMINATE on the steering socket.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 from typing import Any
@@ -17,6 +18,8 @@ __all__ = ["ChannelProxy"]
 
 log = logging.getLogger(__name__)
 
+_NAMES = itertools.count(1)
+
 
 class ChannelProxy:
     """One channel: a front socket, a back socket, libzmq's proxy between them in a thread."""
@@ -25,7 +28,8 @@ class ChannelProxy:
         self.channel = channel
         self.front = front
         self.back = back
-        address = f"inproc://ssd-proxy-{id(self)}"
+        # A fresh name each time: libzmq releases a closed socket's inproc name later, not at close().
+        address = f"inproc://ssd-proxy-{next(_NAMES)}"
         self._control = ctx.socket(zmq.PAIR)
         self._control.bind(address)
         self._steer = ctx.socket(zmq.PAIR)
