@@ -69,6 +69,8 @@ class WorkerRouter:
         self._retire = retire
         self.kernels = kernels
         self.kernels_changed: Callable[[], None] = lambda: None
+        # Adds what only the broker may add to a worker's event (sealed secrets for the user's keys).
+        self.complete_event: Callable[[WorkerRecord, str, dict[str, Any]], None] = lambda record, kind, content: None
 
     # -- requests from clients ---------------------------------------------------------
 
@@ -180,6 +182,7 @@ class WorkerRouter:
             # A user's worker speaks only under its user's topics (subscribers filter on them).
             log.error("worker %d of %s published under topic %r: dropped", record.pid, record.user, name[:64])
             return
+        self.complete_event(record, msg_type, content)
         self._publish(name, msg_type, content)
 
     def _on_kernel(self, record: WorkerRecord, kernel_id: bytes, body: bytes) -> None:

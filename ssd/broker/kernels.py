@@ -19,6 +19,7 @@ import msgspec
 from ssd import protocol
 from ssd.kernels.proc import reap, start_ticks
 from ssd.kernels.record import KernelRecord
+from ssd.kernels.relay import relay_connection_info
 
 __all__ = ["KernelBook", "become_subreaper"]
 
@@ -101,6 +102,16 @@ class KernelBook:
         for _, record, _ in self._records.values():  # listed but dead (kept for a restart): reap now
             if start_ticks(record.pid) == record.start_ticks:
                 reap(record.pid)
+
+    def connection_of(self, user: str, kernel_id: str) -> dict[str, Any] | None:
+        """What a client of *user* connects to for that kernel: its relay (with the CURVE keys), or itself."""
+        entry = self._records.get(kernel_id)
+        if entry is None or entry[0] != user:
+            return None
+        record = entry[1]
+        if record.relay is None:
+            return dict(record.connection)
+        return relay_connection_info(record.connection, record.relay["ip"], record.relay["ports"], record.relay)
 
     def records_of(self, user: str) -> bytes:
         """The JSON list of *user*'s records, for the ADOPT message."""

@@ -30,13 +30,14 @@ from ssd.broker.kernels import KernelBook, become_subreaper
 from ssd.broker.keyport import serve_key
 from ssd.broker.limiter import LoginLimiter
 from ssd.broker.policy import CLIENT_DOMAIN, WORKER_DOMAIN, ClientPolicy, ConnectionThrottle, WorkerPolicy
-from ssd.broker.registry import Registry
+from ssd.broker.registry import Registry, WorkerRecord
 from ssd.broker.sessions import SessionStore
 from ssd.broker.supervisor import Supervisor, WorkerSpec
 from ssd.broker.zap import Authenticator
 from ssd.config import Config
 from ssd.kernels.transport import channel_plan
 from ssd.keys import KeyPair
+from ssd.sealed import seal, sealed_context
 from ssd.state import open_state
 from ssd.users import lookup
 
@@ -163,6 +164,7 @@ class Broker:
             kernels=self.kernel_book,
         )
         self.router.kernels_changed = self.kernels_changed
+        self.router.complete_event = self._seal_kernel_connection
         facts = ServerFacts(
             name=self.options.name,
             mode=self.options.mode,
@@ -249,6 +251,19 @@ class Broker:
         """Tell the announcer the kernel count moved (it updates TXT, rate-limited); event loop only."""
         if self.announcer is not None:
             self.announcer.async_refresh()
+
+    def _seal_kernel_connection(self, worker: WorkerRecord, kind: str, content: dict[str, Any]) -> None:
+        """A kernel became ready: its connection info goes out sealed to each key bound to its user, so that
+        every session of that user can attach (nobody else can read it; see ssd.sealed)."""
+        if worker.service != "kernel" or worker.user is None or kind != "kernel_state":
+            return
+        kernel_id = str(content.get("kernel_id", ""))
+        if content.get("state") not in ("ready", "restarted"):
+            return
+        info = self.kernel_book.connection_of(worker.user, kernel_id)
+        keys = [key.encode() for key in self.sessions.keys_of(worker.user)]
+        if info is not None and keys:
+            content["sealed_connection"] = seal(json.dumps(info).encode(), keys, sealed_context(kernel_id))
 
     def _spawn_user_worker(self, service: str, user: str) -> None:
         """Start *user*'s own worker for *service* (as that user) unless it runs; revive one being retired."""

@@ -63,5 +63,9 @@ class SessionStore:
         session = self.get(client_key)
         return None if session is None else session.user
 
+    def keys_of(self, user: str) -> list[str]:
+        """The client keys with a live session as *user* (for sealing that user's secrets)."""
+        return [key for key in list(self._by_key) if self.user_of(key) == user]
+
     def __len__(self) -> int:
         return len(self._by_key)

@@ -13,6 +13,8 @@ from typing import Any
 
 from ssd.client.hostspec import HostSpec
 from ssd.kernels.transport import client_info
+from ssd.keys import KeyPair
+from ssd.sealed import SealError, open_sealed, sealed_context
 
 __all__ = ["KernelCalls", "write_connection_file"]
 
@@ -24,12 +26,27 @@ class KernelCalls:
     """Kernel requests, for a class that has ``request`` and ``spec`` (AsyncClient)."""
 
     spec: HostSpec
+    identity: KeyPair
 
     async def request(
         self, msg_type: str, content: dict[str, Any] | None = None, *, timeout: float | None = None
     ) -> dict[str, Any]:
         """Implemented by AsyncClient."""
         raise NotImplementedError
+
+    def sealed_connection_info(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The connection info sealed for this client's key in a ``kernel_state`` event (ready, restarted)
+        of its user's kernel, as this client reaches it; None when the event holds none for this key."""
+        sealed = event.get("sealed_connection")
+        if sealed is None:
+            return None
+        try:
+            plain = open_sealed(
+                sealed, self.identity.public, self.identity.secret, sealed_context(str(event.get("kernel_id")))
+            )
+        except SealError:
+            return None
+        return self.connection_info({"connection": json.loads(plain)})
 
     def connection_info(self, reply: dict[str, Any]) -> dict[str, Any]:
         """The classic connection info of a kernel_start or kernel_info reply, as this client reaches it."""

@@ -97,6 +97,10 @@ class Client:
         """See AsyncClient.connection_info."""
         return self._async.connection_info(reply)
 
+    def sealed_connection_info(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """See AsyncClient.sealed_connection_info."""
+        return self._async.sealed_connection_info(event)
+
     def kernel_start(self, env: str, kind: str = "spyder", **options: Any) -> dict[str, Any]:
         """See AsyncClient.kernel_start."""
         return self._run(self._async.kernel_start(env, kind, **options))

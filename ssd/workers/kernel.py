@@ -276,8 +276,10 @@ async def kernel_start(worker: KernelWorker, content: KernelStartRequest, reques
     worker.kernels[record.kernel_id] = kernel
     prepared = time.monotonic()
     try:
-        timing = {"prepare": prepared - began, **(await kernel.start())}
+        # The relay first (it only connects to the kernel's ports), so that the record the broker holds
+        # when "ready" goes out already has the relay's ports (the broker seals them into that event).
         worker.open_relay(kernel)
+        timing = {"prepare": prepared - began, **(await kernel.start())}
     except BaseException:
         kernel.abandon()  # nothing of a failed start may keep running
         raise
