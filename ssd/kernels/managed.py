@@ -110,6 +110,11 @@ class ManagedKernel:
         tail = launch.log_tail(self.record.log_file)
         if self._exited.is_set():
             reason = f"the kernel exited during start (code {self.exit_code()})"
+            if self.record.memory_limit_mb:
+                reason += (
+                    f"; this host limits kernels to {self.record.memory_limit_mb} MiB of address space "
+                    "(kernels.memory_limit), and a Python kernel needs several hundred MiB just to start"
+                )
         else:
             reason = f"the kernel did not answer kernel_info within {self.hooks.start_timeout:g} s"
             await self._stop_process()

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Daemon, new_client, require_root
-from envfixtures import public_dir
+from conftest import Daemon, logged_in_client, new_client, require_root, start_daemon
+from envfixtures import conda_copy, kernel_venv, public_dir
 from kerneltools import EventTap, evaluate, give_env, kernel_client, run
 from users import User, error_of, login, system_daemon, users
 
@@ -98,3 +98,19 @@ def test_memory_limit_applies_to_the_kernel(tmp_path: Path) -> None:
                 assert evaluate(info, "1 + 1") == 2
             finally:
                 _stop_all(client)
+
+
+def test_a_memory_limit_too_small_to_start_says_so(tmp_path: Path) -> None:
+    """memory_limit=100 (MiB) cannot hold a Python kernel: the start fails with the limit named."""
+    conda_copy(kernel_venv(), tmp_path / "envs" / "sci")
+    extra = {"SSD_ENVS_ENVS_DIRS": str(tmp_path / "envs"), "SSD_KERNELS_MEMORY_LIMIT": "100"}
+    daemon = start_daemon(tmp_path, extra_env=extra)
+    client = logged_in_client(daemon, tmp_path / "client", timeout=60)
+    try:
+        refused = error_of(client.kernel_start, "sci", "ipykernel")
+        assert refused.code == "kernel_start_failed"
+        assert "kernels.memory_limit" in str(refused)
+        assert client.kernel_list() == []
+    finally:
+        client.close()
+        daemon.stop_and_check()
