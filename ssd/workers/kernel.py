@@ -128,7 +128,7 @@ class KernelWorker(Worker):
     def _cullable(self, kernel: ManagedKernel, idle: float) -> bool:
         if kernel.state != "ready" or (kernel.record.kind == "spyder" and not self.config.cull_spyder):
             return False
-        if kernel.link.execution_state == "busy" or time.time() - kernel.link.last_activity < idle:
+        if kernel.link.execution_state == "busy" or time.time() - self.last_activity(kernel) < idle:
             return False
         return self.config.cull_connected or self.clients(kernel) == 0
 
@@ -176,6 +176,11 @@ class KernelWorker(Worker):
         # From the record, so that it is right while an adopted kernel's relay is still reopening.
         return relay_connection_info(kernel.record.connection, planned["ip"], planned["ports"], planned)
 
+    def last_activity(self, kernel: ManagedKernel) -> float:
+        """The kernel's last iopub message (every client request makes one), or a client (dis)connecting."""
+        relay = self.relays.get(kernel.kernel_id) if self.relays is not None else None
+        return max(kernel.link.last_activity, relay.last_client_change if relay is not None else 0.0)
+
     def clients(self, kernel: ManagedKernel) -> int:
         """Clients connected to the kernel's shell channel."""
         relay = self.relays.get(kernel.kernel_id) if self.relays is not None else None
@@ -204,7 +209,7 @@ class KernelWorker(Worker):
             "state": kernel.state,
             "execution_state": kernel.link.execution_state,
             "started": record.started,
-            "last_activity": kernel.link.last_activity,
+            "last_activity": self.last_activity(kernel),
             "connections": self.clients(kernel),
             "pid": record.pid,
             "restarts": record.restarts,

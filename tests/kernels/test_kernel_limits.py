@@ -5,11 +5,15 @@ spared), and the per-kernel address-space limit.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import cast
 
 from conftest import Daemon, logged_in_client, new_client, require_root, start_daemon
 from envfixtures import conda_copy, kernel_venv, public_dir
-from kerneltools import EventTap, evaluate, give_env, kernel_client, run
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.connect import KernelConnectionInfo
+from kerneltools import EventTap, evaluate, give_env, kernel_client, run, wait_until
 from users import User, error_of, login, system_daemon, users
 
 from ssd.client import Client
@@ -111,6 +115,34 @@ def test_a_memory_limit_too_small_to_start_says_so(tmp_path: Path) -> None:
         assert refused.code == "kernel_start_failed"
         assert "kernels.memory_limit" in str(refused)
         assert client.kernel_list() == []
+    finally:
+        client.close()
+        daemon.stop_and_check()
+
+
+def test_a_client_connecting_through_the_relay_counts_as_activity(tmp_path: Path) -> None:
+    """The relay tells the worker about clients: connecting (without sending anything) raises the
+    connection count and moves last_activity; disconnecting lowers the count again."""
+    conda_copy(kernel_venv(), tmp_path / "envs" / "sci")
+    daemon = start_daemon(tmp_path, extra_env={"SSD_ENVS_ENVS_DIRS": str(tmp_path / "envs")})
+    client = logged_in_client(daemon, tmp_path / "client", timeout=60)
+    try:
+        reply = client.kernel_start("sci", "ipykernel")
+        kernel_id = reply["kernel"]["kernel_id"]
+        (before,) = client.kernel_list()
+        assert before["connections"] == 0
+        time.sleep(0.2)  # so that a new activity stamp is visibly later
+        kc = BlockingKernelClient()
+        kc.load_connection_info(cast(KernelConnectionInfo, client.connection_info(reply)))
+        kc.start_channels(iopub=False, stdin=False, hb=False, control=False)  # connects; sends nothing
+        try:
+            wait_until(lambda: client.kernel_list()[0]["connections"] == 1, what="one client counted")
+            (during,) = client.kernel_list()
+            assert during["last_activity"] > before["last_activity"]
+        finally:
+            kc.stop_channels()
+        wait_until(lambda: client.kernel_list()[0]["connections"] == 0, what="client gone")
+        client.kernel_shutdown(kernel_id)
     finally:
         client.close()
         daemon.stop_and_check()
