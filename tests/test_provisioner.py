@@ -149,6 +149,27 @@ async def _wait_busy(kc: AsyncKernelClient, msg_id: str) -> None:
             return
 
 
+def test_encryption_required_accepts_the_ssd_kernelspec(site: Site) -> None:
+    """The spec of a curve host declares supported_encryption; a KernelManager that requires transport
+    encryption starts it, gets the relay's CURVE keys and runs code."""
+    spec = json.loads((site.jupyter / "share" / "jupyter" / "kernels" / site.spec / "kernel.json").read_text())
+    assert spec["metadata"]["supported_encryption"] == ["curve"]
+    km = KernelManager(kernel_name=site.spec, transport_encryption="required")
+    km.start_kernel()
+    try:
+        assert km.get_connection_info()["curve_publickey"]
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=TIMEOUT)
+            reply = kc.execute_interactive("x = 6 * 7", timeout=TIMEOUT)
+            assert reply["content"]["status"] == "ok"
+        finally:
+            kc.stop_channels()
+    finally:
+        km.shutdown_kernel()
+
+
 def test_kernel_manager_start_execute_interrupt_restart_shutdown(site: Site) -> None:
     """AsyncKernelManager on the kernelspec: the whole lifecycle of a kernel that runs on the host."""
 
@@ -177,10 +198,8 @@ def test_kernel_manager_start_execute_interrupt_restart_shutdown(site: Site) -> 
 
             # A polite restart (Jupyter's restart button): the KernelManager sends shutdown_request, the
             # provisioner has the host restart the kernel in place (same ssd kernel, ports and key), so
-            # this very client keeps working. The atexit pause keeps the old process alive until the
-            # daemon's restart request is there (without it, a kernel that exits first is replaced by a
-            # new one: see ssd.provisioner).
-            await run_cell(kc, "import atexit, time\natexit.register(time.sleep, 2)")
+            # this very client keeps working, also when the kernel has already exited by then (the host
+            # keeps a dead kernel listed, restartable, for a minute).
             before = km.get_connection_info()
             await km.restart_kernel()
             assert provisioner.remote_id == remote_id

@@ -20,7 +20,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from ssd.kernels.proxy import ChannelProxy
+from ssd.kernels.proxy import ChannelProxy, monitor_socket
 from ssd.kernels.relay import CHANNELS, HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, QUEUE_HWM
 from ssd.kernels.transport import classic_info
 
@@ -75,7 +75,7 @@ class Tunnel:
         if channel in ("shell", "stdin"):
             sock.routing_id = self._identity
         if channel == "shell":
-            self._monitor = sock.get_monitor_socket(_WATCHED)
+            self._monitor = monitor_socket(self.ctx, sock, _WATCHED)
         ip = self.remote["ip"]
         host = f"[{ip}]" if ":" in ip else ip
         sock.ipv6 = ":" in ip

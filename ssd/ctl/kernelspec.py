@@ -120,8 +120,15 @@ def _display_name(env: dict[str, Any], kind: str, host: str) -> str:
     return f"Python {python} ({label}) on {host}"
 
 
-def spec_document(host: str, host_key: str, user: str, env: dict[str, Any], kind: str, display: str) -> dict[str, Any]:
-    """The kernel.json of a spec that starts *kind* in *env* on *host* through the ssd provisioner."""
+def spec_document(
+    host: str, host_key: str, user: str, env: dict[str, Any], kind: str, display: str, *, encrypted: bool = False
+) -> dict[str, Any]:
+    """The kernel.json of a spec that starts *kind* in *env* on *host* through the ssd provisioner.
+
+    *encrypted*: the host's kernels are reached through its CURVE relay, so the spec declares
+    ``supported_encryption = ["curve"]`` (a KernelManager with ``transport_encryption = "required"``
+    accepts only such specs).
+    """
     explain = f"raise SystemExit('this kernelspec runs its kernel on {host} through ssd-provisioner: pip install ssd')"
     return {
         "argv": ["python3", "-c", explain, "{connection_file}"],
@@ -135,6 +142,7 @@ def spec_document(host: str, host_key: str, user: str, env: dict[str, Any], kind
                 "config": {"host": host, "env": env["prefix"], "kind": kind, "user": user},
             },
             "ssd": {"host_key": host_key, "env_name": _label(env), "python": env["python"], "version": __version__},
+            **({"supported_encryption": ["curve"]} if encrypted else {}),
         },
     }
 
@@ -201,6 +209,11 @@ def _warn_if_unregistered(out: Output) -> None:
 # -- the commands -----------------------------------------------------------------------
 
 
+def _encrypted(client: Client) -> bool:
+    """Whether the host reaches its kernels through the CURVE relay (kernels.transport = curve)."""
+    return client.server_info().get("kernel_transport") == "curve"
+
+
 def _host_facts(client: Client) -> tuple[str, str, list[dict[str, Any]]]:
     """The known-hosts key of the host, the user this client is bound to there, and the user's environments."""
     user = str(client.whoami()["user"])
@@ -224,6 +237,7 @@ def cmd_install(args: argparse.Namespace, out: Output) -> int:
     """Write one kernelspec for ENV on HOST."""
     with connected(args, out) as client:
         host_key, user, envs = _host_facts(client)
+        encrypted = _encrypted(client)
     env = _find(envs, args.env, args.host)
     kinds = _kinds_of(env)
     kind = args.kind or (kinds[0] if kinds else "ipykernel")
@@ -236,7 +250,8 @@ def cmd_install(args: argparse.Namespace, out: Output) -> int:
         )
     name = (args.name or spec_name(host_key, _label(env), kind=kind)).lower()
     display = args.display_name or _display_name(env, kind, args.host)
-    path = _write(name, spec_document(args.host, host_key, user, env, kind, display), _location(args))
+    document = spec_document(args.host, host_key, user, env, kind, display, encrypted=encrypted)
+    path = _write(name, document, _location(args))
     if args.json:
         out.document({"name": name, "display_name": display, "env": env["prefix"], "kind": kind, "path": str(path)})
     else:
@@ -251,6 +266,7 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     """Write a spec per environment that can run a kernel; remove this host's specs that cannot start any more."""
     with connected(args, out) as client:
         host_key, user, envs = _host_facts(client)
+        encrypted = _encrypted(client)
     where = _location(args)
     runnable = [e for e in sorted(envs, key=lambda e: str(e["prefix"])) if _kinds_of(e)]
     labels = [_label(e) for e in runnable]
@@ -262,7 +278,7 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
         kind = _kinds_of(env)[0]
         name = spec_name(host_key, label, kind=kind)
         display = _display_name(env, kind, args.host)
-        path = _write(name, spec_document(args.host, host_key, user, env, kind, display), where)
+        path = _write(name, spec_document(args.host, host_key, user, env, kind, display, encrypted=encrypted), where)
         written.append({"name": name, "display_name": display, "env": env["prefix"], "kind": kind, "path": str(path)})
     removed = _remove_stale(where.kernels_dir, host_key, args.host, runnable)
     if args.json:

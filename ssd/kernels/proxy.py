@@ -14,11 +14,23 @@ from typing import Any
 
 import zmq
 
-__all__ = ["ChannelProxy"]
+__all__ = ["ChannelProxy", "monitor_socket"]
 
 log = logging.getLogger(__name__)
 
 _NAMES = itertools.count(1)
+
+
+def monitor_socket(ctx: zmq.Context[Any], sock: zmq.Socket[Any], events: int) -> zmq.Socket[Any]:
+    """A PAIR socket receiving *sock*'s monitor events, under a fresh inproc name (pyzmq's own
+    get_monitor_socket names it after the file descriptor, which a new socket may get while libzmq
+    still holds the old name: "Address already in use")."""
+    address = f"inproc://ssd-monitor-{next(_NAMES)}"
+    sock.monitor(address, events)
+    monitor: zmq.Socket[Any] = ctx.socket(zmq.PAIR)
+    monitor.linger = 0
+    monitor.connect(address)
+    return monitor
 
 
 class ChannelProxy:
@@ -31,8 +43,10 @@ class ChannelProxy:
         # A fresh name each time: libzmq releases a closed socket's inproc name later, not at close().
         address = f"inproc://ssd-proxy-{next(_NAMES)}"
         self._control = ctx.socket(zmq.PAIR)
-        self._control.bind(address)
         self._steer = ctx.socket(zmq.PAIR)
+        for sock in (self._control, self._steer):
+            sock.linger = 0
+        self._control.bind(address)
         self._steer.connect(address)
         self._thread = threading.Thread(target=self._run, name=f"proxy-{channel}", daemon=True)
 
@@ -47,8 +61,16 @@ class ChannelProxy:
             if exc.errno != zmq.ETERM:
                 log.error("%s proxy stopped: %s", self.channel, exc)
         finally:
-            for sock in (self.front, self.back, self._steer):
-                sock.close(linger=0)
+            self._close()
+
+    def _close(self) -> None:
+        # A monitored socket closed with its monitor still attached is never freed by libzmq
+        # (each leaks its slots until the context runs out of sockets): detach the monitor first.
+        for sock in (self.front, self.back):
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disable_monitor()
+        for sock in (self.front, self.back, self._steer):
+            sock.close(linger=0)
 
     def stop(self) -> None:
         """Terminate the proxy and wait for its thread (which closes the sockets); or close them, unstarted."""
@@ -57,6 +79,5 @@ class ChannelProxy:
                 self._control.send(b"TERMINATE")
             self._thread.join(timeout=5)
         elif self._thread.ident is None:
-            for sock in (self.front, self.back, self._steer):
-                sock.close(linger=0)
+            self._close()
         self._control.close(linger=0)

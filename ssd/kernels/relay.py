@@ -29,7 +29,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
-from ssd.kernels.proxy import ChannelProxy
+from ssd.kernels.proxy import ChannelProxy, monitor_socket
 
 __all__ = ["CHANNELS", "PortBusy", "Relay", "RelayGate", "new_relay_keys", "relay_connection_info"]
 
@@ -119,8 +119,9 @@ class Relay:
 
     def _pair(self, channel: str, made: list[zmq.Socket[Any]]) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
         front = self.ctx.socket(zmq.XPUB if channel == "iopub" else zmq.ROUTER)
+        made.append(front)  # at once: if the next socket cannot be made, this one is still closed
         back = self.ctx.socket(zmq.XSUB if channel == "iopub" else zmq.DEALER)
-        made += [front, back]
+        made.append(back)
         for sock in (front, back):
             sock.linger = 0
             sock.sndhwm = sock.rcvhwm = QUEUE_HWM
@@ -136,8 +137,8 @@ class Relay:
         if channel in ("shell", "stdin"):
             back.routing_id = RELAY_IDENTITY
         if channel == "shell":
-            self.monitor = front.get_monitor_socket(
-                zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED
+            self.monitor = monitor_socket(
+                self.ctx, front, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED
             )
         self.ports[channel] = self._bind(front, self._wanted.get(channel, 0))
         back.connect(_local_endpoint(self.kernel_info, channel))

@@ -80,12 +80,14 @@ def test_ipykernel_interrupt_restart_shutdown(tmp_path: Path) -> None:
             with kernel_client(info) as kc:
                 assert run(kc, "state = 42")[0]["status"] == "ok"
                 for mode in ("signal", "message"):
-                    msg_id = kc.execute("import time; time.sleep(60)")
+                    # stop_on_error=False: the interrupted cell must not abort the next one sent right after.
+                    msg_id = kc.execute("import time; time.sleep(60)", stop_on_error=False)
                     wait_until(lambda: _busy(client, kernel_id), what="kernel busy")
                     assert client.kernel_interrupt(kernel_id, mode)["mode"] == mode
                     answer = _reply_to(kc, msg_id)
                     assert answer["status"] == "error"
                     assert answer["ename"] == "KeyboardInterrupt"
+                    wait_until(lambda: not _busy(client, kernel_id), what="kernel idle again")
             old_pid = reply["kernel"]["pid"]
             restarted = client.kernel_restart(kernel_id)
             assert restarted["kernel"]["kernel_id"] == kernel_id
