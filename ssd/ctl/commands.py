@@ -70,6 +70,7 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
         ("mode", info.get("mode")),
         ("fingerprint", info.get("fingerprint")),
         ("ports", f"control {info.get('control_port')}, events {info.get('events_port')}, key {info.get('key_port')}"),
+        ("kernel channels", _TRANSPORTS.get(str(info.get("kernel_transport")), info.get("kernel_transport"))),
         ("system", f"{info.get('os')} {info.get('os_release')} {info.get('arch')}"),
         ("cpus", info.get("cpus")),
         ("memory", f"{_gib(info.get('memory_available'))} free of {_gib(info.get('memory_total'))}"),
@@ -79,6 +80,12 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
     ]
     out.fields(f"ssd server {args.host}", rows)
     return 0
+
+
+_TRANSPORTS = {
+    "curve": "curve (encrypted relay; Spyder: ssd-ctl start --tunnel)",
+    "plain": "plain (kernel ports signed, not encrypted)",
+}
 
 
 def _gib(value: Any) -> str:

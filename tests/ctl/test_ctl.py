@@ -64,9 +64,12 @@ def test_trust_then_info(daemon: Daemon, client_dir: Path) -> None:
     assert data["mode"] == "user"
     assert data["cpus"] >= 1
     assert "ping" in data["capabilities"]
+    assert "kernel_start" in data["capabilities"]
+    assert data["kernel_transport"] == "curve"  # the default: kernels behind the encrypted relay
     human = ctl("info", daemon.host, client_dir=client_dir)
     assert human.returncode == 0
     assert "fingerprint" in human.stdout
+    assert "curve (encrypted relay" in human.stdout
 
 
 def login(daemon: Daemon, client_dir: Path) -> None:
