@@ -82,7 +82,8 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
 def capture(ns: Namespace, path: Path) -> Iterator[Path]:
     """tcpdump on the namespace's veth end, every byte of every TCP packet, written to *path*."""
     process = subprocess.Popen(
-        ns.command("tcpdump", "-i", ns.device, "-U", "-s", "0", "-w", str(path), "tcp"),
+        # --immediate-mode: every packet leaves the kernel's buffer at once, so none is lost at SIGINT.
+        ns.command("tcpdump", "-i", ns.device, "--immediate-mode", "-U", "-s", "0", "-w", str(path), "tcp"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -93,7 +94,7 @@ def capture(ns: Namespace, path: Path) -> Iterator[Path]:
     try:
         yield path
     finally:
-        time.sleep(0.5)
+        time.sleep(1.0)
         process.send_signal(signal.SIGINT)
         process.wait(10)
         process.stderr.close()
@@ -104,8 +105,8 @@ def test_relay_keeps_jupyter_semantics_and_the_wire_unreadable(hosts: Hosts) -> 
     heartbeat stopping when the kernel dies; the capture holds the control text but not the marker."""
     marker, control = f"SECRET-{secrets.token_hex(8)}", f"CLEAR-{secrets.token_hex(8)}"
     with capture(hosts.a, hosts.tmp / "relay.pcap") as pcap:
-        doc = hosts.session("relay", hosts.host, str(hosts.client_dir), marker)
         hosts.session("clear", hosts.a.address, str(hosts.daemon.info["key_port"]), control)
+        doc = hosts.session("relay", hosts.host, str(hosts.client_dir), marker)
     wire = pcap.read_bytes()
     assert control.encode() in wire  # the capture does see payloads
     assert marker.encode() not in wire
