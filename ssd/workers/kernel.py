@@ -74,7 +74,7 @@ class KernelWorker(Worker):
             shutdown_grace=self.config.shutdown_grace,
             max_restarts=self.config.max_restarts,
         )
-        self._culling: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- reporting ----------------------------------------------------------------------
 
@@ -122,8 +122,8 @@ class KernelWorker(Worker):
             for kernel in list(self.kernels.values()):
                 if self._cullable(kernel, idle):
                     task = asyncio.create_task(kernel.shutdown("culled"))
-                    self._culling.add(task)
-                    task.add_done_callback(self._culling.discard)
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
 
     def _cullable(self, kernel: ManagedKernel, idle: float) -> bool:
         if kernel.state != "ready" or (kernel.record.kind == "spyder" and not self.config.cull_spyder):
@@ -145,8 +145,8 @@ class KernelWorker(Worker):
 
     def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
-        self._culling.add(task)
-        task.add_done_callback(self._culling.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _reopen_relay(self, kernel: ManagedKernel) -> None:
         """An adopted kernel's relay on its old ports, so clients reconnect by themselves; the previous

@@ -1,7 +1,8 @@
 """A client session on host B (run inside B's network namespace by the relay tests); prints JSON.
 
     python remote_session.py relay  HOST:PORT CLIENT_DIR MARKER   (start a kernel, use it through the relay)
-    python remote_session.py direct HOST:PORT CLIENT_DIR FILE     (use a classic connection file, e.g. a tunnel's)
+    python remote_session.py direct HOST:PORT CLIENT_DIR FILE KERNEL MARKER [finish]
+                                                                  (use a classic connection file, e.g. a tunnel's)
     python remote_session.py probe  ADDRESS PORT...               (is a plain TCP connect refused?)
     python remote_session.py stranger HOST:PORT CLIENT_DIR KERNEL (a client without the kernel's keypair)
     python remote_session.py clear ADDRESS PORT TEXT                (send TEXT in clear: the capture's control)
@@ -152,11 +153,11 @@ def relay(host: str, client_dir: str, marker: str) -> dict[str, Any]:
         client.close()
 
 
-def direct(host: str, client_dir: str, path: str) -> dict[str, Any]:
-    """Through a classic connection file (a tunnel's), interrupting through the daemon."""
+def direct(host: str, client_dir: str, path: str, kernel_id: str, marker: str, then: str = "") -> dict[str, Any]:
+    """Through a classic connection file (a tunnel's), interrupting through the daemon; with *then* =
+    ``finish`` also two clients at once, and a kill -9 to see the heartbeat stop."""
     info = json.loads(Path(path).read_text())
-    kernel_id, marker = sys.argv[5], sys.argv[6]
-    finish = len(sys.argv) > 7 and sys.argv[7] == "finish"  # then two clients, and kill it: the heartbeat
+    finish = then == "finish"
     client = _client(host, client_dir)
     kc = _kc(info)
     try:
@@ -246,7 +247,7 @@ def main() -> int:
         "clear": clear,
         "start": start,
     }
-    print(json.dumps(handlers[scenario](*args[: {"direct": 3}.get(scenario, len(args))])))
+    print(json.dumps(handlers[scenario](*args)))
     return 0
 
 
