@@ -10,7 +10,6 @@ marker on its iopub port; so did he on the port of Alice's tunnel.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -25,13 +24,13 @@ from conftest import Daemon, new_client, require_root
 from envfixtures import conda_copy, kernel_venv, list_in_environments_txt, public_dir
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import KernelConnectionInfo
+from support.procnet import tcp_listeners
 from users import User, chown_tree, login, system_daemon, users
 
 from ssd.client import Client
 
 HERE = Path(__file__).parent
 PORT_KEYS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
-LISTEN = "0A"
 
 
 @dataclass
@@ -77,23 +76,6 @@ def socket_paths(info: dict[str, Any]) -> list[str]:
     if info.get("transport") != "ipc":
         return []
     return [f"{info['ip']}-{info[key]}" for key in PORT_KEYS]
-
-
-def tcp_listeners(pid: int) -> set[str]:
-    """The ports of the TCP sockets *pid* listens on (its socket inodes, looked up in its /proc/net/tcp*)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = set()
-    for table in ("tcp", "tcp6"):
-        with open(f"/proc/{pid}/net/{table}") as lines:
-            for line in list(lines)[1:]:
-                fields = line.split()
-                if fields[3] == LISTEN and fields[9] in inodes:
-                    ports.add(str(int(fields[1].rsplit(":", 1)[1], 16)))
-    return ports
 
 
 class Stranger:
@@ -198,7 +180,7 @@ def test_another_user_cannot_reach_a_kernel(site: Site, kind: str) -> None:
     kernel_id, pid = reply["kernel"]["kernel_id"], reply["kernel"]["pid"]
     own = json.loads(Path(reply["connection_file"]).read_text())
     paths = socket_paths(own)
-    kernel_ports = tcp_listeners(pid)
+    kernel_ports = {str(port) for port in tcp_listeners(pid)}
     marker = f"SECRET-{secrets.token_hex(8)}"
     relay = site.client.connection_info(reply)
     with stranger(site.bob, site.alice, paths) as bob:
