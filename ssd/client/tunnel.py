@@ -35,8 +35,8 @@ from ssd.kernels.transport import CHANNEL_PORTS, classic_info, ipc_paths
 
 __all__ = ["DEFAULT_TRANSPORT", "Tunnel"]
 
-# libzmq has no ipc on Windows: there the tunnel can only be TCP on 127.0.0.1.
-DEFAULT_TRANSPORT = "tcp" if sys.platform == "win32" else "ipc"
+# On Windows a 0700 folder in /tmp does not exist (nor do all libzmq builds have ipc): TCP on 127.0.0.1 there.
+DEFAULT_TRANSPORT = "ipc" if sys.platform != "win32" and zmq.has("ipc") else "tcp"
 
 _WATCHED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED
 
