@@ -15,15 +15,17 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import zmq.asyncio
 
 from ssd.errors import SSDError
-from ssd.kernels import launch, proc
+from ssd.kernels import launch, proc, sockdir
 from ssd.kernels.link import KernelLink, KernelSilent, kernel_info_summary
 from ssd.kernels.record import KernelRecord
+from ssd.kernels.transport import ipc_paths
 
 __all__ = ["KernelHooks", "ManagedKernel"]
 
@@ -81,6 +83,7 @@ class ManagedKernel:
     def _spawn(self) -> None:
         # The kernel reads its ports and key from this file: after a restart they must be the same,
         # even if something removed or changed the file meanwhile.
+        self._check_socket_dir()
         launch.write_kernel_file(self.record.connection_file, self.record.connection)
         self.process = launch.spawn(self.record)
         ticks = proc.start_ticks(self.process.pid) or 0
@@ -120,11 +123,22 @@ class ManagedKernel:
             await self._stop_process()
         raise SSDError(reason + (f"; its last output:\n{tail}" if tail else ""), code="kernel_start_failed")
 
+    def _check_socket_dir(self) -> None:
+        """An ipc kernel's socket folder must be this user's alone (made again if a cleaner removed it)."""
+        paths = ipc_paths(self.record.connection)
+        if paths:
+            sockdir.check_private_dir(Path(paths[0]).parent)
+
     # -- adoption -----------------------------------------------------------------------
 
     def adopt(self) -> bool:
-        """Take over a kernel a previous worker started; False if its process is gone."""
+        """Take over a kernel a previous worker started; False if its process is gone (or its sockets are no
+        longer in a private folder: the relay would connect whoever sits there to the user's clients)."""
         if not proc.is_alive(self.record.pid, self.record.start_ticks):
+            return False
+        try:
+            self._check_socket_dir()
+        except (SSDError, OSError):
             return False
         try:
             self._watch = proc.ExitWatch(self.record.pid, self._on_exit)
@@ -247,7 +261,7 @@ class ManagedKernel:
             self._linger = None
 
     def forget(self) -> None:
-        """Close the link, remove the connection and log files, drop the record."""
+        """Close the link, remove the connection and log files and the ipc sockets, drop the record."""
         self._cancel_linger()
         self.state = "gone" if self.state != "dead" else "dead"
         if self._watch is not None:
@@ -256,4 +270,5 @@ class ManagedKernel:
         for path in (self.record.connection_file, self.record.log_file):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+        sockdir.remove_sockets(ipc_paths(self.record.connection))
         self.hooks.on_record(self.kernel_id, None)

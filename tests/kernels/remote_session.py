@@ -223,12 +223,13 @@ def clear(address: str, port: str, text: str) -> dict[str, Any]:
 
 
 def start(host: str, client_dir: str) -> dict[str, Any]:
-    """Start a kernel; report its id, its own (server-side) connection file and the relay's info."""
+    """Start a kernel; report its id and pid, its own (server-side) connection file and the relay's info."""
     client = _client(host, client_dir)
     try:
         reply = client.kernel_start("sci", "ipykernel")
         return {
             "kernel_id": reply["kernel"]["kernel_id"],
+            "pid": reply["kernel"]["pid"],
             "connection_file": reply["connection_file"],
             "relay": client.connection_info(reply),
         }
