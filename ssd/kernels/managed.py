@@ -28,6 +28,8 @@ from ssd.kernels.record import KernelRecord
 __all__ = ["KernelHooks", "ManagedKernel"]
 
 _HOUR = 3600.0
+# What follows this in a start error is the kernel's own output: the requester's reply only, never an event.
+_OUTPUT = "; its last output:\n"
 # A kernel that died stays listed (as dead, restartable with the same id and ports) this long.
 DEAD_LINGER = 60.0
 
@@ -118,7 +120,7 @@ class ManagedKernel:
         else:
             reason = f"the kernel did not answer kernel_info within {self.hooks.start_timeout:g} s"
             await self._stop_process()
-        raise SSDError(reason + (f"; its last output:\n{tail}" if tail else ""), code="kernel_start_failed")
+        raise SSDError(reason + (f"{_OUTPUT}{tail}" if tail else ""), code="kernel_start_failed")
 
     # -- adoption -----------------------------------------------------------------------
 
@@ -156,7 +158,7 @@ class ManagedKernel:
             try:
                 await self._respawn()
             except SSDError as exc:
-                self.hooks.on_state(self, "dead", {"exit_code": None, "reason": exc.message})
+                self.hooks.on_state(self, "dead", {"exit_code": None, "reason": _public(exc)})
             else:
                 self.hooks.on_state(self, "restarted", {"automatic": True})
                 return
@@ -191,7 +193,7 @@ class ManagedKernel:
             await self._respawn()
         except SSDError as exc:
             self.state = "dead"
-            self.hooks.on_state(self, "dead", {"exit_code": self.exit_code(), "reason": exc.message})
+            self.hooks.on_state(self, "dead", {"exit_code": self.exit_code(), "reason": _public(exc)})
             await self._stop_process()
             self.forget()
             raise
@@ -257,3 +259,8 @@ class ManagedKernel:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         self.hooks.on_record(self.kernel_id, None)
+
+
+def _public(exc: SSDError) -> str:
+    """The error without the kernel's output: any subscriber may read events (DESIGN §3)."""
+    return exc.message.partition(_OUTPUT)[0]

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from conftest import Daemon, new_client, require_root
-from envfixtures import conda_copy, kernel_venv, list_in_environments_txt, public_dir
+from envfixtures import public_dir
+from kerneltools import give_env
 from users import SSD, User, chown_tree, login, stop_and_audit, users
 
 # Written into every planted package: record, then step aside for the real module.
@@ -44,14 +45,6 @@ def plant(folder: Path, names: tuple[str, ...], owner: User) -> None:
 def records(*folders: Path) -> dict[str, str]:
     """What the planted packages recorded: file path -> its lines."""
     return {str(path): path.read_text() for folder in folders for path in folder.glob("IMPORTED-*")}
-
-
-def give_env(user: User, where: Path) -> None:
-    """A kernel environment "sci" owned by *user*, listed in their environments.txt."""
-    prefix = conda_copy(kernel_venv(), where / "sci")
-    chown_tree(prefix, user)
-    list_in_environments_txt(user.home, prefix)
-    chown_tree(user.home / ".conda", user)
 
 
 def start_system_daemon_in(cwd: Path, tmp: Path) -> Daemon:
