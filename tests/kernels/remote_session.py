@@ -55,6 +55,14 @@ def _execute(kc: BlockingKernelClient, code: str, **kwargs: Any) -> tuple[dict[s
     return reply["content"], seen
 
 
+def _wait_running(kc: BlockingKernelClient, msg_id: str) -> None:
+    """Until the kernel began to run *msg_id*: it publishes the cell's execute_input on iopub first."""
+    while True:
+        msg = kc.get_iopub_msg(timeout=30)
+        if msg["msg_type"] == "execute_input" and msg["parent_header"].get("msg_id") == msg_id:
+            return
+
+
 def _outputs(seen: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "stream": "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream"),
@@ -80,7 +88,7 @@ def use_kernel(kc: BlockingKernelClient, marker: str, interrupt: Any) -> dict[st
     )
     result["input"] = {"prompts": prompts, "stream": _outputs(seen)["stream"], "status": reply["status"]}
     msg_id = kc.execute("import time; time.sleep(60)")
-    time.sleep(1.0)
+    _wait_running(kc, msg_id)  # an interrupt that comes before the cell runs is lost, and the cell sleeps on
     interrupt()
     while True:
         msg = kc.get_shell_msg(timeout=30)
