@@ -26,7 +26,7 @@ def python_module(module: str, *args: str) -> list[str]:
 def drop_cwd_from_sys_path() -> list[str]:
     """Remove ``''`` and the current directory from ``sys.path`` (``python -m ssd`` puts it first); return them.
 
-    Called by ``ssd run`` before anything else: modules already imported stay, later imports never look in cwd.
+    ``ssd``'s main() calls it first: modules already imported stay, later imports never look in the cwd.
     """
     try:
         here = os.path.realpath(os.getcwd())

@@ -153,18 +153,8 @@ async def create_venv(prefix: Path, python: str | None, packages: Sequence[str],
 
 async def _pip_install(prefix: Path, specs: Sequence[str], progress: ProgressCallback) -> None:
     """``PREFIX/bin/python -I -u -m pip install`` *specs* (``-u``: ``-I`` ignores PYTHONUNBUFFERED)."""
-    argv = [
-        str(prefix / "bin" / "python"),
-        "-I",
-        "-u",
-        "-m",
-        "pip",
-        "install",
-        "--no-input",
-        "--progress-bar",
-        "off",
-        *specs,
-    ]
+    python = str(prefix / "bin" / "python")
+    argv = [python, "-I", "-u", "-m", "pip", "install", "--no-input", "--progress-bar", "off", *specs]
     await run_tool(argv, "pip", progress, env=_PIP_ENV)
 
 
