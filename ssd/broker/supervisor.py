@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import zmq
 
+from ssd.isolation import SAFE_CWD, python_module
 from ssd.users import Account
 from ssd.workers import wire
 from ssd.workers.privileges import as_user
@@ -161,10 +161,10 @@ class Supervisor:
             options=options,
         )
         # A per-user worker: its groups, gid and uid, a clean environment, umask 077,
-        # its home as cwd, its own session; never anything of root's.
-        extra = as_user(user) if user else {}
+        # its home as cwd, its own session; never anything of root's. Root's own start in /.
+        extra = as_user(user) if user else {"cwd": SAFE_CWD}
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ssd.workers", stdin=asyncio.subprocess.PIPE, close_fds=True, **extra
+            *python_module("ssd.workers"), stdin=asyncio.subprocess.PIPE, close_fds=True, **extra
         )
         child.process = process
         log.info("started worker %s (service %s, pid %d)", child.spec.name, child.spec.service, process.pid)

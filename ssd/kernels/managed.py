@@ -30,6 +30,8 @@ from ssd.kernels.transport import ipc_paths
 __all__ = ["KernelHooks", "ManagedKernel"]
 
 _HOUR = 3600.0
+# What follows this in a start error is the kernel's own output: the requester's reply only, never an event.
+_OUTPUT = "; its last output:\n"
 # A kernel that died stays listed (as dead, restartable with the same id and ports) this long.
 DEAD_LINGER = 60.0
 
@@ -121,7 +123,7 @@ class ManagedKernel:
         else:
             reason = f"the kernel did not answer kernel_info within {self.hooks.start_timeout:g} s"
             await self._stop_process()
-        raise SSDError(reason + (f"; its last output:\n{tail}" if tail else ""), code="kernel_start_failed")
+        raise SSDError(reason + (f"{_OUTPUT}{tail}" if tail else ""), code="kernel_start_failed")
 
     def _check_socket_dir(self) -> None:
         """An ipc kernel's socket folder must be this user's alone (made again if a cleaner removed it)."""
@@ -170,7 +172,7 @@ class ManagedKernel:
             try:
                 await self._respawn()
             except SSDError as exc:
-                self.hooks.on_state(self, "dead", {"exit_code": None, "reason": exc.message})
+                self.hooks.on_state(self, "dead", {"exit_code": None, "reason": _public(exc)})
             else:
                 self.hooks.on_state(self, "restarted", {"automatic": True})
                 return
@@ -205,7 +207,7 @@ class ManagedKernel:
             await self._respawn()
         except SSDError as exc:
             self.state = "dead"
-            self.hooks.on_state(self, "dead", {"exit_code": self.exit_code(), "reason": exc.message})
+            self.hooks.on_state(self, "dead", {"exit_code": self.exit_code(), "reason": _public(exc)})
             await self._stop_process()
             self.forget()
             raise
@@ -272,3 +274,8 @@ class ManagedKernel:
                 os.unlink(path)
         sockdir.remove_sockets(ipc_paths(self.record.connection))
         self.hooks.on_record(self.kernel_id, None)
+
+
+def _public(exc: SSDError) -> str:
+    """The error without the kernel's output: any subscriber may read events (DESIGN §3)."""
+    return exc.message.partition(_OUTPUT)[0]
