@@ -231,6 +231,8 @@ class ManagedKernel:
             with contextlib.suppress(KernelSilent):
                 await self.link.request("control", "shutdown_request", {"restart": False}, timeout=1.0)
         await self._stop_process()
+        # Files first: whoever hears the event may look for them at once.
+        self._remove_files()
         self.hooks.on_state(self, event, {"exit_code": self.exit_code()})
         self.forget()
 
@@ -269,11 +271,15 @@ class ManagedKernel:
         if self._watch is not None:
             self._watch.close()
         self.link.close()
+        self._remove_files()
+        self.hooks.on_record(self.kernel_id, None)
+
+    def _remove_files(self) -> None:
+        """The connection and log files and the ipc sockets (each may already be gone)."""
         for path in (self.record.connection_file, self.record.log_file):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         sockdir.remove_sockets(ipc_paths(self.record.connection))
-        self.hooks.on_record(self.kernel_id, None)
 
 
 def _public(exc: SSDError) -> str:
