@@ -40,8 +40,8 @@ KEY_REQUEST = b"SSDKEY2?\n"
 KEY_MAGIC = b"SSDKEY2\n"
 KEY_HEADER = struct.Struct(">8s40sI")  # magic, Z85 public key, length of the JSON info
 
-MAX_CONNECTIONS = 64  # held at once, from all addresses
-MAX_PER_ADDRESS = 4
+MAX_CONNECTIONS = 256  # held at once, from all addresses (each costs a socket and a few hundred bytes)
+MAX_PER_ADDRESS = 32  # enough for many clients behind one NAT starting at once
 DEADLINE = 5.0  # seconds a connection may take to send its request and read the reply
 
 
