@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pwd
 import statistics
 import subprocess
 import sys
@@ -198,3 +199,24 @@ def test_floods_before_login_cost_bounded_memory_and_nobody_else(daemon: Daemon,
     assert roles(daemon)["workers"] >= start["workers"], "an auth worker was lost"
     with new_client(daemon, tmp_path / "after") as fresh:
         assert login(fresh, user.name, user.password)["user"] == user.name
+    (edge,) = roles(daemon)["edge"]
+    assert psutil.Process(edge).uids().real == pwd.getpwnam("nobody").pw_uid, "the edge is not unprivileged"
+
+
+@pytest.mark.root
+def test_a_killed_edge_is_replaced_and_its_clients_reconnect(daemon: Daemon, tmp_path: Path, user: User) -> None:
+    """SIGKILL the edge (as libzmq's abort under the memory limit would): a new one serves the same ports, the
+    logged-in client carries on with its session, and no worker or broker changed."""
+    client = new_client(daemon, tmp_path / "c", timeout=PING_TIMEOUT)
+    with client:
+        login(client, user.name, user.password)
+        eventually(lambda: roles(daemon)["edge"], "the edge")
+        start = roles(daemon)
+        (edge,) = start["edge"]
+        psutil.Process(edge).kill()
+        eventually(lambda: roles(daemon)["edge"] - {edge}, "a new edge", timeout=10)
+        after = roles(daemon)
+        assert client.whoami()["user"] == user.name
+    assert after["broker"] == start["broker"]
+    assert after["workers"] >= start["workers"]
+    assert "the edge exited (killed by SIGKILL)" in daemon.log()
