@@ -23,7 +23,7 @@ from ssd.users import Account
 from ssd.workers import wire
 from ssd.workers.privileges import as_user
 
-__all__ = ["Supervisor", "WorkerSpec"]
+__all__ = ["Supervisor", "WorkerSpec", "describe_exit"]
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Supervisor:
             ran = time.monotonic() - started
             delay = _FIRST_BACKOFF if ran > _STABLE_AFTER else min(delay * 2, self._backoff_max)
             child.restarts += 1
-            log.warning("worker %s exited (%s); restarting in %.2fs", child.spec.name, _describe(code), delay)
+            log.warning("worker %s exited (%s); restarting in %.2fs", child.spec.name, describe_exit(code), delay)
             await asyncio.sleep(delay)
 
     async def _run_once(self, child: _Child) -> int | None:
@@ -207,7 +207,8 @@ class Supervisor:
         self._children.clear()
 
 
-def _describe(code: int | None) -> str:
+def describe_exit(code: int | None) -> str:
+    """How a child process ended, for the log."""
     if code is None:
         return "failed to start"
     if code < 0:

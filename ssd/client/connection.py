@@ -107,8 +107,7 @@ class AsyncClient(KernelCalls):
         exact = next((entry for entry in pins if entry.host == self.spec.key), None)
         if exact is not None:
             return exact.public_key
-        assert self._ctx is not None
-        offered = await fetch_server_key(self._ctx, self.spec, self.connect_timeout)
+        offered = await fetch_server_key(self.spec, self.connect_timeout)
         if offered is None:
             raise Unreachable(f"cannot reach an ssd server at {self.spec} (no answer on key port {self.spec.key_port})")
         if self.ca_file is not None:
@@ -141,11 +140,10 @@ class AsyncClient(KernelCalls):
         return offered
 
     async def _explain_failure(self, outcome: str) -> None:
-        assert self._ctx is not None
         assert self.server_key is not None
         if outcome == Handshake.NO_ANSWER:  # no TCP connection at all: asking the key port would only wait again
             raise Unreachable(f"cannot connect to {self.spec}: no answer within {self.connect_timeout:g}s")
-        offered = await fetch_server_key(self._ctx, self.spec, self.connect_timeout)
+        offered = await fetch_server_key(self.spec, self.connect_timeout)
         if offered is not None and offered.public_key != self.server_key:
             raise ServerKeyMismatch(
                 f"SERVER KEY CHANGED for {self.spec}: known hosts has {keys.fingerprint(self.server_key)}, "

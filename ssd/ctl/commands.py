@@ -10,8 +10,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import zmq.asyncio
-
 from ssd import keys
 from ssd.client import Client, HostSpec, KnownHosts, parse_host
 from ssd.client.identity import client_keypair, key_stem
@@ -169,11 +167,7 @@ class _Offered(KnownHosts):
 
 
 async def _fetch_key(spec: Any, timeout: float) -> bytes | None:
-    ctx = zmq.asyncio.Context()
-    try:
-        offered = await fetch_server_key(ctx, spec, timeout)
-    finally:
-        ctx.destroy(linger=0)
+    offered = await fetch_server_key(spec, timeout)
     return None if offered is None else offered.public_key
 
 

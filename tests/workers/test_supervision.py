@@ -261,11 +261,15 @@ def test_shutdown_answers_inflight_request_and_leaves_no_process(tmp_path: Path,
 
 
 def backend_port(daemon: Daemon) -> int:
-    """The daemon's unpublished worker port: its loopback LISTEN socket that is not a public one."""
+    """The daemon's unpublished worker port: its loopback LISTEN socket that is neither public nor the edge's link."""
     public = {int(str(daemon.info[f"{name}_port"])) for name in ("control", "events", "key")}
+    broker = psutil.Process(daemon.process.pid)
+    for child in broker.children():
+        if "ssd.edge" in " ".join(child.cmdline()):
+            public |= {c.raddr.port for c in child.net_connections(kind="tcp") if c.raddr}
     ports = {
         c.laddr.port
-        for c in psutil.Process(daemon.process.pid).net_connections(kind="tcp")
+        for c in broker.net_connections(kind="tcp")
         if c.status == psutil.CONN_LISTEN and c.laddr.ip == "127.0.0.1" and c.laddr.port not in public
     }
     assert len(ports) == 1, f"expected one backend port, found {ports}"
