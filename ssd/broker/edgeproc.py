@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ import zmq
 
 from ssd.broker.supervisor import describe_exit
 from ssd.edge.link import EdgeCredentials
+from ssd.isolation import python_module
 from ssd.users import Account
 
 __all__ = ["EdgeKeeper", "EdgeSpec"]
@@ -89,7 +89,7 @@ class EdgeKeeper:
         )
         fds = (credentials.control_fd, credentials.events_fd)
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-m", "ssd.edge", stdin=asyncio.subprocess.PIPE, pass_fds=fds, **self._as_edge()
+            *python_module("ssd.edge"), stdin=asyncio.subprocess.PIPE, pass_fds=fds, **self._as_edge()
         )
         self._process = process
         log.info("started the edge (pid %d)", process.pid)
