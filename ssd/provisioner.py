@@ -106,6 +106,7 @@ class SSDProvisioner(KernelProvisionerBase):
         # died stays listed for a while, restartable in place, and must still be shut down to go.
         self._gone_on_host = False
         self._replaced = False  # restarted in place by the daemon: launch_kernel reuses it
+        self._restart_failed = False  # the host could not restart it in place: not asked twice per restart
         self._env_vars: dict[str, str] = {}
         self._spec: HostSpec | None = None
         self._trouble = Trouble(self.log)
@@ -155,7 +156,7 @@ class SSDProvisioner(KernelProvisionerBase):
         except SSDError as exc:
             raise self._explained(exc) from exc
         finally:
-            self._replaced = False
+            self._replaced = self._restart_failed = False
         self.remote_id = str(reply["kernel"]["kernel_id"])
         self._running = True
         self._exit_code = None
@@ -286,7 +287,7 @@ class SSDProvisioner(KernelProvisionerBase):
 
     async def _restart_in_place(self) -> bool:
         """``kernel_restart`` on the host: same id, ports and key; False if the kernel could not be restarted."""
-        if self._replaced or self._gone_on_host or not self.remote_id:
+        if self._replaced or self._restart_failed or self._gone_on_host or not self.remote_id:
             return self._replaced
         try:
             # A kernel that already exited (Jupyter's shutdown_request reached it first) is still listed
@@ -295,6 +296,7 @@ class SSDProvisioner(KernelProvisionerBase):
         except RemoteError as exc:
             # kernel_not_found: the host forgot it; launch_kernel starts a new one.
             self.log.warning("%s", self._explained(exc, f"restart kernel {self.remote_id}"))
+            self._restart_failed = True
             if exc.code == "kernel_not_found":
                 self._exit_code = 0
                 self._gone_on_host = True
@@ -357,9 +359,11 @@ class SSDProvisioner(KernelProvisionerBase):
         if exc is None:
             self._trouble.report(None)
             return
+        # One warning while the host stays unreachable, or stays refusing (not authorized, then throttled).
         self._trouble.report(
+            "unreachable" if isinstance(exc, TransportError) else "refused",
             f"ssd-provisioner: cannot reach kernel {self.remote_id} on {self.host}: {exc}; "
-            "Jupyter counts it as running, and it keeps its lease only if the host can be reached again in time"
+            "Jupyter counts it as running, and it keeps its lease only if the host can be reached again in time",
         )
 
     # -- timing and persistence ---------------------------------------------------------

@@ -17,63 +17,27 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from conftest import Daemon, logged_in_client, start_daemon
-from envfixtures import conda_copy, kernel_venv
+from conftest import logged_in_client
+from jupyterhost import Host, make_host
 from support.eventually import eventually
 
 from ssd.client import Client
 
-CTL = [sys.executable, "-m", "ssd.ctl.main"]
 LEASE = 2.0  # the provisioner's (SSDProvisioner.lease)
 GRACE = 1.0  # the host's (kernels.lease_grace)
 
 
-@dataclass
-class Host:
-    """A daemon with the environment ``sci``, a client directory it authorizes and a kernelspec for it."""
-
-    daemon: Daemon
-    client_dir: Path
-    jupyter: Path
-    spec: str
-
-
-def _ctl(client_dir: Path, *args: str) -> dict[str, Any]:
-    env = {**os.environ, "SSD_CLIENT_DIR": str(client_dir)}
-    done = subprocess.run(
-        [*CTL, *args, "--json"], env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
-    )
-    assert done.returncode == 0, done.stderr
-    document: dict[str, Any] = json.loads(done.stdout)
-    return document
-
-
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
-    """The daemon (short lease grace) and an ssd kernelspec written by ssd-ctl; the client logged out again."""
-    tmp = tmp_path_factory.mktemp("jupyter-server")
-    conda_copy(kernel_venv(), tmp / "envs" / "sci")
-    extra = {
-        "SSD_ENVS_ENVS_DIRS": str(tmp / "envs"),
-        "SSD_ENVS_KNOWN_ROOTS": "false",
-        "SSD_KERNELS_LEASE_GRACE": str(GRACE),
-    }
-    daemon = start_daemon(tmp, extra_env=extra)
-    try:
-        client_dir, jupyter = tmp / "client", tmp / "jupyter"
-        daemon.authorize(_ctl(client_dir, "keygen")["public_key"].encode())
-        _ctl(client_dir, "login", daemon.host, "--key-only", "--trust")
-        spec = _ctl(client_dir, "kernelspec", "install", daemon.host, "sci", "--prefix", str(jupyter))["name"]
-        _ctl(client_dir, "logout", daemon.host)
-        yield Host(daemon, client_dir, jupyter, spec)
-    finally:
-        daemon.stop_and_check()
+    """The daemon (short lease grace) and an ssd kernelspec written by ssd-ctl."""
+    made = make_host(tmp_path_factory.mktemp("jupyter-server"), {"SSD_KERNELS_LEASE_GRACE": str(GRACE)})
+    yield made
+    made.daemon.stop_and_check()
 
 
 @pytest.fixture
@@ -134,7 +98,7 @@ class JupyterServer:
             method=method,
             headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=90) as answer:  # noqa: S310 (loopback, our server)
+        with urllib.request.urlopen(request, timeout=90) as answer:
             return json.loads(answer.read() or b"null")
 
     def stop(self) -> None:

@@ -28,15 +28,15 @@ class Trouble:
         self._log = log
         self._current: str | None = None
 
-    def report(self, problem: str | None) -> None:
-        """Say *problem* if it is new; None: things work again (said once, when they did not)."""
-        if problem == self._current:
+    def report(self, kind: str | None, text: str = "") -> None:
+        """Say *text* if the kind of problem is new; None: things work again (said once, when they did not)."""
+        if kind == self._current:
             return
-        if problem is not None:
-            self._log.warning("%s", problem)
+        if kind is not None:
+            self._log.warning("%s", text)
         else:
             self._log.info("ssd-provisioner: the host answers again")
-        self._current = problem
+        self._current = kind
 
 
 class LeaseKeeper:

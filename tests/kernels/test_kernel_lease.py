@@ -90,7 +90,7 @@ def test_a_lapsed_lease_ends_the_kernel_and_only_that(site: tuple[Daemon, Client
 
 def test_renewals_keep_a_kernel(site: tuple[Daemon, Client, EventTap]) -> None:
     """A kernel whose lease is renewed outlives one started just before it whose lease is not."""
-    _, client, tap = site
+    _, client, _ = site
     dropped = client.kernel_start("sci", "ipykernel", lease=LEASE)["kernel"]
     kept = client.kernel_start("sci", "ipykernel", lease=LEASE)["kernel"]
 
