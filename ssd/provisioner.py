@@ -163,19 +163,29 @@ class SSDProvisioner(KernelProvisionerBase):
         self._gone_on_host = False
         self.connection_info = _for_kernel_manager(reply["connection"])
         self.log.info("ssd-provisioner: kernel %s in %s on %s", self.remote_id, self.env, self.host)
-        self._keep_lease()
+        if reply["kernel"].get("lease"):
+            self._keep_lease()
         return self.connection_info
 
     async def _start(self, client: AsyncClient) -> dict[str, Any]:
-        reply = await client.kernel_start(
+        try:
+            reply = await self._start_leased(client, self.lease or None)
+        except RemoteError as exc:
+            if not (self.lease and exc.code == protocol.BAD_REQUEST and "lease" in exc.message):
+                raise
+            self.log.warning("ssd-provisioner: %s is an older ssd without leases: kernels outlive Jupyter", self.host)
+            reply = await self._start_leased(client, None)
+        return {**reply, "connection": client.connection_info(reply)}
+
+    async def _start_leased(self, client: AsyncClient, lease: float | None) -> dict[str, Any]:
+        return await client.kernel_start(
             self.env,
             self.kind,
             cwd=self.cwd or None,
             env_vars=self._env_vars,
             name=f"jupyter {self.kernel_spec.display_name}"[:100] if self.kernel_spec else "jupyter",
-            lease=self.lease or None,
+            lease=lease,
         )
-        return {**reply, "connection": client.connection_info(reply)}
 
     async def _attach(self, client: AsyncClient) -> dict[str, Any]:
         """The kernel the host restarted in place, with its connection info as this client reaches it."""
@@ -273,6 +283,8 @@ class SSDProvisioner(KernelProvisionerBase):
         except RemoteError as exc:
             if exc.code == "kernel_not_found":
                 self._exit_code, self._gone_on_host = 0, True
+            elif exc.code == protocol.BAD_REQUEST:  # an older ssd, which cannot keep a killed kernel listed
+                await self._shutdown_remote()
             elif exc.code != "kernel_busy":
                 raise
         except TransportError as exc:
