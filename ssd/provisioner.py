@@ -223,6 +223,8 @@ class SSDProvisioner(KernelProvisionerBase):
             self._gone_on_host = True
             return self._exit_code
         self._report(None)
+        if reply["kernel"].get("lease"):
+            self._keep_lease()  # a no-op while it renews; after load_provisioner_info, from the first poll on
         if reply["kernel"]["state"] in _GONE:
             self._exit_code = 1
             return self._exit_code
@@ -417,8 +419,6 @@ class SSDProvisioner(KernelProvisionerBase):
         self._exit_code = None
         self._replaced = False
         self._spec = None
-        if self.remote_id:
-            self._keep_lease()
 
     # -- talking to the daemon ----------------------------------------------------------
 
