@@ -213,6 +213,10 @@ class KernelsConfig(_Section, frozen=True):
     idle_cull: Annotated[NonNegative, _doc("Seconds without activity before an idle kernel is stopped; 0 = off.")] = 0.0
     cull_spyder: Annotated[bool, _doc("Cull idle Spyder kernels too (a Spyder session may sit idle for days).")] = False
     cull_connected: Annotated[bool, _doc("Cull idle kernels that still have clients connected.")] = False
+    lease_grace: Annotated[
+        NonNegative,
+        _doc("Seconds a kernel whose frontend stopped renewing its lease, with no client connected, is kept."),
+    ] = 300.0
     memory_limit: Annotated[int, msgspec.Meta(ge=0, description="Address-space limit per kernel in MiB; 0 = none.")] = 0
     umask: Annotated[
         int, msgspec.Meta(ge=0, le=0o777, description="umask of kernels; write it in octal: umask = 0o022.")

@@ -21,6 +21,7 @@ __all__ = [
     "EnvRemoveRequest",
     "KernelInfoRequest",
     "KernelInterruptRequest",
+    "KernelLeaseRequest",
     "KernelListRequest",
     "KernelRestartRequest",
     "KernelShutdownRequest",
@@ -137,6 +138,9 @@ VarName = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[
 VarValue = Annotated[str, msgspec.Meta(max_length=4096, pattern=r"^[^\x00]*$")]
 
 
+LeaseSeconds = Annotated[float, msgspec.Meta(ge=1, le=86400)]
+
+
 class KernelStartRequest(RequestContent, frozen=True):
     """``kernel_start_request``: start a kernel in an environment; answered once it replied to kernel_info."""
 
@@ -147,6 +151,9 @@ class KernelStartRequest(RequestContent, frozen=True):
     name: Annotated[str, msgspec.Meta(max_length=100, pattern=r"^[^\x00-\x1f]*$")] = ""
     # Start it again (same id and ports) when it dies without being asked to.
     restart: bool = False
+    # Seconds the kernel is held for its frontend, which renews the lease (kernel_lease); once it lapsed and no
+    # client is connected, the host shuts the kernel down after its kernels.lease_grace. None: no lease.
+    lease: LeaseSeconds | None = None
 
 
 class KernelListRequest(RequestContent, frozen=True):
@@ -176,6 +183,17 @@ class KernelShutdownRequest(RequestContent, frozen=True):
     """``kernel_shutdown_request``: polite shutdown, forced after the grace period."""
 
     kernel: KernelId
+    # Jupyter's kill before a restart: stop the process at once but keep the kernel listed as dead,
+    # restartable in place (same ports and key) by kernel_restart.
+    keep: bool = False
+
+
+class KernelLeaseRequest(RequestContent, frozen=True):
+    """``kernel_lease_request``: renew a kernel's lease (for *lease* seconds, default its own), or detach it."""
+
+    kernel: KernelId
+    action: Literal["renew", "detach"] = "renew"
+    lease: LeaseSeconds | None = None
 
 
 C = TypeVar("C", bound=RequestContent)

@@ -20,12 +20,16 @@ calls it like this:
   Jupyter's restart keeps the kernel's ports and key (its clients stay
   connected), so ``shutdown_requested(restart=True)`` (or ``kill``/``terminate``
   with ``restart=True``) asks for ``kernel_restart`` on the host: same ssd
-  kernel id, same ports and key, a new process. If the kernel has already gone
-  (it died, or it exited before the request arrived), ``launch_kernel`` starts
-  a new one instead; the KernelManager then loads its new connection info
-  (Jupyter Server reconnects its channels when ports change). That is also
-  what ``restart_kernel(now=True)`` does: the KernelManager kills without
-  telling the provisioner that a restart follows.
+  kernel id, same ports and key, a new process. ``restart_kernel(now=True)``
+  (also the restarter's after a crash) kills without saying that a restart
+  follows, then calls ``cleanup(restart=True)``: the kill leaves the kernel
+  listed as dead on the host, and that cleanup restarts it in place. Only if
+  the host forgot the kernel does ``launch_kernel`` start a new one (new ports);
+- lease: the kernel is started with a lease that a thread renews (``lease``
+  seconds, renewed every third of it) until ``cleanup``; when this Jupyter
+  ends however it ends, the renewals stop and the host shuts the kernel down
+  after the lease and its grace (``kernels.lease_grace``), as a local kernel
+  dies with its server. ``ssd-ctl detach HOST KERNEL`` keeps it running.
 
 Transport: the connection info handed to the KernelManager is always what
 ``AsyncClient.connection_info`` says for this client — today the classic keys
@@ -52,12 +56,13 @@ from typing import Any, TypeVar, cast
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
-from traitlets import Unicode
+from traitlets import Float, Unicode
 
 from ssd import protocol
 from ssd.client import AsyncClient, HostSpec, parse_host
 from ssd.client.discovery import async_resolve_instance
 from ssd.client.hostspec import is_address
+from ssd.client.lease import LeaseKeeper, Trouble
 from ssd.errors import RemoteError, SSDError, TransportError
 
 __all__ = ["KINDS", "PROVISIONER_NAME", "SSDProvisioner"]
@@ -79,6 +84,12 @@ class SSDProvisioner(KernelProvisionerBase):
     kind = Unicode("ipykernel", config=True, help="The kernel: ipykernel or spyder (spyder-kernels).")
     user = Unicode("", config=True, help="The user on the host to log in as by key (default: your user name here).")
     cwd = Unicode("", config=True, help="The kernel's working folder on the host (default: the user's home).")
+    lease = Float(
+        30.0,
+        config=True,
+        help="Seconds the host holds the kernel per renewal (renewed every third of it): once this Jupyter is gone, "
+        "the host shuts the kernel down after the lease and its grace (kernels.lease_grace). 0: no lease.",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         # A kernelspec written by a newer ssd may carry config keys this version does not know:
@@ -95,8 +106,11 @@ class SSDProvisioner(KernelProvisionerBase):
         # died stays listed for a while, restartable in place, and must still be shut down to go.
         self._gone_on_host = False
         self._replaced = False  # restarted in place by the daemon: launch_kernel reuses it
+        self._restart_failed = False  # the host could not restart it in place: not asked twice per restart
         self._env_vars: dict[str, str] = {}
         self._spec: HostSpec | None = None
+        self._trouble = Trouble(self.log)
+        self._keeper = LeaseKeeper(self._renew_lease, max(self.lease / 3, 0.2), self._report)
 
     # -- start --------------------------------------------------------------------------
 
@@ -142,33 +156,45 @@ class SSDProvisioner(KernelProvisionerBase):
         except SSDError as exc:
             raise self._explained(exc) from exc
         finally:
-            self._replaced = False
+            self._replaced = self._restart_failed = False
         self.remote_id = str(reply["kernel"]["kernel_id"])
         self._running = True
         self._exit_code = None
         self._gone_on_host = False
         self.connection_info = _for_kernel_manager(reply["connection"])
         self.log.info("ssd-provisioner: kernel %s in %s on %s", self.remote_id, self.env, self.host)
+        if reply["kernel"].get("lease"):
+            self._keep_lease()
         return self.connection_info
 
     async def _start(self, client: AsyncClient) -> dict[str, Any]:
-        reply = await client.kernel_start(
+        try:
+            reply = await self._start_leased(client, self.lease or None)
+        except RemoteError as exc:
+            if not (self.lease and exc.code == protocol.BAD_REQUEST and "lease" in exc.message):
+                raise
+            self.log.warning("ssd-provisioner: %s is an older ssd without leases: kernels outlive Jupyter", self.host)
+            reply = await self._start_leased(client, None)
+        return {**reply, "connection": client.connection_info(reply)}
+
+    async def _start_leased(self, client: AsyncClient, lease: float | None) -> dict[str, Any]:
+        return await client.kernel_start(
             self.env,
             self.kind,
             cwd=self.cwd or None,
             env_vars=self._env_vars,
             name=f"jupyter {self.kernel_spec.display_name}"[:100] if self.kernel_spec else "jupyter",
+            lease=lease,
         )
-        return {**reply, "connection": client.connection_info(reply)}
 
     async def _attach(self, client: AsyncClient) -> dict[str, Any]:
         """The kernel the host restarted in place, with its connection info as this client reaches it."""
         reply = await client.kernel_info(self.remote_id)
         return {**reply, "connection": client.connection_info(reply)}
 
-    def _explained(self, exc: SSDError) -> SSDError:
+    def _explained(self, exc: SSDError, doing: str = "start a kernel") -> SSDError:
         """The error Jupyter shows at kernel start: what went wrong on which host, and what to run."""
-        where = f"ssd could not start a kernel in {self.env} on {self.host}"
+        where = f"ssd could not {doing} in {self.env} on {self.host}"
         fix = {
             "unreachable": f"is the ssd daemon running there? Check with: ssd-ctl info {self.host}",
             "timeout": f"the host did not answer in time; check with: ssd-ctl info {self.host}",
@@ -189,15 +215,16 @@ class SSDProvisioner(KernelProvisionerBase):
             return 0 if self._exit_code is None else self._exit_code
         try:
             reply = await self._call(lambda c: c.kernel_info(self.remote_id))
-        except TransportError as exc:
-            self.log.warning("ssd-provisioner: cannot reach %s to check kernel %s: %s", self.host, self.remote_id, exc)
-            return None
-        except RemoteError as exc:
+        except SSDError as exc:
             if exc.code != "kernel_not_found":
-                raise
+                self._report(exc)  # unreachable, not authorized, untrusted: said once, not every poll
+                return None
             self._exit_code = 0  # shut down and forgotten by the host; its exit code went with it
             self._gone_on_host = True
             return self._exit_code
+        self._report(None)
+        if reply["kernel"].get("lease"):
+            self._keep_lease()  # a no-op while it renews; after load_provisioner_info, from the first poll on
         if reply["kernel"]["state"] in _GONE:
             self._exit_code = 1
             return self._exit_code
@@ -242,8 +269,28 @@ class SSDProvisioner(KernelProvisionerBase):
         await self._stop(restart)
 
     async def kill(self, restart: bool = False) -> None:
-        """Stop the kernel now (KernelManager.kill_kernel, ``shutdown_kernel(now=True)``)."""
-        await self._stop(restart)
+        """Stop the kernel now (KernelManager.kill_kernel, ``shutdown_kernel(now=True)``).
+
+        ``restart_kernel(now=True)`` (also the restarter's, after a crash) kills with ``restart=False`` and
+        only tells ``cleanup`` that a restart follows: the host kills the process but keeps the kernel listed
+        as dead, so that ``cleanup(restart=True)`` can restart it in place and ``cleanup()`` shuts it down.
+        """
+        if restart:
+            await self._stop(restart)
+            return
+        if self._replaced or self._gone_on_host or self._exit_code is not None or not self.remote_id:
+            return  # nothing runs there (a kernel that died is still listed, restartable)
+        try:
+            await self._call(lambda c: c.kernel_shutdown(self.remote_id, keep=True))
+        except RemoteError as exc:
+            if exc.code == "kernel_not_found":
+                self._exit_code, self._gone_on_host = 0, True
+            elif exc.code == protocol.BAD_REQUEST:  # an older ssd, which cannot keep a killed kernel listed
+                await self._shutdown_remote()
+            elif exc.code != "kernel_busy":
+                raise
+        except TransportError as exc:
+            self._report(exc)  # cleanup() tries to shut it down once more, and says so if it cannot
 
     async def _stop(self, restart: bool) -> None:
         if self._replaced:
@@ -254,7 +301,7 @@ class SSDProvisioner(KernelProvisionerBase):
 
     async def _restart_in_place(self) -> bool:
         """``kernel_restart`` on the host: same id, ports and key; False if the kernel could not be restarted."""
-        if self._replaced or self._gone_on_host or not self.remote_id:
+        if self._replaced or self._restart_failed or self._gone_on_host or not self.remote_id:
             return self._replaced
         try:
             # A kernel that already exited (Jupyter's shutdown_request reached it first) is still listed
@@ -262,7 +309,8 @@ class SSDProvisioner(KernelProvisionerBase):
             await self._call(lambda c: c.kernel_restart(self.remote_id))
         except RemoteError as exc:
             # kernel_not_found: the host forgot it; launch_kernel starts a new one.
-            self.log.info("ssd-provisioner: restart of %s in place not possible: %s", self.remote_id, exc)
+            self.log.warning("%s", self._explained(exc, f"restart kernel {self.remote_id}"))
+            self._restart_failed = True
             if exc.code == "kernel_not_found":
                 self._exit_code = 0
                 self._gone_on_host = True
@@ -294,11 +342,43 @@ class SSDProvisioner(KernelProvisionerBase):
         self._gone_on_host = True
 
     async def cleanup(self, restart: bool = False) -> None:
-        """After a shutdown (KernelManager.cleanup_resources): make sure nothing is left on the host."""
+        """After a shutdown (KernelManager.cleanup_resources): make sure nothing is left on the host; before
+        a restart, restart the (killed or crashed) kernel in place, so that its clients keep their ports."""
         if restart:
+            await self._restart_in_place()
             return
+        self._keeper.stop()
         await self._shutdown_remote()
         self._running = False
+
+    # -- the lease ----------------------------------------------------------------------
+
+    def _keep_lease(self) -> None:
+        """Renew the kernel's lease from now on (while this process lives and the kernel is not cleaned up)."""
+        if self.lease:
+            self._keeper.start()
+
+    async def _renew_lease(self) -> None:
+        """One renewal (the keeper's thread); a kernel the host no longer has is not an error."""
+        if not self.remote_id or self._gone_on_host:
+            return
+        try:
+            await self._call(lambda c: c.kernel_lease(self.remote_id))
+        except RemoteError as exc:
+            if exc.code != "kernel_not_found":
+                raise
+
+    def _report(self, exc: SSDError | None) -> None:
+        """Warn once about a host that cannot be asked about the kernel; quiet until that changes."""
+        if exc is None:
+            self._trouble.report(None)
+            return
+        # One warning while the host stays unreachable, or stays refusing (not authorized, then throttled).
+        self._trouble.report(
+            "unreachable" if isinstance(exc, TransportError) else "refused",
+            f"ssd-provisioner: cannot reach kernel {self.remote_id} on {self.host}: {exc}; "
+            "Jupyter counts it as running, and it keeps its lease only if the host can be reached again in time",
+        )
 
     # -- timing and persistence ---------------------------------------------------------
 

@@ -20,6 +20,7 @@ from ssd.messages import (
     EnvRemoveRequest,
     KernelInfoRequest,
     KernelInterruptRequest,
+    KernelLeaseRequest,
     KernelListRequest,
     KernelRestartRequest,
     KernelShutdownRequest,
@@ -85,6 +86,7 @@ ROUTES: dict[str, Route] = _table(
     Route("kernel_interrupt_request", KernelInterruptRequest, Auth.USER, service="kernel", per_user=True),
     Route("kernel_restart_request", KernelRestartRequest, Auth.USER, service="kernel", per_user=True),
     Route("kernel_shutdown_request", KernelShutdownRequest, Auth.USER, service="kernel", per_user=True),
+    Route("kernel_lease_request", KernelLeaseRequest, Auth.USER, service="kernel", per_user=True),
     # Diagnostic round trip through a worker; runs only when [workers] diag = true.
     Route("echo_request", EchoRequest, Auth.USER, service="diag"),
 )

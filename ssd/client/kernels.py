@@ -66,10 +66,16 @@ class KernelCalls:
         env_vars: dict[str, str] | None = None,
         name: str = "",
         restart: bool = False,
+        lease: float | None = None,
         timeout: float = START_TIMEOUT,
     ) -> dict[str, Any]:
-        """Start a kernel in *env*; returns once it answered kernel_info (id, connection, kernel_info, timing)."""
+        """Start a kernel in *env*; returns once it answered kernel_info (id, connection, kernel_info, timing).
+
+        With *lease* (seconds) the kernel is held only while this client renews it (``kernel_lease``).
+        """
         content: dict[str, Any] = {"env": env, "kind": kind, "name": name, "restart": restart}
+        if lease is not None:
+            content["lease"] = lease
         if cwd is not None:
             content["cwd"] = cwd
         if env_vars:
@@ -98,9 +104,22 @@ class KernelCalls:
         """A new process with the same id, ports and key."""
         return _with_kernel(await self.request("kernel_restart_request", {"kernel": kernel}, timeout=timeout))
 
-    async def kernel_shutdown(self, kernel: str, *, timeout: float = 30.0) -> dict[str, Any]:
-        """Stop the kernel (politely, then by force); its connection file is removed."""
-        return await self.request("kernel_shutdown_request", {"kernel": kernel}, timeout=timeout)
+    async def kernel_shutdown(self, kernel: str, *, keep: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+        """Stop the kernel (politely, then by force); its connection file is removed.
+
+        With *keep* the process is killed at once and the kernel stays listed as dead, restartable in place.
+        """
+        content: dict[str, Any] = {"kernel": kernel}
+        if keep:
+            content["keep"] = True
+        return await self.request("kernel_shutdown_request", content, timeout=timeout)
+
+    async def kernel_lease(self, kernel: str, action: str = "renew", lease: float | None = None) -> dict[str, Any]:
+        """Renew the kernel's lease (for *lease* seconds, default the one it has), or ``detach`` it for good."""
+        content: dict[str, Any] = {"kernel": kernel, "action": action}
+        if lease is not None:
+            content["lease"] = lease
+        return await self.request("kernel_lease_request", content)
 
 
 def checked_kernel_id(value: object) -> str:

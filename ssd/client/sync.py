@@ -125,6 +125,10 @@ class Client:
         """See AsyncClient.kernel_shutdown."""
         return self._run(self._async.kernel_shutdown(kernel, **options))
 
+    def kernel_lease(self, kernel: str, action: str = "renew", lease: float | None = None) -> dict[str, Any]:
+        """See AsyncClient.kernel_lease."""
+        return self._run(self._async.kernel_lease(kernel, action, lease))
+
     def events(self, topics: tuple[str, ...] = ("",), *, port: int | None = None) -> Iterator[Event]:
         """See AsyncClient.events."""
         stream = self._async.events(topics, port=port)

@@ -73,6 +73,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         ("stop", "shut a kernel down (politely, then by force)"),
         ("interrupt", "interrupt the code a kernel is running"),
         ("restart", "restart a kernel: a new process, the same id, ports and key"),
+        ("detach", "keep a kernel its frontend (Jupyter, Spyder) started running after that frontend ends"),
     ):
         command = sub.add_parser(name, parents=[common], help=text)
         command.add_argument("host", metavar="HOST", help=HOST_HELP)
@@ -301,11 +302,12 @@ def cmd_kernels(args: argparse.Namespace, out: Output) -> int:
             _when(k.get("started"), now),
             _ago(k.get("last_activity"), now),
             k.get("connections", 0),
+            f"{k['lease']:g} s" if k.get("lease") else "-",
         )
         for k in sorted(kernels, key=lambda k: float(k.get("started") or 0))
     ]
     table = Table(title=Text(f"your kernels on {args.host}"), title_justify="left")
-    for column in ("id", "name", "env", "kind", "state", "execution", "started", "active", "clients"):
+    for column in ("id", "name", "env", "kind", "state", "execution", "started", "active", "clients", "lease"):
         # Ids, kinds and states are what a person types or reads at a glance: never cut or folded.
         table.add_column(column, no_wrap=column in ("id", "kind", "state", "clients"))
     for row in rows:
@@ -394,6 +396,18 @@ def cmd_restart(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def cmd_detach(args: argparse.Namespace, out: Output) -> int:
+    """Drop the kernel's lease: it no longer ends when the frontend that started it is gone."""
+    with connected(args, out) as client:
+        kernel_id = _resolve(client, args)
+        client.kernel_lease(kernel_id, "detach")
+    if args.json:
+        out.document({"kernel_id": kernel_id, "lease": None})
+    else:
+        out.say(f"kernel {kernel_id} is detached: it runs until you stop it (ssd-ctl stop {args.host} {kernel_id})")
+    return 0
+
+
 def cmd_attach(args: argparse.Namespace, out: Output) -> int:
     """Write a running kernel's connection file again (for a client that lost it)."""
     with connected(args, out) as client:
@@ -417,4 +431,5 @@ KERNEL_COMMANDS = {
     "interrupt": cmd_interrupt,
     "restart": cmd_restart,
     "attach": cmd_attach,
+    "detach": cmd_detach,
 }

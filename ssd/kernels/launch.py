@@ -143,7 +143,19 @@ def spawn(record: KernelRecord) -> subprocess.Popen[bytes]:
     """Start the kernel in its own session, output to its log file; it outlives this worker."""
     fd = os.open(record.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        process = subprocess.Popen(  # argv built above, never through a shell
+        process = _popen(record, fd)
+    finally:
+        os.close(fd)
+    if record.memory_limit_mb:
+        limit = record.memory_limit_mb * 1024 * 1024
+        resource.prlimit(process.pid, resource.RLIMIT_AS, (limit, limit))
+    return process
+
+
+def _popen(record: KernelRecord, fd: int) -> subprocess.Popen[bytes]:
+    """The kernel's process; a vanished environment or folder (a restart long after the start) is named."""
+    try:
+        return subprocess.Popen(  # argv built above, never through a shell
             record.argv,
             cwd=record.cwd,
             env=record.environ,
@@ -154,12 +166,16 @@ def spawn(record: KernelRecord) -> subprocess.Popen[bytes]:
             start_new_session=True,
             umask=record.umask,
         )
-    finally:
-        os.close(fd)
-    if record.memory_limit_mb:
-        limit = record.memory_limit_mb * 1024 * 1024
-        resource.prlimit(process.pid, resource.RLIMIT_AS, (limit, limit))
-    return process
+    except OSError as exc:
+        if not os.access(record.argv[0], os.X_OK):
+            raise SSDError(
+                f"environment {record.env_name or record.env} is gone from this host: {record.env} "
+                "has no runnable bin/python any more",
+                code="env_not_found",
+            ) from None
+        if not os.path.isdir(record.cwd):
+            raise SSDError(f"the kernel's working folder {record.cwd!r} is gone", code="cwd_refused") from None
+        raise SSDError(f"the kernel could not be started: {exc}", code="kernel_start_failed") from None
 
 
 def log_tail(path: str, lines: int = 15) -> str:

@@ -23,6 +23,7 @@ import zmq.asyncio
 
 from ssd.errors import SSDError
 from ssd.kernels import launch, proc, sockdir
+from ssd.kernels.lease import Lease
 from ssd.kernels.link import KernelLink, KernelSilent, kernel_info_summary
 from ssd.kernels.record import KernelRecord
 from ssd.kernels.transport import ipc_paths
@@ -62,6 +63,8 @@ class ManagedKernel:
         self._restarts: deque[float] = deque()
         self._dying: asyncio.Task[None] | None = None
         self._linger: asyncio.TimerHandle | None = None
+        # A fresh lease also for an adopted kernel: its frontend gets time to renew after a restart of ssd.
+        self.lease = Lease(record.lease) if record.lease else None
 
     @property
     def kernel_id(self) -> str:
@@ -176,8 +179,12 @@ class ManagedKernel:
             else:
                 self.hooks.on_state(self, "restarted", {"automatic": True})
                 return
-        # Listed as dead for a while: a client (Jupyter's restart) may bring it back on the same ports.
+        self._linger_dead()
+
+    def _linger_dead(self) -> None:
+        """Listed as dead for a while: a client (Jupyter's restart) may bring it back on the same ports."""
         self.state = "dead"
+        self._cancel_linger()
         self._linger = asyncio.get_running_loop().call_later(DEAD_LINGER, self.forget)
 
     def _may_restart(self) -> bool:
@@ -209,7 +216,7 @@ class ManagedKernel:
             self.state = "dead"
             self.hooks.on_state(self, "dead", {"exit_code": self.exit_code(), "reason": _public(exc)})
             await self._stop_process()
-            self.forget()
+            self._linger_dead()  # still listed: a later restart (the environment back) or a shutdown ends it
             raise
         self.hooks.on_state(self, "restarted", {"automatic": False})
         return {"ready": time.monotonic() - began}
@@ -223,7 +230,7 @@ class ManagedKernel:
         await self._wait_ready()
         self.state = "ready"
 
-    async def shutdown(self, event: str = "shutdown") -> None:
+    async def shutdown(self, event: str = "shutdown", reason: str | None = None) -> None:
         """Polite shutdown_request, then SIGTERM, then SIGKILL; files removed, record dropped."""
         self._cancel_linger()
         was_dead, self.state = self.state == "dead", "stopping"
@@ -233,8 +240,20 @@ class ManagedKernel:
         await self._stop_process()
         # Files first: whoever hears the event may look for them at once.
         self._remove_files()
-        self.hooks.on_state(self, event, {"exit_code": self.exit_code()})
+        extra = {"reason": reason} if reason else {}
+        self.hooks.on_state(self, event, {"exit_code": self.exit_code(), **extra})
         self.forget()
+
+    async def kill_keeping(self) -> None:
+        """Kill the process now and keep the kernel listed as dead, restartable in place (Jupyter's kill
+        before a restart: its clients keep the ports and key)."""
+        if self.state == "dead":
+            return
+        self.state = "stopping"
+        proc.signal_group(self.record.pid, signal.SIGKILL)
+        await self._stop_process()
+        self.hooks.on_state(self, "dead", {"exit_code": self.exit_code(), "reason": "killed by its client"})
+        self._linger_dead()
 
     async def _stop_process(self) -> None:
         """Wait the grace period for the process to go, then force it; reap it if it is ours."""

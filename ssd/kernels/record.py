@@ -32,5 +32,7 @@ class KernelRecord(msgspec.Struct, frozen=True, kw_only=True):
     interrupt_mode: str = "signal"
     auto_restart: bool = False
     restarts: int = 0
+    # Seconds one renewal of the frontend's lease holds the kernel; None: no lease (ssd-ctl start, detached).
+    lease: float | None = None
     # The CURVE relay (transport curve): its bind address, ports and keypair, kept across worker restarts.
     relay: dict[str, Any] | None = None

@@ -24,6 +24,7 @@ from ssd.envs import DiscoveryOptions, EnvDiscovery, EnvInfo, find_env
 from ssd.errors import SSDError
 from ssd.kernels import launch
 from ssd.kernels.clients import count_clients
+from ssd.kernels.lease import Lease, lease_lapsed
 from ssd.kernels.managed import KernelHooks, ManagedKernel
 from ssd.kernels.record import KernelRecord
 from ssd.kernels.relay import PortBusy, new_relay_keys, relay_connection_info
@@ -32,6 +33,7 @@ from ssd.kernels.transport import classic_info
 from ssd.messages import (
     KernelInfoRequest,
     KernelInterruptRequest,
+    KernelLeaseRequest,
     KernelListRequest,
     KernelRestartRequest,
     KernelShutdownRequest,
@@ -95,6 +97,10 @@ class KernelWorker(Worker):
         body = wire.encode(record) if record is not None else b""
         self.socket.send_multipart([wire.TAG, wire.KERNEL, kernel_id.encode(), body])
 
+    def remember(self, kernel: ManagedKernel) -> None:
+        """Send a kernel's changed record to the broker's state store."""
+        self._on_record(kernel.kernel_id, kernel.record)
+
     # -- adoption and background --------------------------------------------------------
 
     def handle_command(self, command: bytes, args: list[bytes]) -> None:
@@ -115,20 +121,36 @@ class KernelWorker(Worker):
                 kernel.forget()
 
     async def background(self) -> None:
-        """Cull idle kernels, if the host asks for it."""
-        idle = self.config.idle_cull
-        if not idle:
-            return
+        """Shut down kernels whose frontend's lease lapsed, and idle ones if the host asks for it."""
+        idle, grace = self.config.idle_cull, self.config.lease_grace
+        period = max(0.25, min(idle / 4 if idle else 30.0, grace / 4, 30.0))
         while True:
-            await asyncio.sleep(max(0.25, min(idle / 4, 30.0)))
+            await asyncio.sleep(period)
             for kernel in list(self.kernels.values()):
-                if self._cullable(kernel, idle):
-                    task = asyncio.create_task(kernel.shutdown("culled"))
-                    self._background.add(task)
-                    task.add_done_callback(self._background.discard)
+                reason = self._cull_reason(kernel, idle)
+                if reason is not None:
+                    log.info("kernel %s of %s culled: %s", kernel.kernel_id, self.user, reason)
+                    self._spawn_task(kernel.shutdown("culled", reason))
+
+    def _cull_reason(self, kernel: ManagedKernel, idle: float) -> str | None:
+        """Why a kernel should go now (``lease_expired``, ``idle``), or None."""
+        if kernel.state != "ready":
+            return None
+        if self._lease_lapsed(kernel):
+            return "lease_expired"
+        return "idle" if idle and self._cullable(kernel, idle) else None
+
+    def _lease_lapsed(self, kernel: ManagedKernel) -> bool:
+        relay = self.relays.get(kernel.kernel_id) if self.relays is not None else None
+        # A plain kernel's clients are counted, but when the last one left is not known.
+        quiet_for = time.time() - relay.last_client_change if relay is not None else float("inf")
+        clients = self.clients(kernel) if kernel.lease is not None else 0
+        return lease_lapsed(
+            kernel.lease, grace=self.config.lease_grace, clients=clients, quiet_for=quiet_for, now=time.monotonic()
+        )
 
     def _cullable(self, kernel: ManagedKernel, idle: float) -> bool:
-        if kernel.state != "ready" or (kernel.record.kind == "spyder" and not self.config.cull_spyder):
+        if kernel.record.kind == "spyder" and not self.config.cull_spyder:
             return False
         if kernel.link.execution_state == "busy" or time.time() - self.last_activity(kernel) < idle:
             return False
@@ -218,6 +240,8 @@ class KernelWorker(Worker):
             "pid": record.pid,
             "restarts": record.restarts,
             "cwd": record.cwd,
+            "lease": record.lease,
+            "lease_left": round(kernel.lease.left(), 1) if kernel.lease is not None else None,
         }
 
     def new_record(self, content: KernelStartRequest, env: EnvInfo) -> KernelRecord:
@@ -249,6 +273,7 @@ class KernelWorker(Worker):
             interrupt_mode=_interrupt_mode(env.prefix),
             auto_restart=content.restart,
             relay=relay,
+            lease=content.lease,
         )
 
     def check_limit(self) -> None:
@@ -349,10 +374,23 @@ async def kernel_shutdown(
 ) -> dict[str, Any]:
     """Polite, then forced after the grace period; the connection file is removed."""
     kernel = worker.get(content.kernel)
-    if kernel.state in ("stopping", "gone"):
-        raise SSDError("the kernel is already stopping", code="kernel_busy")
-    await kernel.shutdown()
+    if kernel.state in ("stopping", "gone") or (content.keep and kernel.state in ("starting", "restarting")):
+        raise SSDError(f"the kernel is {kernel.state}; try again in a moment", code="kernel_busy")
+    await (kernel.kill_keeping() if content.keep else kernel.shutdown())
     return {"status": "ok", "kernel_id": content.kernel, "exit_code": kernel.exit_code()}
+
+
+async def kernel_lease(worker: KernelWorker, content: KernelLeaseRequest, request: wire.Request) -> dict[str, Any]:
+    """Renew a kernel's lease (its frontend lives), or detach it: it then runs until it is stopped."""
+    kernel = worker.get(content.kernel)
+    seconds = None if content.action == "detach" else content.lease or kernel.record.lease
+    if content.action == "renew" and seconds is None:
+        raise SSDError("this kernel holds no lease; say for how long to lease it", code="bad_request")
+    if seconds != kernel.record.lease:  # the length is remembered (re-adoption); a renewal alone is not
+        kernel.record = msgspec.structs.replace(kernel.record, lease=seconds)
+        worker.remember(kernel)
+    kernel.lease = Lease(seconds) if seconds is not None else None
+    return {"status": "ok", "kernel_id": content.kernel, "lease": seconds}
 
 
 KernelWorker.routes = {
@@ -362,4 +400,5 @@ KernelWorker.routes = {
     "kernel_interrupt_request": (KernelInterruptRequest, kernel_interrupt),
     "kernel_restart_request": (KernelRestartRequest, kernel_restart),
     "kernel_shutdown_request": (KernelShutdownRequest, kernel_shutdown),
+    "kernel_lease_request": (KernelLeaseRequest, kernel_lease),
 }
