@@ -75,7 +75,12 @@ class Broker:
         self.sessions = SessionStore(self.state)
         self.kernel_book = KernelBook(self.state)
         auth = self.config.auth
-        self.limiter = LoginLimiter(base_delay=auth.failure_delay, max_failures=auth.max_failures, lockout=auth.lockout)
+        self.limiter = LoginLimiter(
+            base_delay=auth.failure_delay,
+            max_failures=auth.max_failures,
+            lockout=auth.lockout,
+            per_address_inflight=auth.pool_size - 1,  # one address never holds the whole auth pool
+        )
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
@@ -97,6 +102,8 @@ class Broker:
             "deny_users": auth.deny_users,
             "allow_groups": auth.allow_groups,
             "deny_groups": auth.deny_groups,
+            "permit_empty_passwords": auth.permit_empty_passwords,
+            "require_listed_shell": auth.require_listed_shell,
             # User mode: nobody but the daemon's own user may log in.
             "only_user": pwd.getpwuid(os.geteuid()).pw_name if self.options.mode == "user" else None,
         }
@@ -187,6 +194,7 @@ class Broker:
             sessions=self.sessions,
             limiter=self.limiter,
             session_lifetime=self.config.auth.session_lifetime,
+            permit_empty_passwords=self.config.auth.permit_empty_passwords,
         )
         self.control.admission["kernel_start_request"] = lambda: self.kernel_book.admit_start(
             self.config.kernels.max_per_host, self.registry.in_flight("kernel_start_request")
