@@ -156,9 +156,7 @@ class AuthConfig(_Section, frozen=True):
     ] = 1.0
     max_failures: Annotated[
         int,
-        msgspec.Meta(
-            ge=1, description="Failures before a user name from an address is refused for `lockout` seconds."
-        ),
+        msgspec.Meta(ge=1, description="Failures before a user name from an address is refused for `lockout` seconds."),
     ] = 5
     lockout: Annotated[
         Positive, _doc("Seconds a user name from an address (or an address) is refused after max_failures.")

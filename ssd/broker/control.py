@@ -135,6 +135,9 @@ class ControlHandler:
             return None
         if self.sessions.user_of(client_key) is not None:
             return None
+        ended = self.sessions.end_reason(client_key)
+        if ended is not None:  # its account was disabled since the login (ssd.broker.accounts)
+            return protocol.error_content(protocol.NOT_AUTHORIZED, f"your session was ended: {ended}")
         return protocol.error_content(
             protocol.NOT_AUTHORIZED,
             f"{route.msg_type} needs a login first (ssd-ctl login HOST); a session may also have expired",
@@ -202,6 +205,9 @@ class ControlHandler:
 
     def answer(self, pending: Pending, content: dict[str, Any] | bytes) -> None:
         """Send a worker's (or the broker's) reply for *pending* to its client."""
+        if pending.on_answer is not None:  # the broker's own request
+            pending.on_answer(content)
+            return
         if pending.login is not None:
             content = self._after_login(pending, content)
         self._reply(pending.idents, pending.parent, protocol.reply_type(pending.msg_type), content)
