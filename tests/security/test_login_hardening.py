@@ -203,6 +203,7 @@ def test_one_address_cannot_occupy_the_auth_pool(tmp_path: Path, alice: User) ->
     2.25 s or more that each failed PAM attempt holds its worker.
     """
     with system_daemon(tmp_path, {"SSD_WORKERS_SERVICE_WAIT": "0.5"}) as daemon:
+        eventually(lambda: daemon.log().count("ready for service auth") == 4, "the auth pool of 4 to register")
         flood, valid = asyncio.run(flood_then_login(daemon, tmp_path, alice))
     assert valid.get("status") == "ok", valid
     answers = [reply.get("ename") for reply in flood]
