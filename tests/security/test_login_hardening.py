@@ -129,6 +129,8 @@ def test_a_worker_start_rechecks_the_account(tmp_path: Path, alice: User) -> Non
     with system_daemon(tmp_path) as daemon, client_at(daemon, tmp_path / "c") as client:
         daemon.authorize(client.aclient.identity.public, alice.name)
         client.login(alice.name)
+        # Only the broker asks the auth pool this; a client's request of that type is unknown.
+        assert error_of(client.request, "account_check_request").code == "unknown_message_type"
         run("chage", "-E", "0", alice.name)
         refused = error_of(client.kernel_list)
         assert refused.code == "not_authorized"
