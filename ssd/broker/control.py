@@ -160,7 +160,7 @@ class ControlHandler:
         if wait > 0:
             error = protocol.error_content(
                 protocol.LOGIN_THROTTLED,
-                f"too many failed logins for this user name from this address (or from this address); "
+                f"too many login attempts for this user name from this address, or from this address; "
                 f"try again in {math.ceil(wait)} s",
             )
             self._answer_msg(msg, {**error, "retry_after": wait})
