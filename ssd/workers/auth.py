@@ -115,13 +115,8 @@ async def _admitted(worker: AuthWorker, account: Account, method: str) -> bool:
     A key holder is told why a disabled account is refused (it proved it may act for the account); a
     password guesser learns nothing, and waits as long as after a wrong password (pam_faildelay).
     """
-    try:
-        worker.policy.check(account)
+    if _policy_allows(worker, account):
         reason = await asyncio.to_thread(worker.account_refusal, account)
-    except LoginRefused as exc:
-        log.warning("login of %s refused: %s", account.name, exc)
-        reason = None
-    else:
         if reason is None:
             return True
         log.warning("login of %s refused: %s", account.name, reason)
@@ -130,6 +125,15 @@ async def _admitted(worker: AuthWorker, account: Account, method: str) -> bool:
     if method == "password":
         await asyncio.sleep(REFUSAL_DELAY * random.uniform(0.75, 1.25))  # noqa: S311 (jitter, not a secret)
     return False
+
+
+def _policy_allows(worker: AuthWorker, account: Account) -> bool:
+    try:
+        worker.policy.check(account)
+    except LoginRefused as exc:
+        log.warning("login of %s refused: %s", account.name, exc)
+        return False
+    return True
 
 
 async def account_check(worker: AuthWorker, content: AccountCheckRequest, request: wire.Request) -> dict[str, Any]:
