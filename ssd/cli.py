@@ -15,6 +15,7 @@ from typing import Any
 from ssd import __version__, certs, config, hostinfo, keys
 from ssd.broker.server import Broker, BrokerOptions
 from ssd.errors import CertificateError, SSDError
+from ssd.isolation import drop_cwd_from_sys_path
 from ssd.paths import Mode, ServerPaths, server_paths
 from ssd.service import commands
 from ssd.service.install import initialize
@@ -31,6 +32,7 @@ ANNOUNCE_WAIT = 10.0
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``ssd`` command line; return the exit code."""
+    drop_cwd_from_sys_path()  # `python -m ssd` put it there; root must never import from it later
     args = _parser().parse_args(argv)
     try:
         result: int = args.func(args)

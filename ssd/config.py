@@ -75,6 +75,16 @@ class ServerConfig(_Section, frozen=True):
     hwm: Annotated[int, msgspec.Meta(ge=1, description="ZeroMQ high-water mark of each socket.")] = 1000
     status_interval: Annotated[Positive, _doc("Seconds between host_status events.")] = 10.0
     shutdown_grace: Annotated[Positive, _doc("Seconds in-flight requests get on shutdown.")] = 3.0
+    edge_user: Annotated[
+        str, _doc("Unprivileged account the edge (public sockets, before login) runs as in system mode.")
+    ] = "nobody"
+    edge_memory_limit: Annotated[
+        int, msgspec.Meta(ge=64, description="Data limit of the edge process in MiB; past it the edge restarts.")
+    ] = 256
+    edge_flood_threshold: Annotated[
+        int,
+        msgspec.Meta(ge=4, description="MiB the edge may grow before it cuts the connection that sent the most."),
+    ] = 32
 
 
 class WorkersConfig(_Section, frozen=True):

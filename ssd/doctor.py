@@ -31,6 +31,7 @@ from ssd.client.discovery import AsyncBrowser
 from ssd.client.hostspec import parse_host
 from ssd.client.known_hosts import KnownHosts
 from ssd.errors import ConfigError, SSDError
+from ssd.isolation import python_module
 from ssd.paths import Mode, ServerPaths
 from ssd.service.install import unit_path
 from ssd.users import lookup
@@ -320,7 +321,7 @@ def check_environments(ctx: _Context, user: str | None) -> Finding:
     envs = msgspec.to_builtins(ctx.cfg.envs if ctx.cfg else config.EnvsConfig())
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "ssd.service.envcheck"],
+            python_module("ssd.service.envcheck"),
             input=msgspec.json.encode(envs),
             capture_output=True,
             timeout=60,

@@ -17,12 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import zmq
-import zmq.asyncio
 
 from ssd import protocol
 from ssd.broker.backend import WorkerRouter
 from ssd.broker.dispatch import ROUTES, Auth, Route
+from ssd.broker.edgelink import ClientFrame, ClientSocket
 from ssd.broker.handlers import HANDLERS, RequestContext, ServerFacts
 from ssd.broker.limiter import LoginLimiter
 from ssd.broker.registry import LoginAttempt, Pending
@@ -45,7 +44,7 @@ class ControlHandler:
 
     def __init__(
         self,
-        socket: zmq.asyncio.Socket,
+        socket: ClientSocket,
         wire: Wire,
         facts: ServerFacts,
         router: WorkerRouter,
@@ -83,7 +82,7 @@ class ControlHandler:
                 with contextlib.suppress(Exception):
                     self._reply([frames[0].bytes], None, protocol.PROTOCOL_ERROR_TYPE, _internal())
 
-    def handle(self, frames: list[zmq.Frame]) -> None:
+    def handle(self, frames: list[ClientFrame]) -> None:
         """Parse, authorize and dispatch one client message."""
         client_key = str(frames[0].get("User-Id"))
         routing_id = frames[0].bytes

@@ -11,9 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import zmq.asyncio
-
 from ssd import hostinfo
+from ssd.broker.edgelink import FrameSink
 from ssd.protocol import Wire
 
 __all__ = ["EventPublisher"]
@@ -22,9 +21,9 @@ HOST_STATUS = "host_status"
 
 
 class EventPublisher:
-    """Publishes Jupyter-format messages on PUB with the topic as routing id."""
+    """Publishes Jupyter-format messages on the PUB (the edge's, through the link) with the topic first."""
 
-    def __init__(self, socket: zmq.asyncio.Socket, wire: Wire) -> None:
+    def __init__(self, socket: FrameSink, wire: Wire) -> None:
         self.socket = socket
         self.wire = wire
 

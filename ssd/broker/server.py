@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import pwd
-import random
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -25,29 +25,35 @@ from ssd.broker.announce import Announcer, summary_txt
 from ssd.broker.backend import WorkerRouter
 from ssd.broker.control import ControlHandler
 from ssd.broker.dispatch import ROUTES
+from ssd.broker.edgelink import EdgeLink, EdgePolicy
+from ssd.broker.edgeproc import EdgeKeeper, EdgeSpec
 from ssd.broker.events import EventPublisher
 from ssd.broker.handlers import ServerFacts
 from ssd.broker.kernels import KernelBook, become_subreaper
-from ssd.broker.keyport import serve_key
+from ssd.broker.keyport import KeyServer
 from ssd.broker.limiter import LoginLimiter
-from ssd.broker.policy import CLIENT_DOMAIN, WORKER_DOMAIN, ClientPolicy, ConnectionThrottle, WorkerPolicy
+from ssd.broker.listeners import endpoint, listen_public
+from ssd.broker.policy import WORKER_DOMAIN, ConnectionThrottle, WorkerPolicy
 from ssd.broker.registry import Registry, WorkerRecord
 from ssd.broker.sessions import SessionStore
 from ssd.broker.supervisor import Supervisor, WorkerSpec
 from ssd.broker.zap import Authenticator
 from ssd.config import Config
+from ssd.edge.link import EDGE_DOMAIN, EdgeCredentials
+from ssd.errors import ConfigError
 from ssd.kernels.transport import channel_plan
 from ssd.keys import KeyPair
 from ssd.sealed import seal, sealed_context
 from ssd.state import open_state
-from ssd.users import lookup
+from ssd.users import Account, lookup
 
 __all__ = ["Broker", "BrokerOptions"]
 
 log = logging.getLogger(__name__)
 
-LINGER_MS = 200
-_PORT_TRIES = 50  # time for replies already queued to leave on shutdown
+LINGER_MS = 200  # time for replies already queued to leave on shutdown
+LINK_HWM = 10_000
+EDGE_STOP_GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ class BrokerOptions:
 
 
 class Broker:
-    """One asyncio process: control ROUTER, events PUB, key port, worker backend."""
+    """One asyncio process: the edge's link (control and events), key port, worker backend."""
 
     def __init__(self, options: BrokerOptions) -> None:
         self.options = options
@@ -83,6 +89,8 @@ class Broker:
             per_address_inflight=auth.pool_size - 1,  # one address never holds the whole auth pool
         )
         self.ports: dict[str, int] = {}
+        self._listeners: dict[str, socket.socket] = {}
+        self.edge: EdgeKeeper | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
         self.failed = False  # set when a loop died: the daemon then exits non-zero
@@ -114,28 +122,35 @@ class Broker:
         return specs
 
     async def start(self) -> None:
-        """Install ZAP, bind every socket, start workers and loops."""
+        """Install ZAP, bind every socket, start the edge, workers and loops."""
+        # Clients' handshakes (and their throttle) are the edge's; this handler admits workers and the edge.
         throttle = ConnectionThrottle(self.config.auth.connection_burst, self.config.auth.connection_rate)
         self._auth = Authenticator(self.ctx, log=logging.getLogger("ssd.zap"), throttle=throttle)
         if not become_subreaper():
             log.warning("not a child subreaper: kernels whose worker died are reaped by init, if at all")
+        edge_account = self._edge_account()
         self._auth.start()  # before any bind: without a handler libzmq admits every key
-        self._auth.configure_curve_callback(CLIENT_DOMAIN, ClientPolicy())
         self._auth.configure_curve_callback(WORKER_DOMAIN, WorkerPolicy(self.registry.is_expected))
-        control = self._curve_socket(zmq.ROUTER, CLIENT_DOMAIN)
-        events = self._curve_socket(zmq.PUB, CLIENT_DOMAIN)
+        edge_policy = EdgePolicy()
+        self._auth.configure_curve_callback(EDGE_DOMAIN, edge_policy)
         backend = self._curve_socket(zmq.ROUTER, WORKER_DOMAIN)
         # Workers are our own processes: client limits would drop their large
         # replies (losing the connection); in-flight caps bound what queues here.
         backend.maxmsgsize = -1
         backend.sndhwm = backend.rcvhwm = 0
-        keyport = self._socket(zmq.ROUTER)
-        keyport.maxmsgsize = 256
+        # The edge forwards client frames, each within max_message_size, so the link's limit is the same.
+        link = self._curve_socket(zmq.ROUTER, EDGE_DOMAIN)
+        link.sndhwm = link.rcvhwm = LINK_HWM
         server = self.config.server
-        self._bind_public(control, events, keyport)
+        self._listeners = listen_public(server.bind, (server.port, self.config.events_port, self.config.key_port))
+        self.ports = {name: sock.getsockname()[1] for name, sock in self._listeners.items()}
         backend_port = self._bind(backend, "127.0.0.1", 0)
-        self._build(control, events, backend, backend_port)
-        self._spawn(serve_key(keyport, self.options.keys.public, self._key_info()))
+        link_port = self._bind(link, "127.0.0.1", 0)
+        edge_link = EdgeLink(link, edge_policy)
+        self._build(edge_link, edge_link.events, backend, backend_port)
+        self._spawn(KeyServer(self.options.keys.public, self._key_info()).serve(self._listeners["key"]))
+        self.edge = EdgeKeeper(EdgeSpec(self._edge_credentials(link_port), edge_account), on_spawn=edge_policy.expect)
+        self.edge.start()
         self._write_runtime_file()
         self._announce()
         log.info(
@@ -313,6 +328,41 @@ class Broker:
             info["certificate"] = self.options.certificate
         return info
 
+    def _edge_account(self) -> Account | None:
+        """Whom the edge runs as: ``server.edge_user`` in system mode, ourselves (None) in user mode."""
+        if self.options.mode == "user":
+            return None
+        name = self.config.server.edge_user
+        account = lookup(name)
+        if account is None:
+            raise ConfigError(
+                f"server.edge_user is {name!r}, which is no account on this host; "
+                "create it (useradd --system --no-create-home --shell /usr/sbin/nologin NAME) or name another"
+            )
+        return account
+
+    def _edge_credentials(self, link_port: int) -> EdgeCredentials:
+        server, keys = self.config.server, self.options.keys
+        return EdgeCredentials(
+            link_endpoint=f"tcp://127.0.0.1:{link_port}",
+            link_public="",  # made per spawn by EdgeKeeper
+            link_secret="",
+            server_public=keys.public.decode(),
+            server_secret=keys.secret.decode(),
+            control_fd=self._listeners["control"].fileno(),
+            events_fd=self._listeners["events"].fileno(),
+            control_endpoint=endpoint(server.bind, self.ports["control"]),
+            events_endpoint=endpoint(server.bind, self.ports["events"]),
+            ipv6=server.bind == "*" or ":" in server.bind,
+            hwm=server.hwm,
+            max_message_size=server.max_message_size,
+            connection_burst=self.config.auth.connection_burst,
+            connection_rate=self.config.auth.connection_rate,
+            memory_limit=server.edge_memory_limit << 20,
+            flood_threshold=server.edge_flood_threshold << 20,
+            log_level=server.log_level,
+        )
+
     def _socket(self, kind: int) -> zmq.asyncio.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = LINGER_MS
@@ -326,32 +376,6 @@ class Broker:
         sock.curve_secretkey = self.options.keys.secret
         sock.zap_domain = domain.encode()
         return sock
-
-    def _bind_public(
-        self, control: zmq.asyncio.Socket, events: zmq.asyncio.Socket, keyport: zmq.asyncio.Socket
-    ) -> None:
-        """Bind control, events and key ports; port 0 picks three free consecutive ports."""
-        server = self.config.server
-        if server.port:
-            self.ports["control"] = self._bind(control, server.bind, server.port)
-            self.ports["events"] = self._bind(events, server.bind, self.config.events_port)
-            self.ports["key"] = self._bind(keyport, server.bind, self.config.key_port)
-            return
-        # Clients find the key port at control + 2 by convention, so keep them together.
-        for _ in range(_PORT_TRIES):
-            base = random.randint(20000, 60000)  # noqa: S311 (not a secret)
-            bound: list[tuple[zmq.asyncio.Socket, str]] = []
-            try:
-                for offset, sock in enumerate((control, events, keyport)):
-                    self._bind(sock, server.bind, base + offset)
-                    bound.append((sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)))
-            except OSError:
-                for sock, endpoint in bound:
-                    sock.unbind(endpoint)
-                continue
-            self.ports.update(control=base, events=base + 1, key=base + 2)
-            return
-        raise OSError(f"found no three free consecutive ports on {server.bind}")
 
     def _bind(self, sock: zmq.asyncio.Socket, address: str, port: int) -> int:
         sock.ipv6 = address == "*" or ":" in address
@@ -411,6 +435,8 @@ class Broker:
         # Kernel workers told to stop their kernels need the kernels' own grace period, and a little more.
         worker_grace = max(grace, kernels.shutdown_grace + 2.0) if kernels.stop_on_exit else grace
         await self.supervisor.stop_all(worker_grace)
+        if self.edge is not None:
+            await self.edge.stop(EDGE_STOP_GRACE)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -422,6 +448,8 @@ class Broker:
         log.info("ssd stopped")
 
     def _close(self) -> None:
+        for listener in self._listeners.values():
+            listener.close()
         self.state.close()
         if self._auth is not None:
             self._auth.stop()

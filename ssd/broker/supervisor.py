@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,11 +18,12 @@ from typing import Any
 
 import zmq
 
+from ssd.isolation import SAFE_CWD, python_module
 from ssd.users import Account
 from ssd.workers import wire
 from ssd.workers.privileges import as_user
 
-__all__ = ["Supervisor", "WorkerSpec"]
+__all__ = ["Supervisor", "WorkerSpec", "describe_exit"]
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Supervisor:
             ran = time.monotonic() - started
             delay = _FIRST_BACKOFF if ran > _STABLE_AFTER else min(delay * 2, self._backoff_max)
             child.restarts += 1
-            log.warning("worker %s exited (%s); restarting in %.2fs", child.spec.name, _describe(code), delay)
+            log.warning("worker %s exited (%s); restarting in %.2fs", child.spec.name, describe_exit(code), delay)
             await asyncio.sleep(delay)
 
     async def _run_once(self, child: _Child) -> int | None:
@@ -161,10 +161,10 @@ class Supervisor:
             options=options,
         )
         # A per-user worker: its groups, gid and uid, a clean environment, umask 077,
-        # its home as cwd, its own session; never anything of root's.
-        extra = as_user(user) if user else {}
+        # its home as cwd, its own session; never anything of root's. Root's own start in /.
+        extra = as_user(user) if user else {"cwd": SAFE_CWD}
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ssd.workers", stdin=asyncio.subprocess.PIPE, close_fds=True, **extra
+            *python_module("ssd.workers"), stdin=asyncio.subprocess.PIPE, close_fds=True, **extra
         )
         child.process = process
         log.info("started worker %s (service %s, pid %d)", child.spec.name, child.spec.service, process.pid)
@@ -207,7 +207,8 @@ class Supervisor:
         self._children.clear()
 
 
-def _describe(code: int | None) -> str:
+def describe_exit(code: int | None) -> str:
+    """How a child process ended, for the log."""
     if code is None:
         return "failed to start"
     if code < 0:

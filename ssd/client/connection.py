@@ -23,7 +23,7 @@ from ssd import keys
 from ssd.client.hostspec import HostSpec, parse_host
 from ssd.client.identity import client_keypair
 from ssd.client.kernels import KernelCalls
-from ssd.client.known_hosts import KnownHosts
+from ssd.client.known_hosts import KnownHost, KnownHosts
 from ssd.client.verify import Handshake, certified_key, fetch_server_key, wait_handshake
 from ssd.errors import RemoteError, RequestTimeout, ServerKeyMismatch, ServerUntrusted, Unreachable
 from ssd.paths import client_ca_file
@@ -103,15 +103,17 @@ class AsyncClient(KernelCalls):
             raise
 
     async def _pinned_key(self) -> bytes:
-        entry = None if self.ca_file else self.known_hosts.get(self.spec.key)
-        if entry is not None:
-            return entry.public_key
-        assert self._ctx is not None
-        offered = await fetch_server_key(self._ctx, self.spec, self.connect_timeout)
+        pins = [] if self.ca_file else self.known_hosts.pins_for(self.spec)
+        exact = next((entry for entry in pins if entry.host == self.spec.key), None)
+        if exact is not None:
+            return exact.public_key
+        offered = await fetch_server_key(self.spec, self.connect_timeout)
         if offered is None:
             raise Unreachable(f"cannot reach an ssd server at {self.spec} (no answer on key port {self.spec.key_port})")
         if self.ca_file is not None:
             return certified_key(offered, self.ca_file, self.spec)
+        if pins:
+            return self._same_server(offered.public_key, pins)
         found = keys.fingerprint(offered.public_key)
         if not self.trust:
             raise ServerUntrusted(
@@ -124,12 +126,24 @@ class AsyncClient(KernelCalls):
         log.info("pinned %s as %s in %s", self.spec, found, self.known_hosts.path)
         return offered.public_key
 
+    def _same_server(self, offered: bytes, pins: list[KnownHost]) -> bytes:
+        """A discovered instance on a port not pinned yet: its key must be one pinned for its name or address."""
+        if offered not in {entry.public_key for entry in pins}:
+            raise ServerKeyMismatch(
+                f"SERVER KEY CHANGED for {self.spec}: known hosts has {pins[0].fingerprint} for {pins[0].host}, "
+                f"the server now offers {keys.fingerprint(offered)}. Someone may be impersonating it. "
+                f"If the change is expected, remove the lines for {self.spec.host} from {self.known_hosts.path} "
+                f"(or run: ssd-ctl trust --replace {self.spec.host})"
+            )
+        self.known_hosts.pin(self.spec.key, offered)  # the same server on a new port: no new trust is given
+        log.info("%s offers the key pinned for %s; pinned it as %s too", self.spec, pins[0].host, self.spec.key)
+        return offered
+
     async def _explain_failure(self, outcome: str) -> None:
-        assert self._ctx is not None
         assert self.server_key is not None
         if outcome == Handshake.NO_ANSWER:  # no TCP connection at all: asking the key port would only wait again
             raise Unreachable(f"cannot connect to {self.spec}: no answer within {self.connect_timeout:g}s")
-        offered = await fetch_server_key(self._ctx, self.spec, self.connect_timeout)
+        offered = await fetch_server_key(self.spec, self.connect_timeout)
         if offered is not None and offered.public_key != self.server_key:
             raise ServerKeyMismatch(
                 f"SERVER KEY CHANGED for {self.spec}: known hosts has {keys.fingerprint(self.server_key)}, "

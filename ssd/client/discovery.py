@@ -160,9 +160,8 @@ def _instance(service_name: str) -> str:
 def _judge(
     name: str, port: int, addresses: tuple[str, ...], fingerprint: str, known: KnownHosts
 ) -> tuple[Trust, str | None]:
-    """Compare the advertised fingerprint with what is pinned for the name or any address."""
-    keys = {HostSpec(name.lower(), port).key, *(HostSpec(a, port).key for a in addresses)}
-    pinned = [e for e in known.entries() if e.host in keys]
+    """Compare the advertised fingerprint with what is pinned for the name (any port) or an address (this port)."""
+    pinned = [e for a in addresses for e in known.pins_for(HostSpec(name.lower(), port, a))]
     if not pinned:
         return Trust.NEW, None
     mismatch = next((e for e in pinned if e.fingerprint != fingerprint), None)

@@ -25,6 +25,11 @@ class HostSpec:
     address: str | None = None  # where to connect when *host* is a discovered instance name
 
     @property
+    def discovered(self) -> bool:
+        """True when *host* is an instance name that discovery resolved (its port came from mDNS)."""
+        return self.address is not None
+
+    @property
     def key(self) -> str:
         """How this host is written in known hosts: ``host:port`` (``[v6]:port``)."""
         return f"{_bracketed(self.host)}:{self.port}"

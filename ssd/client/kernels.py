@@ -1,22 +1,27 @@
 """Kernel requests of the client: start, list, info, interrupt, restart, shut down.
 
 A mixin of ``AsyncClient``. Connection info in replies is rewritten for this
-client's side of the network by ``ssd.kernels.transport.client_info``.
+client's side of the network by ``ssd.kernels.transport.client_info``. Every
+kernel id a reply carries is checked to be a UUID here, at the boundary:
+ssd-ctl and the provisioner build file names from it, and a server is not
+trusted to choose paths on the client.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 from ssd.client.hostspec import HostSpec
+from ssd.errors import SSDError
 from ssd.kernels.transport import client_info
 from ssd.keys import KeyPair
 from ssd.sealed import SealError, open_sealed, sealed_context
 
-__all__ = ["KernelCalls", "write_connection_file"]
+__all__ = ["KernelCalls", "checked_kernel_id", "write_connection_file"]
 
 # A kernel answers kernel_info within the host's start_timeout (60 s by default); wait a bit longer.
 START_TIMEOUT = 90.0
@@ -69,16 +74,18 @@ class KernelCalls:
             content["cwd"] = cwd
         if env_vars:
             content["env_vars"] = env_vars
-        return await self.request("kernel_start_request", content, timeout=timeout)
+        return _with_kernel(await self.request("kernel_start_request", content, timeout=timeout))
 
     async def kernel_list(self) -> list[dict[str, Any]]:
         """This user's kernels on the host."""
-        reply = await self.request("kernel_list_request")
-        return list(reply["kernels"])
+        kernels = (await self.request("kernel_list_request")).get("kernels")
+        if not isinstance(kernels, list):
+            raise SSDError("the server's kernel list is malformed (no list of kernels)", code="bad_reply")
+        return [_kernel(entry) for entry in kernels]
 
     async def kernel_info(self, kernel: str) -> dict[str, Any]:
         """One kernel, with its connection info (to attach again)."""
-        return await self.request("kernel_info_request", {"kernel": kernel})
+        return _with_kernel(await self.request("kernel_info_request", {"kernel": kernel}))
 
     async def kernel_interrupt(self, kernel: str, mode: str | None = None) -> dict[str, Any]:
         """Interrupt the running cell (by the kernelspec's mode unless *mode* is given)."""
@@ -89,11 +96,38 @@ class KernelCalls:
 
     async def kernel_restart(self, kernel: str, *, timeout: float = START_TIMEOUT) -> dict[str, Any]:
         """A new process with the same id, ports and key."""
-        return await self.request("kernel_restart_request", {"kernel": kernel}, timeout=timeout)
+        return _with_kernel(await self.request("kernel_restart_request", {"kernel": kernel}, timeout=timeout))
 
     async def kernel_shutdown(self, kernel: str, *, timeout: float = 30.0) -> dict[str, Any]:
         """Stop the kernel (politely, then by force); its connection file is removed."""
         return await self.request("kernel_shutdown_request", {"kernel": kernel}, timeout=timeout)
+
+
+def checked_kernel_id(value: object) -> str:
+    """*value* if it is a kernel id as ssd makes them (a canonical UUID); else refuse it with a clear error."""
+    if isinstance(value, str):
+        try:
+            if str(uuid.UUID(value)) == value:
+                return value
+        except ValueError:
+            pass
+    raise SSDError(
+        f"the server sent an invalid kernel id {str(value)[:80]!r} (a kernel id is a UUID)", code="bad_reply"
+    )
+
+
+def _kernel(entry: object) -> dict[str, Any]:
+    """One kernel description of a reply, its id checked."""
+    if not isinstance(entry, dict):
+        raise SSDError("the server's kernel description is malformed (not an object)", code="bad_reply")
+    checked_kernel_id(entry.get("kernel_id"))
+    return entry
+
+
+def _with_kernel(reply: dict[str, Any]) -> dict[str, Any]:
+    """A reply about one kernel, its id checked."""
+    _kernel(reply.get("kernel"))
+    return reply
 
 
 def write_connection_file(path: str | Path, info: dict[str, Any]) -> Path:

@@ -1,4 +1,12 @@
-"""The known-hosts file: one ``HOST:PORT PUBLIC-KEY`` line per pinned server."""
+"""The known-hosts file: one ``HOST:PORT PUBLIC-KEY`` line per pinned server.
+
+Which lines speak for a server (``pins_for``): a HOST:PORT typed by a person
+is its own line only, since two daemons on one machine (two users' user-mode
+daemons) differ by port alone. A discovered instance's port comes from
+unauthenticated mDNS, so a key pinned for that instance *name* at any port, or
+for its address at that port, speaks for it: a spoofer announcing the name on
+a new port meets the key-changed error, not a first-use prompt.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssd.client.hostspec import HostSpec
 from ssd.keys import fingerprint, is_valid_public_key
 from ssd.paths import client_dir
 
@@ -57,12 +66,25 @@ class KnownHosts:
                 return entry
         return None
 
+    def pins_for(self, spec: HostSpec) -> list[KnownHost]:
+        """Every entry that speaks for *spec*: its own line, and for a discovered instance its name at any
+        port and its address at that port (see the module docstring)."""
+        return [entry for entry in self.entries() if _speaks_for(entry.host, spec)]
+
     def pin(self, host: str, public_key: bytes) -> None:
         """Pin *public_key* for *host*, replacing an older entry for that host."""
         with self._locked():
             kept = [e for e in self.entries() if e.host != host]
             kept.append(KnownHost(host, public_key))
             self._write(kept)
+
+    def replace(self, spec: HostSpec, public_key: bytes) -> list[KnownHost]:
+        """Pin *public_key* for *spec* in place of every entry that spoke for it; return those removed."""
+        with self._locked():
+            entries = self.entries()
+            gone = [e for e in entries if _speaks_for(e.host, spec)]
+            self._write([*(e for e in entries if e not in gone), KnownHost(spec.key, public_key)])
+        return gone
 
     def forget(self, host: str) -> bool:
         """Remove *host*; tell whether it was there."""
@@ -94,3 +116,13 @@ class KnownHosts:
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(self.path)
+
+
+def _speaks_for(host: str, spec: HostSpec) -> bool:
+    if host == spec.key:
+        return True
+    if not spec.discovered:
+        return False
+    assert spec.address is not None
+    name = host.rpartition(":")[0]
+    return name == spec.host or host == HostSpec(spec.address, spec.port).key

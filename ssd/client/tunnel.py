@@ -1,10 +1,16 @@
 """A local tunnel to a kernel's CURVE relay, for frontends that only know classic connection files.
 
-Plain sockets on 127.0.0.1 of the client machine, each forwarded by libzmq's
-proxy (``ssd.kernels.proxy``) over CURVE to the relay:
+Plain sockets on this machine, each forwarded by libzmq's proxy
+(``ssd.kernels.proxy``) over CURVE to the relay:
 
     local ROUTER (shell, control, stdin, hb)  <->  DEALER, CURVE client  ->  relay
     local XPUB   (iopub)                      <->  XSUB,   CURVE client  ->  relay
+
+The local sockets are ``ipc`` sockets in a 0700 folder of this user by default
+(jupyter_client, qtconsole and Spyder's "Connect to an existing kernel" dialog
+all read ``transport: ipc``), so no other local user can connect; with
+``transport="tcp"`` they are TCP on 127.0.0.1, which every local user can
+reach (iopub needs no key to read), for a frontend that takes only TCP.
 
 The shell and stdin DEALERs share one routing id, so ``input()`` reaches the
 frontend that ran the cell (the relay routes stdin by that id). libzmq
@@ -15,28 +21,40 @@ within seconds, and the tunnel reports losing and regaining the relay.
 from __future__ import annotations
 
 import secrets
+import sys
+from pathlib import Path
 from typing import Any
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from ssd.kernels import sockdir
 from ssd.kernels.proxy import ChannelProxy, monitor_socket
 from ssd.kernels.relay import CHANNELS, HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, QUEUE_HWM
-from ssd.kernels.transport import classic_info
+from ssd.kernels.transport import CHANNEL_PORTS, classic_info, ipc_paths
 
-__all__ = ["Tunnel"]
+__all__ = ["DEFAULT_TRANSPORT", "Tunnel"]
+
+# On Windows a 0700 folder in /tmp does not exist (nor do all libzmq builds have ipc): TCP on 127.0.0.1 there.
+DEFAULT_TRANSPORT = "ipc" if sys.platform != "win32" and zmq.has("ipc") else "tcp"
 
 _WATCHED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED
 
 
 class Tunnel:
-    """Forwards a kernel's five channels from 127.0.0.1 to its relay; ``local_info()`` is the classic file."""
+    """Forwards a kernel's five channels from this machine to its relay; ``local_info()`` is the classic file."""
 
-    def __init__(self, remote: dict[str, Any], *, local_ip: str = "127.0.0.1") -> None:
+    def __init__(
+        self, remote: dict[str, Any], *, transport: str = DEFAULT_TRANSPORT, local_ip: str = "127.0.0.1"
+    ) -> None:
         if "curve_publickey" not in remote:
             raise ValueError("this kernel has no CURVE relay (the host uses plain transport): connect directly")
+        if transport not in ("ipc", "tcp"):
+            raise ValueError(f"unknown tunnel transport {transport!r} (ipc or tcp)")
         self.remote = remote
+        self.transport = transport
         self.local_ip = local_ip
+        self._socket_dir: Path | None = None
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.ports: dict[str, int] = {}
         self._identity = b"ssd-tunnel-" + secrets.token_hex(8).encode()
@@ -56,12 +74,22 @@ class Tunnel:
             if channel == "iopub":
                 local.xpub_verbose = True
                 remote.rcvhwm = 0  # the local front drops for a slow frontend, as the relay's does
-            self.ports[channel] = local.bind_to_random_port(f"tcp://{self.local_ip}")
+            self.ports[channel] = self._bind_local(local, channel)
             self._connect_remote(remote, channel)
             self._proxies.append(ChannelProxy(self.ctx, channel, local, remote))
         for proxy in self._proxies:
             proxy.start()
         return self.local_info()
+
+    def _bind_local(self, sock: zmq.Socket[Any], channel: str) -> int:
+        """Bind a local socket: ``{folder}/k-N`` (jupyter_client's ipc numbering), or a free port on TCP."""
+        if self.transport == "tcp":
+            return sock.bind_to_random_port(f"tcp://{self.local_ip}")
+        if self._socket_dir is None:
+            self._socket_dir = sockdir.new_private_dir("ssd-tunnel-")
+        port = CHANNEL_PORTS.index(f"{channel}_port") + 1
+        sock.bind(f"ipc://{self._socket_dir}/k-{port}")
+        return port
 
     def _connect_remote(self, sock: zmq.Socket[Any], channel: str) -> None:
         public = self.remote["curve_publickey"].encode()
@@ -85,7 +113,8 @@ class Tunnel:
         """The classic connection info of the local end (what Spyder's dialog accepts)."""
         info = classic_info(self.remote)
         info.update({f"{channel}_port": port for channel, port in self.ports.items()})
-        info["ip"] = self.local_ip
+        info["transport"] = self.transport
+        info["ip"] = f"{self._socket_dir}/k" if self._socket_dir is not None else self.local_ip
         return info
 
     def poll_status(self, timeout: float) -> list[str]:
@@ -112,6 +141,9 @@ class Tunnel:
             self._monitor.close(linger=0)
             self._monitor = None
         self.ctx.term()
+        if self._socket_dir is not None:
+            sockdir.remove_sockets(ipc_paths(self.local_info()))
+            self._socket_dir = None
 
     def __enter__(self) -> Tunnel:
         self.start()

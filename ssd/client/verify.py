@@ -13,7 +13,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from ssd.broker.keyport import KEY_REPLY, KEY_REQUEST
+from ssd.broker.keyport import KEY_HEADER, KEY_REQUEST, parse_header
 from ssd.certs import verify_server_certificate
 from ssd.client.hostspec import HostSpec
 from ssd.errors import CertificateError
@@ -33,26 +33,33 @@ class OfferedKey:
     info: dict[str, Any]
 
 
-async def fetch_server_key(ctx: zmq.asyncio.Context, spec: HostSpec, timeout: float) -> OfferedKey | None:
-    """Ask the key port for the server's public key; None if nothing sensible answers."""
-    sock = ctx.socket(zmq.DEALER)
-    sock.linger = 0
-    sock.maxmsgsize = MAX_KEY_REPLY
+async def fetch_server_key(spec: HostSpec, timeout: float) -> OfferedKey | None:
+    """Ask the key port (plain TCP, ``ssd.broker.keyport``) for the server's public key; None if nothing sensible
+    answers within *timeout*."""
     try:
-        sock.connect(spec.endpoint(spec.key_port))
-        await sock.send_multipart([KEY_REQUEST])
-        if not await sock.poll(timeout * 1000):
-            return None
-        frames = await sock.recv_multipart()
-    finally:
-        sock.close()
-    if len(frames) != 3 or frames[0] != KEY_REPLY or not is_valid_public_key(frames[1]):
+        return await asyncio.wait_for(_ask_key_port(spec), timeout)
+    except (TimeoutError, OSError, asyncio.IncompleteReadError):
         return None
+
+
+async def _ask_key_port(spec: HostSpec) -> OfferedKey | None:
+    reader, writer = await asyncio.open_connection(spec.address or spec.host, spec.key_port, limit=MAX_KEY_REPLY)
     try:
-        info = msgspec.json.decode(frames[2])
+        writer.write(KEY_REQUEST)
+        await writer.drain()
+        header = parse_header(await reader.readexactly(KEY_HEADER.size))
+        if header is None or not is_valid_public_key(header[0]) or header[1] > MAX_KEY_REPLY:
+            return None
+        body = await reader.readexactly(header[1])
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    try:
+        info = msgspec.json.decode(body)
     except msgspec.DecodeError:
         info = {}
-    return OfferedKey(frames[1], info if isinstance(info, dict) else {})
+    return OfferedKey(header[0], info if isinstance(info, dict) else {})
 
 
 def certified_key(offered: OfferedKey, ca_file: Path, spec: HostSpec) -> bytes:

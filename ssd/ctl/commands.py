@@ -10,10 +10,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import zmq.asyncio
-
 from ssd import keys
-from ssd.client import Client, KnownHosts, parse_host
+from ssd.client import Client, HostSpec, KnownHosts, parse_host
 from ssd.client.identity import client_keypair, key_stem
 from ssd.client.known_hosts import KnownHost
 from ssd.client.verify import fetch_server_key
@@ -132,11 +130,11 @@ def cmd_trust(args: argparse.Namespace, out: Output) -> int:
     if offered is None:
         raise Unreachable(f"cannot reach an ssd server at {spec} (no answer on key port {spec.key_port})")
     found = keys.fingerprint(offered)
-    old = known.get(spec.key)
-    if old is not None and old.public_key != offered and not args.replace:
+    old = next((entry for entry in known.pins_for(spec) if entry.public_key != offered), None)
+    if old is not None and not args.replace:
         raise ServerKeyMismatch(
-            f"SERVER KEY CHANGED for {spec}: known hosts has {old.fingerprint}, the server offers {found}. "
-            f"If the change is expected, run: ssd-ctl trust --replace {spec} (or edit {known.path})"
+            f"SERVER KEY CHANGED for {spec}: known hosts has {old.fingerprint} for {old.host}, the server offers "
+            f"{found}. If the change is expected, run: ssd-ctl trust --replace {args.host} (or edit {known.path})"
         )
     # The key port's word is not proof: the CURVE handshake must succeed with
     # this key before it is pinned.
@@ -145,7 +143,9 @@ def cmd_trust(args: argparse.Namespace, out: Output) -> int:
     )
     with proof:
         name = proof.server_info().get("name", "")
-    known.pin(spec.key, offered)
+    for gone in known.replace(spec, offered):
+        if gone.public_key != offered:
+            out.say(f"replaced {gone.host} {gone.fingerprint}")
     if args.json:
         out.document({"host": spec.key, "fingerprint": found, "name": name, "known_hosts": str(known.path)})
     else:
@@ -161,17 +161,13 @@ class _Offered(KnownHosts):
         super().__init__(path)
         self._host, self._key = host, key
 
-    def get(self, host: str) -> KnownHost | None:
+    def pins_for(self, spec: HostSpec) -> list[KnownHost]:
         """The offered key for the host being trusted; the file for any other."""
-        return KnownHost(host, self._key) if host == self._host else super().get(host)
+        return [KnownHost(spec.key, self._key)] if spec.key == self._host else super().pins_for(spec)
 
 
 async def _fetch_key(spec: Any, timeout: float) -> bytes | None:
-    ctx = zmq.asyncio.Context()
-    try:
-        offered = await fetch_server_key(ctx, spec, timeout)
-    finally:
-        ctx.destroy(linger=0)
+    offered = await fetch_server_key(spec, timeout)
     return None if offered is None else offered.public_key
 
 

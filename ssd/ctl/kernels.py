@@ -46,6 +46,10 @@ HOST_HELP = "server as HOST[:PORT], an address or a discovered name"
 KERNEL_HELP = "kernel id, a unique start of one, or the kernel's name (see: ssd-ctl kernels HOST)"
 SHORT = 8  # characters of a kernel id shown in tables and hints
 SHUTDOWN_TIMEOUT = 30.0
+TCP_HELP = (
+    "with --tunnel: TCP on 127.0.0.1 instead of sockets only you can open (any local user can then "
+    "read the kernel's output); for frontends that do not take transport ipc"
+)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -60,6 +64,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         action="store_true",
         help="then keep a local tunnel open and write a classic file for it (Spyder; until Ctrl-C)",
     )
+    start.add_argument("--tcp", action="store_true", help=TCP_HELP)
 
     kernels = sub.add_parser("kernels", parents=[common], help="list your kernels on HOST")
     kernels.add_argument("host", metavar="HOST", help=HOST_HELP)
@@ -270,7 +275,7 @@ def start_tunnel(
     path = tunnel_file(kernel_id, args.connection_file)
     if not args.json:
         say_started(out, args, reply, path, took)
-    return run_tunnel(out, args.host, kernel_id, remote, path)
+    return run_tunnel(out, args.host, kernel_id, remote, path, tcp=args.tcp)
 
 
 def cmd_kernels(args: argparse.Namespace, out: Output) -> int:

@@ -1,7 +1,9 @@
-"""ssd-ctl tunnel (and start --tunnel): a kernel's encrypted channels on 127.0.0.1 of this machine.
+"""ssd-ctl tunnel (and start --tunnel): a kernel's encrypted channels on this machine, for this user only.
 
 For Spyder's "Connect to an existing kernel" dialog, qtconsole, older
 jupyter_client and any frontend that reads only classic connection files.
+The local end is ``ipc`` sockets in a 0700 folder (``--tcp``: 127.0.0.1,
+open to every local user, for a frontend that takes only TCP).
 Runs until Ctrl-C (or SIGTERM), reports when the link to the host drops and
 comes back, and removes its connection file at the end (the ports die with it).
 """
@@ -20,9 +22,9 @@ from jupyter_core.paths import jupyter_runtime_dir
 
 from ssd.client import Client
 from ssd.client.kernels import write_connection_file
-from ssd.client.tunnel import Tunnel
+from ssd.client.tunnel import DEFAULT_TRANSPORT, Tunnel
 from ssd.ctl.commands import connected
-from ssd.ctl.kernels import HOST_HELP, KERNEL_HELP, SHORT, _resolve
+from ssd.ctl.kernels import HOST_HELP, KERNEL_HELP, SHORT, TCP_HELP, _resolve
 from ssd.ctl.output import Output
 from ssd.errors import SSDError
 
@@ -32,13 +34,14 @@ __all__ = ["TUNNEL_COMMANDS", "add_parser", "run_tunnel"]
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     """Add ``tunnel`` to ssd-ctl's parser."""
     tunnel = sub.add_parser(
-        "tunnel", parents=[common], help="forward a kernel's encrypted channels to 127.0.0.1 here (for Spyder)"
+        "tunnel", parents=[common], help="forward a kernel's encrypted channels to this machine (for Spyder)"
     )
     tunnel.add_argument("host", metavar="HOST", help=HOST_HELP)
     tunnel.add_argument("kernel", metavar="KERNEL", help=KERNEL_HELP)
     tunnel.add_argument(
         "--connection-file", metavar="PATH", help="the classic file to write (default: Jupyter's runtime dir)"
     )
+    tunnel.add_argument("--tcp", action="store_true", help=TCP_HELP.removeprefix("with --tunnel: "))
 
 
 def tunnel_file(kernel_id: str, requested: str | None) -> Path:
@@ -62,10 +65,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_tunnel(out: Output, host: str, kernel_id: str, remote: dict[str, Any], path: Path) -> int:
+def run_tunnel(out: Output, host: str, kernel_id: str, remote: dict[str, Any], path: Path, *, tcp: bool = False) -> int:
     """Open the tunnel, write its file, report link changes until stopped; 0 when stopped by the user."""
     try:
-        tunnel = Tunnel(remote)
+        tunnel = Tunnel(remote, transport="tcp" if tcp else DEFAULT_TRANSPORT)
     except ValueError as exc:
         raise SSDError(str(exc), code="usage") from None
     local = tunnel.start()
@@ -74,7 +77,7 @@ def run_tunnel(out: Output, host: str, kernel_id: str, remote: dict[str, Any], p
         if out.as_json:
             out.document({"host": host, "kernel_id": kernel_id, "connection_file": str(path), "state": "running"})
         else:
-            out.say(f"tunnel to kernel {kernel_id[:SHORT]} on {host} is open on 127.0.0.1")
+            out.say(f"tunnel to kernel {kernel_id[:SHORT]} on {host} is open {_where(tunnel)}")
             out.say(f"connection file: {path}  (Spyder: Consoles > Connect to an existing kernel)")
             out.say("Ctrl-C stops the tunnel; the kernel keeps running")
         with _sigterm_as_interrupt(), contextlib.suppress(KeyboardInterrupt):
@@ -88,6 +91,12 @@ def run_tunnel(out: Output, host: str, kernel_id: str, remote: dict[str, Any], p
     if not out.as_json:
         out.say(f"tunnel closed; stop the kernel with: ssd-ctl stop {host} {kernel_id[:SHORT]}")
     return 0
+
+
+def _where(tunnel: Tunnel) -> str:
+    if tunnel.transport == "ipc":
+        return "on sockets only you can open"
+    return "on 127.0.0.1 (TCP: any user of this machine can connect and read the kernel's output)"
 
 
 def _report(out: Output, host: str, change: str) -> None:
@@ -104,7 +113,8 @@ def cmd_tunnel(args: argparse.Namespace, out: Output) -> int:
     with connected(args, out) as client:
         kernel_id = _resolve(client, args)
         remote = _remote_info(client, kernel_id)
-    return run_tunnel(out, args.host, kernel_id, remote, tunnel_file(kernel_id, args.connection_file))
+    path = tunnel_file(kernel_id, args.connection_file)
+    return run_tunnel(out, args.host, kernel_id, remote, path, tcp=args.tcp)
 
 
 def _remote_info(client: Client, kernel_id: str) -> dict[str, Any]:

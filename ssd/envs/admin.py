@@ -133,7 +133,7 @@ async def run_tool(
         raise ToolFailed(f"{Path(argv[0]).name} failed (exit code {returncode})", output=tail, returncode=returncode)
 
 
-_PIP_ENV = {"PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1"}
+_PIP_ENV = {"PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
 async def create_venv(prefix: Path, python: str | None, packages: Sequence[str], progress: ProgressCallback) -> None:
@@ -142,7 +142,7 @@ async def create_venv(prefix: Path, python: str | None, packages: Sequence[str],
     interpreter = validate.python_interpreter(python)
     prefix = validate.new_prefix(prefix, create=True)  # made here, so the cleanup below only removes our own
     try:
-        await run_tool([interpreter, "-m", "venv", str(prefix)], "venv", progress)
+        await run_tool([interpreter, "-I", "-m", "venv", str(prefix)], "venv", progress)
         if specs:
             await _pip_install(prefix, specs, progress)
     except BaseException:
@@ -152,8 +152,9 @@ async def create_venv(prefix: Path, python: str | None, packages: Sequence[str],
 
 
 async def _pip_install(prefix: Path, specs: Sequence[str], progress: ProgressCallback) -> None:
-    """``PREFIX/bin/python -m pip install`` *specs*."""
-    argv = [str(prefix / "bin" / "python"), "-m", "pip", "install", "--no-input", "--progress-bar", "off", *specs]
+    """``PREFIX/bin/python -I -u -m pip install`` *specs* (``-u``: ``-I`` ignores PYTHONUNBUFFERED)."""
+    python = str(prefix / "bin" / "python")
+    argv = [python, "-I", "-u", "-m", "pip", "install", "--no-input", "--progress-bar", "off", *specs]
     await run_tool(argv, "pip", progress, env=_PIP_ENV)
 
 

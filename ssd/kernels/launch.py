@@ -21,6 +21,7 @@ from jupyter_core.paths import jupyter_runtime_dir
 
 from ssd.envs import EnvInfo
 from ssd.errors import SSDError
+from ssd.kernels import sockdir
 from ssd.kernels.record import KernelRecord
 
 __all__ = [
@@ -117,11 +118,14 @@ def runtime_dir() -> Path:
     return path
 
 
-def new_connection_file(kernel_id: str, ip: str) -> tuple[str, dict[str, Any]]:
-    """Write a 0600 connection file with fresh ports and key; return its path and content."""
+def new_connection_file(kernel_id: str, transport: str, ip: str) -> tuple[str, dict[str, Any]]:
+    """Write a 0600 connection file with a fresh key and fresh ports (TCP on *ip*), or ``ipc`` sockets in a new
+    0700 folder of this user; return its path and content."""
     path = runtime_dir() / f"kernel-ssd-{kernel_id}.json"
     key = secrets.token_hex(32).encode()
-    _, info = write_connection_file(str(path), ip=ip, key=key, transport="tcp", signature_scheme="hmac-sha256")
+    if transport == "ipc":
+        ip = str(sockdir.new_private_dir() / "k")  # sockets k-1 ... k-5, as jupyter_client numbers them
+    _, info = write_connection_file(str(path), ip=ip, key=key, transport=transport, signature_scheme="hmac-sha256")
     os.chmod(path, 0o600)
     return str(path), dict(info)
 

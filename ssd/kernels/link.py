@@ -15,6 +15,8 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
 
+from ssd.kernels.transport import kernel_endpoint
+
 __all__ = ["KernelLink", "KernelSilent", "kernel_info_summary"]
 
 
@@ -31,13 +33,6 @@ class _Status(msgspec.Struct):
 
 class KernelSilent(Exception):
     """The kernel did not answer in time."""
-
-
-def _endpoint(info: dict[str, Any], channel: str) -> str:
-    ip = info["ip"]
-    if ip in ("0.0.0.0", "*"):  # noqa: S104 (connecting to a kernel that bound every interface)
-        ip = "127.0.0.1"
-    return f"tcp://{ip}:{info[channel + '_port']}"
 
 
 class KernelLink:
@@ -59,10 +54,10 @@ class KernelLink:
     def _connect(self, kind: int, channel: str) -> zmq.asyncio.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = 0
-        # A starting kernel binds its ports a few hundred ms after exec: retry the refused connect
+        # A starting kernel binds its sockets a few hundred ms after exec: retry the refused connect
         # every 20 ms rather than libzmq's 100 ms, so readiness is seen when it happens.
         sock.reconnect_ivl = 20
-        sock.connect(_endpoint(self.info, channel))
+        sock.connect(kernel_endpoint(self.info, channel))
         return sock
 
     def start_watching(self) -> None:

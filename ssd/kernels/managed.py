@@ -15,19 +15,23 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import zmq.asyncio
 
 from ssd.errors import SSDError
-from ssd.kernels import launch, proc
+from ssd.kernels import launch, proc, sockdir
 from ssd.kernels.link import KernelLink, KernelSilent, kernel_info_summary
 from ssd.kernels.record import KernelRecord
+from ssd.kernels.transport import ipc_paths
 
 __all__ = ["KernelHooks", "ManagedKernel"]
 
 _HOUR = 3600.0
+# What follows this in a start error is the kernel's own output: the requester's reply only, never an event.
+_OUTPUT = "; its last output:\n"
 # A kernel that died stays listed (as dead, restartable with the same id and ports) this long.
 DEAD_LINGER = 60.0
 
@@ -81,6 +85,7 @@ class ManagedKernel:
     def _spawn(self) -> None:
         # The kernel reads its ports and key from this file: after a restart they must be the same,
         # even if something removed or changed the file meanwhile.
+        self._check_socket_dir()
         launch.write_kernel_file(self.record.connection_file, self.record.connection)
         self.process = launch.spawn(self.record)
         ticks = proc.start_ticks(self.process.pid) or 0
@@ -118,13 +123,24 @@ class ManagedKernel:
         else:
             reason = f"the kernel did not answer kernel_info within {self.hooks.start_timeout:g} s"
             await self._stop_process()
-        raise SSDError(reason + (f"; its last output:\n{tail}" if tail else ""), code="kernel_start_failed")
+        raise SSDError(reason + (f"{_OUTPUT}{tail}" if tail else ""), code="kernel_start_failed")
+
+    def _check_socket_dir(self) -> None:
+        """An ipc kernel's socket folder must be this user's alone (made again if a cleaner removed it)."""
+        paths = ipc_paths(self.record.connection)
+        if paths:
+            sockdir.check_private_dir(Path(paths[0]).parent)
 
     # -- adoption -----------------------------------------------------------------------
 
     def adopt(self) -> bool:
-        """Take over a kernel a previous worker started; False if its process is gone."""
+        """Take over a kernel a previous worker started; False if its process is gone (or its sockets are no
+        longer in a private folder: the relay would connect whoever sits there to the user's clients)."""
         if not proc.is_alive(self.record.pid, self.record.start_ticks):
+            return False
+        try:
+            self._check_socket_dir()
+        except (SSDError, OSError):
             return False
         try:
             self._watch = proc.ExitWatch(self.record.pid, self._on_exit)
@@ -156,7 +172,7 @@ class ManagedKernel:
             try:
                 await self._respawn()
             except SSDError as exc:
-                self.hooks.on_state(self, "dead", {"exit_code": None, "reason": exc.message})
+                self.hooks.on_state(self, "dead", {"exit_code": None, "reason": _public(exc)})
             else:
                 self.hooks.on_state(self, "restarted", {"automatic": True})
                 return
@@ -191,7 +207,7 @@ class ManagedKernel:
             await self._respawn()
         except SSDError as exc:
             self.state = "dead"
-            self.hooks.on_state(self, "dead", {"exit_code": self.exit_code(), "reason": exc.message})
+            self.hooks.on_state(self, "dead", {"exit_code": self.exit_code(), "reason": _public(exc)})
             await self._stop_process()
             self.forget()
             raise
@@ -215,6 +231,8 @@ class ManagedKernel:
             with contextlib.suppress(KernelSilent):
                 await self.link.request("control", "shutdown_request", {"restart": False}, timeout=1.0)
         await self._stop_process()
+        # Files first: whoever hears the event may look for them at once.
+        self._remove_files()
         self.hooks.on_state(self, event, {"exit_code": self.exit_code()})
         self.forget()
 
@@ -247,13 +265,23 @@ class ManagedKernel:
             self._linger = None
 
     def forget(self) -> None:
-        """Close the link, remove the connection and log files, drop the record."""
+        """Close the link, remove the connection and log files and the ipc sockets, drop the record."""
         self._cancel_linger()
         self.state = "gone" if self.state != "dead" else "dead"
         if self._watch is not None:
             self._watch.close()
         self.link.close()
+        self._remove_files()
+        self.hooks.on_record(self.kernel_id, None)
+
+    def _remove_files(self) -> None:
+        """The connection and log files and the ipc sockets (each may already be gone)."""
         for path in (self.record.connection_file, self.record.log_file):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        self.hooks.on_record(self.kernel_id, None)
+        sockdir.remove_sockets(ipc_paths(self.record.connection))
+
+
+def _public(exc: SSDError) -> str:
+    """The error without the kernel's output: any subscriber may read events (DESIGN §3)."""
+    return exc.message.partition(_OUTPUT)[0]

@@ -1,7 +1,8 @@
 """The CURVE relay: a kernel's five channels exposed on the host's address, encrypted.
 
-The kernel binds 127.0.0.1 only. For each channel the relay binds a CURVE
-server socket on the host's address and runs libzmq's own proxy
+The kernel binds ``ipc`` sockets in a 0700 folder of its user (kernels started
+before that: 127.0.0.1). For each channel the relay binds a CURVE server
+socket on the host's address and runs libzmq's own proxy
 (``zmq.proxy_steerable``, in a thread, no message copied in Python) to a
 plain socket connected to the kernel:
 
@@ -30,6 +31,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
 from ssd.kernels.proxy import ChannelProxy, monitor_socket
+from ssd.kernels.transport import kernel_endpoint
 
 __all__ = ["CHANNELS", "PortBusy", "Relay", "RelayGate", "new_relay_keys", "relay_connection_info"]
 
@@ -55,13 +57,6 @@ def new_relay_keys() -> dict[str, str]:
     """A fresh per-kernel CURVE keypair, as jupyter_client's connection-file keys."""
     public, secret = zmq.curve_keypair()
     return {"curve_publickey": public.decode(), "curve_secretkey": secret.decode()}
-
-
-def _local_endpoint(info: dict[str, Any], channel: str) -> str:
-    ip = info["ip"]
-    if ip in ("0.0.0.0", "*"):  # noqa: S104 (connecting, not binding)
-        ip = "127.0.0.1"
-    return f"tcp://{ip}:{info[channel + '_port']}"
 
 
 def relay_connection_info(
@@ -141,7 +136,7 @@ class Relay:
                 self.ctx, front, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED
             )
         self.ports[channel] = self._bind(front, self._wanted.get(channel, 0))
-        back.connect(_local_endpoint(self.kernel_info, channel))
+        back.connect(kernel_endpoint(self.kernel_info, channel))
         del made[-2:]  # the proxy owns them now
         return front, back
 

@@ -1,19 +1,37 @@
 """Who binds where, and which address a client is given: the one seam for kernel channels.
 
-``curve`` (the default): the kernel binds 127.0.0.1 only and the kernel
-worker's relay (``ssd.kernels.relay``) binds ``[kernels] ip`` (or the daemon's
-own bind address) with CURVE; clients get the relay's ports and the
-per-kernel keys (jupyter_client's ``curve_publickey``/``curve_secretkey``).
-``plain``: the kernel binds that address itself, and clients get its ports.
+``curve`` (the default): the kernel binds ``ipc`` sockets in a 0700 folder of
+its user (``ssd.kernels.sockdir``), so no other local user can connect to it,
+and the kernel worker's relay (``ssd.kernels.relay``) binds ``[kernels] ip``
+(or the daemon's own bind address) with CURVE; clients get the relay's ports
+and the per-kernel keys (jupyter_client's ``curve_publickey``/``curve_secretkey``).
+``plain``: the kernel binds that address itself over TCP, and clients get its
+ports (any local user can reach them too: that is the plain LAN mode).
 Either way a client that receives a wildcard address connects to the host it
 reached the daemon on.
+
+The ``ipc`` convention is jupyter_client's and ipykernel's: ``ip`` is a path
+prefix and each channel's "port" a small integer, the socket being
+``{ip}-{port}``. Kernels recorded before ipc (``transport: tcp`` on 127.0.0.1)
+keep working: every endpoint is built from the kernel's own connection info.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-__all__ = ["CLASSIC_KEYS", "CURVE_KEYS", "ChannelPlan", "channel_plan", "classic_info", "client_info", "kernel_bind_ip"]
+__all__ = [
+    "CHANNEL_PORTS",
+    "CLASSIC_KEYS",
+    "CURVE_KEYS",
+    "ChannelPlan",
+    "channel_plan",
+    "classic_info",
+    "client_info",
+    "ipc_paths",
+    "kernel_bind_ip",
+    "kernel_endpoint",
+]
 
 # The keys of a classic connection file: exactly what Spyder's "Connect to an
 # existing kernel" dialog and older jupyter_client versions accept.
@@ -33,6 +51,9 @@ CLASSIC_KEYS = (
 # Added to the classic keys for an encrypted kernel (jupyter_client 8.9+, ipykernel 7.4+).
 CURVE_KEYS = ("curve_publickey", "curve_secretkey")
 
+# The five "<channel>_port" keys of a connection info.
+CHANNEL_PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+
 _WILDCARDS = {"*", "0.0.0.0", "::", ""}  # noqa: S104 (recognized, not bound)
 
 
@@ -45,8 +66,9 @@ def kernel_bind_ip(kernels_ip: str, server_bind: str) -> str:
 
 
 class ChannelPlan(NamedTuple):
-    """Where the kernel binds, and where the relay binds (None: no relay)."""
+    """How the kernel binds (``ipc``, or ``tcp`` on *kernel_ip*), and where the relay binds (None: no relay)."""
 
+    kernel_transport: str
     kernel_ip: str
     relay_ip: str | None
 
@@ -55,8 +77,26 @@ def channel_plan(transport: str, kernels_ip: str, server_bind: str) -> ChannelPl
     """The addresses for *transport* on a host configured with these addresses."""
     outside = kernel_bind_ip(kernels_ip, server_bind)
     if transport == "plain":
-        return ChannelPlan(outside, None)
-    return ChannelPlan("127.0.0.1", outside)
+        return ChannelPlan("tcp", outside, None)
+    return ChannelPlan("ipc", "", outside)
+
+
+def kernel_endpoint(info: dict[str, Any], channel: str) -> str:
+    """Where to connect to *channel* of a kernel on this machine, from its own connection info."""
+    port = int(info[f"{channel}_port"])
+    if info.get("transport", "tcp") == "ipc":
+        return f"ipc://{info['ip']}-{port}"
+    ip = str(info["ip"])
+    if ip in _WILDCARDS:
+        ip = "127.0.0.1"  # a kernel that bound every interface (plain transport)
+    return f"tcp://{ip}:{port}"
+
+
+def ipc_paths(info: dict[str, Any]) -> list[str]:
+    """The socket files of an ``ipc`` kernel (none for TCP)."""
+    if info.get("transport", "tcp") != "ipc":
+        return []
+    return [f"{info['ip']}-{int(info[key])}" for key in CHANNEL_PORTS]
 
 
 def classic_info(info: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The systemd units that run the daemon: a system service (root) and a user service.
 
-Both start this very Python (``sys.executable -m ssd``), so the daemon runs the
-same from a venv, from the ``_ssd_`` conda environment and from the unit.
+Both start this very Python (``sys.executable -I -m ssd``), so the daemon runs the
+same from a venv, from the ``_ssd_`` conda environment and from the unit; ``-I``
+keeps the working directory (and ``PYTHON*`` variables) out of its imports.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ WantedBy=default.target
 
 
 def _exec_start(python: Path, mode: str) -> str:
-    # python -m ssd is `ssd run`; systemd splits ExecStart like a shell would.
-    return shlex.join([str(python), "-m", "ssd", f"--{mode}"])
+    # python -I -m ssd is `ssd run`, importing nothing from the cwd; systemd splits ExecStart like a shell would.
+    return shlex.join([str(python), "-I", "-m", "ssd", f"--{mode}"])
 
 
 def _environment(paths: ServerPaths, defaults: ServerPaths) -> str:

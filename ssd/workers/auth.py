@@ -15,7 +15,6 @@ import logging
 import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import pamela
 
 from ssd import protocol
 from ssd.errors import SSDError
+from ssd.isolation import python_module
 from ssd.messages import AccountCheckRequest, KeyAddRequest, LoginRequest
 from ssd.users import EMPTY_PASSWORD_REFUSED, Account, AccountPolicy, LoginRefused, lookup, normalize_username
 from ssd.workers import keyfile, wire
@@ -171,7 +171,7 @@ async def key_add(worker: AuthWorker, content: KeyAddRequest, request: wire.Requ
     if account is None:
         raise SSDError(f"user {request.user} no longer exists", code="not_found")
     path = Path(account.home) / worker.keys_file
-    argv = [sys.executable, "-m", "ssd.workers.keyfile", "add", str(path), request.client_key, content.comment]
+    argv = python_module("ssd.workers.keyfile", "add", str(path), request.client_key, content.comment)
     result = await asyncio.to_thread(_run_as, argv, account)
     if result.returncode not in (0, 3):
         raise SSDError(result.stderr.strip() or "could not write the authorized keys file", code="key_add_failed")

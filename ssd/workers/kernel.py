@@ -62,6 +62,8 @@ class KernelWorker(Worker):
         self.config = msgspec.convert(options.get("kernels", {}), KernelsConfig)
         self.bind_ip = str(options.get("kernel_ip", "127.0.0.1"))
         relay_ip = options.get("relay_ip")
+        # ipc behind the relay: no kernel socket another local user could reach (tcp: the plain LAN mode).
+        self.kernel_transport = str(options.get("kernel_transport", "ipc" if relay_ip else "tcp"))
         self.relays = RelayHost(str(relay_ip)) if relay_ip else None
         envs = {k: v for k, v in dict(options.get("envs", {})).items() if k in _DISCOVERY_KEYS}
         self.home = os.environ.get("HOME") or str(Path("~").expanduser())
@@ -186,6 +188,8 @@ class KernelWorker(Worker):
         relay = self.relays.get(kernel.kernel_id) if self.relays is not None else None
         if relay is not None:
             return relay.clients
+        if kernel.record.connection.get("transport", "tcp") != "tcp":
+            return 0  # an ipc kernel whose relay is still reopening: only the relay has clients
         return count_clients(kernel.record.connection["shell_port"], kernel.record.pid)
 
     # -- helpers for the handlers -------------------------------------------------------
@@ -222,7 +226,7 @@ class KernelWorker(Worker):
         cwd = launch.check_cwd(content.cwd, self.home)
         extra = launch.check_env_vars(content.env_vars, self.config.env_allow)
         kernel_id = str(uuid.uuid4())
-        connection_file, info = launch.new_connection_file(kernel_id, self.bind_ip)
+        connection_file, info = launch.new_connection_file(kernel_id, self.kernel_transport, self.bind_ip)
         relay = {"ip": self.relays.ip, "ports": {}, **new_relay_keys()} if self.relays is not None else None
         return KernelRecord(
             kernel_id=kernel_id,

@@ -196,7 +196,9 @@ def test_interrupt_stops_a_sleeping_cell(host: Host) -> None:
     started = host.json("start", host.daemon.host, "sci")
     kernel_id = started["kernel"]["kernel_id"]
     with kernel_client(Path(started["connection_file"])) as client:
-        msg_id = client.execute("import time; print('sleeping', flush=True); time.sleep(60)")
+        # stop_on_error=False: ipykernel aborts the requests that arrive while it handles an error of a cell
+        # that had it (the next cell, sent at once, would come back "aborted").
+        msg_id = client.execute("import time; print('sleeping', flush=True); time.sleep(60)", stop_on_error=False)
         wait_for(lambda: _printed(client, msg_id, "sleeping"), "sleeping", timeout=30)
         result = host.ctl("interrupt", host.daemon.host, kernel_id[:6])
         assert result.returncode == 0, result.stderr
@@ -262,7 +264,9 @@ def test_ipykernel_options_restart_and_attach(host: Host) -> None:
         printed, _ = run_cell(client, "print('mark' in globals())")
         assert printed.strip() == "False"  # a new process: the old state is gone
 
-        msg_id = client.execute("import time; print('sleeping', flush=True); time.sleep(60)")
+        # stop_on_error=False: ipykernel aborts the requests that arrive while it handles an error of a cell
+        # that had it (the next cell, sent at once, would come back "aborted").
+        msg_id = client.execute("import time; print('sleeping', flush=True); time.sleep(60)", stop_on_error=False)
         wait_for(lambda: _printed(client, msg_id, "sleeping"), "sleeping", timeout=30)
         assert host.json("interrupt", host.daemon.host, kernel_id, "--mode", "message")["mode"] == "message"
         assert client.get_shell_msg(timeout=30)["content"]["ename"] == "KeyboardInterrupt"

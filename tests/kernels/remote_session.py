@@ -55,6 +55,14 @@ def _execute(kc: BlockingKernelClient, code: str, **kwargs: Any) -> tuple[dict[s
     return reply["content"], seen
 
 
+def _wait_running(kc: BlockingKernelClient, msg_id: str) -> None:
+    """Until the code of *msg_id* runs: its first output (execute_input comes before the kernel is there)."""
+    while True:
+        msg = kc.get_iopub_msg(timeout=30)
+        if msg["msg_type"] == "stream" and msg["parent_header"].get("msg_id") == msg_id:
+            return
+
+
 def _outputs(seen: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "stream": "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream"),
@@ -79,8 +87,8 @@ def use_kernel(kc: BlockingKernelClient, marker: str, interrupt: Any) -> dict[st
         kc, "answer = input('question? '); print('got', answer)", allow_stdin=True, stdin_hook=answer
     )
     result["input"] = {"prompts": prompts, "stream": _outputs(seen)["stream"], "status": reply["status"]}
-    msg_id = kc.execute("import time; time.sleep(60)")
-    time.sleep(1.0)
+    msg_id = kc.execute("import time; print('sleeping', flush=True); time.sleep(60)")
+    _wait_running(kc, msg_id)  # an interrupt that comes before the cell's code runs is lost: it sleeps on
     interrupt()
     while True:
         msg = kc.get_shell_msg(timeout=30)
@@ -223,12 +231,13 @@ def clear(address: str, port: str, text: str) -> dict[str, Any]:
 
 
 def start(host: str, client_dir: str) -> dict[str, Any]:
-    """Start a kernel; report its id, its own (server-side) connection file and the relay's info."""
+    """Start a kernel; report its id and pid, its own (server-side) connection file and the relay's info."""
     client = _client(host, client_dir)
     try:
         reply = client.kernel_start("sci", "ipykernel")
         return {
             "kernel_id": reply["kernel"]["kernel_id"],
+            "pid": reply["kernel"]["pid"],
             "connection_file": reply["connection_file"],
             "relay": client.connection_info(reply),
         }

@@ -26,6 +26,7 @@ import pytest
 from conftest import Daemon, require_root
 from envfixtures import conda_copy, kernel_venv
 from netns import CTL, Namespace, announcing_daemon, ctl, namespace_pair
+from support.procnet import tcp_listeners
 
 from ssd.client.identity import client_keypair
 from ssd.kernels.transport import CLASSIC_KEYS, CURVE_KEYS
@@ -125,13 +126,15 @@ def test_relay_keeps_jupyter_semantics_and_the_wire_unreadable(hosts: Hosts) -> 
 
 
 def test_kernel_ports_unreachable_and_strangers_refused(hosts: Hosts) -> None:
-    """The kernel binds 127.0.0.1 of A: its ports are closed to B, the relay's are open; a client with
-    its own keypair (knowing the relay's public key and the HMAC key) or a wrong server key gets no
-    answer, the right keys do."""
+    """The kernel binds ipc sockets in A, no TCP port: the TCP ports it listens on (only ipykernel's pipe
+    for forked subprocesses, on 127.0.0.1) are closed to B, the relay's are open; a client with its own
+    keypair (knowing the relay's public key and the HMAC key) or a wrong server key gets no answer, the
+    right keys do."""
     started = hosts.session("start", hosts.host, str(hosts.client_dir))
     own = json.loads(Path(started["connection_file"]).read_text())
-    assert own["ip"] == "127.0.0.1"
-    kernel_ports = [str(own[f"{c}_port"]) for c in ("shell", "iopub", "stdin", "control", "hb")]
+    assert own["transport"] == "ipc"
+    kernel_ports = [str(port) for port in tcp_listeners(started["pid"])]
+    assert not {str(own[f"{c}_port"]) for c in ("shell", "iopub", "stdin", "control", "hb")} & set(kernel_ports)
     closed = hosts.session("probe", hosts.a.address, *kernel_ports)["reachable"]
     assert not any(closed.values()), closed
     relay = started["relay"]
@@ -174,7 +177,7 @@ class _Lines:
 
 
 def test_tunnel_serves_a_classic_file_and_survives_a_link_drop(hosts: Hosts) -> None:
-    """ssd-ctl start --tunnel in B: a classic 0600 file on 127.0.0.1 works like the relay (streams,
+    """ssd-ctl start --tunnel in B: a classic 0600 file (ipc sockets of B's user) works like the relay (streams,
     displays, input, interrupt), nothing readable on the wire; the veth goes down and up, the tunnel says
     it lost and regained the host, and the same file works again (two clients at once, the heartbeat
     stopping when the kernel is killed). Ctrl-C closes it and removes the file."""
@@ -190,7 +193,9 @@ def test_tunnel_serves_a_classic_file_and_survives_a_link_drop(hosts: Hosts) -> 
     try:
         err.wait_for("connected to", 60)
         kernel_id = json.loads("".join(out.lines))["kernel_id"]
-        assert set(json.loads(path.read_text())) == set(CLASSIC_KEYS)
+        local = json.loads(path.read_text())
+        assert set(local) == set(CLASSIC_KEYS)
+        assert local["transport"] == "ipc"
         assert path.stat().st_mode & 0o777 == 0o600
         marker = f"SECRET-{secrets.token_hex(8)}"
         with capture(hosts.a, hosts.tmp / "tunnel.pcap") as pcap:
@@ -217,6 +222,7 @@ def test_tunnel_serves_a_classic_file_and_survives_a_link_drop(hosts: Hosts) -> 
         process.send_signal(signal.SIGINT)
         assert process.wait(20) == 0
         assert not path.exists()
+        assert not Path(local["ip"]).parent.exists()  # the tunnel's socket folder went with it
     finally:
         if process.poll() is None:
             process.kill()

@@ -101,7 +101,7 @@ def test_system_unit_content_and_verify(tmp_path: Path) -> None:
     assert ssd("install", "--system", "--root", str(tmp_path), "--no-enable").returncode == 0
     unit = tmp_path / UNIT
     lines = [line for line in unit.read_text().splitlines() if line and not line.startswith("#")]
-    assert exec_start(lines) == ["-m", "ssd", "--system"]
+    assert exec_start(lines) == ["-I", "-m", "ssd", "--system"]
     for wanted in (
         "Type=notify",
         "Restart=on-failure",
@@ -191,7 +191,7 @@ def test_user_install_files_and_unit(tmp_path: Path) -> None:
     assert mode_and_owner(cfg / "server.crt.key")[0] == 0o600
     unit = home / ".config/systemd/user/ssd.service"
     text = unit.read_text()
-    assert exec_start(text.splitlines()) == ["-m", "ssd", "--user"]
+    assert exec_start(text.splitlines()) == ["-I", "-m", "ssd", "--user"]
     assert "Type=notify" in text
     assert "WantedBy=default.target" in text
     assert "systemctl --user enable --now ssd.service" in result.stdout

@@ -13,6 +13,7 @@ import psutil
 import pytest
 from conftest import Daemon, new_client, require_root
 from envfixtures import make_conda_style, make_venv, public_dir
+from support.eventually import eventually
 from users import User, login, system_daemon, users
 
 from ssd.client import AsyncClient, Client
@@ -30,17 +31,21 @@ async def _operate(
     client: AsyncClient, user: str, msg_type: str, content: dict[str, Any], cancel_after: int = 0
 ) -> list[dict[str, Any]]:
     """Run one operation, collecting its progress events until it ends (cancelling after N lines if asked)."""
-    events = client.events((f"env_progress.{user}",))
+    events = client.events((f"env_progress.{user}", "host_status"))
+    # host_status comes every 0.5 s: once one arrived, the subscription (sent before it) is live.
+    async with asyncio.timeout(30):
+        while (await anext(events)).msg_type != "host_status":
+            pass
     pending = asyncio.ensure_future(anext(events))
-    await asyncio.sleep(0.3)  # the subscription must reach the server before the first event
     seen: list[dict[str, Any]] = []
     try:
         operation = (await client.request(msg_type, content))["operation"]
         async with asyncio.timeout(240):
             while True:
-                event = (await pending).content
+                got = await pending
                 pending = asyncio.ensure_future(anext(events))
-                if event["operation"] != operation:
+                event = got.content
+                if got.msg_type == "host_status" or event["operation"] != operation:
                     continue
                 seen.append(event)
                 if cancel_after and sum(1 for e in seen if e["line"]) == cancel_after:
@@ -52,6 +57,16 @@ async def _operate(
         pending.cancel()
         await asyncio.gather(pending, return_exceptions=True)
         await events.aclose()
+
+
+def _tool_processes(user: User, worker_pids: set[int]) -> list[psutil.Process]:
+    """*user*'s processes other than the daemon's workers; zombies are not left running (and may be an
+    earlier test's, under a reused uid, that init left)."""
+    return [
+        p
+        for p in psutil.process_iter(["uids", "status"])
+        if p.info["uids"].real == user.uid and p.pid not in worker_pids and p.info["status"] != psutil.STATUS_ZOMBIE
+    ]
 
 
 def _tree(path: Path) -> set[str]:
@@ -112,18 +127,11 @@ def test_cancel_stops_the_tool_and_leaves_nothing(tmp_path: Path) -> None:
             spec = {"name": "big", "packages": ["numpy"]}
             events = client.run(_operate(client.aclient, alice.name, "env_create_request", spec, cancel_after=1))
             worker_pids = {p.pid for p in psutil.Process(daemon.process.pid).children()}
-            # Zombies are not left running (and may be an earlier test's, under a reused uid, that init left).
-            leftovers = [
-                p
-                for p in psutil.process_iter(["uids", "cmdline", "status"])
-                if p.info["uids"].real == alice.uid
-                and p.pid not in worker_pids
-                and p.info["status"] != psutil.STATUS_ZOMBIE
-            ]
+            # The tool's group is SIGKILLed when the cancel is answered; its members die a moment later.
+            eventually(lambda: _tool_processes(alice, worker_pids) == [], "no process of the cancelled tool left")
         finally:
             client.close()
     assert events[-1]["state"] == "cancelled"
-    assert leftovers == []
     assert not (alice.home / ".venvs" / "big").exists()
 
 

@@ -133,6 +133,16 @@ def worker_pids(daemon: Daemon, service: str = "diag") -> set[int]:
     }
 
 
+def hold(conn: Conn, delay: float, worker: int) -> str:
+    """Send an echo held *delay* seconds and return its msg_id once *worker* holds it.
+
+    A quick echo sent after it comes back from the same worker: one connection, dispatched in order.
+    """
+    msg_id = conn.send("echo_request", {"data": "held", "delay": delay})
+    assert conn.call("echo_request", {"data": "behind it"})["pid"] == worker
+    return msg_id
+
+
 def assert_error(reply: dict[str, Any] | None, ename: str) -> dict[str, Any]:
     """An error reply with code *ename* and a readable message; return it."""
     assert reply is not None, f"no {ename} reply"
@@ -166,8 +176,7 @@ def test_killed_worker_fails_inflight_request_and_is_restarted(tmp_path: Path, s
     with running(tmp_path, SSD_WORKERS_SERVICE_WAIT="10") as daemon:
         conn = sockets.conn(daemon)
         old = conn.call("echo_request", {"data": "first"})["pid"]
-        msg_id = conn.send("echo_request", {"data": "slow", "delay": DELAY})
-        time.sleep(0.3)  # let the broker hand it to the worker
+        msg_id = hold(conn, DELAY, old)
         killed_at = time.monotonic()
         os.kill(old, signal.SIGKILL)
         reply = conn.reply(msg_id, timeout=DELAY - 0.5)
@@ -190,8 +199,7 @@ def test_silent_worker_is_declared_dead_killed_and_restarted(tmp_path: Path, soc
         conn = sockets.conn(daemon)
         old_pid = conn.call("echo_request", {})["pid"]
         old = psutil.Process(old_pid)
-        msg_id = conn.send("echo_request", {"data": "held", "delay": DELAY})
-        time.sleep(0.3)
+        msg_id = hold(conn, DELAY, old_pid)
         old.suspend()
         try:
             reply = conn.reply(msg_id, timeout=DELAY - 0.5)
@@ -240,8 +248,7 @@ def test_shutdown_answers_inflight_request_and_leaves_no_process(tmp_path: Path,
     try:
         conn = sockets.conn(daemon)
         worker = psutil.Process(conn.call("echo_request", {})["pid"])
-        msg_id = conn.send("echo_request", {"data": "long", "delay": 30})
-        time.sleep(0.3)
+        msg_id = hold(conn, 30, worker.pid)
         daemon.process.send_signal(signal.SIGTERM)
         assert_error(conn.reply(msg_id, timeout=15), "shutting_down")
         assert daemon.process.wait(15) == 0, daemon.log()
@@ -254,11 +261,15 @@ def test_shutdown_answers_inflight_request_and_leaves_no_process(tmp_path: Path,
 
 
 def backend_port(daemon: Daemon) -> int:
-    """The daemon's unpublished worker port: its loopback LISTEN socket that is not a public one."""
+    """The daemon's unpublished worker port: its loopback LISTEN socket that is neither public nor the edge's link."""
     public = {int(str(daemon.info[f"{name}_port"])) for name in ("control", "events", "key")}
+    broker = psutil.Process(daemon.process.pid)
+    for child in broker.children():
+        if "ssd.edge" in " ".join(child.cmdline()):
+            public |= {c.raddr.port for c in child.net_connections(kind="tcp") if c.raddr}
     ports = {
         c.laddr.port
-        for c in psutil.Process(daemon.process.pid).net_connections(kind="tcp")
+        for c in broker.net_connections(kind="tcp")
         if c.status == psutil.CONN_LISTEN and c.laddr.ip == "127.0.0.1" and c.laddr.port not in public
     }
     assert len(ports) == 1, f"expected one backend port, found {ports}"
