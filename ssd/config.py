@@ -136,7 +136,10 @@ class AuthConfig(_Section, frozen=True):
     pam_service: Annotated[str, _doc("PAM service used for passwords (/etc/pam.d/NAME).")] = "login"
     session_lifetime: Annotated[Positive, _doc("Seconds a login stays valid (default half a day).")] = 43200.0
     pool_size: Annotated[
-        int, msgspec.Meta(ge=1, le=64, description="Auth worker processes (PAM calls in parallel).")
+        int,
+        msgspec.Meta(
+            ge=1, le=64, description="Auth worker processes (PAM calls in parallel); one address may use all but one."
+        ),
     ] = 4
     min_uid: Annotated[
         int, msgspec.Meta(ge=0, description="Accounts with a lower uid are system accounts: refused.")
@@ -149,11 +152,25 @@ class AuthConfig(_Section, frozen=True):
     authorized_keys: Annotated[str, _doc("A user's own authorized client keys, relative to their home.")] = (
         ".config/ssd/authorized_keys"
     )
-    failure_delay: Annotated[Positive, _doc("Seconds of back-off after a user name's first failed login.")] = 1.0
+    permit_empty_passwords: Annotated[
+        bool, _doc("Accept an empty password where PAM would (pam_unix nullok); like sshd's PermitEmptyPasswords.")
+    ] = False
+    require_listed_shell: Annotated[
+        bool, _doc("Refuse accounts whose login shell is not in /etc/shells (nologin, false), by key too.")
+    ] = True
+    account_recheck: Annotated[
+        Positive, _doc("Seconds between checks that a logged-in account is still enabled (and at worker start).")
+    ] = 3600.0
+    failure_delay: Annotated[
+        Positive, _doc("Seconds of back-off after the first failed password for a user name from an address.")
+    ] = 1.0
     max_failures: Annotated[
-        int, msgspec.Meta(ge=1, description="Failures before a user name is locked out for `lockout` seconds.")
+        int,
+        msgspec.Meta(ge=1, description="Failures before a user name from an address is refused for `lockout` seconds."),
     ] = 5
-    lockout: Annotated[Positive, _doc("Seconds a user name (or address) is refused after max_failures.")] = 300.0
+    lockout: Annotated[
+        Positive, _doc("Seconds a user name from an address (or an address) is refused after max_failures.")
+    ] = 300.0
     connection_burst: Annotated[
         int, msgspec.Meta(ge=1, description="New connections one address may open at once before being limited.")
     ] = 200

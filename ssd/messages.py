@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 __all__ = [
+    "AccountCheckRequest",
     "EchoRequest",
     "EnvCancelRequest",
     "EnvCreateRequest",
@@ -69,6 +70,10 @@ class LoginRequest(RequestContent, frozen=True):
 
     def __repr__(self) -> str:  # never show the password, not even in a traceback
         return f"LoginRequest(username={self.username!r}, password={'***' if self.password else None})"
+
+
+class AccountCheckRequest(RequestContent, frozen=True):
+    """``account_check_request``, from the broker alone (no client route): is the request's user still enabled?"""
 
 
 class LogoutRequest(RequestContent, frozen=True):

@@ -48,6 +48,7 @@ SHUTTING_DOWN: Final = "shutting_down"
 INTERNAL_ERROR: Final = "internal_error"
 AUTH_FAILED: Final = "auth_failed"  # a refused login, whatever the reason
 LOGIN_THROTTLED: Final = "login_throttled"
+ACCOUNT_DISABLED: Final = "account_disabled"  # told only to a holder of the account's key: locked, expired
 
 # Reply type used when a message is too broken to know what it asked for.
 PROTOCOL_ERROR_TYPE: Final = "protocol_error"

@@ -14,7 +14,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-__all__ = ["Account", "AccountPolicy", "LoginRefused", "normalize_username"]
+__all__ = ["EMPTY_PASSWORD_REFUSED", "Account", "AccountPolicy", "LoginRefused", "normalize_username"]
+
+# The same answer for every name: "" is no secret, and the refusal says nothing about the account.
+EMPTY_PASSWORD_REFUSED = "empty passwords are refused on this server (auth.permit_empty_passwords = false)"  # noqa: S105
 
 # POSIX portable names plus the trailing $ of machine accounts, as useradd accepts.
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")

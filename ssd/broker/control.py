@@ -29,7 +29,7 @@ from ssd.broker.sessions import SessionStore
 from ssd.config import ServerConfig
 from ssd.messages import ContentError, LoginRequest, parse_content
 from ssd.protocol import BadMessage, Message, Wire
-from ssd.users import normalize_username
+from ssd.users import EMPTY_PASSWORD_REFUSED, normalize_username
 
 __all__ = ["ControlHandler"]
 
@@ -54,6 +54,7 @@ class ControlHandler:
         sessions: SessionStore,
         limiter: LoginLimiter,
         session_lifetime: float,
+        permit_empty_passwords: bool = False,
     ) -> None:
         self.socket = socket
         self.wire = wire
@@ -64,6 +65,7 @@ class ControlHandler:
         self.sessions = sessions  # client key -> Unix user, with a deadline
         self.limiter = limiter
         self.session_lifetime = session_lifetime
+        self.permit_empty_passwords = permit_empty_passwords
         self.accepting = True
         self._ids = itertools.count(1)
         # Checks a request type must pass before it goes to a worker (e.g. the host's kernel limit).
@@ -132,29 +134,38 @@ class ControlHandler:
             return None
         if self.sessions.user_of(client_key) is not None:
             return None
+        ended = self.sessions.end_reason(client_key)
+        if ended is not None:  # its account was disabled since the login (ssd.broker.accounts)
+            return protocol.error_content(protocol.NOT_AUTHORIZED, f"your session was ended: {ended}")
         return protocol.error_content(
             protocol.NOT_AUTHORIZED,
             f"{route.msg_type} needs a login first (ssd-ctl login HOST); a session may also have expired",
         )
 
     def _admit_login(self, msg: Message, content: LoginRequest, address: str) -> LoginAttempt | None:
-        """Validate the user name and apply the throttle; None when already answered."""
+        """Validate the user name and password, throttle password attempts; None when already answered."""
         try:
             name = normalize_username(content.username)
         except ValueError as exc:
             self._answer_msg(msg, protocol.error_content(protocol.BAD_REQUEST, f"invalid user name: {exc}"))
             return None
-        pam = content.password is not None
-        wait = self.limiter.retry_after(name, address, pam=pam)
+        if content.password is None:
+            return LoginAttempt(name, address, pam=False)  # a key cannot be guessed: never throttled
+        if content.password == "" and not self.permit_empty_passwords:
+            # Whatever the name: the answer tells nothing about the account, and "" is no secret.
+            self._answer_msg(msg, protocol.error_content(protocol.AUTH_FAILED, EMPTY_PASSWORD_REFUSED))
+            return None
+        wait = self.limiter.retry_after(name, address)
         if wait > 0:
             error = protocol.error_content(
                 protocol.LOGIN_THROTTLED,
-                f"too many login attempts for this user or address; try again in {math.ceil(wait)} s",
+                f"too many login attempts for this user name from this address, or from this address; "
+                f"try again in {math.ceil(wait)} s",
             )
             self._answer_msg(msg, {**error, "retry_after": wait})
             return None
-        self.limiter.begin(name, address, pam=pam)
-        return LoginAttempt(name, address, pam)
+        self.limiter.begin(name, address)
+        return LoginAttempt(name, address, pam=True)
 
     def _to_worker(self, msg: Message, route: Route, client_key: str, login: LoginAttempt | None) -> None:
         assert route.service is not None
@@ -172,8 +183,8 @@ class ControlHandler:
             check = self.admission.get(msg.msg_type)
             error = check() if check is not None else None
         if error is not None:
-            if login is not None:
-                self.limiter.finish(login.name, login.address, success=False, counted=False, pam=login.pam)
+            if login is not None and login.pam:
+                self.limiter.finish(login.name, login.address, success=False, counted=False)
             self._answer_msg(msg, error)
             return
         pending = Pending(
@@ -193,6 +204,9 @@ class ControlHandler:
 
     def answer(self, pending: Pending, content: dict[str, Any] | bytes) -> None:
         """Send a worker's (or the broker's) reply for *pending* to its client."""
+        if pending.on_answer is not None:  # the broker's own request
+            pending.on_answer(content)
+            return
         if pending.login is not None:
             content = self._after_login(pending, content)
         self._reply(pending.idents, pending.parent, protocol.reply_type(pending.msg_type), content)
@@ -205,8 +219,9 @@ class ControlHandler:
         login = pending.login
         # Only passwords can be guessed: a refused key (CURVE proved its owner) is no failure to count,
         # and counting it would lock out a shared address after a few `ssd-ctl login` key probes.
-        failed = reply.get("ename") == protocol.AUTH_FAILED and login.pam
-        self.limiter.finish(login.name, login.address, success=ok, counted=ok or failed, pam=login.pam)
+        if login.pam:
+            failed = reply.get("ename") == protocol.AUTH_FAILED
+            self.limiter.finish(login.name, login.address, success=ok, counted=ok or failed)
         if ok:
             session = self.sessions.bind(pending.client_key, reply["user"], self.session_lifetime)
             reply = {**reply, "expires": session.expires}

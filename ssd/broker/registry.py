@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,8 @@ class Pending:
     worker_key: str | None = None
     login: LoginAttempt | None = None
     per_user: bool = False  # served by the bound user's own worker
+    # The broker's own request (an account check): its reply goes here, not to a client.
+    on_answer: Callable[[dict[str, Any] | bytes], None] | None = None
 
     @property
     def route_user(self) -> str | None:
@@ -154,6 +157,17 @@ class Registry:
         """Pop the oldest request waiting for *service* (of *user*)."""
         queue = self.queues.get((service, user))
         return queue.popleft() if queue else None
+
+    def take_queued_of(self, user: str) -> list[Pending]:
+        """Remove and return every request waiting for one of *user*'s own workers."""
+        taken: list[Pending] = []
+        for (_, owner), queue in self.queues.items():
+            if owner == user:
+                taken.extend(queue)
+                queue.clear()
+        for pending in taken:
+            self._finish(pending)
+        return taken
 
     def idle_workers(self, older_than: float) -> list[WorkerRecord]:
         """Per-user workers with nothing in flight and no request since before *older_than*."""

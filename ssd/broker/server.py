@@ -20,6 +20,7 @@ import zmq
 import zmq.asyncio
 
 from ssd import protocol
+from ssd.broker.accounts import AccountChecks, AccountSchedule
 from ssd.broker.announce import Announcer, summary_txt
 from ssd.broker.backend import WorkerRouter
 from ssd.broker.control import ControlHandler
@@ -81,7 +82,12 @@ class Broker:
         self.sessions = SessionStore(self.state)
         self.kernel_book = KernelBook(self.state)
         auth = self.config.auth
-        self.limiter = LoginLimiter(base_delay=auth.failure_delay, max_failures=auth.max_failures, lockout=auth.lockout)
+        self.limiter = LoginLimiter(
+            base_delay=auth.failure_delay,
+            max_failures=auth.max_failures,
+            lockout=auth.lockout,
+            per_address_inflight=auth.pool_size - 1,  # one address never holds the whole auth pool
+        )
         self.ports: dict[str, int] = {}
         self._listeners: dict[str, socket.socket] = {}
         self.edge: EdgeKeeper | None = None
@@ -105,6 +111,8 @@ class Broker:
             "deny_users": auth.deny_users,
             "allow_groups": auth.allow_groups,
             "deny_groups": auth.deny_groups,
+            "permit_empty_passwords": auth.permit_empty_passwords,
+            "require_listed_shell": auth.require_listed_shell,
             # User mode: nobody but the daemon's own user may log in.
             "only_user": pwd.getpwuid(os.geteuid()).pw_name if self.options.mode == "user" else None,
         }
@@ -202,6 +210,14 @@ class Broker:
             sessions=self.sessions,
             limiter=self.limiter,
             session_lifetime=self.config.auth.session_lifetime,
+            permit_empty_passwords=self.config.auth.permit_empty_passwords,
+        )
+        self.accounts = AccountChecks(
+            AccountSchedule(self.config.auth.account_recheck),
+            sessions=self.sessions,
+            registry=self.registry,
+            submit=self.router.submit,
+            answer=self.control.answer,
         )
         self.control.admission["kernel_start_request"] = lambda: self.kernel_book.admit_start(
             self.config.kernels.max_per_host, self.registry.in_flight("kernel_start_request")
@@ -210,14 +226,16 @@ class Broker:
             self.control.run(),
             self.router.run(),
             self.router.watch(),
+            self.accounts.run(),
             self.events.publish_status(self.config.server.status_interval, self._status_extra),
         ):
             self._spawn(coro)
         for spec in specs:
             self.supervisor.start(spec)
-        # Kernels outlive the daemon: their users' kernel workers start now to watch them again.
+        # Kernels outlive the daemon: their users' kernel workers start now to watch them again
+        # (no session asks for them: the sessions' accounts are checked at once by self.accounts).
         for user in sorted(self.kernel_book.users()):
-            self._spawn_user_worker("kernel", user)
+            self._start_user_worker("kernel", user)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
@@ -281,6 +299,14 @@ class Broker:
             content["sealed_connection"] = seal(json.dumps(info).encode(), keys, sealed_context(kernel_id))
 
     def _spawn_user_worker(self, service: str, user: str) -> None:
+        """For a session's request: start *user*'s own worker once the auth pool says the account is enabled."""
+        name = f"{service}:{user}"
+        if self.supervisor.running(name):
+            self.supervisor.revive(name)
+            return
+        self.accounts.require(user, lambda: self._start_user_worker(service, user))
+
+    def _start_user_worker(self, service: str, user: str) -> None:
         """Start *user*'s own worker for *service* (as that user) unless it runs; revive one being retired."""
         name = f"{service}:{user}"
         if self.supervisor.running(name):

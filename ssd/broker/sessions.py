@@ -29,6 +29,8 @@ class SessionStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._by_key: dict[str, Session] = {}
+        # Sessions ended because their account was disabled: key -> (why, when it would have expired).
+        self._ended: dict[str, tuple[str, float]] = {}
         now = time.time()
         self._db.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
         for key, user, created, expires in self._db.execute("SELECT client_key, user, created, expires FROM sessions"):
@@ -43,6 +45,7 @@ class SessionStore:
             (client_key, user, session.created, session.expires),
         )
         self._by_key[client_key] = session
+        self._ended.pop(client_key, None)
         return session
 
     def get(self, client_key: str) -> Session | None:
@@ -62,6 +65,31 @@ class SessionStore:
         """The user *client_key* is bound to, if its session is live."""
         session = self.get(client_key)
         return None if session is None else session.user
+
+    def end_user(self, user: str, reason: str) -> int:
+        """End every session of *user* (its account was disabled), keeping *reason* for end_reason(); how many."""
+        keys = self.keys_of(user)
+        for key in keys:
+            self._ended[key] = (reason, self._by_key[key].expires)
+            self.end(key)
+        return len(keys)
+
+    def end_reason(self, client_key: str) -> str | None:
+        """Why end_user() ended this key's session (until the session would have expired), if it did."""
+        now = time.time()
+        for key in [k for k, (_, expires) in self._ended.items() if expires <= now]:
+            del self._ended[key]
+        ended = self._ended.get(client_key)
+        return None if ended is None else ended[0]
+
+    def logins(self) -> dict[str, float]:
+        """Users with a live session, each with the time of its newest login (for the account re-checks)."""
+        newest: dict[str, float] = {}
+        for key in list(self._by_key):
+            session = self.get(key)
+            if session is not None:
+                newest[session.user] = max(newest.get(session.user, 0.0), session.created)
+        return newest
 
     def keys_of(self, user: str) -> list[str]:
         """The client keys with a live session as *user* (for sealing that user's secrets)."""

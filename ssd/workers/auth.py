@@ -2,8 +2,10 @@
 
 Runs as a small pool of processes (root in system mode: PAM must read the
 shadow database). Each process serves one request at a time, so a PAM failure
-delay blocks only that process; the broker's limiter keeps any one user name
-from holding more than one of them. Passwords are never logged.
+delay blocks only that process; the broker's limiter keeps one user name from
+one address to one of them, and one address from holding them all. Key logins
+and the broker's periodic re-checks run PAM's account check (and see a locked
+or expired account, as sshd does: ssd.workers.account). Passwords are never logged.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import pamela
 from ssd import protocol
 from ssd.errors import SSDError
 from ssd.isolation import python_module
-from ssd.messages import KeyAddRequest, LoginRequest
-from ssd.users import Account, AccountPolicy, LoginRefused, lookup, normalize_username
+from ssd.messages import AccountCheckRequest, KeyAddRequest, LoginRequest
+from ssd.users import EMPTY_PASSWORD_REFUSED, Account, AccountPolicy, LoginRefused, lookup, normalize_username
 from ssd.workers import keyfile, wire
+from ssd.workers.account import account_refusal
 from ssd.workers.base import Worker
 from ssd.workers.privileges import as_user
 
@@ -57,6 +60,12 @@ class AuthWorker(Worker):
             deny_groups=frozenset(options.get("deny_groups", [])),
             only_user=options.get("only_user"),
         )
+        self.permit_empty_passwords = bool(options.get("permit_empty_passwords", False))
+        self.require_listed_shell = bool(options.get("require_listed_shell", True))
+
+    def account_refusal(self, account: Account) -> str | None:
+        """Why *account* is disabled now (locked, expired, no login shell), or None; blocks (PAM)."""
+        return account_refusal(account, self.pam_service, require_listed_shell=self.require_listed_shell)
 
     def key_files(self, account: Account) -> list[tuple[Path, int, Path]]:
         """The user's own file (checked up from the home) and the administrator's file."""
@@ -66,40 +75,82 @@ class AuthWorker(Worker):
 
 
 async def login(worker: AuthWorker, content: LoginRequest, request: wire.Request) -> dict[str, Any]:
-    """Check a password with PAM (authenticate + account), or the client's key against authorized keys."""
+    """Check a password with PAM (authenticate + account), or the client's key and the account's state."""
     try:
         name = normalize_username(content.username)
     except ValueError as exc:
         raise SSDError(f"invalid user name: {exc}", code="bad_request") from None
     account = lookup(name)
     if content.password is None:
-        method = "key"
-        ok = account is not None and keyfile.authorized(request.client_key.encode(), worker.key_files(account))
-        if not ok:
-            raise SSDError(
-                f"this client key is not authorized for {name}; log in with a password and run: ssd-ctl copy-id HOST",
-                code=protocol.AUTH_FAILED,
-            )
+        method, ok = "key", _check_key(worker, account, request.client_key, name)
+    elif content.password == "" and not worker.permit_empty_passwords:
+        raise SSDError(EMPTY_PASSWORD_REFUSED, code=protocol.AUTH_FAILED)  # the broker refuses it first
     else:
         method = "password"
         # Unknown and refused users go through PAM too, so that every failure looks alike and takes
         # as long (a refusal after a right password is delayed below).
         ok = await asyncio.to_thread(_pam_login, name, content.password, worker.pam_service)
     if account is not None and ok:
-        try:
-            worker.policy.check(account)
-        except LoginRefused as exc:
-            log.warning("login of %s refused: %s", name, exc)
-            ok = False
-            if method == "password":
-                # A right password for a refused account must not answer faster
-                # than a wrong one, which PAM (pam_faildelay) delays.
-                await asyncio.sleep(REFUSAL_DELAY * random.uniform(0.75, 1.25))  # noqa: S311 (jitter, not a secret)
+        ok = await _admitted(worker, account, method)
     if not ok or account is None:
         log.info("failed %s login for %s", method, name)
         raise SSDError(_FAILED_TEXT, code=protocol.AUTH_FAILED)
     log.info("%s logged in with a %s", name, method)
     return {"status": "ok", "user": account.name, "uid": account.uid, "method": method}
+
+
+def _check_key(worker: AuthWorker, account: Account | None, client_key: str, name: str) -> bool:
+    """True when *client_key* is authorized for the account; raise (telling how to authorize it) if not."""
+    if account is None or not keyfile.authorized(client_key.encode(), worker.key_files(account)):
+        raise SSDError(
+            f"this client key is not authorized for {name}; log in with a password and run: ssd-ctl copy-id HOST",
+            code=protocol.AUTH_FAILED,
+        )
+    return True
+
+
+async def _admitted(worker: AuthWorker, account: Account, method: str) -> bool:
+    """Apply the account policy and the account's state after a right password or key.
+
+    A key holder is told why a disabled account is refused (it proved it may act for the account); a
+    password guesser learns nothing, and waits as long as after a wrong password (pam_faildelay).
+    """
+    if _policy_allows(worker, account):
+        reason = await asyncio.to_thread(worker.account_refusal, account)
+        if reason is None:
+            return True
+        log.warning("login of %s refused: %s", account.name, reason)
+        if method == "key":
+            raise SSDError(f"{account.name} may not log in: {reason}", code=protocol.ACCOUNT_DISABLED)
+    if method == "password":
+        await asyncio.sleep(REFUSAL_DELAY * random.uniform(0.75, 1.25))  # noqa: S311 (jitter, not a secret)
+    return False
+
+
+def _policy_allows(worker: AuthWorker, account: Account) -> bool:
+    try:
+        worker.policy.check(account)
+    except LoginRefused as exc:
+        log.warning("login of %s refused: %s", account.name, exc)
+        return False
+    return True
+
+
+async def account_check(worker: AuthWorker, content: AccountCheckRequest, request: wire.Request) -> dict[str, Any]:
+    """The broker asks whether the request's user may still log in (at worker start, and periodically)."""
+    if request.client_key:
+        raise SSDError("account checks come from the broker only", code=protocol.NOT_AUTHORIZED)
+    account = lookup(request.user) if request.user else None
+    if account is None:
+        raise SSDError(f"the account {request.user} no longer exists", code=protocol.ACCOUNT_DISABLED)
+    try:
+        worker.policy.check(account)
+    except LoginRefused as exc:
+        raise SSDError(f"the account may no longer log in here: {exc}", code=protocol.ACCOUNT_DISABLED) from None
+    reason = await asyncio.to_thread(worker.account_refusal, account)
+    if reason is not None:
+        raise SSDError(f"{account.name} may no longer log in: {reason}", code=protocol.ACCOUNT_DISABLED)
+    return {"status": "ok", "user": account.name}
 
 
 def _pam_login(name: str, password: str, service: str) -> bool:
@@ -131,4 +182,8 @@ def _run_as(argv: list[str], account: Account) -> subprocess.CompletedProcess[st
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False, **as_user(account))
 
 
-AuthWorker.routes = {"login_request": (LoginRequest, login), "key_add_request": (KeyAddRequest, key_add)}
+AuthWorker.routes = {
+    "login_request": (LoginRequest, login),
+    "key_add_request": (KeyAddRequest, key_add),
+    "account_check_request": (AccountCheckRequest, account_check),
+}

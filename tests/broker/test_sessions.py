@@ -70,6 +70,25 @@ def test_store_expiry(tmp_path: Path) -> None:
     assert db.execute("SELECT COUNT(*) FROM sessions").fetchone() == (0,)
 
 
+def test_store_ends_a_users_sessions_with_a_reason(tmp_path: Path) -> None:
+    """end_user() ends every key of one user and keeps why for those keys; a new login clears it."""
+    store = SessionStore(open_state(tmp_path))
+    older = store.bind("K1", "alice", 60)
+    store.bind("K2", "alice", 60)
+    store.bind("K3", "bob", 60)
+    assert store.logins() == {
+        "alice": pytest.approx(older.created, abs=1.0),
+        "bob": pytest.approx(older.created, abs=1.0),
+    }
+    assert store.end_user("alice", "the account is locked") == 2
+    assert (store.user_of("K1"), store.user_of("K2"), store.user_of("K3")) == (None, None, "bob")
+    assert store.end_reason("K1") == store.end_reason("K2") == "the account is locked"
+    assert store.end_reason("K3") is None
+    assert list(store.logins()) == ["bob"]
+    store.bind("K1", "alice", 60)
+    assert store.end_reason("K1") is None
+
+
 def test_store_persists_across_reopen(tmp_path: Path) -> None:
     """A new store on the same database has the live sessions and drops the expired ones."""
     db = open_state(tmp_path)
