@@ -20,13 +20,14 @@ import zmq
 import zmq.asyncio
 
 from ssd import protocol
+from ssd.broker.admission import Admission
 from ssd.broker.announce import Announcer, summary_txt
 from ssd.broker.backend import WorkerRouter
 from ssd.broker.control import ControlHandler
 from ssd.broker.dispatch import ROUTES
 from ssd.broker.events import EventPublisher
 from ssd.broker.handlers import ServerFacts
-from ssd.broker.kernels import KernelBook, become_subreaper
+from ssd.broker.kernels import KernelBook, become_subreaper, record_cap
 from ssd.broker.keyport import serve_key
 from ssd.broker.limiter import LoginLimiter
 from ssd.broker.policy import CLIENT_DOMAIN, WORKER_DOMAIN, ClientPolicy, ConnectionThrottle, WorkerPolicy
@@ -40,12 +41,18 @@ from ssd.keys import KeyPair
 from ssd.sealed import seal, sealed_context
 from ssd.state import open_state
 from ssd.users import lookup
+from ssd.workers import wire as worker_wire
 
 __all__ = ["Broker", "BrokerOptions"]
 
 log = logging.getLogger(__name__)
 
 LINGER_MS = 200
+# Messages queued per worker connection each way; a worker's replies and events wait (never dropped) when it is
+# reached, heartbeats to a worker that does not read are dropped (it is then declared silent).
+BACKEND_HWM = 64
+# Address space a kernel worker needs for itself (Python, pyzmq, its threads, with MALLOC_ARENA_MAX=2).
+WORKER_MIN_MB = 512
 _PORT_TRIES = 50  # time for replies already queued to leave on shutdown
 
 
@@ -73,7 +80,8 @@ class Broker:
         self.wire = protocol.Wire(username="ssd")
         self.state = open_state(options.state_dir)
         self.sessions = SessionStore(self.state)
-        self.kernel_book = KernelBook(self.state)
+        kernels = self.config.kernels
+        self.kernel_book = KernelBook(self.state, record_cap(kernels.max_per_user, kernels.max_per_host))
         auth = self.config.auth
         self.limiter = LoginLimiter(base_delay=auth.failure_delay, max_failures=auth.max_failures, lockout=auth.lockout)
         self.ports: dict[str, int] = {}
@@ -117,10 +125,11 @@ class Broker:
         control = self._curve_socket(zmq.ROUTER, CLIENT_DOMAIN)
         events = self._curve_socket(zmq.PUB, CLIENT_DOMAIN)
         backend = self._curve_socket(zmq.ROUTER, WORKER_DOMAIN)
-        # Workers are our own processes: client limits would drop their large
-        # replies (losing the connection); in-flight caps bound what queues here.
-        backend.maxmsgsize = -1
-        backend.sndhwm = backend.rcvhwm = 0
+        # A per-user worker is its user's (DESIGN §1): its frames are bounded (a larger one drops its
+        # connection), and so is what queues per connection; a full queue only slows that worker down.
+        backend.maxmsgsize = worker_wire.MAX_FRAME
+        backend.sndhwm = BACKEND_HWM
+        backend.rcvhwm = BACKEND_HWM
         keyport = self._socket(zmq.ROUTER)
         keyport.maxmsgsize = 256
         server = self.config.server
@@ -188,9 +197,7 @@ class Broker:
             limiter=self.limiter,
             session_lifetime=self.config.auth.session_lifetime,
         )
-        self.control.admission["kernel_start_request"] = lambda: self.kernel_book.admit_start(
-            self.config.kernels.max_per_host, self.registry.in_flight("kernel_start_request")
-        )
+        self.control.admission.update(Admission(self.config, self.kernel_book, self.registry).checks())
         for coro in (
             self.control.run(),
             self.router.run(),
@@ -263,7 +270,14 @@ class Broker:
         info = self.kernel_book.connection_of(worker.user, kernel_id)
         keys = [key.encode() for key in self.sessions.keys_of(worker.user)]
         if info is not None and keys:
-            content["sealed_connection"] = seal(json.dumps(info).encode(), keys, sealed_context(kernel_id))
+            server = self.options.keys
+            content["sealed_connection"] = seal(
+                json.dumps(info).encode(),
+                keys,
+                sealed_context(kernel_id),
+                sender_public=server.public,
+                sender_secret=server.secret,
+            )
 
     def _spawn_user_worker(self, service: str, user: str) -> None:
         """Start *user*'s own worker for *service* (as that user) unless it runs; revive one being retired."""
@@ -276,7 +290,8 @@ class Broker:
             log.error("cannot start the %s worker of %s: no such account", service, user)
             return
         options = USER_SERVICE_OPTIONS[service](self.config)
-        self.supervisor.start(WorkerSpec(name, service, options, user=account))
+        limit = worker_address_space(self.config.kernels.memory_limit) if service == "kernel" else 0
+        self.supervisor.start(WorkerSpec(name, service, options, user=account, address_space=limit))
 
     def _status_extra(self) -> dict[str, Any]:
         return {"name": self.options.name, "workers": len(self.registry.workers)}
@@ -400,6 +415,13 @@ class Broker:
         if self._auth is not None:
             self._auth.stop()
         self.ctx.destroy(linger=LINGER_MS)
+
+
+def worker_address_space(memory_limit_mb: int) -> int:
+    """The hard RLIMIT_AS (bytes) of a kernel worker, which its kernels inherit: kernels.memory_limit, but
+    never below what the worker itself needs (WORKER_MIN_MB); 0 = none. A smaller memory_limit is applied to
+    each kernel by the worker only: advisory against its own user (README, Limits)."""
+    return max(memory_limit_mb, WORKER_MIN_MB) << 20 if memory_limit_mb else 0
 
 
 def _capabilities(services: set[str]) -> tuple[str, ...]:

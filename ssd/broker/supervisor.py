@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import resource
 import signal
 import sys
 import time
@@ -41,6 +43,9 @@ class WorkerSpec:
     service: str
     options: dict[str, Any] = field(default_factory=dict)
     user: Account | None = None  # per-user services run as this account
+    # A hard RLIMIT_AS in bytes (0: none), set by the broker before the worker has its credentials: the
+    # worker and everything it starts inherit it, and only root could raise it again.
+    address_space: int = 0
 
 
 @dataclass
@@ -163,15 +168,23 @@ class Supervisor:
         # A per-user worker: its groups, gid and uid, a clean environment, umask 077,
         # its home as cwd, its own session; never anything of root's.
         extra = as_user(user) if user else {}
+        if child.spec.address_space:
+            # glibc reserves 64 MiB of address space per thread arena: few arenas keep the worker in its limit.
+            extra["env"] = {**extra.get("env", os.environ), "MALLOC_ARENA_MAX": "2"}
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ssd.workers", stdin=asyncio.subprocess.PIPE, close_fds=True, **extra
         )
         child.process = process
         log.info("started worker %s (service %s, pid %d)", child.spec.name, child.spec.service, process.pid)
         assert process.stdin is not None
+        limited = _limit_address_space(process, child.spec)
+        if not limited:  # no credentials for it: it cannot register
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
         try:
-            process.stdin.write(wire.encode(credentials) + b"\n")
-            await process.stdin.drain()
+            if limited:
+                process.stdin.write(wire.encode(credentials) + b"\n")
+                await process.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             pass  # it died at once; wait() below reports how
         finally:
@@ -205,6 +218,20 @@ class Supervisor:
                     process.kill()
                 await process.wait()
         self._children.clear()
+
+
+def _limit_address_space(process: asyncio.subprocess.Process, spec: WorkerSpec) -> bool:
+    """Set the spec's hard address-space limit on the new worker (before it has credentials); False if
+    that failed, and then the worker must not run (fail closed)."""
+    if not spec.address_space:
+        return True
+    limit = spec.address_space
+    try:
+        resource.prlimit(process.pid, resource.RLIMIT_AS, (limit, limit))
+    except (OSError, ValueError) as exc:
+        log.error("cannot limit the address space of worker %s: %s; not starting it", spec.name, exc)
+        return False
+    return True
 
 
 def _describe(code: int | None) -> str:

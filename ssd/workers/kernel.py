@@ -82,7 +82,7 @@ class KernelWorker(Worker):
         """Publish a lifecycle event: no key, no ports (any subscriber may read it)."""
         record = kernel.record
         content = {"kernel_id": record.kernel_id, "name": record.name, "env": record.env, "kind": record.kind}
-        self.publish(f"kernel.{self.user}", "kernel_state", {**content, "state": state, **extra})
+        self.publish("kernel_state", {**content, "state": state, **extra})
 
     def _on_record(self, kernel_id: str, record: KernelRecord | None) -> None:
         """Tell the broker what to remember (or forget) in its state store."""

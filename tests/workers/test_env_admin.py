@@ -17,6 +17,7 @@ from users import User, login, system_daemon, users
 
 from ssd.client import AsyncClient, Client
 from ssd.errors import RemoteError
+from ssd.topics import ENV_PROGRESS, user_topic
 
 
 def _client(daemon: Daemon, tmp: Path, user: User) -> Client:
@@ -30,7 +31,7 @@ async def _operate(
     client: AsyncClient, user: str, msg_type: str, content: dict[str, Any], cancel_after: int = 0
 ) -> list[dict[str, Any]]:
     """Run one operation, collecting its progress events until it ends (cancelling after N lines if asked)."""
-    events = client.events((f"env_progress.{user}",))
+    events = client.events((user_topic(ENV_PROGRESS, user),))
     pending = asyncio.ensure_future(anext(events))
     await asyncio.sleep(0.3)  # the subscription must reach the server before the first event
     seen: list[dict[str, Any]] = []
