@@ -25,6 +25,7 @@ IN_CI = os.environ.get("CI") == "true"
 # Helper modules of test folders (tests/envs/envfixtures.py) import by plain name
 # from any test file, not only after pytest happened to collect their folder.
 sys.path.insert(0, str(Path(__file__).parent / "envs"))
+sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
 
 @dataclass

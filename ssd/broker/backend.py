@@ -25,7 +25,7 @@ import zmq
 import zmq.asyncio
 
 from ssd import protocol
-from ssd.broker.kernels import KernelBook
+from ssd.broker.kernels import KernelBook, RecordRefused
 from ssd.broker.quota import LogThrottle, Verdict, WorkerQuota
 from ssd.broker.registry import Pending, Registry, WorkerRecord
 from ssd.broker.worker_events import WorkerEvents
@@ -235,10 +235,14 @@ class WorkerRouter:
     def _on_kernel(self, record: WorkerRecord, kernel_id: bytes, body: bytes) -> None:
         """A kernel worker's record of one kernel (empty body: forget it)."""
         if record.service != "kernel" or record.user is None or self.kernels is None:
-            log.error("worker %d (service %s) sent a kernel record: ignored", record.pid, record.service)
+            self._complain(record.key, time.monotonic(), "a kernel record")
             return
         name = kernel_id.decode(errors="replace")
-        changed = self.kernels.put(record.user, name, body) if body else self.kernels.drop(record.user, name)
+        try:
+            changed = self.kernels.put(record.user, name, body) if body else self.kernels.drop(record.user, name)
+        except RecordRefused as exc:
+            self._complain(record.key, time.monotonic(), "%s", exc)
+            return
         if changed:
             self.kernels_changed()
 

@@ -26,7 +26,7 @@ from ssd.kernels.record import KernelRecord
 from ssd.kernels.relay import relay_connection_info
 from ssd.workers import wire
 
-__all__ = ["KernelBook", "become_subreaper", "record_cap"]
+__all__ = ["KernelBook", "RecordRefused", "become_subreaper", "record_cap"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,10 @@ HARD_CAP = 1000
 def record_cap(max_per_user: int, max_per_host: int) -> int:
     """The most records the book keeps for one user: the per-user limit, else the host's, else HARD_CAP."""
     return min(max_per_user or max_per_host or HARD_CAP, HARD_CAP)
+
+
+class RecordRefused(ValueError):
+    """A kernel record the book does not store; the message says what it was (for the log)."""
 
 
 def become_subreaper() -> bool:
@@ -83,23 +87,19 @@ class KernelBook:
         return {owner for owner, _, _ in self._records.values()}
 
     def put(self, user: str, kernel_id: str, body: bytes) -> bool:
-        """Store a record sent by *user*'s kernel worker; refuse one that names another user, one too large,
-        and a new one beyond the user's cap."""
+        """Store a record sent by *user*'s kernel worker (True: the book changed); RecordRefused for one that
+        names another user, one too large, and a new one beyond the user's cap."""
         if len(body) > wire.MAX_RECORD:
-            log.error("kernel worker of %s sent a kernel record of %d bytes: refused", user, len(body))
-            return False
+            raise RecordRefused(f"a kernel record of {len(body)} bytes")
         if kernel_id not in self._records and self.count(user) >= self.per_user:
-            log.error("kernel worker of %s sent a record beyond its %d kernels: refused", user, self.per_user)
-            return False
+            raise RecordRefused(f"a kernel record beyond its user's {self.per_user}")
         try:
             record = msgspec.json.decode(body, type=KernelRecord)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.error("kernel worker of %s sent an invalid kernel record: %s", user, exc)
-            return False
+            raise RecordRefused(f"an invalid kernel record ({exc})") from None
         owner = self._records.get(kernel_id, (user,))[0]
         if record.user != user or record.kernel_id != kernel_id or owner != user:
-            log.error("kernel worker of %s sent a record for kernel %s of %s: refused", user, kernel_id, owner)
-            return False
+            raise RecordRefused(f"a record for kernel {kernel_id[:64]!r} of {owner}")
         self._db.execute(
             "INSERT OR REPLACE INTO kernels (kernel_id, user, pid, record, updated) VALUES (?, ?, ?, ?, ?)",
             (kernel_id, user, record.pid, body, time.time()),

@@ -2,8 +2,8 @@
 
 A per-user worker is its user's to control (DESIGN §1, rule 1), so the broker
 meters it: a token bucket for messages and one for bytes. A message beyond the
-rate is dropped; a worker that keeps flooding (``KILL_AFTER`` drops in a row)
-is stopped, which costs only its own user. Pure bookkeeping: the clock is an
+rate is dropped; a worker that keeps flooding (``KILL_AFTER`` drops within
+``KILL_WINDOW`` seconds) is stopped, which costs only its own user. Pure bookkeeping: the clock is an
 argument, the backend loop acts on the verdict.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["KILL_AFTER", "LogThrottle", "TokenBucket", "Verdict", "WorkerQuota"]
+__all__ = ["KILL_AFTER", "KILL_WINDOW", "LogThrottle", "TokenBucket", "Verdict", "WorkerQuota"]
 
 # Far above what a worker does (a heartbeat a second, a kernel's few lifecycle events, a tool's output
 # lines), far below what a flood does (a loop of sends: ~10^5 messages a second).
@@ -20,7 +20,8 @@ MESSAGE_RATE = 1000.0
 MESSAGE_BURST = 5000.0
 BYTE_RATE = float(16 << 20)
 BYTE_BURST = float(32 << 20)
-KILL_AFTER = 1000  # messages dropped in a row before the worker is stopped
+KILL_AFTER = 1000  # messages dropped within KILL_WINDOW seconds before the worker is stopped
+KILL_WINDOW = 10.0
 
 
 class Verdict(enum.Enum):
@@ -54,17 +55,19 @@ class TokenBucket:
 
 @dataclass
 class WorkerQuota:
-    """The rate one worker may send at, and how many of its messages were dropped in a row."""
+    """The rate one worker may send at, and how many of its messages were dropped lately."""
 
     messages: TokenBucket = field(default_factory=lambda: TokenBucket(MESSAGE_RATE, MESSAGE_BURST))
     data: TokenBucket = field(default_factory=lambda: TokenBucket(BYTE_RATE, BYTE_BURST))
-    dropped: int = 0
+    dropped: int = 0  # since window_start
+    window_start: float = float("-inf")
 
     def judge(self, size: int, now: float) -> Verdict:
         """Charge one message of *size* bytes; say whether to handle it, drop it, or stop its sender."""
         if self.messages.take(1.0, now) and self.data.take(float(size), now):
-            self.dropped = 0
             return Verdict.ACCEPT
+        if now - self.window_start > KILL_WINDOW:
+            self.window_start, self.dropped = now, 0
         self.dropped += 1
         return Verdict.KILL if self.dropped >= KILL_AFTER else Verdict.DROP
 

@@ -109,7 +109,10 @@ class Worker:
                 self.stop_reason = "stop"
                 self._stop.set()
             elif command != wire.HEARTBEAT:
-                self.handle_command(command, frames[2:])
+                try:
+                    self.handle_command(command, frames[2:])
+                except Exception:  # the receive loop must outlive one bad command
+                    log.exception("%s worker failed on the command %r", self.service, command[:16])
 
     async def _serve(self, request_id: bytes, body: bytes) -> None:
         content = await self._answer(body)

@@ -103,7 +103,12 @@ class KernelWorker(Worker):
         for record in wire.decode(args[0], list[KernelRecord]):
             if record.user != self.user or record.kernel_id in self.kernels:
                 continue
-            kernel = ManagedKernel(self.ctx, record, self.hooks)
+            try:
+                kernel = ManagedKernel(self.ctx, record, self.hooks)
+            except Exception:  # a record this worker cannot use (the broker stores what a worker sent)
+                log.exception("kernel record %s cannot be adopted; forgetting it", record.kernel_id)
+                self._on_record(record.kernel_id, None)
+                continue
             if kernel.adopt():
                 self.kernels[record.kernel_id] = kernel
                 self._spawn_task(self._reopen_relay(kernel))
