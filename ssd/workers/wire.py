@@ -78,6 +78,9 @@ MAX_EVENT: Final = 256 << 10
 MAX_READY: Final = 1024
 MAX_EVENT_LINE: Final = 32768  # characters of one progress line (a failed tool's tail is cut to its end)
 
+# The hard RLIMIT_AS (bytes) a worker sets on itself before it reads its credentials (ssd.broker.supervisor).
+ADDRESS_SPACE_VARIABLE: Final = "SSD_WORKER_ADDRESS_SPACE"
+
 _encoder = msgspec.json.Encoder()
 T = TypeVar("T")
 

@@ -70,7 +70,7 @@ def steal(pid: int) -> tuple[str, bytes, bytes]:
     """The backend endpoint and the CURVE keypair in the worker's memory (a secret whose public key is there too)."""
     blob = memory(pid)
     ports = re.findall(rb"tcp://127\.0\.0\.1:(\d+)", blob)
-    candidates = set()
+    candidates: set[bytes] = set()
     for run in _Z85.findall(blob):
         candidates.update((run[:40], run[-40:]))
     for secret in candidates:
@@ -145,7 +145,9 @@ def attack(plan: Plan, server_key: bytes) -> dict[str, Any]:
         send(b"KERNEL", kernel_id.encode(), record(plan, kernel_id))
     marker = {"name": "HOSTILE", "env": "/nowhere", "kind": "ipykernel"}
     forged_box = seal_v1(json.dumps(FORGED).encode(), plan.alice_key, b"ssd kernel connection " + fake[0].encode())
-    old_style = [  # the protocol before the fix: a topic of the worker's choosing, the kind inside the body
+    old_style: list[
+        tuple[str, dict[str, Any]]
+    ] = [  # the protocol before the fix: a topic of the worker's choosing, the kind inside the body
         (f"kernel.{plan.alice}.{plan.user}", {"kernel_id": fake[0], "state": "ready", "sealed_connection": forged_box}),
         (f"kernel.{plan.alice}2.{plan.user}", {"kernel_id": fake[0], "state": "ready"}),
         (f"kernel.{plan.user}", {"kernel_id": plan.alice_kernel, "state": "dead", "exit_code": 9}),
@@ -153,7 +155,7 @@ def attack(plan: Plan, server_key: bytes) -> dict[str, Any]:
     ]
     for topic, body in old_style:
         send(b"EVENT", topic.encode(), json.dumps({"event": "kernel_state", **marker, **body}).encode())
-    new_style = [  # the protocol after the fix: the kind, and a body about someone else's things
+    new_style: list[dict[str, Any]] = [  # the protocol after the fix: the kind, and a body about someone else's things
         {"kernel_id": plan.alice_kernel, "state": "dead", "exit_code": 9},
         {"kernel_id": fake[0], "state": "ready", "sealed_connection": forged_box},
     ]
