@@ -4,6 +4,12 @@ A request is forwarded to the least-loaded worker of its service, or parked
 for up to ``service_wait`` seconds when none has room. A worker that dies or
 falls silent has its requests answered ``worker_lost``; parked requests that
 time out are answered ``service_unavailable``. No request is ever left silent.
+
+A per-user worker is its user's to control (DESIGN §1, rule 1), so what it
+sends is metered (``ssd.broker.quota``: a worker that floods is stopped), sized
+(``wire.MAX_*``), and checked: its events against a schema and its own ids
+(``ssd.broker.worker_events``), its kernel records against its user's cap
+(``KernelBook``). Complaints about one worker are logged at most every 10 s.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import zmq
 import zmq.asyncio
 
 from ssd import protocol
-from ssd.broker.kernels import KernelBook
+from ssd.broker.kernels import KernelBook, RecordRefused
+from ssd.broker.quota import LogThrottle, Verdict, WorkerQuota
 from ssd.broker.registry import Pending, Registry, WorkerRecord
+from ssd.broker.worker_events import WorkerEvents
 from ssd.config import WorkersConfig
 from ssd.workers import wire
 
@@ -30,6 +38,11 @@ log = logging.getLogger(__name__)
 
 # Requests parked per service before new ones are refused at once.
 MAX_QUEUED = 1000
+# Routing id, tag, command and at most two arguments: a message with more frames is no worker message.
+MAX_FRAMES = 5
+# The largest body each command may carry (the socket's maxmsgsize, wire.MAX_FRAME, bounds every frame).
+MAX_BODY = {wire.READY: wire.MAX_READY, wire.REPLY: wire.MAX_REPLY, wire.EVENT: wire.MAX_EVENT}
+MAX_BODY[wire.KERNEL] = wire.MAX_RECORD
 
 Answer = Callable[[Pending, dict[str, Any] | bytes], None]
 
@@ -68,6 +81,9 @@ class WorkerRouter:
         self._spawn = spawn
         self._retire = retire
         self.kernels = kernels
+        self.events = WorkerEvents(kernels, self._refused)
+        self._quotas: dict[str, WorkerQuota] = {}
+        self._complaints = LogThrottle()
         self.kernels_changed: Callable[[], None] = lambda: None
         # Adds what only the broker may add to a worker's event (sealed secrets for the user's keys).
         self.complete_event: Callable[[WorkerRecord, str, dict[str, Any]], None] = lambda record, kind, content: None
@@ -120,27 +136,62 @@ class WorkerRouter:
 
     def _handle(self, frames: list[zmq.Frame]) -> None:
         key = str(frames[0].get("User-Id"))
-        parts = [frame.bytes for frame in frames]
-        if len(parts) < 3 or parts[1] != wire.TAG:
-            log.warning("malformed message from worker key %s ignored", key[:8])
-            return
-        routing_id, command, args = parts[0], parts[2], parts[3:]
         record = self.registry.workers.get(key)
+        now = time.monotonic()
+        if record is not None and not self._within_quota(record, frames, now):
+            return
+        if not 3 <= len(frames) <= MAX_FRAMES or frames[1].bytes != wire.TAG:
+            self._complain(key, now, "a malformed message (%d frames)", len(frames))
+            return
+        routing_id, command = frames[0].bytes, frames[2].bytes
+        args = [frame.bytes for frame in frames[3:]]
+        if args and len(args[-1]) > MAX_BODY.get(command, 0):
+            self._complain(key, now, "a %r message of %d bytes", command[:16], len(args[-1]))
+            return
         if record is not None:
-            record.last_seen = time.monotonic()
+            record.last_seen = now
             record.routing_id = routing_id  # follow a reconnect
         if command == wire.READY and len(args) == 1:
             self._on_ready(key, routing_id, args[0])
         elif record is None:
-            log.warning("message from unregistered worker key %s ignored", key[:8])
+            self._complain(key, now, "a message while not registered")
         elif command == wire.REPLY and len(args) == 2:
             self._on_reply(record, args[0], args[1])
         elif command == wire.EVENT and len(args) == 2:
             self._on_event(record, args[0], args[1])
         elif command == wire.KERNEL and len(args) == 2:
             self._on_kernel(record, args[0], args[1])
-        elif command != wire.HEARTBEAT:
-            log.warning("unknown command %r from worker %d ignored", command[:16], record.pid)
+        elif command != wire.HEARTBEAT or args:
+            self._complain(key, now, "an unknown command %r", command[:16])
+
+    def _within_quota(self, record: WorkerRecord, frames: list[zmq.Frame], now: float) -> bool:
+        """Charge a registered worker's message to its rate; stop a worker that keeps flooding."""
+        quota = self._quotas.setdefault(record.key, WorkerQuota())
+        verdict = quota.judge(sum(len(frame) for frame in frames), now)
+        if verdict is Verdict.ACCEPT:
+            return True
+        self._complain(record.key, now, "messages faster than its rate (dropped)")
+        if verdict is Verdict.KILL:
+            log.error(
+                "%s worker pid %d of %s keeps flooding the broker: stopping it", record.service, record.pid, record.user
+            )
+            self.worker_exited(record.key)
+            self._kill(record.key)
+        return False
+
+    def _complain(self, key: str, now: float, what: str, *args: object) -> None:
+        """Log what a worker did wrong, at most every 10 s per worker key."""
+        suppressed = self._complaints.allow(key, now)
+        if suppressed is None:
+            return
+        record = self.registry.workers.get(key)
+        who = f"{record.service} worker pid {record.pid} of {record.user}" if record else f"worker key {key[:8]}"
+        more = f" ({suppressed} more complaints suppressed)" if suppressed else ""
+        log.warning("%s sent " + what + ": ignored%s", who, *args, more)
+
+    def _refused(self, record: WorkerRecord, what: str) -> None:
+        """An event the worker may not publish (WorkerEvents)."""
+        self._complain(record.key, time.monotonic(), "%s", what)
 
     def _on_ready(self, key: str, routing_id: bytes, body: bytes) -> None:
         try:
@@ -167,31 +218,31 @@ class WorkerRouter:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.error("worker %d sent an invalid reply: %s", record.pid, exc)
             content = protocol.error_content(protocol.INTERNAL_ERROR, "the worker sent an invalid reply")
+        else:
+            self.events.note_reply(record, pending.msg_type, body)
         self._answer(pending, content)
         self._drain_queue(record.service, record.user)
 
-    def _on_event(self, record: WorkerRecord, topic: bytes, body: bytes) -> None:
-        try:
-            content = msgspec.json.decode(body)
-            msg_type = str(content.pop("event"))
-        except (msgspec.DecodeError, AttributeError, KeyError, TypeError):
-            log.error("worker %d sent an invalid event", record.pid)
+    def _on_event(self, record: WorkerRecord, kind: bytes, body: bytes) -> None:
+        """Publish a worker's event under its user's topic if it passes the checks (WorkerEvents)."""
+        accepted = self.events.accept(record, kind, body)
+        if accepted is None:
             return
-        name = topic.decode(errors="replace")
-        if record.user is not None and not name.endswith(f".{record.user}"):
-            # A user's worker speaks only under its user's topics (subscribers filter on them).
-            log.error("worker %d of %s published under topic %r: dropped", record.pid, record.user, name[:64])
-            return
+        topic, msg_type, content = accepted
         self.complete_event(record, msg_type, content)
-        self._publish(name, msg_type, content)
+        self._publish(topic, msg_type, content)
 
     def _on_kernel(self, record: WorkerRecord, kernel_id: bytes, body: bytes) -> None:
         """A kernel worker's record of one kernel (empty body: forget it)."""
         if record.service != "kernel" or record.user is None or self.kernels is None:
-            log.error("worker %d (service %s) sent a kernel record: ignored", record.pid, record.service)
+            self._complain(record.key, time.monotonic(), "a kernel record")
             return
         name = kernel_id.decode(errors="replace")
-        changed = self.kernels.put(record.user, name, body) if body else self.kernels.drop(record.user, name)
+        try:
+            changed = self.kernels.put(record.user, name, body) if body else self.kernels.drop(record.user, name)
+        except RecordRefused as exc:
+            self._complain(record.key, time.monotonic(), "%s", exc)
+            return
         if changed:
             self.kernels_changed()
 
@@ -199,6 +250,8 @@ class WorkerRouter:
 
     def worker_exited(self, key: str) -> None:
         """The supervisor saw a worker process end: answer what it held."""
+        self._quotas.pop(key, None)
+        self.events.forget(key)
         for pending in self.registry.forget_worker(key):
             self._answer(pending, _lost(pending))
 

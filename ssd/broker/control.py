@@ -68,8 +68,8 @@ class ControlHandler:
         self.permit_empty_passwords = permit_empty_passwords
         self.accepting = True
         self._ids = itertools.count(1)
-        # Checks a request type must pass before it goes to a worker (e.g. the host's kernel limit).
-        self.admission: dict[str, Callable[[], dict[str, Any] | None]] = {}
+        # Checks a request type must pass before it goes to a worker (ssd.broker.admission): (user, content).
+        self.admission: dict[str, Callable[[str | None, dict[str, Any]], dict[str, Any] | None]] = {}
 
     async def run(self) -> None:
         """Receive and answer client messages until cancelled."""
@@ -181,7 +181,7 @@ class ControlHandler:
             )
         else:
             check = self.admission.get(msg.msg_type)
-            error = check() if check is not None else None
+            error = check(self.sessions.user_of(client_key), msg.content) if check is not None else None
         if error is not None:
             if login is not None and login.pam:
                 self.limiter.finish(login.name, login.address, success=False, counted=False)

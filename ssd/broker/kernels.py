@@ -2,7 +2,11 @@
 
 Only a user's own kernel worker may write a user's records; the broker hands
 them back to the next kernel worker of that user (re-adoption after a crash or
-a daemon restart). The broker is a child subreaper, so a kernel whose worker
+a daemon restart). That worker is its user's to control (DESIGN §1), so the
+book caps what it may store: at most ``per_user`` records per user (the
+per-user kernel limit, counted here and not in the worker) of at most
+``wire.MAX_RECORD`` bytes each, and the host's count takes each user's records
+at most up to that cap. The broker is a child subreaper, so a kernel whose worker
 died becomes the broker's child and is reaped here when its record is dropped.
 """
 
@@ -20,12 +24,24 @@ from ssd import protocol
 from ssd.kernels.proc import reap, start_ticks
 from ssd.kernels.record import KernelRecord
 from ssd.kernels.relay import relay_connection_info
+from ssd.workers import wire
 
-__all__ = ["KernelBook", "become_subreaper"]
+__all__ = ["KernelBook", "RecordRefused", "become_subreaper", "record_cap"]
 
 log = logging.getLogger(__name__)
 
 _PR_SET_CHILD_SUBREAPER = 36
+# Records one user may keep when the host sets neither a per-user nor a per-host limit.
+HARD_CAP = 1000
+
+
+def record_cap(max_per_user: int, max_per_host: int) -> int:
+    """The most records the book keeps for one user: the per-user limit, else the host's, else HARD_CAP."""
+    return min(max_per_user or max_per_host or HARD_CAP, HARD_CAP)
+
+
+class RecordRefused(ValueError):
+    """A kernel record the book does not store; the message says what it was (for the log)."""
 
 
 def become_subreaper() -> bool:
@@ -40,8 +56,9 @@ def become_subreaper() -> bool:
 class KernelBook:
     """Kernel records by id, written through to the ``kernels`` table."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, per_user: int = HARD_CAP) -> None:
         self._db = db
+        self.per_user = per_user
         self._records: dict[str, tuple[str, KernelRecord, bytes]] = {}  # id -> (user, record, its JSON)
         self._unreaped: set[tuple[int, int]] = set()  # (pid, start ticks) of ended kernels not yet collected
         for kernel_id, user, record in db.execute("SELECT kernel_id, user, record FROM kernels"):
@@ -51,24 +68,38 @@ class KernelBook:
                 log.error("unreadable kernel record %s in the state store dropped", kernel_id)
 
     def count(self, user: str | None = None) -> int:
-        """Kernels on this host (of *user*, if given)."""
-        return sum(1 for owner, _, _ in self._records.values() if user is None or owner == user)
+        """Kernels of *user*; without one, on this host, each user's counted at most up to the per-user cap
+        (records a store of an older version kept beyond it cannot crowd out other users)."""
+        if user is not None:
+            return sum(1 for owner, _, _ in self._records.values() if owner == user)
+        per_user: dict[str, int] = {}
+        for owner, _, _ in self._records.values():
+            per_user[owner] = per_user.get(owner, 0) + 1
+        return sum(min(n, self.per_user) for n in per_user.values())
+
+    def owner(self, kernel_id: str) -> str | None:
+        """Whose kernel *kernel_id* is (None: no such record)."""
+        entry = self._records.get(kernel_id)
+        return entry[0] if entry is not None else None
 
     def users(self) -> set[str]:
         """Users with recorded kernels (their kernel workers are started with the broker)."""
         return {owner for owner, _, _ in self._records.values()}
 
     def put(self, user: str, kernel_id: str, body: bytes) -> bool:
-        """Store a record sent by *user*'s kernel worker; refuse one that names another user."""
+        """Store a record sent by *user*'s kernel worker (True: the book changed); RecordRefused for one that
+        names another user, one too large, and a new one beyond the user's cap."""
+        if len(body) > wire.MAX_RECORD:
+            raise RecordRefused(f"a kernel record of {len(body)} bytes")
+        if kernel_id not in self._records and self.count(user) >= self.per_user:
+            raise RecordRefused(f"a kernel record beyond its user's {self.per_user}")
         try:
             record = msgspec.json.decode(body, type=KernelRecord)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.error("kernel worker of %s sent an invalid kernel record: %s", user, exc)
-            return False
+            raise RecordRefused(f"an invalid kernel record ({exc})") from None
         owner = self._records.get(kernel_id, (user,))[0]
         if record.user != user or record.kernel_id != kernel_id or owner != user:
-            log.error("kernel worker of %s sent a record for kernel %s of %s: refused", user, kernel_id, owner)
-            return False
+            raise RecordRefused(f"a record for kernel {kernel_id[:64]!r} of {owner}")
         self._db.execute(
             "INSERT OR REPLACE INTO kernels (kernel_id, user, pid, record, updated) VALUES (?, ?, ?, ?, ?)",
             (kernel_id, user, record.pid, body, time.time()),
@@ -123,5 +154,17 @@ class KernelBook:
         if limit and self.count() + starting >= limit:
             return protocol.error_content(
                 "limit_reached", f"this host runs {limit} kernels, the most it allows; try again later"
+            )
+        return None
+
+    def admit_user_start(self, user: str, limit: int, starting: int) -> dict[str, Any] | None:
+        """Refuse a kernel_start of *user* beyond the per-user limit (counting the user's starts in flight)."""
+        running = self.count(user)
+        if limit and running + starting >= limit:
+            also = f" and start {starting} more" if starting else ""
+            return protocol.error_content(
+                "limit_reached",
+                f"you already run {running} kernels here{also}, the most this host allows per user "
+                "(stop one: ssd-ctl stop HOST KERNEL)",
             )
         return None

@@ -14,6 +14,8 @@ from typing import Any
 
 __all__ = ["LoginAttempt", "Pending", "Registry", "WorkerRecord"]
 
+MAX_CAPACITY = 256  # requests one worker may hold at once, whatever it claims
+
 
 @dataclass(frozen=True)
 class LoginAttempt:
@@ -91,7 +93,8 @@ class Registry:
         if known is not None:  # READY again (reconnected): keep what it holds
             known.routing_id, known.last_seen = routing_id, time.monotonic()
             return known
-        record = WorkerRecord(key, routing_id, service, pid, max(1, capacity), time.monotonic(), expected[1])
+        capacity = min(max(1, capacity), MAX_CAPACITY)  # the worker's word: bounded
+        record = WorkerRecord(key, routing_id, service, pid, capacity, time.monotonic(), expected[1])
         self.workers[key] = record
         return record
 
@@ -145,9 +148,13 @@ class Registry:
             self._finish(pending)
         return pending
 
-    def in_flight(self, msg_type: str) -> int:
-        """Requests of *msg_type* admitted and not yet answered (queued or at a worker)."""
-        return sum(1 for pending in self.by_request.values() if pending.msg_type == msg_type)
+    def in_flight(self, msg_type: str, user: str | None = None) -> int:
+        """Requests of *msg_type* (of *user*, if given) admitted and not yet answered (queued or at a worker)."""
+        return sum(
+            1
+            for pending in self.by_request.values()
+            if pending.msg_type == msg_type and (user is None or pending.user == user)
+        )
 
     def queued(self, service: str, user: str | None = None) -> int:
         """Return how many requests wait for *service* (of *user*)."""

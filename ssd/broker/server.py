@@ -21,6 +21,7 @@ import zmq.asyncio
 
 from ssd import protocol
 from ssd.broker.accounts import AccountChecks, AccountSchedule
+from ssd.broker.admission import Admission
 from ssd.broker.announce import Announcer, summary_txt
 from ssd.broker.backend import WorkerRouter
 from ssd.broker.control import ControlHandler
@@ -29,7 +30,7 @@ from ssd.broker.edgelink import EdgeLink, EdgePolicy
 from ssd.broker.edgeproc import EdgeKeeper, EdgeSpec
 from ssd.broker.events import EventPublisher
 from ssd.broker.handlers import ServerFacts
-from ssd.broker.kernels import KernelBook, become_subreaper
+from ssd.broker.kernels import KernelBook, become_subreaper, record_cap
 from ssd.broker.keyport import KeyServer
 from ssd.broker.limiter import LoginLimiter
 from ssd.broker.listeners import endpoint, listen_public
@@ -46,6 +47,7 @@ from ssd.keys import KeyPair
 from ssd.sealed import seal, sealed_context
 from ssd.state import open_state
 from ssd.users import Account, lookup
+from ssd.workers import wire as worker_wire
 
 __all__ = ["Broker", "BrokerOptions"]
 
@@ -54,6 +56,11 @@ log = logging.getLogger(__name__)
 LINGER_MS = 200  # time for replies already queued to leave on shutdown
 LINK_HWM = 10_000
 EDGE_STOP_GRACE = 2.0
+# Messages queued per worker connection each way; a worker's replies and events wait (never dropped) when it is
+# reached, heartbeats to a worker that does not read are dropped (it is then declared silent).
+BACKEND_HWM = 64
+# Address space a kernel worker needs for itself (Python, pyzmq, its threads, with MALLOC_ARENA_MAX=2).
+WORKER_MIN_MB = 512
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,8 @@ class Broker:
         self.wire = protocol.Wire(username="ssd")
         self.state = open_state(options.state_dir)
         self.sessions = SessionStore(self.state)
-        self.kernel_book = KernelBook(self.state)
+        kernels = self.config.kernels
+        self.kernel_book = KernelBook(self.state, record_cap(kernels.max_per_user, kernels.max_per_host))
         auth = self.config.auth
         self.limiter = LoginLimiter(
             base_delay=auth.failure_delay,
@@ -134,10 +142,11 @@ class Broker:
         edge_policy = EdgePolicy()
         self._auth.configure_curve_callback(EDGE_DOMAIN, edge_policy)
         backend = self._curve_socket(zmq.ROUTER, WORKER_DOMAIN)
-        # Workers are our own processes: client limits would drop their large
-        # replies (losing the connection); in-flight caps bound what queues here.
-        backend.maxmsgsize = -1
-        backend.sndhwm = backend.rcvhwm = 0
+        # A per-user worker is its user's (DESIGN §1): its frames are bounded (a larger one drops its
+        # connection), and so is what queues per connection; a full queue only slows that worker down.
+        backend.maxmsgsize = worker_wire.MAX_FRAME
+        backend.sndhwm = BACKEND_HWM
+        backend.rcvhwm = BACKEND_HWM
         # The edge forwards client frames, each within max_message_size, so the link's limit is the same.
         link = self._curve_socket(zmq.ROUTER, EDGE_DOMAIN)
         link.sndhwm = link.rcvhwm = LINK_HWM
@@ -219,9 +228,7 @@ class Broker:
             submit=self.router.submit,
             answer=self.control.answer,
         )
-        self.control.admission["kernel_start_request"] = lambda: self.kernel_book.admit_start(
-            self.config.kernels.max_per_host, self.registry.in_flight("kernel_start_request")
-        )
+        self.control.admission.update(Admission(self.config, self.kernel_book, self.registry).checks())
         for coro in (
             self.control.run(),
             self.router.run(),
@@ -296,7 +303,14 @@ class Broker:
         info = self.kernel_book.connection_of(worker.user, kernel_id)
         keys = [key.encode() for key in self.sessions.keys_of(worker.user)]
         if info is not None and keys:
-            content["sealed_connection"] = seal(json.dumps(info).encode(), keys, sealed_context(kernel_id))
+            server = self.options.keys
+            content["sealed_connection"] = seal(
+                json.dumps(info).encode(),
+                keys,
+                sealed_context(kernel_id),
+                sender_public=server.public,
+                sender_secret=server.secret,
+            )
 
     def _spawn_user_worker(self, service: str, user: str) -> None:
         """For a session's request: start *user*'s own worker once the auth pool says the account is enabled."""
@@ -317,7 +331,8 @@ class Broker:
             log.error("cannot start the %s worker of %s: no such account", service, user)
             return
         options = USER_SERVICE_OPTIONS[service](self.config)
-        self.supervisor.start(WorkerSpec(name, service, options, user=account))
+        limit = worker_address_space(self.config.kernels.memory_limit) if service == "kernel" else 0
+        self.supervisor.start(WorkerSpec(name, service, options, user=account, address_space=limit))
 
     def _status_extra(self) -> dict[str, Any]:
         return {"name": self.options.name, "workers": len(self.registry.workers)}
@@ -454,6 +469,13 @@ class Broker:
         if self._auth is not None:
             self._auth.stop()
         self.ctx.destroy(linger=LINGER_MS)
+
+
+def worker_address_space(memory_limit_mb: int) -> int:
+    """The hard RLIMIT_AS (bytes) of a kernel worker, which its kernels inherit: kernels.memory_limit, but
+    never below what the worker itself needs (WORKER_MIN_MB); 0 = none. A smaller memory_limit is applied to
+    each kernel by the worker only: advisory against its own user (README, Limits)."""
+    return max(memory_limit_mb, WORKER_MIN_MB) << 20 if memory_limit_mb else 0
 
 
 def _capabilities(services: set[str]) -> tuple[str, ...]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 # so the next restart is immediate rather than backed off.
 _STABLE_AFTER = 30.0
 _FIRST_BACKOFF = 0.25
+LIMIT_WAIT = 10.0  # seconds a new worker has to lower its own address-space limit
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class WorkerSpec:
     service: str
     options: dict[str, Any] = field(default_factory=dict)
     user: Account | None = None  # per-user services run as this account
+    # A hard RLIMIT_AS in bytes (0: none), in place before the worker has its credentials: the worker and
+    # everything it starts inherit it, and only root could raise it again.
+    address_space: int = 0
 
 
 @dataclass
@@ -162,16 +168,27 @@ class Supervisor:
         )
         # A per-user worker: its groups, gid and uid, a clean environment, umask 077,
         # its home as cwd, its own session; never anything of root's. Root's own start in /.
-        extra = as_user(user) if user else {"cwd": SAFE_CWD}
+        extra: dict[str, Any] = as_user(user) if user else {"cwd": SAFE_CWD}
+        if child.spec.address_space:
+            # The worker lowers its own hard limit first thing (lowering needs no privilege, and root may lack
+            # CAP_SYS_RESOURCE to do it from outside); glibc reserves 64 MiB of address space per thread
+            # arena, so few arenas keep the worker itself within the limit.
+            limits = {wire.ADDRESS_SPACE_VARIABLE: str(child.spec.address_space), "MALLOC_ARENA_MAX": "2"}
+            extra["env"] = {**extra.get("env", os.environ), **limits}
         process = await asyncio.create_subprocess_exec(
             *python_module("ssd.workers"), stdin=asyncio.subprocess.PIPE, close_fds=True, **extra
         )
         child.process = process
         log.info("started worker %s (service %s, pid %d)", child.spec.name, child.spec.service, process.pid)
         assert process.stdin is not None
+        limited = await _address_space_limited(process.pid, child.spec)
+        if not limited:  # no credentials for it: it cannot register
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
         try:
-            process.stdin.write(wire.encode(credentials) + b"\n")
-            await process.stdin.drain()
+            if limited:
+                process.stdin.write(wire.encode(credentials) + b"\n")
+                await process.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             pass  # it died at once; wait() below reports how
         finally:
@@ -205,6 +222,35 @@ class Supervisor:
                     process.kill()
                 await process.wait()
         self._children.clear()
+
+
+async def _address_space_limited(pid: int, spec: WorkerSpec) -> bool:
+    """Wait until the new worker's hard address-space limit is the spec's (it sets it itself before reading
+    its credentials); False if it does not within LIMIT_WAIT, and then it gets no credentials (fail closed).
+    Whatever its user made it do before, it cannot raise the limit again, so all it starts is bounded."""
+    if not spec.address_space:
+        return True
+    deadline = time.monotonic() + LIMIT_WAIT
+    while time.monotonic() < deadline:
+        hard = hard_address_space(pid)
+        if hard is not None and hard <= spec.address_space:
+            return True
+        await asyncio.sleep(0.01)
+    log.error("worker %s did not take its address-space limit; not starting it", spec.name)
+    return False
+
+
+def hard_address_space(pid: int) -> int | None:
+    """The hard RLIMIT_AS of *pid* in bytes, from /proc (readable without privilege); None: unlimited or gone."""
+    try:
+        lines = Path(f"/proc/{pid}/limits").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("Max address space"):
+            hard = line[len("Max address space") :].split()[1]
+            return int(hard) if hard.isdigit() else None
+    return None
 
 
 def describe_exit(code: int | None) -> str:

@@ -32,6 +32,7 @@ class KernelCalls:
 
     spec: HostSpec
     identity: KeyPair
+    server_key: bytes | None
 
     async def request(
         self, msg_type: str, content: dict[str, Any] | None = None, *, timeout: float | None = None
@@ -41,14 +42,14 @@ class KernelCalls:
 
     def sealed_connection_info(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """The connection info sealed for this client's key in a ``kernel_state`` event (ready, restarted)
-        of its user's kernel, as this client reaches it; None when the event holds none for this key."""
+        of its user's kernel, as this client reaches it; None when the event holds none for this key, or when
+        the box was not sealed by the server this client is connected to (see ssd.sealed)."""
         sealed = event.get("sealed_connection")
-        if sealed is None:
+        if sealed is None or self.server_key is None:
             return None
+        context = sealed_context(str(event.get("kernel_id")))
         try:
-            plain = open_sealed(
-                sealed, self.identity.public, self.identity.secret, sealed_context(str(event.get("kernel_id")))
-            )
+            plain = open_sealed(sealed, self.identity.public, self.identity.secret, context, sender=self.server_key)
         except SealError:
             return None
         return self.connection_info({"connection": json.loads(plain)})

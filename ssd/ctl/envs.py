@@ -13,6 +13,7 @@ from rich.text import Text
 from ssd.client import AsyncClient, Event
 from ssd.ctl.commands import connected
 from ssd.ctl.output import Output
+from ssd.topics import ENV_PROGRESS, user_topic
 
 __all__ = ["ENV_COMMANDS", "add_admin_parser", "add_parser"]
 
@@ -98,7 +99,7 @@ async def follow_operation(
     client: AsyncClient, user: str, msg_type: str, content: dict[str, Any], out: Output
 ) -> dict[str, Any]:
     """Subscribe, send the request, show progress until the operation ends; Ctrl-C cancels it."""
-    events = client.events((f"env_progress.{user}",))
+    events = client.events((user_topic(ENV_PROGRESS, user),))
     pending: asyncio.Future[Event] = asyncio.ensure_future(anext(events))
     await asyncio.sleep(0.3)  # let the subscription reach the server before the first event
     operation = ""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import resource
 import sys
 
 import msgspec
@@ -22,8 +24,16 @@ from ssd.workers.kernel import KernelWorker
 SERVICES: dict[str, type[Worker]] = {"auth": AuthWorker, "diag": DiagWorker, "env": EnvWorker, "kernel": KernelWorker}
 
 
+def limit_address_space() -> None:
+    """Lower this process's hard RLIMIT_AS as the broker asks (it checks before it sends credentials)."""
+    limit = os.environ.pop(wire.ADDRESS_SPACE_VARIABLE, "")
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+
+
 def main() -> int:
     """Read credentials, pick the service's worker class, run it."""
+    limit_address_space()
     try:
         credentials = wire.decode(sys.stdin.buffer.readline(), wire.Credentials)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:

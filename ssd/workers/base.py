@@ -109,7 +109,10 @@ class Worker:
                 self.stop_reason = "stop"
                 self._stop.set()
             elif command != wire.HEARTBEAT:
-                self.handle_command(command, frames[2:])
+                try:
+                    self.handle_command(command, frames[2:])
+                except Exception:  # the receive loop must outlive one bad command
+                    log.exception("%s worker failed on the command %r", self.service, command[:16])
 
     async def _serve(self, request_id: bytes, body: bytes) -> None:
         content = await self._answer(body)
@@ -119,6 +122,13 @@ class Worker:
             log.exception("%s worker produced a reply it cannot encode", self.service)
             encoded = wire.encode(
                 protocol.error_content(protocol.INTERNAL_ERROR, "the worker failed to encode its reply")
+            )
+        if len(encoded) > wire.MAX_REPLY:  # the broker would drop the connection for it
+            log.error(
+                "%s worker: a reply of %d bytes is over the limit of %d", self.service, len(encoded), wire.MAX_REPLY
+            )
+            encoded = wire.encode(
+                protocol.error_content(protocol.INTERNAL_ERROR, "the answer is too large to send (see server log)")
             )
         with contextlib.suppress(zmq.ZMQError):
             await self.socket.send_multipart([wire.TAG, wire.REPLY, request_id, encoded])
@@ -150,7 +160,7 @@ class Worker:
             log.exception("%s worker failed on %s", self.service, request.msg_type)
             return protocol.error_content(protocol.INTERNAL_ERROR, "internal error in the worker (see server log)")
 
-    def publish(self, topic: str, event: str, content: dict[str, Any]) -> None:
-        """Ask the broker to publish an event (no secrets: every subscriber sees it)."""
-        body = wire.encode({"event": event, **content})
-        self.socket.send_multipart([wire.TAG, wire.EVENT, topic.encode(), body])
+    def publish(self, event: str, content: dict[str, Any]) -> None:
+        """Ask the broker to publish an event of its user (no secrets: every subscriber sees it); the broker
+        checks it against the kind's schema and picks the topic (ssd.broker.worker_events)."""
+        self.socket.send_multipart([wire.TAG, wire.EVENT, event.encode(), wire.encode(content)])

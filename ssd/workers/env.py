@@ -85,11 +85,11 @@ class EnvWorker(Worker):
             "kind": operation.kind,
             "target": operation.target,
             "phase": record.phase,
-            "line": record.line,
+            "line": wire.clip(record.line, wire.MAX_EVENT_LINE),
             "percent": record.percent,
             "state": operation.state.value,
         }
-        self.publish(f"env_progress.{self.credentials.options.get('user', '')}", "env_progress", content)
+        self.publish("env_progress", content)
 
 
 def _group_name(gid: int) -> str | None:

@@ -86,7 +86,7 @@ class KernelWorker(Worker):
         """Publish a lifecycle event: no key, no ports (any subscriber may read it)."""
         record = kernel.record
         content = {"kernel_id": record.kernel_id, "name": record.name, "env": record.env, "kind": record.kind}
-        self.publish(f"kernel.{self.user}", "kernel_state", {**content, "state": state, **extra})
+        self.publish("kernel_state", {**content, "state": state, **extra})
 
     def _on_record(self, kernel_id: str, record: KernelRecord | None) -> None:
         """Tell the broker what to remember (or forget) in its state store."""
@@ -111,7 +111,12 @@ class KernelWorker(Worker):
         for record in wire.decode(args[0], list[KernelRecord]):
             if record.user != self.user or record.kernel_id in self.kernels:
                 continue
-            kernel = ManagedKernel(self.ctx, record, self.hooks)
+            try:
+                kernel = ManagedKernel(self.ctx, record, self.hooks)
+            except Exception:  # a record this worker cannot use (the broker stores what a worker sent)
+                log.exception("kernel record %s cannot be adopted; forgetting it", record.kernel_id)
+                self._on_record(record.kernel_id, None)
+                continue
             if kernel.adopt():
                 self.kernels[record.kernel_id] = kernel
                 self._spawn_task(self._reopen_relay(kernel))

@@ -5,7 +5,7 @@ Every message starts with the protocol tag and a command::
     worker -> broker   [TAG, READY, json(Ready)]
                        [TAG, HEARTBEAT]
                        [TAG, REPLY, request_id, json(reply content)]
-                       [TAG, EVENT, topic, json(event content)]
+                       [TAG, EVENT, kind, json(event content)]   (the broker picks the topic)
                        [TAG, KERNEL, kernel_id, json(KernelRecord) or b""]   (kernel service: remember / forget)
     broker -> worker   [TAG, REQUEST, request_id, json(Request)]
                        [TAG, HEARTBEAT]
@@ -14,7 +14,9 @@ Every message starts with the protocol tag and a command::
 
 The link is CURVE-encrypted and each worker's key is known to the broker
 before the worker starts (see ``Credentials``), so only processes the broker
-spawned can speak it.
+spawned can speak it. A per-user worker is still its user's to control (that
+user can read its key), so the broker bounds what it may send: the sizes here,
+a rate (``ssd.broker.quota``), and a schema per event kind.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-__all__ = ["Credentials", "Ready", "Request", "decode", "encode"]
+__all__ = ["Credentials", "Ready", "Request", "clip", "decode", "encode"]
 
 TAG: Final = b"SSDW1"
 READY: Final = b"READY"
@@ -67,6 +69,18 @@ class Request(msgspec.Struct, frozen=True):
     user: str | None = None
 
 
+# Bounds the broker enforces on what a worker sends (bytes of one frame). An env listing is ~250 bytes
+# per environment, so a reply of MAX_REPLY holds some 16000 of them.
+MAX_FRAME: Final = 4 << 20  # the backend socket's maxmsgsize: a larger frame drops the connection
+MAX_REPLY: Final = MAX_FRAME
+MAX_RECORD: Final = 2 << 20  # a kernel record; its env_vars are bounded by the request's own limits
+MAX_EVENT: Final = 256 << 10
+MAX_READY: Final = 1024
+MAX_EVENT_LINE: Final = 32768  # characters of one progress line (a failed tool's tail is cut to its end)
+
+# The hard RLIMIT_AS (bytes) a worker sets on itself before it reads its credentials (ssd.broker.supervisor).
+ADDRESS_SPACE_VARIABLE: Final = "SSD_WORKER_ADDRESS_SPACE"
+
 _encoder = msgspec.json.Encoder()
 T = TypeVar("T")
 
@@ -79,3 +93,10 @@ def encode(value: Any) -> bytes:
 def decode(data: bytes, kind: type[T]) -> T:
     """Decode JSON into *kind*; raises msgspec.DecodeError/ValidationError."""
     return msgspec.json.decode(data, type=kind)
+
+
+def clip(text: str | None, limit: int) -> str | None:
+    """*text* cut to its last *limit* characters (the end of a tool's output says why it failed)."""
+    if text is None or len(text) <= limit:
+        return text
+    return "..." + text[-(limit - 3) :]

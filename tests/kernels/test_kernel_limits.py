@@ -17,6 +17,7 @@ from kerneltools import EventTap, evaluate, give_env, kernel_client, run, wait_u
 from users import User, error_of, login, system_daemon, users
 
 from ssd.client import Client
+from ssd.topics import KERNEL, user_topic
 
 MIB = 1024 * 1024
 
@@ -68,7 +69,7 @@ def test_idle_culling_spares_spyder_and_connected_kernels(tmp_path: Path) -> Non
         give_env(alice, where)
         with system_daemon(tmp_path, {"SSD_KERNELS_IDLE_CULL": "3"}) as daemon:
             client = _client(daemon, tmp_path, alice)
-            tap = EventTap(client, f"kernel.{alice.name}")
+            tap = EventTap(client, user_topic(KERNEL, alice.name))
             try:
                 spyder = client.kernel_start("sci", "spyder")["kernel"]["kernel_id"]
                 watched = client.kernel_start("sci", "ipykernel")

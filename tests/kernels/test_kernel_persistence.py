@@ -18,6 +18,7 @@ from kerneltools import EventTap, evaluate, give_env, process_state, wait_until
 from users import User, login, start_system_daemon, stop_and_audit, users
 
 from ssd.client import Client
+from ssd.topics import KERNEL, user_topic
 
 
 def _client(daemon: Daemon, tmp: Path, user: User, *, log_in: bool = True) -> Client:
@@ -50,7 +51,7 @@ def test_kernel_worker_killed_kernel_adopted_then_reaped(tmp_path: Path) -> None
         give_env(alice, where)
         daemon = start_system_daemon(tmp_path)
         client = _client(daemon, tmp_path, alice)
-        tap = EventTap(client, f"kernel.{alice.name}")
+        tap = EventTap(client, user_topic(KERNEL, alice.name))
         try:
             first = client.kernel_start("sci", "ipykernel")
             second = client.kernel_start("sci", "ipykernel")

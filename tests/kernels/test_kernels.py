@@ -16,6 +16,7 @@ from users import User, error_of, login, system_daemon, users
 
 from ssd.client import Client
 from ssd.kernels.transport import CLASSIC_KEYS, CURVE_KEYS
+from ssd.topics import KERNEL, user_topic
 
 NO_SUCH_KERNEL = "00000000-0000-0000-0000-000000000000"
 ROOT_ONLY = {"SSD_TEST_ROOT_SECRET": "root-environment-must-not-leak"}
@@ -179,7 +180,7 @@ def test_kernel_death_is_published_and_reaped(tmp_path: Path) -> None:
     with users(1) as (alice,), public_dir() as where, system_daemon(tmp_path) as daemon:
         give_env(alice, where)
         client = _client(daemon, tmp_path, alice)
-        tap = EventTap(client, f"kernel.{alice.name}")
+        tap = EventTap(client, user_topic(KERNEL, alice.name))
         try:
             reply = client.kernel_start("sci", "ipykernel")
             plain, info = reply["kernel"], client.connection_info(reply)

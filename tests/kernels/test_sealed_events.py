@@ -37,7 +37,10 @@ def test_ready_event_carries_the_connection_sealed_for_the_users_keys(tmp_path: 
         assert c.sealed_connection_info(heard["c"]) is None
         identity = b.aclient.identity
         try:
-            open_sealed(heard["b"]["sealed_connection"], identity.public, identity.secret, sealed_context("other"))
+            server = b.aclient.server_key
+            assert server is not None
+            box = heard["b"]["sealed_connection"]
+            open_sealed(box, identity.public, identity.secret, sealed_context("other"), sender=server)
             raise AssertionError("a box opened for another kernel id")
         except SealError:
             pass

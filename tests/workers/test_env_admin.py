@@ -18,6 +18,7 @@ from users import User, login, system_daemon, users
 
 from ssd.client import AsyncClient, Client
 from ssd.errors import RemoteError
+from ssd.topics import ENV_PROGRESS, user_topic
 
 
 def _client(daemon: Daemon, tmp: Path, user: User) -> Client:
@@ -31,7 +32,7 @@ async def _operate(
     client: AsyncClient, user: str, msg_type: str, content: dict[str, Any], cancel_after: int = 0
 ) -> list[dict[str, Any]]:
     """Run one operation, collecting its progress events until it ends (cancelling after N lines if asked)."""
-    events = client.events((f"env_progress.{user}", "host_status"))
+    events = client.events((user_topic(ENV_PROGRESS, user), "host_status"))
     # host_status comes every 0.5 s: once one arrived, the subscription (sent before it) is live.
     async with asyncio.timeout(30):
         while (await anext(events)).msg_type != "host_status":

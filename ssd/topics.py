@@ -1,0 +1,25 @@
+"""Topics of the events socket, built in one place for the broker and every subscriber.
+
+A SUB socket filters by prefix, so a user's topic ends with a terminator that
+no user name contains (``/``; see ``ssd.users.normalize_username``): the topic
+of ``alice`` is then a prefix of no other user's (``alice2``, ``alice.bob``).
+Only the broker builds a user's topic, from the user a worker was spawned for;
+a worker names the kind of event only (``ssd.broker.worker_events``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["ENV_PROGRESS", "KERNEL", "TERMINATOR", "user_topic"]
+
+KERNEL: Final = "kernel"
+ENV_PROGRESS: Final = "env_progress"
+TERMINATOR: Final = "/"
+
+
+def user_topic(family: str, user: str) -> str:
+    """The topic of *user*'s events of *family* (``kernel.alice/``); subscribe to exactly this."""
+    if not user or TERMINATOR in user:
+        raise ValueError(f"no topic for the user name {user!r}")
+    return f"{family}.{user}{TERMINATOR}"
