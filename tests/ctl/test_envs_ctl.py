@@ -24,7 +24,7 @@ def _ctl(client_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_envs_shows_the_reason_a_broken_env_cannot_serve_spyder(tmp_path: Path) -> None:
-    """A real env of spyder-kernels 3.1.6 + IPython 9.18.1 is "broken", with reason and fix; a pinned one serves 6.1.x."""
+    """A real env of spyder-kernels 3.1.6 + IPython 9.18.1 is "broken", with reason and fix; a pinned one is 6.1.x."""
     envs = tmp_path / "envs"
     conda_copy(broken_kernel_venv(), envs / "broken")
     conda_copy(kernel_venv(), envs / "good")
