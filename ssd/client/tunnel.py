@@ -16,12 +16,19 @@ The shell and stdin DEALERs share one routing id, so ``input()`` reaches the
 frontend that ran the cell (the relay routes stdin by that id). libzmq
 reconnects by itself after a network drop; ZMTP heartbeats notice a dead link
 within seconds, and the tunnel reports losing and regaining the relay.
+
+Given the endpoints of an earlier tunnel to the same kernel (``socket_dir``, a
+stable private folder; ``ports``, TCP ports), it binds them again, so that a
+frontend still holding the old connection file reconnects by itself; a TCP
+port taken meanwhile is replaced by a free one and listed in ``moved``.
 """
 
 from __future__ import annotations
 
+import errno
 import secrets
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +52,13 @@ class Tunnel:
     """Forwards a kernel's five channels from this machine to its relay; ``local_info()`` is the classic file."""
 
     def __init__(
-        self, remote: dict[str, Any], *, transport: str = DEFAULT_TRANSPORT, local_ip: str = "127.0.0.1"
+        self,
+        remote: dict[str, Any],
+        *,
+        transport: str = DEFAULT_TRANSPORT,
+        local_ip: str = "127.0.0.1",
+        socket_dir: Path | None = None,
+        ports: Mapping[str, int] | None = None,
     ) -> None:
         if "curve_publickey" not in remote:
             raise ValueError("this kernel has no CURVE relay (the host uses plain transport): connect directly")
@@ -54,7 +67,9 @@ class Tunnel:
         self.remote = remote
         self.transport = transport
         self.local_ip = local_ip
-        self._socket_dir: Path | None = None
+        self._socket_dir: Path | None = socket_dir  # checked private by the caller (tunnelstate.socket_dir)
+        self._wanted_ports = dict(ports or {})
+        self.moved: list[str] = []  # channels whose earlier TCP port was taken
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.ports: dict[str, int] = {}
         self._identity = b"ssd-tunnel-" + secrets.token_hex(8).encode()
@@ -84,12 +99,25 @@ class Tunnel:
     def _bind_local(self, sock: zmq.Socket[Any], channel: str) -> int:
         """Bind a local socket: ``{folder}/k-N`` (jupyter_client's ipc numbering), or a free port on TCP."""
         if self.transport == "tcp":
-            return sock.bind_to_random_port(f"tcp://{self.local_ip}")
+            return self._bind_tcp(sock, channel)
         if self._socket_dir is None:
             self._socket_dir = sockdir.new_private_dir("ssd-tunnel-")
         port = CHANNEL_PORTS.index(f"{channel}_port") + 1
         sock.bind(f"ipc://{self._socket_dir}/k-{port}")
         return port
+
+    def _bind_tcp(self, sock: zmq.Socket[Any], channel: str) -> int:
+        """The channel's earlier port when it is free, else any free port (the channel is then listed in moved)."""
+        wanted = self._wanted_ports.get(channel)
+        if wanted is not None:
+            try:
+                sock.bind(f"tcp://{self.local_ip}:{wanted}")
+                return wanted
+            except zmq.ZMQError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                self.moved.append(channel)
+        return sock.bind_to_random_port(f"tcp://{self.local_ip}")
 
     def _connect_remote(self, sock: zmq.Socket[Any], channel: str) -> None:
         public = self.remote["curve_publickey"].encode()
@@ -114,7 +142,7 @@ class Tunnel:
         info = classic_info(self.remote)
         info.update({f"{channel}_port": port for channel, port in self.ports.items()})
         info["transport"] = self.transport
-        info["ip"] = f"{self._socket_dir}/k" if self._socket_dir is not None else self.local_ip
+        info["ip"] = f"{self._socket_dir}/k" if self.transport == "ipc" else self.local_ip
         return info
 
     def poll_status(self, timeout: float) -> list[str]:
@@ -141,7 +169,7 @@ class Tunnel:
             self._monitor.close(linger=0)
             self._monitor = None
         self.ctx.term()
-        if self._socket_dir is not None:
+        if self.transport == "ipc" and self._socket_dir is not None:
             sockdir.remove_sockets(ipc_paths(self.local_info()))
             self._socket_dir = None
 

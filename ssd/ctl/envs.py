@@ -25,28 +25,39 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 
 
 def cmd_envs(args: argparse.Namespace, out: Output) -> int:
-    """Table: name, kind, python, spyder-kernels, ipykernel, ready for Spyder, writable, prefix."""
+    """Table: name, kind, python, spyder-kernels, IPython, ipykernel, Spyder served, writable, prefix; then why not."""
     with connected(args, out) as client:
         envs: list[dict[str, Any]] = client.request("env_list_request")["envs"]
     if args.json:
         out.document({"host": args.host, "envs": envs})
         return 0
-    columns = ["name", "kind", "python", "spyder-kernels", "ipykernel", "Spyder", "writable", "prefix"]
+    columns = ["name", "kind", "python", "spyder-kernels", "IPython", "ipykernel", "Spyder", "writable", "prefix"]
     rows = [
         (
             e["name"],
             e["kind"],
             e["python"] or "-",
             e["spyder_kernels"] or "-",
+            e.get("ipython") or "-",
             e["ipykernel"] or "-",
-            ", ".join(e["spyder_versions"]) if e["spyder_ready"] else "no",
+            _spyder_cell(e),
             "yes" if e["writable"] else "no",
             e["prefix"],
         )
         for e in envs
     ]
     out.table(columns, rows, title=f"environments on {args.host}")
+    for e in envs:
+        if e.get("spyder_problem"):
+            out.say(f"{e['name']} ({e['prefix']}) cannot serve Spyder: {e['spyder_problem']}")
     return 0
+
+
+def _spyder_cell(env: dict[str, Any]) -> str:
+    """The Spyder series an env serves, "broken" when its spyder-kernels cannot work (reason below), or "no"."""
+    if env["spyder_ready"]:
+        return ", ".join(env["spyder_versions"])
+    return "broken (see below)" if env.get("spyder_problem") else "no"
 
 
 def add_admin_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -59,12 +70,16 @@ def add_admin_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], c
     create.add_argument("--python", metavar="X.Y", help="Python version (default: the host's python3)")
     create.add_argument("--package", "-p", action="append", default=[], metavar="SPEC", help="repeatable")
     create.add_argument("--tool", choices=["auto", "pip", "conda", "mamba", "micromamba"], default="pip")
-    create.add_argument("--spyder", metavar="VERSION", help="also install the spyder-kernels this Spyder needs")
+    create.add_argument(
+        "--spyder",
+        metavar="VERSION",
+        help="also install the spyder-kernels this Spyder needs (and pins for its known breaks)",
+    )
     install = actions.add_parser("install", parents=[common], help="install packages into an environment")
     install.add_argument("host", metavar="HOST")
     install.add_argument("env", metavar="ENV", help="name or prefix")
     install.add_argument("packages", nargs="*", metavar="SPEC")
-    install.add_argument("--spyder", metavar="VERSION", help="install the spyder-kernels this Spyder needs")
+    install.add_argument("--spyder", metavar="VERSION", help="install the spyder-kernels this Spyder needs (and pins)")
     remove = actions.add_parser("remove", parents=[common], help="remove an environment")
     remove.add_argument("host", metavar="HOST")
     remove.add_argument("env", metavar="ENV", help="name or prefix")

@@ -6,6 +6,9 @@ The local end is ``ipc`` sockets in a 0700 folder (``--tcp``: 127.0.0.1,
 open to every local user, for a frontend that takes only TCP).
 Runs until Ctrl-C (or SIGTERM), reports when the link to the host drops and
 comes back, and removes its connection file at the end (the ports die with it).
+A tunnel reopened for the same (host, kernel) binds the same endpoints and
+writes the same file, so a frontend that kept it reconnects by itself
+(``ssd.client.tunnelstate``); a TCP port taken meanwhile is said so.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_runtime_dir
 
-from ssd.client import Client
+from ssd.client import Client, tunnelstate
 from ssd.client.kernels import write_connection_file
 from ssd.client.tunnel import DEFAULT_TRANSPORT, Tunnel
 from ssd.ctl.commands import connected
@@ -66,31 +69,53 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run_tunnel(out: Output, host: str, kernel_id: str, remote: dict[str, Any], path: Path, *, tcp: bool = False) -> int:
-    """Open the tunnel, write its file, report link changes until stopped; 0 when stopped by the user."""
-    try:
-        tunnel = Tunnel(remote, transport="tcp" if tcp else DEFAULT_TRANSPORT)
-    except ValueError as exc:
-        raise SSDError(str(exc), code="usage") from None
-    local = tunnel.start()
-    try:
-        write_connection_file(path, local)
-        if out.as_json:
-            out.document({"host": host, "kernel_id": kernel_id, "connection_file": str(path), "state": "running"})
-        else:
-            out.say(f"tunnel to kernel {kernel_id[:SHORT]} on {host} is open {_where(tunnel)}")
-            out.say(f"connection file: {path}  (Spyder: Consoles > Connect to an existing kernel)")
-            out.say("Ctrl-C stops the tunnel; the kernel keeps running")
-        with _sigterm_as_interrupt(), contextlib.suppress(KeyboardInterrupt):
-            while True:
-                for change in tunnel.poll_status(0.5):
-                    _report(out, host, change)
-    finally:
-        tunnel.stop()
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    """Open the tunnel on the endpoints of the last one, write its file, report link changes until stopped."""
+    with tunnelstate.held(host, kernel_id):
+        tunnel = _open(host, kernel_id, remote, "tcp" if tcp else DEFAULT_TRANSPORT)
+        try:
+            write_connection_file(path, tunnel.local_info())
+            _announce(out, host, kernel_id, path, tunnel)
+            with _sigterm_as_interrupt(), contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    for change in tunnel.poll_status(0.5):
+                        _report(out, host, change)
+        finally:
+            tunnel.stop()
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
     if not out.as_json:
         out.say(f"tunnel closed; stop the kernel with: ssd-ctl stop {host} {kernel_id[:SHORT]}")
     return 0
+
+
+def _open(host: str, kernel_id: str, remote: dict[str, Any], transport: str) -> Tunnel:
+    """A started tunnel on the endpoints the last tunnel to (host, kernel) used, remembered for the next one."""
+    last = tunnelstate.load(host, kernel_id)
+    ports = last.ports if last is not None and last.transport == transport == "tcp" else None
+    folder = tunnelstate.socket_dir(tunnelstate.tunnel_key(host, kernel_id)) if transport == "ipc" else None
+    try:
+        tunnel = Tunnel(remote, transport=transport, socket_dir=folder, ports=ports)
+    except ValueError as exc:
+        raise SSDError(str(exc), code="usage") from None
+    tunnel.start()
+    tunnelstate.save(tunnelstate.TunnelRecord(host, kernel_id, transport, dict(tunnel.ports)))  # type: ignore[arg-type]
+    return tunnel
+
+
+def _announce(out: Output, host: str, kernel_id: str, path: Path, tunnel: Tunnel) -> None:
+    if tunnel.moved:
+        moved = ", ".join(f"{channel} (now {tunnel.ports[channel]})" for channel in tunnel.moved)
+        out.err.print(
+            f"ssd-ctl: the last tunnel's ports for {moved} are taken by another program: a frontend that kept "
+            f"the old connection file must reconnect with {path}",
+            markup=False,
+        )
+    if out.as_json:
+        out.document({"host": host, "kernel_id": kernel_id, "connection_file": str(path), "state": "running"})
+        return
+    out.say(f"tunnel to kernel {kernel_id[:SHORT]} on {host} is open {_where(tunnel)}")
+    out.say(f"connection file: {path}  (Spyder: Consoles > Connect to an existing kernel)")
+    out.say("Ctrl-C stops the tunnel; the kernel keeps running")
 
 
 def _where(tunnel: Tunnel) -> str:

@@ -2,12 +2,14 @@
 
 ``discovery`` lists them (cached by modification times), ``metadata`` reads
 versions from package metadata, ``compat`` holds the spyder-kernels ↔ Spyder
-table, ``locations`` the usual install places, ``condarc`` the ``envs_dirs`` key.
+table and the verdict (known IPython/ipykernel breaks included), ``locations``
+the usual install places, ``condarc`` the ``envs_dirs`` key.
 """
 
 from __future__ import annotations
 
-from ssd.envs.compat import kernels_spec_for, spyder_versions
+from ssd.envs.compat import SpyderVerdict, check_spyder, env_verdict, install_specs, kernels_spec_for, spyder_versions
 from ssd.envs.discovery import DiscoveryOptions, EnvDiscovery, EnvInfo, discover, find_env
 
-__all__ = ["DiscoveryOptions", "EnvDiscovery", "EnvInfo", "discover", "find_env", "kernels_spec_for", "spyder_versions"]
+__all__ = ["DiscoveryOptions", "EnvDiscovery", "EnvInfo", "SpyderVerdict", "check_spyder", "discover", "env_verdict"]
+__all__ += ["find_env", "install_specs", "kernels_spec_for", "spyder_versions"]

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssd.envs import validate
-from ssd.envs.compat import kernels_spec_for
+from ssd.envs.compat import install_specs, kernels_spec_for
 from ssd.errors import SSDError
 
 __all__ = ["Operation", "OperationState", "Progress", "ProgressCallback", "ToolFailed", "create_conda", "create_venv"]
-__all__ += ["install", "pick_tool", "remove", "run_tool", "spyder_kernels_spec"]
+__all__ += ["install", "pick_tool", "remove", "run_tool", "spyder_kernels_spec", "spyder_specs"]
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,14 @@ def spyder_kernels_spec(spyder_version: str) -> str:
     if spec is None:
         raise ValueError(f"no known spyder-kernels series for Spyder {spyder_version[:20]!r}")
     return spec
+
+
+def spyder_specs(spyder_version: str) -> list[str]:
+    """Everything ``--spyder VERSION`` installs: the spyder-kernels and the pins that avoid its known breaks."""
+    specs = install_specs(spyder_version)
+    if specs is None:
+        raise ValueError(f"no known spyder-kernels series for Spyder {spyder_version[:20]!r}")
+    return specs
 
 
 class Operation:

@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from ssd.envs import locations
-from ssd.envs.compat import spyder_versions
+from ssd.envs.compat import env_verdict
 from ssd.envs.condarc import read_envs_dirs
 from ssd.envs.metadata import Kind, PrefixFacts, read_prefix, site_packages_dirs
 from ssd.envs.stamps import Stamp, StampCache, stamp
@@ -58,6 +58,8 @@ class EnvInfo(msgspec.Struct, frozen=True, kw_only=True):
     spyder_ready: bool
     spyder_versions: list[str]
     writable: bool
+    ipython: str | None = None
+    spyder_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,7 @@ class EnvDiscovery:
 def _env_info(candidate: _Candidate, facts: PrefixFacts) -> EnvInfo:
     prefix = candidate.prefix
     is_base = facts.kind == "conda" and (candidate.is_root or facts.has_condabin)
-    versions = spyder_versions(facts.spyder_kernels)
+    verdict = env_verdict(facts.spyder_kernels, ipython=facts.ipython, ipykernel=facts.ipykernel)
     return EnvInfo(
         name="base" if is_base else prefix.name,
         prefix=str(prefix),
@@ -204,9 +206,11 @@ def _env_info(candidate: _Candidate, facts: PrefixFacts) -> EnvInfo:
         python=facts.python,
         spyder_kernels=facts.spyder_kernels,
         ipykernel=facts.ipykernel,
-        spyder_ready=bool(versions) and facts.ipykernel is not None and facts.python is not None,
-        spyder_versions=versions,
+        spyder_ready=verdict.ok and facts.python is not None,
+        spyder_versions=verdict.series,
         writable=os.access(prefix, os.W_OK),
+        ipython=facts.ipython,
+        spyder_problem=verdict.problem if facts.spyder_kernels else None,
     )
 
 

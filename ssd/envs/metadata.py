@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 Kind = Literal["conda", "venv"]
-WANTED = frozenset({"python", "spyder-kernels", "ipykernel"})
+WANTED = frozenset({"python", "spyder-kernels", "ipykernel", "ipython"})
 MAX_HEADER_BYTES = 64 * 1024
 _LIB_PYTHON = re.compile(r"^python(\d+\.\d+)t?$")
 
@@ -43,6 +43,7 @@ class PrefixFacts:
     spyder_kernels: str | None
     ipykernel: str | None
     has_condabin: bool
+    ipython: str | None = None
 
 
 class _CondaRecord(msgspec.Struct):
@@ -166,4 +167,5 @@ def read_prefix(prefix: Path, kind: Kind) -> PrefixFacts:
         spyder_kernels=packages.get("spyder-kernels"),
         ipykernel=packages.get("ipykernel"),
         has_condabin=(prefix / "condabin").is_dir(),
+        ipython=packages.get("ipython"),
     )

@@ -115,7 +115,7 @@ def _specs(packages: list[str], spyder: str | None) -> list[str]:
     try:
         specs = validate.package_specs(packages)
         if spyder is not None:
-            specs.append(admin.spyder_kernels_spec(spyder))
+            specs += admin.spyder_specs(spyder)
     except validate.EnvRefused:
         raise
     except ValueError as exc:

@@ -13,18 +13,21 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 BASE_PYTHON = "/usr/bin/python3"
-HEAVY_PACKAGES = ("spyder-kernels==3.1.*", "ipykernel")
+# Pinned to a pair that works (ssd.envs.compat: IPython 9.18 breaks spyder-kernels 3.1, which needs ipykernel<7);
+# a change here changes the cache key, so a cached env of the old packages is not reused.
+HEAVY_PACKAGES = ("spyder-kernels==3.1.*", "ipykernel<7", "ipython<9.18")
 CACHE_ROOT = Path(os.environ.get("SSD_TEST_ENVS", "/opt/ssd-test-envs"))
 _ORACLE = (
     "import importlib.metadata as m, json, platform;"
     "print(json.dumps({'python': platform.python_version(),"
-    " 'spyder_kernels': m.version('spyder-kernels'), 'ipykernel': m.version('ipykernel')}))"
+    " 'spyder_kernels': m.version('spyder-kernels'), 'ipykernel': m.version('ipykernel'),"
+    " 'ipython': m.version('ipython')}))"
 )
 
 
@@ -38,11 +41,11 @@ def _base_version() -> str:
     return out.stdout.strip()
 
 
-def _build_heavy(target: Path) -> None:
-    """Create the venv at *target* and pip-install the heavy packages into it without dependencies."""
+def _build_heavy(target: Path, packages: tuple[str, ...]) -> None:
+    """Create the venv at *target* and pip-install *packages* into it without dependencies."""
     subprocess.run([BASE_PYTHON, "-m", "venv", "--without-pip", str(target)], check=True, timeout=120)
     pip = [sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install"]
-    subprocess.run([*pip, "-q", "--no-deps", "--no-compile", *HEAVY_PACKAGES], check=True, timeout=300)
+    subprocess.run([*pip, "-q", "--no-deps", "--no-compile", *packages], check=True, timeout=300)
     oracle = subprocess.run(
         [str(target / "bin" / "python"), "-c", _ORACLE], text=True, capture_output=True, check=True, timeout=60
     )
@@ -54,14 +57,14 @@ def heavy_venv() -> Path:
     return _cached("", HEAVY_PACKAGES, _build_heavy)
 
 
-KERNEL_PACKAGES = ("spyder-kernels==3.1.*",)
+KERNEL_PACKAGES = ("spyder-kernels==3.1.*", "ipython<9.18")  # unpinned, pip resolves the broken IPython 9.18
 
 
-def _build_kernel_env(target: Path) -> None:
-    """A venv where kernels really run: spyder-kernels with every dependency pip resolves (ipykernel too)."""
+def _build_kernel_env(target: Path, packages: tuple[str, ...]) -> None:
+    """A venv where kernels really run: *packages* with every dependency pip resolves (ipykernel too)."""
     subprocess.run([BASE_PYTHON, "-m", "venv", "--without-pip", str(target)], check=True, timeout=120)
     pip = [sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install"]
-    subprocess.run([*pip, "-q", "--no-compile", *KERNEL_PACKAGES], check=True, timeout=600)
+    subprocess.run([*pip, "-q", "--no-compile", *packages], check=True, timeout=600)
     oracle = subprocess.run(
         [str(target / "bin" / "python"), "-c", _ORACLE], text=True, capture_output=True, check=True, timeout=60
     )
@@ -73,7 +76,16 @@ def kernel_venv() -> Path:
     return _cached("kernel", KERNEL_PACKAGES, _build_kernel_env)
 
 
-def _cached(label: str, packages: tuple[str, ...], build: Any) -> Path:
+# What pip resolved for spyder-kernels 3.1.6 before ssd pinned IPython: the pair that breaks Spyder's console.
+BROKEN_KERNEL_PACKAGES = ("spyder-kernels==3.1.6", "ipython==9.18.1")
+
+
+def broken_kernel_venv() -> Path:
+    """The cached venv with spyder-kernels 3.1.6 and IPython 9.18.1 and their dependencies (a known break)."""
+    return _cached("broken-kernel", BROKEN_KERNEL_PACKAGES, _build_kernel_env)
+
+
+def _cached(label: str, packages: tuple[str, ...], build: Callable[[Path, tuple[str, ...]], None]) -> Path:
     """The venv built by *build* for *packages*, cached under a key of them (built once, under a lock)."""
     stem = f"{label}|" if label else ""  # the heavy venv keeps the key it always had
     key = hashlib.sha256(f"{stem}{_base_version()}|{'|'.join(packages)}".encode()).hexdigest()[:16]
@@ -87,7 +99,7 @@ def _cached(label: str, packages: tuple[str, ...], build: Any) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (venv / "ssd-test-expected.json").exists():
             building = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=CACHE_ROOT))
-            build(building / "venv")
+            build(building / "venv", packages)
             subprocess.run(["chmod", "-R", "a+rX", str(building)], check=True)
             shutil.rmtree(folder, ignore_errors=True)
             building.rename(folder)

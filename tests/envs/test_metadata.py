@@ -71,6 +71,7 @@ def test_metadata_header_of_real_dist_info_matches_the_venv_python() -> None:
     assert dist_versions(site_packages(venv)) == {
         "spyder-kernels": expected(venv)["spyder_kernels"],
         "ipykernel": expected(venv)["ipykernel"],
+        "ipython": expected(venv)["ipython"],
     }
 
 

@@ -224,3 +224,46 @@ def test_administration_can_be_turned_off(tmp_path: Path, setting: dict[str, str
                 client.close()
         assert refused.value.code == "not_allowed"
         assert not (alice.home / ".venvs").exists()
+
+
+def test_create_with_spyder_resolves_a_working_pair(tmp_path: Path) -> None:
+    """env create --spyder 6.1 (real pip): spyder-kernels 3.1 with an IPython below 9.18, listed as serving 6.1.x."""
+    require_root()
+    with users(1) as (alice,), system_daemon(tmp_path) as daemon:
+        client = _client(daemon, tmp_path, alice)
+        try:
+            content = {"name": "spy", "packages": [], "spyder": "6.1"}
+            created = client.run(_operate(client.aclient, alice.name, "env_create_request", content))
+            assert created[-1]["state"] == "done", created[-1]["line"]
+            listed = {e["name"]: e for e in client.request("env_list_request")["envs"]}
+        finally:
+            client.close()
+        spy = listed["spy"]
+        assert (spy["spyder_ready"], spy["spyder_versions"], spy["spyder_problem"]) == (True, ["6.1.x"], None)
+        assert spy["spyder_kernels"].startswith("3.1.")
+        assert not spy["ipython"].startswith("9.18")
+        # The import spyder-kernels runs when Spyder sets its traceback theme, as the user, in the new env.
+        theme = "from IPython.utils.PyColorize import Theme, linux_theme, neutral_theme"
+        argv = ["runuser", "-u", alice.name, "--", f"{spy['prefix']}/bin/python", "-c", theme]
+        subprocess.run(argv, check=True, capture_output=True, timeout=60, cwd="/")
+
+
+def test_conda_install_with_spyder_adds_the_ipython_pin(tmp_path: Path) -> None:
+    """env install --spyder 6.1 into a conda env asks conda for spyder-kernels 3.1 and ipython<9.18."""
+    require_root()
+    with users(1) as (alice,), system_daemon(tmp_path) as daemon:
+        root = make_conda_style(alice.home / "miniconda3")
+        env = make_conda_style(make_venv(root / "envs" / "analysis"))
+        (root / "condabin").mkdir()
+        (root / "condabin" / "conda").write_text(STANDIN_CONDA)
+        (root / "condabin" / "conda").chmod(0o755)
+        subprocess.run(["chown", "-R", f"{alice.name}:", str(root)], check=True)
+        client = _client(daemon, tmp_path, alice)
+        try:
+            content = {"env": "analysis", "packages": [], "spyder": "6.1.8"}
+            events = client.run(_operate(client.aclient, alice.name, "env_install_request", content))
+        finally:
+            client.close()
+        argv = (alice.home / "conda-argv.json").read_text()
+    assert events[-1]["state"] == "done", events[-1]
+    assert argv == f'["install", "-y", "-p", "{env}", "spyder-kernels<3.2.0,>=3.1.0", "ipython<9.18"]'
