@@ -42,6 +42,8 @@ from ssd.broker.zap import Authenticator
 from ssd.config import Config
 from ssd.edge.link import EDGE_DOMAIN, EdgeCredentials
 from ssd.errors import ConfigError
+from ssd.floodguard.guard import Cut, FloodGuard
+from ssd.floodguard.policy import FloodPolicy
 from ssd.kernels.transport import channel_plan
 from ssd.keys import KeyPair
 from ssd.sealed import seal, sealed_context
@@ -88,7 +90,9 @@ class Broker:
         self.state = open_state(options.state_dir)
         self.sessions = SessionStore(self.state)
         kernels = self.config.kernels
-        self.kernel_book = KernelBook(self.state, record_cap(kernels.max_per_user, kernels.max_per_host))
+        self.kernel_book = KernelBook(
+            self.state, record_cap(kernels.max_per_user, kernels.max_per_host), supervised=self._supervises
+        )
         auth = self.config.auth
         self.limiter = LoginLimiter(
             base_delay=auth.failure_delay,
@@ -99,6 +103,7 @@ class Broker:
         self.ports: dict[str, int] = {}
         self._listeners: dict[str, socket.socket] = {}
         self.edge: EdgeKeeper | None = None
+        self._guard: FloodGuard | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
         self.failed = False  # set when a loop died: the daemon then exits non-zero
@@ -147,6 +152,7 @@ class Broker:
         backend.maxmsgsize = worker_wire.MAX_FRAME
         backend.sndhwm = BACKEND_HWM
         backend.rcvhwm = BACKEND_HWM
+        self._guard = self._backend_guard(backend)  # before the bind: it must see every connection
         # The edge forwards client frames, each within max_message_size, so the link's limit is the same.
         link = self._curve_socket(zmq.ROUTER, EDGE_DOMAIN)
         link.sndhwm = link.rcvhwm = LINK_HWM
@@ -243,6 +249,33 @@ class Broker:
         # (no session asks for them: the sessions' accounts are checked at once by self.accounts).
         for user in sorted(self.kernel_book.users()):
             self._start_user_worker("kernel", user)
+
+    def _backend_guard(self, backend: zmq.asyncio.Socket) -> FloodGuard | None:
+        """A flood guard on the backend (DESIGN §1, rule 1): frames are bounded, their count is not, and a
+        user's own worker could send one message of countless 2-byte frames that libzmq holds whole."""
+        threshold = self.config.workers.flood_threshold
+        if not threshold:
+            log.warning("workers.flood_threshold is 0: a user's own worker can grow the broker without bound")
+            return None
+        loop = asyncio.get_running_loop()
+        guard = FloodGuard(
+            zmq.Context.shadow(self.ctx.underlying),
+            [backend],
+            FloodPolicy(threshold << 20),
+            what="the broker",
+            on_cut=lambda cut: loop.call_soon_threadsafe(self._worker_cut, cut),
+        )
+        guard.start_guarding()
+        return guard
+
+    def _worker_cut(self, cut: Cut) -> None:
+        self.router.connection_cut(cut.uid)
+
+    def _supervises(self, pid: int) -> bool:
+        """Whether *pid* is a worker or the edge, which the broker waits for itself (the kernel book never
+        reaps them, whatever a kernel record says)."""
+        edge = self.edge
+        return (edge is not None and edge.pid == pid) or self.supervisor.supervises(pid)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
@@ -466,6 +499,8 @@ class Broker:
         for listener in self._listeners.values():
             listener.close()
         self.state.close()
+        if self._guard is not None:
+            self._guard.stop()
         if self._auth is not None:
             self._auth.stop()
         self.ctx.destroy(linger=LINGER_MS)

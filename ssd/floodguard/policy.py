@@ -1,4 +1,4 @@
-"""When the edge grows, which connection to cut: pure policy, no sockets or threads (see floodguard.py).
+"""When memory grows, which connection to cut: pure policy, no sockets or threads (see guard.py).
 
 A flood is one multipart message of very many tiny frames: libzmq holds every
 frame (about 64 bytes each) until the last arrives, so memory grows with what

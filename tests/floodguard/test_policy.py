@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ssd.edge.floodpolicy import FloodPolicy
+from ssd.floodguard.policy import FloodPolicy
 
 MIB = 1 << 20
 

@@ -1,9 +1,9 @@
-"""The flood guard: a thread that follows the edge's client connections and cuts the one flooding it.
+"""The flood guard: a thread that follows the accepted connections of some sockets and cuts the one flooding them.
 
 libzmq's socket monitor reports each accepted TCP connection with its file
 descriptor (``EVENT_ACCEPTED``) and its end (``EVENT_DISCONNECTED``,
-``EVENT_CLOSED``). Every tick the guard reads the process's resident memory;
-when the policy (``floodpolicy.FloodPolicy``) finds it over the threshold, the
+``EVENT_CLOSED``). Every tick the guard reads the process's memory in use (mallinfo2);
+when the policy (``policy.FloodPolicy``) finds it over the threshold, the
 guard reads each connection's received byte count from the kernel (TCP_INFO)
 and shuts down the connection the policy names. libzmq then sees that
 connection end and drops (rolls back) the partial message it held for it;
@@ -21,14 +21,16 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import zmq
 from zmq.utils.monitor import _MonitorMessage, parse_monitor_message
 
-from ssd.edge.floodpolicy import FloodPolicy
+from ssd.floodguard.peers import local_peer_uid
+from ssd.floodguard.policy import FloodPolicy
 
-__all__ = ["FloodGuard", "bytes_received", "memory_in_use", "resident_bytes"]
+__all__ = ["Cut", "FloodGuard", "bytes_received", "memory_in_use", "resident_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,14 @@ def _peer(fd: int) -> str | None:
         return None
 
 
+def _owner(fd: int) -> int | None:
+    try:
+        with _borrow(fd) as sock:
+            return local_peer_uid(sock)
+    except OSError:
+        return None
+
+
 def _shutdown(fd: int) -> None:
     # Both directions: data that arrives after our FIN is answered with a reset (RFC 1122).
     with contextlib.suppress(OSError), _borrow(fd) as sock:
@@ -129,8 +139,18 @@ def _malloc_trim() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+@dataclass(frozen=True)
+class Cut:
+    """A connection the guard shut down: its peer, the uid owning the peer's socket if local, what it sent."""
+
+    peer: str
+    uid: int | None
+    received: int
+
+
 class FloodGuard(threading.Thread):
-    """Watches *sockets*' TCP connections and memory; cuts what the policy names."""
+    """Watches *sockets*' TCP connections and memory; cuts what the policy names, then calls *on_cut* (from
+    the guard's thread: hand it to the event loop with call_soon_threadsafe)."""
 
     def __init__(
         self,
@@ -139,11 +159,15 @@ class FloodGuard(threading.Thread):
         policy: FloodPolicy,
         *,
         tick: float = 0.025,
+        on_cut: Callable[[Cut], object] = lambda cut: None,
+        what: str = "this process",
     ) -> None:
         super().__init__(name="ssd-flood-guard", daemon=True)
         self.policy = policy
         self._ctx = ctx
         self._tick = tick
+        self._on_cut = on_cut
+        self._what = what
         self._addresses = [f"inproc://ssd-flood-guard-{id(self)}-{n}" for n in range(len(sockets))]
         for sock, address in zip(sockets, self._addresses, strict=True):
             sock.monitor(address, _EVENTS)
@@ -208,15 +232,22 @@ class FloodGuard(threading.Thread):
         self.policy.forget(fd)
         if _peer(fd) != peer:  # the fd was closed and reused since: not ours to cut
             return
+        cut = Cut(peer, _owner(fd), received[fd])
         _shutdown(fd)
         self.cuts += 1
         log.warning(
-            "cut the connection from %s: the edge holds %d MiB and it had sent the most (%d MiB)",
+            "cut the connection from %s (uid %s): %s holds %d MiB and it had sent the most (%d MiB)",
             peer,
+            cut.uid,
+            self._what,
             memory >> 20,
-            received[fd] >> 20,
+            cut.received >> 20,
         )
         self._trim()
+        try:
+            self._on_cut(cut)
+        except Exception:  # the guard must go on guarding
+            log.exception("error reporting a cut connection")
 
     def _trim(self) -> None:
         now = time.monotonic()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import zmq
 
-from ssd.edge.floodguard import FloodGuard, bytes_received, memory_in_use
-from ssd.edge.floodpolicy import FloodPolicy
+from ssd.floodguard.guard import FloodGuard, bytes_received, memory_in_use
+from ssd.floodguard.policy import FloodPolicy
 
 FLOODER = str(Path(__file__).parents[1] / "security" / "flooder.py")
 
