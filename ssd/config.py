@@ -104,9 +104,10 @@ class WorkersConfig(_Section, frozen=True):
         int,
         msgspec.Meta(
             ge=0,
-            description="MiB the broker may grow before it cuts the worker connection that sent the most; 0 = off.",
+            description="MiB the broker may grow (beyond 80 KiB per worker connection) before it cuts the worker "
+            "connection that sent the most; 0 = off.",
         ),
-    ] = 48
+    ] = 32
 
 
 class DiscoveryConfig(_Section, frozen=True):

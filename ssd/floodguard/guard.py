@@ -21,7 +21,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import zmq
@@ -42,6 +42,7 @@ _TCP_INFO_LEN = 256  # ask for more than we read: the kernel returns what it has
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 _TRIM_EVERY = 0.2
+SETTLE = 0.5  # seconds after a cut until what it freed is measured (libzmq drops the partial message by then)
 _MALLINFO2_FIELDS = [
     "arena",
     "ordblks",
@@ -141,16 +142,18 @@ def _malloc_trim() -> None:
 
 @dataclass(frozen=True)
 class Cut:
-    """A connection the guard shut down: its peer, the uid owning the peer's socket if local, what it sent."""
+    """A connection the guard shut down: its peer, the uid owning the peer's socket if local, what it sent,
+    and how much memory in use fell within SETTLE seconds of the cut (a flood's cut frees what it held)."""
 
     peer: str
     uid: int | None
     received: int
+    freed: int = 0
 
 
 class FloodGuard(threading.Thread):
-    """Watches *sockets*' TCP connections and memory; cuts what the policy names, then calls *on_cut* (from
-    the guard's thread: hand it to the event loop with call_soon_threadsafe)."""
+    """Watches *sockets*' TCP connections and memory; cuts what the policy names, and SETTLE seconds later
+    calls *on_cut* (from the guard's thread: hand it to the event loop with call_soon_threadsafe)."""
 
     def __init__(
         self,
@@ -175,6 +178,7 @@ class FloodGuard(threading.Thread):
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self._trimmed = 0.0
+        self._settling: tuple[Cut, int, float] | None = None  # a cut, memory in use then, when to measure
         self.cuts = 0
 
     def start_guarding(self) -> None:
@@ -203,6 +207,7 @@ class FloodGuard(threading.Thread):
                     while monitor.poll(0):
                         self._follow(parse_monitor_message(monitor.recv_multipart()))
                 self._check()
+                self._settle()
         finally:
             for monitor in monitors:
                 monitor.close(linger=0)
@@ -214,6 +219,7 @@ class FloodGuard(threading.Thread):
             peer = _peer(fd)
             if peer is not None:
                 self._connections[fd] = peer
+                self.policy.opened(fd)
         else:
             self._connections.pop(fd, None)
             self.policy.forget(fd)
@@ -244,6 +250,20 @@ class FloodGuard(threading.Thread):
             cut.received >> 20,
         )
         self._trim()
+        if self._settling is not None:
+            self._report(self._settling[0])
+        self._settling = (cut, memory, time.monotonic() + SETTLE)
+
+    def _settle(self) -> None:
+        """SETTLE seconds after a cut: measure what it freed, then report it."""
+        if self._settling is None or time.monotonic() < self._settling[2]:
+            return
+        cut, memory, _ = self._settling
+        self._settling = None
+        self._report(replace(cut, freed=max(0, memory - memory_in_use())))
+
+    def _report(self, cut: Cut) -> None:
+        log.info("the cut of %s freed %d MiB", cut.peer, cut.freed >> 20)
         try:
             self._on_cut(cut)
         except Exception:  # the guard must go on guarding
