@@ -181,18 +181,20 @@ class WorkerRouter:
             self._kill(record.key)
         return False
 
-    def connection_cut(self, uid: int | None) -> None:
+    def connection_cut(self, uid: int | None) -> bool:
         """The flood guard cut a backend connection whose peer runs as *uid* (event loop only). Its worker's
-        DEALER reconnects; a user cut again within CUT_WINDOW has every worker stopped: their keys end with
-        them, so a process that stole one cannot reconnect, and the supervisor starts fresh ones on demand."""
+        DEALER reconnects; a user cut again within CUT_WINDOW has every worker stopped (True: the caller then
+        cuts that user's other connections): their keys end with them, so a process that stole one cannot
+        connect again, and the supervisor starts fresh workers with new keys."""
         user = _account_name(uid)
         if user is None or not self._strikes.strike(user, time.monotonic()):
-            return
+            return False
         keys = [key for key, (_, owner) in self.registry.expected.items() if owner == user]
         log.error("the workers of %s keep flooding the broker: stopping %d of them", user, len(keys))
         for key in keys:
             self.worker_exited(key)
             self._kill(key)
+        return True
 
     def _complain(self, key: str, now: float, what: str, *args: object) -> None:
         """Log what a worker did wrong, at most every 10 s per worker key."""

@@ -274,8 +274,12 @@ class Broker:
     def _worker_cut(self, cut: Cut) -> None:
         """A cut that gave back half the threshold held a flood; one that freed less was an innocent bystander's
         (memory grew for another reason) and counts against nobody."""
-        if cut.freed >= (self.config.workers.flood_threshold << 20) // 2:
-            self.router.connection_cut(cut.uid)
+        if cut.freed < (self.config.workers.flood_threshold << 20) // 2 or cut.uid is None:
+            return
+        # The user is stopped: their connections go too (a stolen key's included, which then cannot come back).
+        # Not in user mode, where every worker, the auth pool's too, is the broker's own uid.
+        if self.router.connection_cut(cut.uid) and self._guard is not None and cut.uid != os.geteuid():
+            self._guard.cut_owner(cut.uid)
 
     def _supervises(self, pid: int) -> bool:
         """Whether *pid* is a worker or the edge, which the broker waits for itself (the kernel book never

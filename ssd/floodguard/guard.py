@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import queue
 import socket
 import struct
 import threading
@@ -179,6 +180,7 @@ class FloodGuard(threading.Thread):
         self._stopping = threading.Event()
         self._trimmed = 0.0
         self._settling: tuple[Cut, int, float] | None = None  # a cut, memory in use then, when to measure
+        self._owners_to_cut: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.cuts = 0
 
     def start_guarding(self) -> None:
@@ -186,6 +188,10 @@ class FloodGuard(threading.Thread):
         self.start()
         if not self._ready.wait(10):
             raise RuntimeError("the flood guard did not start")
+
+    def cut_owner(self, uid: int) -> None:
+        """Shut down every connection whose local peer runs as *uid*, within a tick (any thread may call)."""
+        self._owners_to_cut.put(uid)
 
     def stop(self) -> None:
         """Stop the thread and wait for it."""
@@ -208,6 +214,7 @@ class FloodGuard(threading.Thread):
                         self._follow(parse_monitor_message(monitor.recv_multipart()))
                 self._check()
                 self._settle()
+                self._cut_owners()
         finally:
             for monitor in monitors:
                 monitor.close(linger=0)
@@ -253,6 +260,16 @@ class FloodGuard(threading.Thread):
         if self._settling is not None:
             self._report(self._settling[0])
         self._settling = (cut, memory, time.monotonic() + SETTLE)
+
+    def _cut_owners(self) -> None:
+        while not self._owners_to_cut.empty():
+            uid = self._owners_to_cut.get()
+            for fd, peer in list(self._connections.items()):
+                if _owner(fd) == uid and _peer(fd) == peer:
+                    del self._connections[fd]
+                    self.policy.forget(fd)
+                    _shutdown(fd)
+                    log.warning("cut the connection from %s (uid %d): its owner was stopped", peer, uid)
 
     def _settle(self) -> None:
         """SETTLE seconds after a cut: measure what it freed, then report it."""

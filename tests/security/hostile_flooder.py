@@ -87,9 +87,12 @@ def flood_once(ctx: zmq.Context[Any], endpoint: str, keys: tuple[bytes, bytes, b
                 return "refused"
         else:
             return "refused"
+        try:
+            conn = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            return "cut"  # the server shut the connection as soon as it was made (its key's owner was stopped)
         sock.send_multipart([b"ab"] * frames)
-        result = _watch(monitor, socket.socket(fileno=os.dup(fd)), frames * CURVE_FRAME_WIRE)
-        return str(result["outcome"])
+        return str(_watch(monitor, conn, frames * CURVE_FRAME_WIRE)["outcome"])
     finally:
         sock.disable_monitor()
         monitor.close(0)
