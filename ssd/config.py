@@ -100,6 +100,14 @@ class WorkersConfig(_Section, frozen=True):
     restart_backoff_max: Annotated[Positive, _doc("Longest pause before restarting a crashed worker.")] = 30.0
     diag: Annotated[bool, _doc("Run the diagnostic echo worker (ssd-ctl ping --worker).")] = False
     idle_timeout: Annotated[Positive, _doc("Seconds without requests before a user's own worker is stopped.")] = 600.0
+    flood_threshold: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="MiB the broker may grow (beyond 80 KiB per worker connection) before it cuts the worker "
+            "connection that sent the most; 0 = off.",
+        ),
+    ] = 32
 
 
 class DiscoveryConfig(_Section, frozen=True):

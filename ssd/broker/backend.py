@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pwd
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -26,7 +27,7 @@ import zmq.asyncio
 
 from ssd import protocol
 from ssd.broker.kernels import KernelBook, RecordRefused
-from ssd.broker.quota import LogThrottle, Verdict, WorkerQuota
+from ssd.broker.quota import CutStrikes, LogThrottle, Verdict, WorkerQuota
 from ssd.broker.registry import Pending, Registry, WorkerRecord
 from ssd.broker.worker_events import WorkerEvents
 from ssd.config import WorkersConfig
@@ -83,6 +84,7 @@ class WorkerRouter:
         self.kernels = kernels
         self.events = WorkerEvents(kernels, self._refused)
         self._quotas: dict[str, WorkerQuota] = {}
+        self._strikes = CutStrikes()
         self._complaints = LogThrottle()
         self.kernels_changed: Callable[[], None] = lambda: None
         # Adds what only the broker may add to a worker's event (sealed secrets for the user's keys).
@@ -178,6 +180,21 @@ class WorkerRouter:
             self.worker_exited(record.key)
             self._kill(record.key)
         return False
+
+    def connection_cut(self, uid: int | None) -> bool:
+        """The flood guard cut a backend connection whose peer runs as *uid* (event loop only). Its worker's
+        DEALER reconnects; a user cut again within CUT_WINDOW has every worker stopped (True: the caller then
+        cuts that user's other connections): their keys end with them, so a process that stole one cannot
+        connect again, and the supervisor starts fresh workers with new keys."""
+        user = _account_name(uid)
+        if user is None or not self._strikes.strike(user, time.monotonic()):
+            return False
+        keys = [key for key, (_, owner) in self.registry.expected.items() if owner == user]
+        log.error("the workers of %s keep flooding the broker: stopping %d of them", user, len(keys))
+        for key in keys:
+            self.worker_exited(key)
+            self._kill(key)
+        return True
 
     def _complain(self, key: str, now: float, what: str, *args: object) -> None:
         """Log what a worker did wrong, at most every 10 s per worker key."""
@@ -285,6 +302,15 @@ class WorkerRouter:
         """Ask every worker to finish and exit."""
         for record in self.registry.workers.values():
             self._send(record.routing_id, wire.STOP)
+
+
+def _account_name(uid: int | None) -> str | None:
+    if uid is None:
+        return None
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
 
 
 def _lost(pending: Pending) -> dict[str, Any]:

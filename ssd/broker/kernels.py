@@ -7,15 +7,22 @@ book caps what it may store: at most ``per_user`` records per user (the
 per-user kernel limit, counted here and not in the worker) of at most
 ``wire.MAX_RECORD`` bytes each, and the host's count takes each user's records
 at most up to that cap. The broker is a child subreaper, so a kernel whose worker
-died becomes the broker's child and is reaped here when its record is dropped.
+died becomes the broker's child and is reaped here when its record is dropped;
+but a record's pid is its worker's word, and the broker's other children (other
+users' workers, the edge) are the supervisors' to wait for. So the book reaps
+only a process that runs as the record's user and is none of the broker's
+supervised children (``may_reap``), and refuses a record naming a live process
+of someone else.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import pwd
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -26,7 +33,7 @@ from ssd.kernels.record import KernelRecord
 from ssd.kernels.relay import relay_connection_info
 from ssd.workers import wire
 
-__all__ = ["KernelBook", "RecordRefused", "become_subreaper", "record_cap"]
+__all__ = ["KernelBook", "RecordRefused", "become_subreaper", "may_reap", "process_uids", "record_cap"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,32 @@ HARD_CAP = 1000
 def record_cap(max_per_user: int, max_per_host: int) -> int:
     """The most records the book keeps for one user: the per-user limit, else the host's, else HARD_CAP."""
     return min(max_per_user or max_per_host or HARD_CAP, HARD_CAP)
+
+
+def process_uids(pid: int) -> tuple[int, int] | None:
+    """The real and effective uid of *pid*, a zombie's too (/proc/PID/status); None if there is no such pid."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("Uid:"):
+                    real, effective = line.split()[1:3]
+                    return int(real), int(effective)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def may_reap(uids: tuple[int, int] | None, user_uid: int | None, supervised: bool) -> bool:
+    """Whether the book may collect a process of *uids* for a record of the user of *user_uid*: only the
+    user's own (real and effective uid), never one of the broker's supervised children (a worker, the edge)."""
+    return uids is not None and user_uid is not None and not supervised and uids == (user_uid, user_uid)
+
+
+def _uid_of(user: str) -> int | None:
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
 
 
 class RecordRefused(ValueError):
@@ -56,11 +89,20 @@ def become_subreaper() -> bool:
 class KernelBook:
     """Kernel records by id, written through to the ``kernels`` table."""
 
-    def __init__(self, db: sqlite3.Connection, per_user: int = HARD_CAP) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        per_user: int = HARD_CAP,
+        *,
+        supervised: Callable[[int], bool] = lambda pid: False,
+        uid_of: Callable[[str], int | None] = _uid_of,
+    ) -> None:
         self._db = db
         self.per_user = per_user
+        self._supervised = supervised  # is this pid a worker or edge process the broker waits for itself?
+        self._uid_of = uid_of
         self._records: dict[str, tuple[str, KernelRecord, bytes]] = {}  # id -> (user, record, its JSON)
-        self._unreaped: set[tuple[int, int]] = set()  # (pid, start ticks) of ended kernels not yet collected
+        self._unreaped: set[tuple[int, int, str]] = set()  # (pid, start ticks, user) of ended kernels
         for kernel_id, user, record in db.execute("SELECT kernel_id, user, record FROM kernels"):
             try:
                 self._records[kernel_id] = (user, msgspec.json.decode(record, type=KernelRecord), bytes(record))
@@ -100,6 +142,7 @@ class KernelBook:
         owner = self._records.get(kernel_id, (user,))[0]
         if record.user != user or record.kernel_id != kernel_id or owner != user:
             raise RecordRefused(f"a record for kernel {kernel_id[:64]!r} of {owner}")
+        self._check_names_own(user, record)
         self._db.execute(
             "INSERT OR REPLACE INTO kernels (kernel_id, user, pid, record, updated) VALUES (?, ?, ?, ?, ?)",
             (kernel_id, user, record.pid, body, time.time()),
@@ -120,19 +163,33 @@ class KernelBook:
         self._reap(entry[1])
         return True
 
+    def _check_names_own(self, user: str, record: KernelRecord) -> None:
+        """Refuse a record whose pid is a process (that started at its ticks) of another user, or ours."""
+        if start_ticks(record.pid) != record.start_ticks:
+            return  # no such process (any more): a dead kernel's record, kept for a restart
+        uids = process_uids(record.pid)
+        if not may_reap(uids, self._uid_of(user), self._supervised(record.pid)):
+            raise RecordRefused(f"a record naming pid {record.pid}, a process of uid {uids} (not {user}'s kernel)")
+
     def _reap(self, record: KernelRecord) -> None:
-        self._unreaped.add((record.pid, record.start_ticks))
+        self._unreaped.add((record.pid, record.start_ticks, record.user))
         self.reap_orphans()
+
+    def _reap_own(self, pid: int, ticks: int, user: str) -> int | None:
+        """Reap *pid* if it is the process that started at *ticks*, runs as *user* and is no supervised child."""
+        if start_ticks(pid) != ticks or not may_reap(process_uids(pid), self._uid_of(user), self._supervised(pid)):
+            return None
+        return reap(pid)
 
     def reap_orphans(self) -> None:
         """Collect ended kernels that became our children (a multi-threaded process is reapable only once
-        all its threads exited, so this is retried from the heartbeat loop); never touch a reused pid."""
-        for pid, ticks in list(self._unreaped):
-            if start_ticks(pid) != ticks or reap(pid) is not None:
-                self._unreaped.discard((pid, ticks))
-        for _, record, _ in self._records.values():  # listed but dead (kept for a restart): reap now
-            if start_ticks(record.pid) == record.start_ticks:
-                reap(record.pid)
+        all its threads exited, so this is retried from the heartbeat loop); never touch a reused pid, a
+        process of another user or a worker the supervisor waits for."""
+        for pid, ticks, user in list(self._unreaped):
+            if start_ticks(pid) != ticks or self._reap_own(pid, ticks, user) is not None:
+                self._unreaped.discard((pid, ticks, user))
+        for owner, record, _ in self._records.values():  # listed but dead (kept for a restart): reap now
+            self._reap_own(record.pid, record.start_ticks, owner)
 
     def connection_of(self, user: str, kernel_id: str) -> dict[str, Any] | None:
         """What a client of *user* connects to for that kernel: its relay (with the CURVE keys), or itself."""

@@ -3,8 +3,12 @@
 A per-user worker is its user's to control (DESIGN §1, rule 1), so the broker
 meters it: a token bucket for messages and one for bytes. A message beyond the
 rate is dropped; a worker that keeps flooding (``KILL_AFTER`` drops within
-``KILL_WINDOW`` seconds) is stopped, which costs only its own user. Pure bookkeeping: the clock is an
-argument, the backend loop acts on the verdict.
+``KILL_WINDOW`` seconds) is stopped, which costs only its own user. A message
+of countless tiny frames never reaches the quota (libzmq holds it until it is
+whole): the broker's flood guard (``ssd.floodguard``) cuts its connection, and
+a user cut ``CUTS_BEFORE_STOP`` times within ``CUT_WINDOW`` seconds has its
+workers stopped (``CutStrikes``). Pure bookkeeping: the clock is an argument,
+the backend loop acts on the verdict.
 """
 
 from __future__ import annotations
@@ -12,7 +16,17 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["KILL_AFTER", "KILL_WINDOW", "LogThrottle", "TokenBucket", "Verdict", "WorkerQuota"]
+__all__ = [
+    "CUTS_BEFORE_STOP",
+    "CUT_WINDOW",
+    "KILL_AFTER",
+    "KILL_WINDOW",
+    "CutStrikes",
+    "LogThrottle",
+    "TokenBucket",
+    "Verdict",
+    "WorkerQuota",
+]
 
 # Far above what a worker does (a heartbeat a second, a kernel's few lifecycle events, a tool's output
 # lines), far below what a flood does (a loop of sends: ~10^5 messages a second).
@@ -22,6 +36,10 @@ BYTE_RATE = float(16 << 20)
 BYTE_BURST = float(32 << 20)
 KILL_AFTER = 1000  # messages dropped within KILL_WINDOW seconds before the worker is stopped
 KILL_WINDOW = 10.0
+# A flood the quota cannot see (one message of countless frames, cut by the flood guard before it is whole):
+# a user whose worker connections are cut twice within CUT_WINDOW seconds has its workers stopped.
+CUTS_BEFORE_STOP = 2
+CUT_WINDOW = 60.0
 
 
 class Verdict(enum.Enum):
@@ -92,3 +110,23 @@ class LogThrottle:
                 return None
         self._last[key] = (now, 0)
         return suppressed
+
+
+class CutStrikes:
+    """Counts the flood guard's cuts per user: a second cut within *window* seconds means stop that user."""
+
+    def __init__(self, before_stop: int = CUTS_BEFORE_STOP, window: float = CUT_WINDOW) -> None:
+        self.before_stop = before_stop
+        self.window = window
+        self._cuts: dict[str, list[float]] = {}  # user -> times of recent cuts
+
+    def strike(self, user: str, now: float) -> bool:
+        """Note a cut of *user*'s connection; True when it is time to stop that user's workers."""
+        self._cuts = {u: [t for t in times if now - t < self.window] for u, times in self._cuts.items()}
+        self._cuts = {u: times for u, times in self._cuts.items() if times}
+        recent = self._cuts.setdefault(user, [])
+        recent.append(now)
+        if len(recent) < self.before_stop:
+            return False
+        del self._cuts[user]
+        return True

@@ -42,6 +42,8 @@ from ssd.broker.zap import Authenticator
 from ssd.config import Config
 from ssd.edge.link import EDGE_DOMAIN, EdgeCredentials
 from ssd.errors import ConfigError
+from ssd.floodguard.guard import Cut, FloodGuard
+from ssd.floodguard.policy import FloodPolicy
 from ssd.kernels.transport import channel_plan
 from ssd.keys import KeyPair
 from ssd.sealed import seal, sealed_context
@@ -61,6 +63,9 @@ EDGE_STOP_GRACE = 2.0
 BACKEND_HWM = 64
 # Address space a kernel worker needs for itself (Python, pyzmq, its threads, with MALLOC_ARENA_MAX=2).
 WORKER_MIN_MB = 512
+# What libzmq holds for one CURVE connection of the backend (measured: 64 MiB for 1000), which the flood guard
+# allows on top of workers.flood_threshold: the broker grows legitimately with its workers.
+CONNECTION_MEMORY = 80 << 10
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,9 @@ class Broker:
         self.state = open_state(options.state_dir)
         self.sessions = SessionStore(self.state)
         kernels = self.config.kernels
-        self.kernel_book = KernelBook(self.state, record_cap(kernels.max_per_user, kernels.max_per_host))
+        self.kernel_book = KernelBook(
+            self.state, record_cap(kernels.max_per_user, kernels.max_per_host), supervised=self._supervises
+        )
         auth = self.config.auth
         self.limiter = LoginLimiter(
             base_delay=auth.failure_delay,
@@ -99,6 +106,7 @@ class Broker:
         self.ports: dict[str, int] = {}
         self._listeners: dict[str, socket.socket] = {}
         self.edge: EdgeKeeper | None = None
+        self._guard: FloodGuard | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
         self.failed = False  # set when a loop died: the daemon then exits non-zero
@@ -147,6 +155,7 @@ class Broker:
         backend.maxmsgsize = worker_wire.MAX_FRAME
         backend.sndhwm = BACKEND_HWM
         backend.rcvhwm = BACKEND_HWM
+        self._guard = self._backend_guard(backend)  # before the bind: it must see every connection
         # The edge forwards client frames, each within max_message_size, so the link's limit is the same.
         link = self._curve_socket(zmq.ROUTER, EDGE_DOMAIN)
         link.sndhwm = link.rcvhwm = LINK_HWM
@@ -243,6 +252,40 @@ class Broker:
         # (no session asks for them: the sessions' accounts are checked at once by self.accounts).
         for user in sorted(self.kernel_book.users()):
             self._start_user_worker("kernel", user)
+
+    def _backend_guard(self, backend: zmq.asyncio.Socket) -> FloodGuard | None:
+        """A flood guard on the backend (DESIGN §1, rule 1): frames are bounded, their count is not, and a
+        user's own worker could send one message of countless 2-byte frames that libzmq holds whole."""
+        threshold = self.config.workers.flood_threshold
+        if not threshold:
+            log.warning("workers.flood_threshold is 0: a user's own worker can grow the broker without bound")
+            return None
+        loop = asyncio.get_running_loop()
+        guard = FloodGuard(
+            zmq.Context.shadow(self.ctx.underlying),
+            [backend],
+            FloodPolicy(threshold << 20, per_connection=CONNECTION_MEMORY),
+            what="the broker",
+            on_cut=lambda cut: loop.call_soon_threadsafe(self._worker_cut, cut),
+        )
+        guard.start_guarding()
+        return guard
+
+    def _worker_cut(self, cut: Cut) -> None:
+        """A cut that gave back half the threshold held a flood; one that freed less was an innocent bystander's
+        (memory grew for another reason) and counts against nobody."""
+        if cut.freed < (self.config.workers.flood_threshold << 20) // 2 or cut.uid is None:
+            return
+        # The user is stopped: their connections go too (a stolen key's included, which then cannot come back).
+        # Not in user mode, where every worker, the auth pool's too, is the broker's own uid.
+        if self.router.connection_cut(cut.uid) and self._guard is not None and cut.uid != os.geteuid():
+            self._guard.cut_owner(cut.uid)
+
+    def _supervises(self, pid: int) -> bool:
+        """Whether *pid* is a worker or the edge, which the broker waits for itself (the kernel book never
+        reaps them, whatever a kernel record says)."""
+        edge = self.edge
+        return (edge is not None and edge.pid == pid) or self.supervisor.supervises(pid)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
@@ -466,6 +509,8 @@ class Broker:
         for listener in self._listeners.values():
             listener.close()
         self.state.close()
+        if self._guard is not None:
+            self._guard.stop()
         if self._auth is not None:
             self._auth.stop()
         self.ctx.destroy(linger=LINGER_MS)

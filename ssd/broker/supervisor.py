@@ -104,6 +104,13 @@ class Supervisor:
         """Tell whether a worker of that name is supervised (starting, running or restarting)."""
         return name in self._children
 
+    def supervises(self, pid: int) -> bool:
+        """Tell whether *pid* is a worker this supervisor started and has not waited for yet."""
+        return any(
+            c.process is not None and c.process.pid == pid and c.process.returncode is None
+            for c in self._children.values()
+        )
+
     def revive(self, name: str) -> None:
         """A request came for a worker that is being retired: start it again once it has exited."""
         child = self._children.get(name)

@@ -9,7 +9,7 @@ and answers; its replies and events go back out through here.
 
 Why a process of its own: libzmq buffers a whole multipart message, of any
 number of frames, before the application sees it, and nothing in ZeroMQ bounds
-the count. A flood guard (``ssd.edge.floodguard``) cuts the connection that
+the count. A flood guard (``ssd.floodguard``) cuts the connection that
 sent the most when the edge grows; if libzmq still runs out of memory under
 the limit, only the edge dies, with its own connections, and the broker starts
 a new one at once. Clients reconnect by themselves.

@@ -13,9 +13,9 @@ import zmq.asyncio
 
 from ssd.broker.policy import CLIENT_DOMAIN, ClientPolicy, ConnectionThrottle
 from ssd.broker.zap import Authenticator
-from ssd.edge.floodguard import FloodGuard
-from ssd.edge.floodpolicy import FloodPolicy
 from ssd.edge.link import CLIENT, MAX_FORWARDED_FRAMES, PUBLISH, REPLY, TAG, EdgeCredentials
+from ssd.floodguard.guard import FloodGuard
+from ssd.floodguard.policy import FloodPolicy
 
 __all__ = ["Edge"]
 
@@ -53,7 +53,10 @@ class Edge:
         control = self._public(zmq.ROUTER, creds.max_message_size)
         events = self._public(zmq.PUB, MAX_SUBSCRIPTION_FRAME)
         guard = FloodGuard(
-            zmq.Context.shadow(self.ctx.underlying), [control, events], FloodPolicy(creds.flood_threshold)
+            zmq.Context.shadow(self.ctx.underlying),
+            [control, events],
+            FloodPolicy(creds.flood_threshold),
+            what="the edge",
         )
         guard.start_guarding()
         link = self._link()

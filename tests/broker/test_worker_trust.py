@@ -13,7 +13,7 @@ import zmq
 
 from ssd.broker.admission import Admission
 from ssd.broker.kernels import KernelBook, RecordRefused, record_cap
-from ssd.broker.quota import KILL_AFTER, LogThrottle, TokenBucket, Verdict, WorkerQuota
+from ssd.broker.quota import CUT_WINDOW, KILL_AFTER, CutStrikes, LogThrottle, TokenBucket, Verdict, WorkerQuota
 from ssd.broker.registry import Pending, Registry, WorkerRecord
 from ssd.broker.worker_events import WorkerEvents
 from ssd.config import Config, EnvsConfig, KernelsConfig
@@ -60,6 +60,16 @@ def test_log_throttle_counts_what_it_suppressed() -> None:
     assert throttle.allow("k", 1.0) is None
     assert throttle.allow("k", 2.0) is None
     assert throttle.allow("k", 11.0) == 2
+
+
+def test_a_second_cut_within_the_window_stops_the_user() -> None:
+    """The flood guard's cuts count per user: a second within CUT_WINDOW says stop; one alone, or late, not."""
+    strikes = CutStrikes()
+    assert not strikes.strike("bob", 0.0)
+    assert not strikes.strike("alice", 1.0)
+    assert strikes.strike("bob", 2.0)
+    assert not strikes.strike("bob", 3.0)  # counted afresh after a stop
+    assert not strikes.strike("alice", 1.0 + CUT_WINDOW + 1)  # alice's first cut has expired
 
 
 def _record(user: str, kernel_id: str, **changes: object) -> bytes:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ssd.edge.floodpolicy import FloodPolicy
+from ssd.floodguard.policy import FloodPolicy
 
 MIB = 1 << 20
 
@@ -76,3 +76,16 @@ def test_no_baseline_means_never_over() -> None:
     """Before start() nothing is over the threshold."""
     chooser = FloodPolicy(MIB)
     assert not chooser.over(10**12)
+
+
+def test_each_open_connection_adds_its_allowance() -> None:
+    """With per_connection set, the threshold rises with the connections open now and falls as they end."""
+    chooser = FloodPolicy(10 * MIB, per_connection=MIB)
+    chooser.start(100 * MIB)
+    for connection in range(5):
+        chooser.opened(connection)
+    assert not chooser.over(114 * MIB)
+    assert chooser.over(116 * MIB)
+    chooser.forget(0)
+    chooser.forget(1)
+    assert chooser.over(114 * MIB)

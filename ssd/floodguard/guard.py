@@ -1,9 +1,9 @@
-"""The flood guard: a thread that follows the edge's client connections and cuts the one flooding it.
+"""The flood guard: a thread that follows the accepted connections of some sockets and cuts the one flooding them.
 
 libzmq's socket monitor reports each accepted TCP connection with its file
 descriptor (``EVENT_ACCEPTED``) and its end (``EVENT_DISCONNECTED``,
-``EVENT_CLOSED``). Every tick the guard reads the process's resident memory;
-when the policy (``floodpolicy.FloodPolicy``) finds it over the threshold, the
+``EVENT_CLOSED``). Every tick the guard reads the process's memory in use (mallinfo2);
+when the policy (``policy.FloodPolicy``) finds it over the threshold, the
 guard reads each connection's received byte count from the kernel (TCP_INFO)
 and shuts down the connection the policy names. libzmq then sees that
 connection end and drops (rolls back) the partial message it held for it;
@@ -16,19 +16,22 @@ import contextlib
 import ctypes
 import logging
 import os
+import queue
 import socket
 import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import zmq
 from zmq.utils.monitor import _MonitorMessage, parse_monitor_message
 
-from ssd.edge.floodpolicy import FloodPolicy
+from ssd.floodguard.peers import local_peer_uid
+from ssd.floodguard.policy import FloodPolicy
 
-__all__ = ["FloodGuard", "bytes_received", "memory_in_use", "resident_bytes"]
+__all__ = ["Cut", "FloodGuard", "bytes_received", "memory_in_use", "resident_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ _TCP_INFO_LEN = 256  # ask for more than we read: the kernel returns what it has
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 _TRIM_EVERY = 0.2
+SETTLE = 0.5  # seconds after a cut until what it freed is measured (libzmq drops the partial message by then)
 _MALLINFO2_FIELDS = [
     "arena",
     "ordblks",
@@ -118,6 +122,14 @@ def _peer(fd: int) -> str | None:
         return None
 
 
+def _owner(fd: int) -> int | None:
+    try:
+        with _borrow(fd) as sock:
+            return local_peer_uid(sock)
+    except OSError:
+        return None
+
+
 def _shutdown(fd: int) -> None:
     # Both directions: data that arrives after our FIN is answered with a reset (RFC 1122).
     with contextlib.suppress(OSError), _borrow(fd) as sock:
@@ -129,8 +141,20 @@ def _malloc_trim() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+@dataclass(frozen=True)
+class Cut:
+    """A connection the guard shut down: its peer, the uid owning the peer's socket if local, what it sent,
+    and how much memory in use fell within SETTLE seconds of the cut (a flood's cut frees what it held)."""
+
+    peer: str
+    uid: int | None
+    received: int
+    freed: int = 0
+
+
 class FloodGuard(threading.Thread):
-    """Watches *sockets*' TCP connections and memory; cuts what the policy names."""
+    """Watches *sockets*' TCP connections and memory; cuts what the policy names, and SETTLE seconds later
+    calls *on_cut* (from the guard's thread: hand it to the event loop with call_soon_threadsafe)."""
 
     def __init__(
         self,
@@ -139,11 +163,15 @@ class FloodGuard(threading.Thread):
         policy: FloodPolicy,
         *,
         tick: float = 0.025,
+        on_cut: Callable[[Cut], object] = lambda cut: None,
+        what: str = "this process",
     ) -> None:
         super().__init__(name="ssd-flood-guard", daemon=True)
         self.policy = policy
         self._ctx = ctx
         self._tick = tick
+        self._on_cut = on_cut
+        self._what = what
         self._addresses = [f"inproc://ssd-flood-guard-{id(self)}-{n}" for n in range(len(sockets))]
         for sock, address in zip(sockets, self._addresses, strict=True):
             sock.monitor(address, _EVENTS)
@@ -151,6 +179,8 @@ class FloodGuard(threading.Thread):
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self._trimmed = 0.0
+        self._settling: tuple[Cut, int, float] | None = None  # a cut, memory in use then, when to measure
+        self._owners_to_cut: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.cuts = 0
 
     def start_guarding(self) -> None:
@@ -158,6 +188,10 @@ class FloodGuard(threading.Thread):
         self.start()
         if not self._ready.wait(10):
             raise RuntimeError("the flood guard did not start")
+
+    def cut_owner(self, uid: int) -> None:
+        """Shut down every connection whose local peer runs as *uid*, within a tick (any thread may call)."""
+        self._owners_to_cut.put(uid)
 
     def stop(self) -> None:
         """Stop the thread and wait for it."""
@@ -179,6 +213,8 @@ class FloodGuard(threading.Thread):
                     while monitor.poll(0):
                         self._follow(parse_monitor_message(monitor.recv_multipart()))
                 self._check()
+                self._settle()
+                self._cut_owners()
         finally:
             for monitor in monitors:
                 monitor.close(linger=0)
@@ -190,6 +226,7 @@ class FloodGuard(threading.Thread):
             peer = _peer(fd)
             if peer is not None:
                 self._connections[fd] = peer
+                self.policy.opened(fd)
         else:
             self._connections.pop(fd, None)
             self.policy.forget(fd)
@@ -208,15 +245,46 @@ class FloodGuard(threading.Thread):
         self.policy.forget(fd)
         if _peer(fd) != peer:  # the fd was closed and reused since: not ours to cut
             return
+        cut = Cut(peer, _owner(fd), received[fd])
         _shutdown(fd)
         self.cuts += 1
         log.warning(
-            "cut the connection from %s: the edge holds %d MiB and it had sent the most (%d MiB)",
+            "cut the connection from %s (uid %s): %s holds %d MiB and it had sent the most (%d MiB)",
             peer,
+            cut.uid,
+            self._what,
             memory >> 20,
-            received[fd] >> 20,
+            cut.received >> 20,
         )
         self._trim()
+        if self._settling is not None:
+            self._report(self._settling[0])
+        self._settling = (cut, memory, time.monotonic() + SETTLE)
+
+    def _cut_owners(self) -> None:
+        while not self._owners_to_cut.empty():
+            uid = self._owners_to_cut.get()
+            for fd, peer in list(self._connections.items()):
+                if _owner(fd) == uid and _peer(fd) == peer:
+                    del self._connections[fd]
+                    self.policy.forget(fd)
+                    _shutdown(fd)
+                    log.warning("cut the connection from %s (uid %d): its owner was stopped", peer, uid)
+
+    def _settle(self) -> None:
+        """SETTLE seconds after a cut: measure what it freed, then report it."""
+        if self._settling is None or time.monotonic() < self._settling[2]:
+            return
+        cut, memory, _ = self._settling
+        self._settling = None
+        self._report(replace(cut, freed=max(0, memory - memory_in_use())))
+
+    def _report(self, cut: Cut) -> None:
+        log.info("the cut of %s freed %d MiB", cut.peer, cut.freed >> 20)
+        try:
+            self._on_cut(cut)
+        except Exception:  # the guard must go on guarding
+            log.exception("error reporting a cut connection")
 
     def _trim(self) -> None:
         now = time.monotonic()

@@ -1,4 +1,4 @@
-"""The flood guard on real sockets: TCP_INFO's byte count, and a real flood cut off a real ROUTER."""
+"""The flood guard on real sockets: TCP_INFO's byte count, and a real flood cut off a real ROUTER and reported."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import zmq
+from support.eventually import eventually
 
-from ssd.edge.floodguard import FloodGuard, bytes_received, memory_in_use
-from ssd.edge.floodpolicy import FloodPolicy
+from ssd.floodguard.guard import Cut, FloodGuard, bytes_received, memory_in_use
+from ssd.floodguard.policy import FloodPolicy
 
 FLOODER = str(Path(__file__).parents[1] / "security" / "flooder.py")
 
@@ -51,7 +52,8 @@ def test_a_flood_is_cut_and_a_quiet_client_is_not() -> None:
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
     router.linger = 0
-    guard = FloodGuard(ctx, [router], FloodPolicy(16 << 20))
+    cuts: list[Cut] = []
+    guard = FloodGuard(ctx, [router], FloodPolicy(16 << 20), on_cut=cuts.append)
     guard.start_guarding()
     quiet = ctx.socket(zmq.DEALER)
     quiet.linger = 0
@@ -70,6 +72,9 @@ def test_a_flood_is_cut_and_a_quiet_client_is_not() -> None:
         )
         assert json.loads(attacker.stdout)["outcome"] == "cut"
         assert guard.cuts == 1
+        (cut,) = eventually(lambda: list(cuts) or None, "the cut reported")
+        assert cut.uid == os.getuid()  # the attacker process is ours
+        assert cut.freed >= 8 << 20, "the cut freed less than half the threshold"
         quiet.send(b"still here")
         assert router.poll(10_000)
         assert router.recv_multipart()[1] == b"still here"  # not the flood: that never arrived
