@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LoginAttempt", "Pending", "Registry", "WorkerRecord"]
+__all__ = ["MAX_CAPACITY", "LoginAttempt", "Pending", "Registry", "WorkerRecord"]
 
 MAX_CAPACITY = 256  # requests one worker may hold at once, whatever it claims
 

@@ -35,7 +35,7 @@ from ssd.broker.keyport import KeyServer
 from ssd.broker.limiter import LoginLimiter
 from ssd.broker.listeners import endpoint, listen_public
 from ssd.broker.policy import WORKER_DOMAIN, ConnectionThrottle, WorkerPolicy
-from ssd.broker.registry import Registry, WorkerRecord
+from ssd.broker.registry import MAX_CAPACITY, Registry, WorkerRecord
 from ssd.broker.sessions import SessionStore
 from ssd.broker.supervisor import Supervisor, WorkerSpec
 from ssd.broker.zap import Authenticator
@@ -153,7 +153,9 @@ class Broker:
         # A per-user worker is its user's (DESIGN §1): its frames are bounded (a larger one drops its
         # connection), and so is what queues per connection; a full queue only slows that worker down.
         backend.maxmsgsize = worker_wire.MAX_FRAME
-        backend.sndhwm = BACKEND_HWM
+        # Towards a worker a ROUTER drops what does not fit, silently: the queue must hold every request the
+        # registry may assign it (its capacity, at most MAX_CAPACITY), plus heartbeats and commands.
+        backend.sndhwm = MAX_CAPACITY + BACKEND_HWM
         backend.rcvhwm = BACKEND_HWM
         self._guard = self._backend_guard(backend)  # before the bind: it must see every connection
         # The edge forwards client frames, each within max_message_size, so the link's limit is the same.

@@ -1,4 +1,4 @@
-"""The edge's sockets and its two forwarding loops (client -> broker, broker -> clients)."""
+"""The edge process: its public sockets, their ZAP handler, the flood guard and the forwarding thread."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any
 
 import zmq
 import zmq.asyncio
 
 from ssd.broker.policy import CLIENT_DOMAIN, ClientPolicy, ConnectionThrottle
 from ssd.broker.zap import Authenticator
-from ssd.edge.link import CLIENT, MAX_FORWARDED_FRAMES, PUBLISH, REPLY, TAG, EdgeCredentials
+from ssd.edge.forward import Forwarder
+from ssd.edge.link import EdgeCredentials
 from ssd.floodguard.guard import FloodGuard
 from ssd.floodguard.policy import FloodPolicy
 
@@ -65,18 +65,22 @@ class Edge:
             self._bind(events, creds.events_fd, creds.events_endpoint)
             link.connect(creds.link_endpoint)
             log.info("edge serving %s and %s", creds.control_endpoint, creds.events_endpoint)
-            loops = [
-                asyncio.create_task(c)
-                for c in (self._from_clients(control, link), self._from_broker(link, control, events))
-            ]
-            stop = asyncio.create_task(self._stop.wait())
-            done, _ = await asyncio.wait([*loops, stop], return_when=asyncio.FIRST_COMPLETED)
-            for task in (*loops, stop):
-                task.cancel()
-            failed = [t for t in done if t is not stop and not t.cancelled() and t.exception() is not None]
-            for task in failed:
-                log.critical("edge loop ended: %r", task.exception())
-            return 1 if failed else 0
+            ended: list[BaseException | None] = []
+
+            def on_end(error: BaseException | None) -> None:
+                ended.append(error)
+                loop.call_soon_threadsafe(self._stop.set)
+
+            forwarder = Forwarder(zmq.Context.shadow(self.ctx.underlying), control, events, link, on_end=on_end)
+            forwarder.start()
+            try:
+                await self._stop.wait()
+            finally:
+                forwarder.stop()
+            if ended and ended[0] is not None:
+                log.critical("edge forwarding ended: %r", ended[0])
+                return 1
+            return 0
         finally:
             guard.stop()
             auth.stop()
@@ -109,29 +113,6 @@ class Edge:
     def _bind(sock: zmq.asyncio.Socket, fd: int, endpoint: str) -> None:
         sock.setsockopt(zmq.USE_FD, fd)  # the broker's listening socket: the port survives an edge restart
         sock.bind(endpoint)
-
-    async def _from_clients(self, control: zmq.asyncio.Socket, link: zmq.asyncio.Socket) -> None:
-        """Each complete client message, with its ZAP User-Id and Peer-Address, to the broker."""
-        while True:
-            frames: list[Any] = await control.recv_multipart(copy=False)
-            head = frames[0]
-            user_id = str(head.get("User-Id")).encode()
-            address = str(head.get("Peer-Address")).encode()
-            await link.send_multipart([TAG, CLIENT, user_id, address, *frames[:MAX_FORWARDED_FRAMES]], copy=False)
-
-    async def _from_broker(
-        self, link: zmq.asyncio.Socket, control: zmq.asyncio.Socket, events: zmq.asyncio.Socket
-    ) -> None:
-        """The broker's replies out on the control ROUTER, its events on the PUB."""
-        while True:
-            frames: list[Any] = await link.recv_multipart(copy=False)
-            if len(frames) < 3 or frames[0].bytes != TAG:
-                continue
-            command = frames[1].bytes
-            if command == REPLY:
-                await control.send_multipart(frames[2:], copy=False)  # ROUTER drops what it cannot route
-            elif command == PUBLISH:
-                await events.send_multipart(frames[2:], copy=False)
 
 
 class _EndOfInput(asyncio.Protocol):
