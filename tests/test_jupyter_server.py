@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,6 +102,16 @@ class JupyterServer:
         with urllib.request.urlopen(request, timeout=90) as answer:
             return json.loads(answer.read() or b"null")
 
+    def failed_request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """A REST call that must fail: its HTTP status and decoded JSON answer."""
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            self.request(method, path, body)
+        return failed.value.code, json.loads(failed.value.read())
+
+    def log_records(self, text: str) -> list[str]:
+        """The server log's records (lines that start with ``[``) that contain *text*."""
+        return [line for line in self.log_path.read_text().splitlines() if line.startswith("[") and text in line]
+
     def stop(self) -> None:
         """Make sure it is gone (after a test that failed before killing it)."""
         if self.process.poll() is None:
@@ -147,3 +158,50 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def write_spec(site: Host, name: str, **config: str) -> str:
+    """A copy of the host's ssd kernelspec named *name*, with *config* changed in its provisioner config."""
+    kernels = site.jupyter / "share" / "jupyter" / "kernels"
+    document = json.loads((kernels / site.spec / "kernel.json").read_text())
+    document["metadata"]["kernel_provisioner"]["config"].update(config)
+    (kernels / name).mkdir(exist_ok=True)
+    (kernels / name / "kernel.json").write_text(json.dumps(document))
+    return name
+
+
+def test_a_failed_start_answers_ssds_message_over_rest(host: Host, server: JupyterServer) -> None:
+    """POST /api/kernels and POST /api/sessions (what JupyterLab sends) answer ssd's message, not "Unhandled
+    error": a short first sentence, the reason, the command that fixes it on a line of its own."""
+    name = write_spec(host, "ssd-nowhere", host="127.0.0.1:9")
+    status, answer = server.failed_request("POST", "/api/kernels", {"name": name})
+    assert (status, answer["reason"]) == (500, "ssd unreachable")
+    lines = answer["message"].splitlines()
+    assert lines[0] == "ssd could not start a kernel on 127.0.0.1:9 (environment sci).", lines
+    assert lines[-2:] == ["Is the ssd daemon running there? Check with:", "    ssd-ctl info 127.0.0.1:9"], lines
+
+    session = {"path": "nowhere.ipynb", "type": "notebook", "kernel": {"name": name}}
+    status, answer = server.failed_request("POST", "/api/sessions", session)
+    assert status == 500
+    assert answer["message"].splitlines() == lines
+    assert server.request("GET", "/api/kernels") == []
+
+
+def test_a_failed_restart_is_logged_once_with_its_fix(host: Host, server: JupyterServer, admin: Client) -> None:
+    """The environment vanished under a running kernel: Jupyter Server answers the restart with its fixed
+    text, and its log carries ssd's message in one record, naming the environment and the command."""
+    model = server.request("POST", "/api/kernels", {"name": host.spec})
+    prefix = host.daemon.config_dir.parent / "envs" / "sci"
+    moved = prefix.rename(prefix.with_name("sci-moved-away"))
+    try:
+        status, answer = server.failed_request("POST", f"/api/kernels/{model['id']}/restart")
+        assert (status, answer["message"]) == (500, "Exception restarting kernel")
+        (record,) = server.log_records("ssd could not")
+        assert record.endswith(f"ssd could not restart a kernel on {host.daemon.host} (environment sci).")
+        # The record's further lines, indented by Jupyter's log format (then jupyter_client's traceback).
+        fix = f"\n    Is it gone? Update the kernelspecs with:\n        ssd-ctl kernelspec sync {host.daemon.host}\n"
+        log = server.log_path.read_text()
+        assert fix in log
+        assert str(prefix) in log
+    finally:
+        moved.rename(prefix)
