@@ -28,6 +28,7 @@ __all__ = [
     "KernelShutdownRequest",
     "KernelStartRequest",
     "KeyAddRequest",
+    "KeyRemoveRequest",
     "LoginRequest",
     "LogoutRequest",
     "PingRequest",
@@ -88,6 +89,19 @@ class KeyAddRequest(RequestContent, frozen=True):
     """``key_add_request`` (copy-id): authorize this connection's key for its user."""
 
     comment: Annotated[str, msgspec.Meta(max_length=200, pattern=r"^[^\x00-\x1f]*$")] = ""
+
+
+# A CURVE public key in Z85 (its checksum-free form is checked by the worker: ssd.keys.is_valid_public_key).
+PublicKey = Annotated[str, msgspec.Meta(min_length=40, max_length=40, pattern=r"^[!#-&(-+\--:<-\]^a-{}]+$")]
+
+
+class KeyRemoveRequest(RequestContent, frozen=True):
+    """``key_remove_request`` (revoke-id): remove *key* (default: this connection's) from its user's own
+    authorized keys, or with *all* every key there; *dry_run* only tells whether they are listed."""
+
+    key: PublicKey | None = None
+    all: bool = False
+    dry_run: bool = False
 
 
 class EnvListRequest(RequestContent, frozen=True):

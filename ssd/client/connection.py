@@ -229,6 +229,15 @@ class AsyncClient(KernelCalls):
         """Authorize this client's key for the logged-in user (copy-id)."""
         return await self.request("key_add_request", {"comment": comment})
 
+    async def key_remove(
+        self, key: str | None = None, *, all_keys: bool = False, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Take *key* (default: this client's), or every key, out of the user's authorized keys (revoke-id)."""
+        content: dict[str, Any] = {"all": all_keys, "dry_run": dry_run}
+        if key is not None:
+            content["key"] = key
+        return await self.request("key_remove_request", content)
+
     async def events(self, topics: tuple[str, ...] = ("",), *, port: int | None = None) -> AsyncGenerator[Event, None]:
         """Yield events from the server's PUB socket (all topics by default) until closed."""
         if port is None:
