@@ -168,6 +168,8 @@ class KernelStartRequest(RequestContent, frozen=True):
     cwd: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
     env_vars: Annotated[dict[VarName, VarValue], msgspec.Meta(max_length=64)] = {}
     name: Annotated[str, msgspec.Meta(max_length=100, pattern=r"^[^\x00-\x1f]*$")] = ""
+    # What the frontend shows it for: a notebook's path (the provisioner), "spyder" (the plugin); ssd-ctl kernels.
+    label: Annotated[str, msgspec.Meta(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
     # Start it again (same id and ports) when it dies without being asked to.
     restart: bool = False
     # Seconds the kernel is held for its frontend, which renews the lease (kernel_lease); once it lapsed and no

@@ -86,7 +86,12 @@ class SSDProvisioner(KernelProvisionerBase):
     env = Unicode("", config=True, help="The environment on the host: its prefix (or a name only it has).")
     kind = Unicode("ipykernel", config=True, help="The kernel: ipykernel or spyder (spyder-kernels).")
     user = Unicode("", config=True, help="The user on the host to log in as by key (default: your user name here).")
-    cwd = Unicode("", config=True, help="The kernel's working folder on the host (default: the user's home).")
+    cwd = Unicode(
+        "",
+        config=True,
+        help="The kernel's working folder on the host (default: the notebook's folder where the user has it "
+        "there, as with a shared home; else the user's home).",
+    )
     lease = Float(
         30.0,
         config=True,
@@ -112,6 +117,8 @@ class SSDProvisioner(KernelProvisionerBase):
         self._restart_failed = False  # the host could not restart it in place: not asked twice per restart
         self._restart_failure: KernelStartError | None = None  # why, said once by launch_kernel
         self._env_vars: dict[str, str] = {}
+        self._notebook_dir = ""  # the notebook's folder here, tried on the host when the spec names no cwd
+        self._label = ""  # the notebook's path (Jupyter Server's JPY_SESSION_NAME), shown by ssd-ctl kernels
         self._spec: HostSpec | None = None
         self._trouble = Trouble(self.log)
         self._keeper = LeaseKeeper(self._renew_lease, max(self.lease / 3, 0.2), self._report)
@@ -133,6 +140,8 @@ class SSDProvisioner(KernelProvisionerBase):
         environ = kwargs["env"]
         # Only the kernelspec's own variables travel; the host decides which it accepts.
         self._env_vars = {name: str(environ[name]) for name in self.kernel_spec.env if name in environ}
+        self._notebook_dir = str(kwargs.get("cwd") or "")
+        self._label = str(environ.get("JPY_SESSION_NAME") or "")[:200]
         kwargs.pop("extra_arguments", None)
         return {**kwargs, "cmd": list(self.kernel_spec.argv)}
 
@@ -180,23 +189,44 @@ class SSDProvisioner(KernelProvisionerBase):
         return self.connection_info
 
     async def _start(self, client: AsyncClient) -> dict[str, Any]:
-        try:
-            reply = await self._start_leased(client, self.lease or None)
-        except RemoteError as exc:
-            if not (self.lease and exc.code == protocol.BAD_REQUEST and "lease" in exc.message):
-                raise
-            self.log.warning("ssd-provisioner: %s is an older ssd without leases: kernels outlive Jupyter", self.host)
-            reply = await self._start_leased(client, None)
+        """``kernel_start``: in the notebook's folder where the host has it, else the home (or the spec's cwd)."""
+        options: dict[str, Any] = {"cwd": self.cwd or self._notebook_dir or None, "lease": self.lease or None}
+        options["label"] = self._label
+        while True:
+            try:
+                reply = await self._start_with(client, options)
+                break
+            except RemoteError as exc:
+                dropped = self._fallback(exc, options)
+                if dropped is None:
+                    raise
+                options[dropped] = None
         return {**reply, "connection": client.connection_info(reply)}
 
-    async def _start_leased(self, client: AsyncClient, lease: float | None) -> dict[str, Any]:
+    def _fallback(self, exc: RemoteError, options: dict[str, Any]) -> str | None:
+        """The option to start again without: a notebook folder the host does not have, or what an older ssd
+        does not know (then a warning); None if there is none."""
+        if exc.code == "cwd_refused" and not self.cwd and options["cwd"]:
+            self.log.info("ssd-provisioner: %s; the kernel starts in the home on %s", exc.message, self.host)
+            return "cwd"
+        if exc.code != protocol.BAD_REQUEST:
+            return None
+        if options["label"] and "label" in exc.message:
+            return "label"
+        if options["lease"] and "lease" in exc.message:
+            self.log.warning("ssd-provisioner: %s is an older ssd without leases: kernels outlive Jupyter", self.host)
+            return "lease"
+        return None
+
+    async def _start_with(self, client: AsyncClient, options: dict[str, Any]) -> dict[str, Any]:
         return await client.kernel_start(
             self.env,
             self.kind,
-            cwd=self.cwd or None,
+            cwd=options["cwd"],
             env_vars=self._env_vars,
             name=f"jupyter {self.kernel_spec.display_name}"[:100] if self.kernel_spec else "jupyter",
-            lease=lease,
+            lease=options["lease"],
+            label=options["label"] or "",
         )
 
     async def _attach(self, client: AsyncClient) -> dict[str, Any]:

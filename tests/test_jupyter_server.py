@@ -205,3 +205,23 @@ def test_a_failed_restart_is_logged_once_with_its_fix(host: Host, server: Jupyte
         assert str(prefix) in log
     finally:
         moved.rename(prefix)
+
+
+def test_a_notebooks_kernel_starts_in_its_folder_and_is_labelled(
+    host: Host, server: JupyterServer, admin: Client, tmp_path: Path
+) -> None:
+    """POST /api/sessions for work/analysis.ipynb: the kernel starts on the host in the notebook's folder
+    (it exists there: same machine, as with a shared home), and ssd-ctl kernels shows the notebook's path."""
+    (tmp_path / "work").mkdir()
+    session = {"path": "work/analysis.ipynb", "type": "notebook", "kernel": {"name": host.spec}}
+    server.request("POST", "/api/sessions", session)
+    (kernel,) = admin.kernel_list()
+    assert (kernel["cwd"], kernel["label"]) == (str(tmp_path / "work"), "work/analysis.ipynb")
+    (listed,) = host.ctl("kernels", host.daemon.host)["kernels"]
+    assert listed["label"] == "work/analysis.ipynb"
+    table = subprocess.run(
+        [sys.executable, "-m", "ssd.ctl.main", "kernels", host.daemon.host],
+        env={**os.environ, "SSD_CLIENT_DIR": str(host.client_dir), "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "work/analysis.ipynb" in table.stdout

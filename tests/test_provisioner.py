@@ -273,6 +273,28 @@ def test_nbclient_runs_a_notebook_on_the_host(site: Site, tmp_path: Path) -> Non
     assert asyncio.run(remote_kernels(site.daemon)) == []
 
 
+def test_a_notebook_folder_the_host_lacks_leaves_the_kernel_in_the_home(site: Site, tmp_path: Path) -> None:
+    """Jupyter passes the notebook's folder (cwd): where the host has no such folder for the user, the
+    kernel starts in the user's home there, as before, instead of failing."""
+    here = tmp_path / "notebooks"
+    here.mkdir()
+
+    async def scenario() -> None:
+        km = AsyncKernelManager(kernel_name=site.spec)
+        await km.start_kernel(cwd=str(here))
+        (kernel,) = await remote_kernels(site.daemon)
+        assert kernel["cwd"] == str(here)  # the same machine: the folder exists there
+        await km.shutdown_kernel(now=True)
+        km = AsyncKernelManager(kernel_name=site.spec)
+        await km.start_kernel(cwd=str(here / "not-on-the-host"))
+        (kernel,) = await remote_kernels(site.daemon)
+        assert kernel["cwd"] not in (str(here), str(here / "not-on-the-host"))
+        assert kernel["cwd"] == os.environ.get("HOME", str(Path.home()))  # the daemon's user: this one
+        await km.shutdown_kernel(now=True)
+
+    asyncio.run(scenario())
+
+
 # -- errors a notebook user can act on --------------------------------------------------------
 
 
