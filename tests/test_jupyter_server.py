@@ -8,23 +8,17 @@ while a kernel started without a lease (ssd-ctl start) stays.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import signal
-import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 from conftest import logged_in_client
-from jupyterhost import Host, make_host
+from jupyterhost import Host, JupyterServer, make_host, write_spec
 from support.eventually import eventually
 
 from ssd.client import Client
@@ -51,78 +45,10 @@ def admin(host: Host, tmp_path: Path) -> Iterator[Client]:
     client.close()
 
 
-class JupyterServer:
-    """``jupyter server`` as a subprocess on a free loopback port, with a token, stdin not a terminal."""
-
-    def __init__(self, host: Host, tmp: Path) -> None:
-        self.token = secrets.token_hex(16)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        env = {
-            **os.environ,
-            "SSD_CLIENT_DIR": str(host.client_dir),
-            "JUPYTER_PATH": str(host.jupyter / "share" / "jupyter"),
-            "JUPYTER_CONFIG_DIR": str(tmp / "jupyter-config"),
-            "JUPYTER_DATA_DIR": str(tmp / "jupyter-data"),
-            "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter-runtime"),
-        }
-        args = [
-            *(f"--ServerApp.{k}={v}" for k, v in (("ip", "127.0.0.1"), ("port", self.port), ("port_retries", 0))),
-            f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={tmp}",
-            f"--SSDProvisioner.lease={LEASE}",
-            *(["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []),
-        ]
-        self.log_path = tmp / "jupyter-server.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "jupyter_server", *args],
-                env=env, cwd=tmp, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            )  # fmt: skip
-        eventually(self._answers, "the Jupyter server answering", timeout=40, interval=0.2)
-
-    def _answers(self) -> bool:
-        assert self.process.poll() is None, self.log_path.read_text()
-        try:
-            self.request("GET", "/api/status")
-        except OSError:
-            return False
-        return True
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """One REST call with the token; the decoded JSON answer."""
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            data=data,
-            method=method,
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=90) as answer:
-            return json.loads(answer.read() or b"null")
-
-    def failed_request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        """A REST call that must fail: its HTTP status and decoded JSON answer."""
-        with pytest.raises(urllib.error.HTTPError) as failed:
-            self.request(method, path, body)
-        return failed.value.code, json.loads(failed.value.read())
-
-    def log_records(self, text: str) -> list[str]:
-        """The server log's records (lines that start with ``[``) that contain *text*."""
-        return [line for line in self.log_path.read_text().splitlines() if line.startswith("[") and text in line]
-
-    def stop(self) -> None:
-        """Make sure it is gone (after a test that failed before killing it)."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(30)
-
-
 @pytest.fixture
 def server(host: Host, tmp_path: Path) -> Iterator[JupyterServer]:
     """A Jupyter server for this test."""
-    started = JupyterServer(host, tmp_path)
+    started = JupyterServer(host, tmp_path, lease=LEASE)
     yield started
     started.stop()
 
@@ -158,16 +84,6 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-def write_spec(site: Host, name: str, **config: str) -> str:
-    """A copy of the host's ssd kernelspec named *name*, with *config* changed in its provisioner config."""
-    kernels = site.jupyter / "share" / "jupyter" / "kernels"
-    document = json.loads((kernels / site.spec / "kernel.json").read_text())
-    document["metadata"]["kernel_provisioner"]["config"].update(config)
-    (kernels / name).mkdir(exist_ok=True)
-    (kernels / name / "kernel.json").write_text(json.dumps(document))
-    return name
 
 
 def test_a_failed_start_answers_ssds_message_over_rest(host: Host, server: JupyterServer) -> None:
