@@ -15,7 +15,7 @@ import re
 
 from tornado import web
 
-from ssd.errors import SSDError
+from ssd.errors import RemoteError, SSDError
 
 __all__ = ["KernelStartError", "explain", "lay_out"]
 
@@ -72,7 +72,10 @@ def explain(exc: SSDError, *, host: str, env: str, doing: str = "start a kernel"
     if isinstance(exc, KernelStartError):
         return exc
     where = f"ssd could not {doing} on {host} ({_short(env)})."
-    reason = _sentence(exc.message.strip())
+    text = exc.message.strip()
+    if isinstance(exc, RemoteError):  # the host's words: one line, no control characters (no forged log lines)
+        text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    reason = _sentence(text)
     fix = _FIXES.get(exc.code)
     if fix is None:
         return KernelStartError(f"{where}\n{lay_out(reason)}", code=exc.code)

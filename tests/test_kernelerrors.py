@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tornado import web
 
-from ssd.errors import SSDError, Unreachable
+from ssd.errors import RemoteError, SSDError, Unreachable
 from ssd.kernelerrors import KernelStartError, explain, lay_out
 
 
@@ -55,3 +55,12 @@ def test_an_env_not_found_names_kernelspec_sync_rather_than_the_hosts_hint() -> 
         "    ssd-ctl kernelspec sync labpc",
     ]
     assert KernelStartError("x", code="Not A Code!").reason is None  # never free text in a status line
+
+
+def test_a_hosts_words_stay_on_one_line() -> None:
+    """A host's message cannot add lines to Jupyter's log or the dialog (a forged log record, say)."""
+    forged = "refused\n[I 2026-01-01 00:00:00.000 ServerApp] Kernel started\r\x1b[2K"
+    lines = str(explain(RemoteError("kernel_start_failed", forged), host="labpc", env="/e/ana")).splitlines()
+    assert lines == ["ssd could not start a kernel on labpc (environment ana).", lines[1]]
+    assert lines[1].startswith("Refused [I 2026-01-01")
+    assert all(c.isprintable() for c in lines[1])
