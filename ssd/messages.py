@@ -28,6 +28,7 @@ __all__ = [
     "KernelShutdownRequest",
     "KernelStartRequest",
     "KeyAddRequest",
+    "KeyRemoveRequest",
     "LoginRequest",
     "LogoutRequest",
     "PingRequest",
@@ -88,6 +89,19 @@ class KeyAddRequest(RequestContent, frozen=True):
     """``key_add_request`` (copy-id): authorize this connection's key for its user."""
 
     comment: Annotated[str, msgspec.Meta(max_length=200, pattern=r"^[^\x00-\x1f]*$")] = ""
+
+
+# A CURVE public key in Z85 (its checksum-free form is checked by the worker: ssd.keys.is_valid_public_key).
+PublicKey = Annotated[str, msgspec.Meta(min_length=40, max_length=40, pattern=r"^[!#-&(-+\--:<-\]^a-{}]+$")]
+
+
+class KeyRemoveRequest(RequestContent, frozen=True):
+    """``key_remove_request`` (revoke-id): remove *key* (default: this connection's) from its user's own
+    authorized keys, or with *all* every key there; *dry_run* only tells whether they are listed."""
+
+    key: PublicKey | None = None
+    all: bool = False
+    dry_run: bool = False
 
 
 class EnvListRequest(RequestContent, frozen=True):
@@ -154,6 +168,8 @@ class KernelStartRequest(RequestContent, frozen=True):
     cwd: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
     env_vars: Annotated[dict[VarName, VarValue], msgspec.Meta(max_length=64)] = {}
     name: Annotated[str, msgspec.Meta(max_length=100, pattern=r"^[^\x00-\x1f]*$")] = ""
+    # What the frontend shows it for: a notebook's path (the provisioner), "spyder" (the plugin); ssd-ctl kernels.
+    label: Annotated[str, msgspec.Meta(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
     # Start it again (same id and ports) when it dies without being asked to.
     restart: bool = False
     # Seconds the kernel is held for its frontend, which renews the lease (kernel_lease); once it lapsed and no

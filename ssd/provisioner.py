@@ -32,15 +32,17 @@ calls it like this:
   dies with its server. ``ssd-ctl detach HOST KERNEL`` keeps it running.
 
 Transport: the connection info handed to the KernelManager is always what
-``AsyncClient.connection_info`` says for this client — today the classic keys
-of a kernel that binds the host's address itself ("plain"); when the daemon's
-CURVE relay comes, it adds ``curve_publickey``/``curve_secretkey`` there and
-this module stays as it is.
+``AsyncClient.connection_info`` says for this client: the daemon's CURVE relay
+with ``curve_publickey``/``curve_secretkey`` (jupyter_client 8.9+ reads them),
+or the classic keys of a kernel that binds the host's address itself on a
+host configured for plain LAN transport.
 
 Authentication never prompts (a notebook server has no terminal): the
 client's key must have a live session on the host or be authorized there
 (``ssd-ctl copy-id``), in which case it logs in by key. Anything else fails
-the start at once with the command that fixes it. Every call opens its own
+the start at once with the command that fixes it, on a line of its own
+(``ssd.kernelerrors``: Jupyter Server answers it in the REST reply and Lab's
+dialog shows it; a failed restart is logged once). Every call opens its own
 short connection, so the provisioner works in whichever event loop
 jupyter_client runs it.
 """
@@ -64,6 +66,7 @@ from ssd.client.discovery import async_resolve_instance
 from ssd.client.hostspec import is_address
 from ssd.client.lease import LeaseKeeper, Trouble
 from ssd.errors import RemoteError, SSDError, TransportError
+from ssd.kernelerrors import KernelStartError, explain
 
 __all__ = ["KINDS", "PROVISIONER_NAME", "SSDProvisioner"]
 
@@ -83,7 +86,12 @@ class SSDProvisioner(KernelProvisionerBase):
     env = Unicode("", config=True, help="The environment on the host: its prefix (or a name only it has).")
     kind = Unicode("ipykernel", config=True, help="The kernel: ipykernel or spyder (spyder-kernels).")
     user = Unicode("", config=True, help="The user on the host to log in as by key (default: your user name here).")
-    cwd = Unicode("", config=True, help="The kernel's working folder on the host (default: the user's home).")
+    cwd = Unicode(
+        "",
+        config=True,
+        help="The kernel's working folder on the host (default: the notebook's folder where the user has it "
+        "there, as with a shared home; else the user's home).",
+    )
     lease = Float(
         30.0,
         config=True,
@@ -107,7 +115,10 @@ class SSDProvisioner(KernelProvisionerBase):
         self._gone_on_host = False
         self._replaced = False  # restarted in place by the daemon: launch_kernel reuses it
         self._restart_failed = False  # the host could not restart it in place: not asked twice per restart
+        self._restart_failure: KernelStartError | None = None  # why, said once by launch_kernel
         self._env_vars: dict[str, str] = {}
+        self._notebook_dir = ""  # the notebook's folder here, tried on the host when the spec names no cwd
+        self._label = ""  # the notebook's path (Jupyter Server's JPY_SESSION_NAME), shown by ssd-ctl kernels
         self._spec: HostSpec | None = None
         self._trouble = Trouble(self.log)
         self._keeper = LeaseKeeper(self._renew_lease, max(self.lease / 3, 0.2), self._report)
@@ -121,11 +132,16 @@ class SSDProvisioner(KernelProvisionerBase):
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         """Check the kernelspec's config and keep its ``env`` stanza (KernelManager.pre_start_kernel)."""
-        self._check_config()
+        try:
+            self._check_config()
+        except SSDError as exc:
+            raise self._explained(exc) from None
         kwargs = await super().pre_launch(**kwargs)
         environ = kwargs["env"]
         # Only the kernelspec's own variables travel; the host decides which it accepts.
         self._env_vars = {name: str(environ[name]) for name in self.kernel_spec.env if name in environ}
+        self._notebook_dir = str(kwargs.get("cwd") or "")
+        self._label = str(environ.get("JPY_SESSION_NAME") or "")[:200]
         kwargs.pop("extra_arguments", None)
         return {**kwargs, "cmd": list(self.kernel_spec.argv)}
 
@@ -140,7 +156,7 @@ class SSDProvisioner(KernelProvisionerBase):
         if problems:
             raise SSDError(
                 f"the kernelspec's ssd-provisioner config is incomplete ({'; '.join(problems)}); "
-                "write it again with: ssd-ctl kernelspec install HOST ENV",
+                f"write it again with: ssd-ctl kernelspec install {self.host or 'HOST'} ENV",
                 code="kernelspec_invalid",
             )
 
@@ -151,12 +167,17 @@ class SSDProvisioner(KernelProvisionerBase):
         Errors a person can act on (unreachable, untrusted, not authorized,
         environment gone, kernel package missing) are raised with the fix.
         """
+        restarting, failed = self._replaced, self._restart_failure
         try:
             reply = await self._call(self._attach if self._replaced and self.remote_id else self._start)
         except SSDError as exc:
-            raise self._explained(exc) from exc
+            # The KernelManager logs this once (and Jupyter Server answers it); a cause chain would repeat it.
+            raise self._explained(exc, "restart a kernel" if failed else "start a kernel") from None
         finally:
             self._replaced = self._restart_failed = False
+            self._restart_failure = None
+        if failed is not None and not restarting:
+            self.log.warning("%s\nA new kernel was started instead (new ports).", failed)
         self.remote_id = str(reply["kernel"]["kernel_id"])
         self._running = True
         self._exit_code = None
@@ -168,23 +189,44 @@ class SSDProvisioner(KernelProvisionerBase):
         return self.connection_info
 
     async def _start(self, client: AsyncClient) -> dict[str, Any]:
-        try:
-            reply = await self._start_leased(client, self.lease or None)
-        except RemoteError as exc:
-            if not (self.lease and exc.code == protocol.BAD_REQUEST and "lease" in exc.message):
-                raise
-            self.log.warning("ssd-provisioner: %s is an older ssd without leases: kernels outlive Jupyter", self.host)
-            reply = await self._start_leased(client, None)
+        """``kernel_start``: in the notebook's folder where the host has it, else the home (or the spec's cwd)."""
+        options: dict[str, Any] = {"cwd": self.cwd or self._notebook_dir or None, "lease": self.lease or None}
+        options["label"] = self._label
+        while True:
+            try:
+                reply = await self._start_with(client, options)
+                break
+            except RemoteError as exc:
+                dropped = self._fallback(exc, options)
+                if dropped is None:
+                    raise
+                options[dropped] = None
         return {**reply, "connection": client.connection_info(reply)}
 
-    async def _start_leased(self, client: AsyncClient, lease: float | None) -> dict[str, Any]:
+    def _fallback(self, exc: RemoteError, options: dict[str, Any]) -> str | None:
+        """The option to start again without: a notebook folder the host does not have, or what an older ssd
+        does not know (then a warning); None if there is none."""
+        if exc.code == "cwd_refused" and not self.cwd and options["cwd"]:
+            self.log.info("ssd-provisioner: %s; the kernel starts in the home on %s", exc.message, self.host)
+            return "cwd"
+        if exc.code != protocol.BAD_REQUEST:
+            return None
+        if options["label"] and "label" in exc.message:
+            return "label"
+        if options["lease"] and "lease" in exc.message:
+            self.log.warning("ssd-provisioner: %s is an older ssd without leases: kernels outlive Jupyter", self.host)
+            return "lease"
+        return None
+
+    async def _start_with(self, client: AsyncClient, options: dict[str, Any]) -> dict[str, Any]:
         return await client.kernel_start(
             self.env,
             self.kind,
-            cwd=self.cwd or None,
+            cwd=options["cwd"],
             env_vars=self._env_vars,
             name=f"jupyter {self.kernel_spec.display_name}"[:100] if self.kernel_spec else "jupyter",
-            lease=lease,
+            lease=options["lease"],
+            label=options["label"] or "",
         )
 
     async def _attach(self, client: AsyncClient) -> dict[str, Any]:
@@ -192,16 +234,9 @@ class SSDProvisioner(KernelProvisionerBase):
         reply = await client.kernel_info(self.remote_id)
         return {**reply, "connection": client.connection_info(reply)}
 
-    def _explained(self, exc: SSDError, doing: str = "start a kernel") -> SSDError:
+    def _explained(self, exc: SSDError, doing: str = "start a kernel") -> KernelStartError:
         """The error Jupyter shows at kernel start: what went wrong on which host, and what to run."""
-        where = f"ssd could not {doing} in {self.env} on {self.host}"
-        fix = {
-            "unreachable": f"is the ssd daemon running there? Check with: ssd-ctl info {self.host}",
-            "timeout": f"the host did not answer in time; check with: ssd-ctl info {self.host}",
-            "env_not_found": f"is it gone? Update the kernelspecs with: ssd-ctl kernelspec sync {self.host}",
-        }.get(exc.code, "")
-        text = f"{where}: {exc.message}" + (f"; {fix}" if fix and fix not in exc.message else "")
-        return SSDError(text, code=exc.code)
+        return explain(exc, host=self.host or "HOST", env=self.env, doing=doing)
 
     # -- state --------------------------------------------------------------------------
 
@@ -307,9 +342,10 @@ class SSDProvisioner(KernelProvisionerBase):
             # A kernel that already exited (Jupyter's shutdown_request reached it first) is still listed
             # as dead by the host, which restarts it on the same ports.
             await self._call(lambda c: c.kernel_restart(self.remote_id))
-        except RemoteError as exc:
-            # kernel_not_found: the host forgot it; launch_kernel starts a new one.
-            self.log.warning("%s", self._explained(exc, f"restart kernel {self.remote_id}"))
+        except SSDError as exc:
+            # kernel_not_found: the host forgot it; launch_kernel starts a new one. Either way, launch_kernel
+            # says why (once): its own error if it fails too, else this one.
+            self._restart_failure = self._explained(exc, f"restart kernel {self.remote_id} in place")
             self._restart_failed = True
             if exc.code == "kernel_not_found":
                 self._exit_code = 0
@@ -441,8 +477,8 @@ class SSDProvisioner(KernelProvisionerBase):
             if exc.code != protocol.AUTH_FAILED:
                 raise
             raise SSDError(
-                f"this client's key is not authorized for {user} on {self.host} and has no session there. "
-                f"Run once: ssd-ctl login {self.host} --user {user} && ssd-ctl copy-id {self.host}",
+                f"This client's key is not authorized for {user} there and has no session.\n"
+                f"Authorize it once with:\n    ssd-ctl login {self.host} --user {user} && ssd-ctl copy-id {self.host}",
                 code="not_authorized",
             ) from None
 

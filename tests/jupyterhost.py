@@ -1,19 +1,25 @@
 """An ssd host for Jupyter tests: a user-mode daemon with environments, a client directory it authorizes,
 and an ssd kernelspec written by ``ssd-ctl kernelspec install`` (the client logged out again, so every
-launch logs in by its key as Jupyter would)."""
+launch logs in by its key as Jupyter would); and a real Jupyter Server (with JupyterLab) using it."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import Daemon, start_daemon
 from envfixtures import conda_copy, kernel_venv
+from support.eventually import eventually
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
 
@@ -58,3 +64,82 @@ def make_host(tmp: Path, extra_env: dict[str, str] | None = None) -> Host:
         daemon.stop_and_check()
         raise
     return Host(daemon, client_dir, jupyter, spec)
+
+
+class JupyterServer:
+    """``jupyter server`` as a subprocess on a free loopback port, with a token, stdin not a terminal."""
+
+    def __init__(self, host: Host, tmp: Path, *, lease: float = 30.0) -> None:
+        self.token = secrets.token_hex(16)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        env = {
+            **os.environ,
+            "SSD_CLIENT_DIR": str(host.client_dir),
+            "JUPYTER_PATH": str(host.jupyter / "share" / "jupyter"),
+            "JUPYTER_CONFIG_DIR": str(tmp / "jupyter-config"),
+            "JUPYTER_DATA_DIR": str(tmp / "jupyter-data"),
+            "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter-runtime"),
+        }
+        args = [
+            *(f"--ServerApp.{k}={v}" for k, v in (("ip", "127.0.0.1"), ("port", self.port), ("port_retries", 0))),
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={tmp}",
+            f"--SSDProvisioner.lease={lease}",
+            *(["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []),
+        ]
+        self.log_path = tmp / "jupyter-server.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "jupyter_server", *args],
+                env=env, cwd=tmp, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            )  # fmt: skip
+        eventually(self._answers, "the Jupyter server answering", timeout=40, interval=0.2)
+
+    def _answers(self) -> bool:
+        assert self.process.poll() is None, self.log_path.read_text()
+        try:
+            self.request("GET", "/api/status")
+        except OSError:
+            return False
+        return True
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One REST call with the token; the decoded JSON answer."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=90) as answer:
+            return json.loads(answer.read() or b"null")
+
+    def failed_request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """A REST call that must fail: its HTTP status and decoded JSON answer."""
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            self.request(method, path, body)
+        return failed.value.code, json.loads(failed.value.read())
+
+    def log_records(self, text: str) -> list[str]:
+        """The server log's records (lines that start with ``[``) that contain *text*."""
+        return [line for line in self.log_path.read_text().splitlines() if line.startswith("[") and text in line]
+
+    def stop(self) -> None:
+        """Make sure it is gone (after a test that failed before killing it)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(30)
+
+
+def write_spec(site: Host, name: str, display_name: str = "", **config: str) -> str:
+    """A copy of the host's ssd kernelspec named *name*, with *config* changed in its provisioner config."""
+    kernels = site.jupyter / "share" / "jupyter" / "kernels"
+    document = json.loads((kernels / site.spec / "kernel.json").read_text())
+    document["metadata"]["kernel_provisioner"]["config"].update(config)
+    document["display_name"] = display_name or document["display_name"]
+    (kernels / name).mkdir(exist_ok=True)
+    (kernels / name / "kernel.json").write_text(json.dumps(document))
+    return name

@@ -8,22 +8,17 @@ while a kernel started without a lease (ssd-ctl start) stays.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import signal
-import socket
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 from conftest import logged_in_client
-from jupyterhost import Host, make_host
+from jupyterhost import Host, JupyterServer, make_host, write_spec
 from support.eventually import eventually
 
 from ssd.client import Client
@@ -50,68 +45,10 @@ def admin(host: Host, tmp_path: Path) -> Iterator[Client]:
     client.close()
 
 
-class JupyterServer:
-    """``jupyter server`` as a subprocess on a free loopback port, with a token, stdin not a terminal."""
-
-    def __init__(self, host: Host, tmp: Path) -> None:
-        self.token = secrets.token_hex(16)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        env = {
-            **os.environ,
-            "SSD_CLIENT_DIR": str(host.client_dir),
-            "JUPYTER_PATH": str(host.jupyter / "share" / "jupyter"),
-            "JUPYTER_CONFIG_DIR": str(tmp / "jupyter-config"),
-            "JUPYTER_DATA_DIR": str(tmp / "jupyter-data"),
-            "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter-runtime"),
-        }
-        args = [
-            *(f"--ServerApp.{k}={v}" for k, v in (("ip", "127.0.0.1"), ("port", self.port), ("port_retries", 0))),
-            f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={tmp}",
-            f"--SSDProvisioner.lease={LEASE}",
-            *(["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []),
-        ]
-        self.log_path = tmp / "jupyter-server.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "jupyter_server", *args],
-                env=env, cwd=tmp, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            )  # fmt: skip
-        eventually(self._answers, "the Jupyter server answering", timeout=40, interval=0.2)
-
-    def _answers(self) -> bool:
-        assert self.process.poll() is None, self.log_path.read_text()
-        try:
-            self.request("GET", "/api/status")
-        except OSError:
-            return False
-        return True
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """One REST call with the token; the decoded JSON answer."""
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            data=data,
-            method=method,
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=90) as answer:
-            return json.loads(answer.read() or b"null")
-
-    def stop(self) -> None:
-        """Make sure it is gone (after a test that failed before killing it)."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(30)
-
-
 @pytest.fixture
 def server(host: Host, tmp_path: Path) -> Iterator[JupyterServer]:
     """A Jupyter server for this test."""
-    started = JupyterServer(host, tmp_path)
+    started = JupyterServer(host, tmp_path, lease=LEASE)
     yield started
     started.stop()
 
@@ -147,3 +84,60 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def test_a_failed_start_answers_ssds_message_over_rest(host: Host, server: JupyterServer) -> None:
+    """POST /api/kernels and POST /api/sessions (what JupyterLab sends) answer ssd's message, not "Unhandled
+    error": a short first sentence, the reason, the command that fixes it on a line of its own."""
+    name = write_spec(host, "ssd-nowhere", host="127.0.0.1:9")
+    status, answer = server.failed_request("POST", "/api/kernels", {"name": name})
+    assert (status, answer["reason"]) == (500, "ssd unreachable")
+    lines = answer["message"].splitlines()
+    assert lines[0] == "ssd could not start a kernel on 127.0.0.1:9 (environment sci).", lines
+    assert lines[-2:] == ["Is the ssd daemon running there? Check with:", "    ssd-ctl info 127.0.0.1:9"], lines
+
+    session = {"path": "nowhere.ipynb", "type": "notebook", "kernel": {"name": name}}
+    status, answer = server.failed_request("POST", "/api/sessions", session)
+    assert status == 500
+    assert answer["message"].splitlines() == lines
+    assert server.request("GET", "/api/kernels") == []
+
+
+def test_a_failed_restart_is_logged_once_with_its_fix(host: Host, server: JupyterServer, admin: Client) -> None:
+    """The environment vanished under a running kernel: Jupyter Server answers the restart with its fixed
+    text, and its log carries ssd's message in one record, naming the environment and the command."""
+    model = server.request("POST", "/api/kernels", {"name": host.spec})
+    prefix = host.daemon.config_dir.parent / "envs" / "sci"
+    moved = prefix.rename(prefix.with_name("sci-moved-away"))
+    try:
+        status, answer = server.failed_request("POST", f"/api/kernels/{model['id']}/restart")
+        assert (status, answer["message"]) == (500, "Exception restarting kernel")
+        (record,) = server.log_records("ssd could not")
+        assert record.endswith(f"ssd could not restart a kernel on {host.daemon.host} (environment sci).")
+        # The record's further lines, indented by Jupyter's log format (then jupyter_client's traceback).
+        fix = f"\n    Is it gone? Update the kernelspecs with:\n        ssd-ctl kernelspec sync {host.daemon.host}\n"
+        log = server.log_path.read_text()
+        assert fix in log
+        assert str(prefix) in log
+    finally:
+        moved.rename(prefix)
+
+
+def test_a_notebooks_kernel_starts_in_its_folder_and_is_labelled(
+    host: Host, server: JupyterServer, admin: Client, tmp_path: Path
+) -> None:
+    """POST /api/sessions for work/analysis.ipynb: the kernel starts on the host in the notebook's folder
+    (it exists there: same machine, as with a shared home), and ssd-ctl kernels shows the notebook's path."""
+    (tmp_path / "work").mkdir()
+    session = {"path": "work/analysis.ipynb", "type": "notebook", "kernel": {"name": host.spec}}
+    server.request("POST", "/api/sessions", session)
+    (kernel,) = admin.kernel_list()
+    assert (kernel["cwd"], kernel["label"]) == (str(tmp_path / "work"), "work/analysis.ipynb")
+    (listed,) = host.ctl("kernels", host.daemon.host)["kernels"]
+    assert listed["label"] == "work/analysis.ipynb"
+    table = subprocess.run(
+        [sys.executable, "-m", "ssd.ctl.main", "kernels", host.daemon.host],
+        env={**os.environ, "SSD_CLIENT_DIR": str(host.client_dir), "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "work/analysis.ipynb" in table.stdout

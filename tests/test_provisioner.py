@@ -273,6 +273,28 @@ def test_nbclient_runs_a_notebook_on_the_host(site: Site, tmp_path: Path) -> Non
     assert asyncio.run(remote_kernels(site.daemon)) == []
 
 
+def test_a_notebook_folder_the_host_lacks_leaves_the_kernel_in_the_home(site: Site, tmp_path: Path) -> None:
+    """Jupyter passes the notebook's folder (cwd): where the host has no such folder for the user, the
+    kernel starts in the user's home there, as before, instead of failing."""
+    here = tmp_path / "notebooks"
+    here.mkdir()
+
+    async def scenario() -> None:
+        km = AsyncKernelManager(kernel_name=site.spec)
+        await km.start_kernel(cwd=str(here))
+        (kernel,) = await remote_kernels(site.daemon)
+        assert kernel["cwd"] == str(here)  # the same machine: the folder exists there
+        await km.shutdown_kernel(now=True)
+        km = AsyncKernelManager(kernel_name=site.spec)
+        await km.start_kernel(cwd=str(here / "not-on-the-host"))
+        (kernel,) = await remote_kernels(site.daemon)
+        assert kernel["cwd"] not in (str(here), str(here / "not-on-the-host"))
+        assert kernel["cwd"] == os.environ.get("HOME", str(Path.home()))  # the daemon's user: this one
+        await km.shutdown_kernel(now=True)
+
+    asyncio.run(scenario())
+
+
 # -- errors a notebook user can act on --------------------------------------------------------
 
 
@@ -297,7 +319,8 @@ def _start_error(name: str) -> str:
 
 
 def test_launch_errors_say_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Untrusted host, unauthorized key, unreachable host, environment gone, package missing: each names its fix."""
+    """Untrusted host, unauthorized key, unreachable host, environment gone, package missing: each names its fix,
+    the command on a line of its own (the HOST placeholder of the host's own messages filled in)."""
     envs = tmp_path / "envs"
     bare = make_conda_style(make_venv(envs / "bare"))  # Python, but no kernel package
     daemon = start_daemon(tmp_path, extra_env={"SSD_ENVS_ENVS_DIRS": str(envs), "SSD_ENVS_KNOWN_ROOTS": "false"})
@@ -310,14 +333,14 @@ def test_launch_errors_say_what_to_run(tmp_path: Path, monkeypatch: pytest.Monke
         _write_spec(site.jupyter, "nowhere", "127.0.0.1:9", gone)
 
         untrusted = _start_error("bare")
-        assert f"ssd-ctl trust {daemon.host}" in untrusted
+        assert f"ssd-ctl trust {daemon.host}" in untrusted.splitlines()[-1]
 
         with new_client(daemon, site.client_dir):  # pins the host's key in this client's known hosts
             pass
         unauthorized = _start_error("bare")
         assert "not authorized" in unauthorized
-        assert f"ssd-ctl login {daemon.host}" in unauthorized
-        assert f"ssd-ctl copy-id {daemon.host}" in unauthorized
+        fix = f"    ssd-ctl login {daemon.host} --user {ME} && ssd-ctl copy-id {daemon.host}"
+        assert unauthorized.splitlines()[-1] == fix
 
         # Nothing was started: an authorized client (another key) sees no kernel.
         with new_client(daemon, tmp_path / "admin") as admin:
@@ -326,12 +349,12 @@ def test_launch_errors_say_what_to_run(tmp_path: Path, monkeypatch: pytest.Monke
             assert admin.kernel_list() == []
 
         daemon.authorize(client_keypair(site.client_dir).public)
-        assert "ssd-ctl info 127.0.0.1:9" in _start_error("nowhere")
+        assert _start_error("nowhere").splitlines()[-1] == "    ssd-ctl info 127.0.0.1:9"
         missing_env = _start_error("gone")
-        assert "no environment" in missing_env
-        assert f"ssd-ctl kernelspec sync {daemon.host}" in missing_env
+        assert "No environment" in missing_env
+        assert missing_env.splitlines()[-1] == f"    ssd-ctl kernelspec sync {daemon.host}"
         no_package = _start_error("bare")
-        assert "ssd-ctl env install HOST bare ipykernel" in no_package
+        assert no_package.splitlines()[-1] == f"    ssd-ctl env install {daemon.host} bare ipykernel"
         asyncio.run(_no_kernels(daemon))
     finally:
         daemon.stop_and_check()

@@ -26,6 +26,7 @@ from ssd.messages import (
     KernelShutdownRequest,
     KernelStartRequest,
     KeyAddRequest,
+    KeyRemoveRequest,
     LoginRequest,
     LogoutRequest,
     PingRequest,
@@ -72,6 +73,7 @@ ROUTES: dict[str, Route] = _table(
     Route("logout_request", LogoutRequest, Auth.USER, handler="logout"),
     Route("whoami_request", WhoamiRequest, Auth.USER, handler="whoami"),
     Route("key_add_request", KeyAddRequest, Auth.USER, service="auth"),
+    Route("key_remove_request", KeyRemoveRequest, Auth.USER, service="auth"),
     # The user's own env worker, running as the user (started on first use).
     Route("env_list_request", EnvListRequest, Auth.USER, service="env", per_user=True),
     Route("env_info_request", EnvInfoRequest, Auth.USER, service="env", per_user=True),

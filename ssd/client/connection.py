@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import zmq
 import zmq.asyncio
 
 from ssd import keys
-from ssd.client.hostspec import HostSpec, parse_host
+from ssd.client.hostspec import DEFAULT_PORT, HostSpec, parse_host
 from ssd.client.identity import client_keypair
 from ssd.client.kernels import KernelCalls
 from ssd.client.known_hosts import KnownHost, KnownHosts
@@ -183,7 +184,8 @@ class AsyncClient(KernelCalls):
         finally:
             self._pending.pop(msg_id, None)
         if reply.get("status") != "ok":
-            raise RemoteError(str(reply.get("ename", "error")), str(reply.get("evalue", "the server refused")), reply)
+            message = _name_host(str(reply.get("evalue", "the server refused")), self.spec)
+            raise RemoteError(str(reply.get("ename", "error")), message, reply)
         return reply
 
     async def _receive(self) -> None:
@@ -227,6 +229,15 @@ class AsyncClient(KernelCalls):
         """Authorize this client's key for the logged-in user (copy-id)."""
         return await self.request("key_add_request", {"comment": comment})
 
+    async def key_remove(
+        self, key: str | None = None, *, all_keys: bool = False, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Take *key* (default: this client's), or every key, out of the user's authorized keys (revoke-id)."""
+        content: dict[str, Any] = {"all": all_keys, "dry_run": dry_run}
+        if key is not None:
+            content["key"] = key
+        return await self.request("key_remove_request", content)
+
     async def events(self, topics: tuple[str, ...] = ("",), *, port: int | None = None) -> AsyncGenerator[Event, None]:
         """Yield events from the server's PUB socket (all topics by default) until closed."""
         if port is None:
@@ -262,3 +273,13 @@ class AsyncClient(KernelCalls):
             self._ctx.destroy(linger=0)
             self._ctx = None
             self._sock = None
+
+
+# "ssd-ctl COMMAND HOST": the server cannot know how this client names it, the client fills it in.
+_HOST_PLACEHOLDER = re.compile(r"(ssd-ctl(?: [a-z][a-z-]*){1,2}) HOST\b")
+
+
+def _name_host(message: str, spec: HostSpec) -> str:
+    """*message* with the HOST of its ssd-ctl commands replaced by this host as ssd-ctl takes it."""
+    name = spec.host if spec.port == DEFAULT_PORT else spec.key
+    return _HOST_PLACEHOLDER.sub(lambda m: f"{m.group(1)} {name}", message)

@@ -68,13 +68,17 @@ class KernelCalls:
         name: str = "",
         restart: bool = False,
         lease: float | None = None,
+        label: str = "",
         timeout: float = START_TIMEOUT,
     ) -> dict[str, Any]:
         """Start a kernel in *env*; returns once it answered kernel_info (id, connection, kernel_info, timing).
 
         With *lease* (seconds) the kernel is held only while this client renews it (``kernel_lease``).
+        *label* says what the frontend shows it for (a notebook's path, "spyder"); an older host has none.
         """
         content: dict[str, Any] = {"env": env, "kind": kind, "name": name, "restart": restart}
+        if label:
+            content["label"] = label
         if lease is not None:
             content["lease"] = lease
         if cwd is not None:

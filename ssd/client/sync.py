@@ -93,6 +93,10 @@ class Client:
         """See AsyncClient.key_add."""
         return self._run(self._async.key_add(comment))
 
+    def key_remove(self, key: str | None = None, *, all_keys: bool = False, dry_run: bool = False) -> dict[str, Any]:
+        """See AsyncClient.key_remove."""
+        return self._run(self._async.key_remove(key, all_keys=all_keys, dry_run=dry_run))
+
     def connection_info(self, reply: dict[str, Any]) -> dict[str, Any]:
         """See AsyncClient.connection_info."""
         return self._async.connection_info(reply)

@@ -280,7 +280,8 @@ def start_tunnel(
 
 
 def cmd_kernels(args: argparse.Namespace, out: Output) -> int:
-    """Table: id, name, environment, kind, state, execution state, started, last activity, clients."""
+    """Table: id, name, label (the frontend's: a notebook, spyder), environment, kind, state, execution state,
+    started, last activity, clients, lease."""
     with connected(args, out) as client:
         kernels = client.kernel_list()
     if args.json:
@@ -295,6 +296,7 @@ def cmd_kernels(args: argparse.Namespace, out: Output) -> int:
         (
             str(k["kernel_id"])[:SHORT],
             k.get("name", ""),
+            k.get("label") or "-",
             k.get("env_name") or k.get("env", ""),
             k.get("kind", ""),
             k.get("state", ""),
@@ -307,7 +309,8 @@ def cmd_kernels(args: argparse.Namespace, out: Output) -> int:
         for k in sorted(kernels, key=lambda k: float(k.get("started") or 0))
     ]
     table = Table(title=Text(f"your kernels on {args.host}"), title_justify="left")
-    for column in ("id", "name", "env", "kind", "state", "execution", "started", "active", "clients", "lease"):
+    columns = ("id", "name", "label", "env", "kind", "state", "execution", "started", "active", "clients", "lease")
+    for column in columns:
         # Ids, kinds and states are what a person types or reads at a glance: never cut or folded.
         table.add_column(column, no_wrap=column in ("id", "kind", "state", "clients"))
     for row in rows:

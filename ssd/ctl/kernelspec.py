@@ -16,7 +16,9 @@ Where: ``--user`` (the default: Jupyter's user data dir), ``--sys-prefix``
 from __future__ import annotations
 
 import argparse
+import getpass
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -36,7 +38,7 @@ from ssd.client import Client
 from ssd.client.hostspec import DEFAULT_PORT
 from ssd.ctl.commands import connected
 from ssd.ctl.output import Output
-from ssd.errors import SSDError
+from ssd.errors import RemoteError, SSDError
 from ssd.provisioner import KINDS, PROVISIONER_NAME
 
 __all__ = ["KERNELSPEC_COMMANDS", "add_parser", "spec_document", "spec_name"]
@@ -54,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     install.add_argument("host", metavar="HOST", help=HOST_HELP)
     install.add_argument("env", metavar="ENV", help="environment name or prefix (see: ssd-ctl envs HOST)")
     install.add_argument("--name", help="kernelspec name (default: ssd-HOST-ENV)")
-    install.add_argument("--display-name", help='default: "Python X.Y (ENV) on HOST"')
+    install.add_argument("--display-name", help='default: "Python X.Y · ENV · HOST"')
     install.add_argument("--kind", choices=KINDS, help="default: ipykernel if the environment has it, else spyder")
     _location_options(install)
     sync = actions.add_parser(
@@ -115,9 +117,10 @@ def _label(env: dict[str, Any]) -> str:
 
 
 def _display_name(env: dict[str, Any], kind: str, host: str) -> str:
+    """``Python 3.11 · analysis · labpc``: short words the launcher can wrap between, the host's own name."""
     python = ".".join(str(env["python"] or "3").split(".")[:2])
-    label = _label(env) + (", spyder-kernels" if kind == "spyder" else "")
-    return f"Python {python} ({label}) on {host}"
+    label = _label(env) + (" (spyder-kernels)" if kind == "spyder" else "")
+    return f"Python {python} · {label} · {host}"
 
 
 def spec_document(
@@ -141,7 +144,10 @@ def spec_document(
                 "provisioner_name": PROVISIONER_NAME,
                 "config": {"host": host, "env": env["prefix"], "kind": kind, "user": user},
             },
-            "ssd": {"host_key": host_key, "env_name": _label(env), "python": env["python"], "version": __version__},
+            "ssd": {
+                **{"host_key": host_key, "user": user, "env_name": _label(env), "python": env["python"]},
+                "version": __version__,
+            },
             **({"supported_encryption": ["curve"]} if encrypted else {}),
         },
     }
@@ -164,6 +170,8 @@ def _write(name: str, document: dict[str, Any], where: Location) -> Path:
         # Copied with these modes: a spec in a shared prefix must be readable by its users. It holds no secret.
         os.chmod(tmp, 0o755)  # noqa: S103
         os.chmod(spec_file, 0o644)
+        for logo in _python_logos():
+            os.chmod(shutil.copyfile(logo, Path(tmp) / logo.name), 0o644)
         try:
             written = KernelSpecManager().install_kernel_spec(tmp, name, user=where.user, prefix=where.prefix)
         except ValueError as exc:  # an invalid --name
@@ -171,6 +179,15 @@ def _write(name: str, document: dict[str, Any], where: Location) -> Path:
         except OSError as exc:
             raise SSDError(f"cannot write the kernelspec {name}: {exc}", code="kernelspec_write_failed") from None
     return Path(written)
+
+
+def _python_logos() -> list[Path]:
+    """The Python logos of ipykernel's own kernelspec, where ipykernel is installed beside ssd (else none)."""
+    found = importlib.util.find_spec("ipykernel")
+    if found is None or not found.submodule_search_locations:
+        return []
+    resources = Path(next(iter(found.submodule_search_locations))) / "resources"
+    return sorted(p for p in resources.glob("logo-*") if p.suffix in (".png", ".svg"))
 
 
 def _ssd_specs(directory: Path) -> dict[str, dict[str, Any]]:
@@ -209,16 +226,40 @@ def _warn_if_unregistered(out: Output) -> None:
 # -- the commands -----------------------------------------------------------------------
 
 
-def _encrypted(client: Client) -> bool:
-    """Whether the host reaches its kernels through the CURVE relay (kernels.transport = curve)."""
-    return client.server_info().get("kernel_transport") == "curve"
+def _server_facts(client: Client, host: str) -> tuple[bool, str]:
+    """Whether the host reaches its kernels through the CURVE relay (kernels.transport = curve), and its own
+    name (the announced instance name; else HOST as given) for display names."""
+    info = client.server_info()
+    return info.get("kernel_transport") == "curve", str(info.get("name") or host)
 
 
-def _host_facts(client: Client) -> tuple[str, str, list[dict[str, Any]]]:
-    """The known-hosts key of the host, the user this client is bound to there, and the user's environments."""
-    user = str(client.whoami()["user"])
+def _host_facts(client: Client, host: str) -> tuple[str, str, list[dict[str, Any]]]:
+    """The known-hosts key of the host, the user this client is bound to there, and the user's environments.
+
+    Without a session, this client's key logs in as the provisioner will (your user name here).
+    """
+    try:
+        user = str(client.whoami()["user"])
+    except RemoteError as exc:
+        if exc.code != "not_authorized":
+            raise
+        user = _key_login(client, host)
     envs: list[dict[str, Any]] = client.request("env_list_request")["envs"]
     return client.aclient.spec.key, user, envs
+
+
+def _key_login(client: Client, host: str) -> str:
+    user = getpass.getuser()
+    try:
+        return str(client.login(user)["user"])
+    except RemoteError as exc:
+        if exc.code != "auth_failed":
+            raise
+    raise SSDError(
+        f"this client has no session on {host} and its key is not authorized for {user} there; "
+        f"log in and authorize it once with: ssd-ctl login {host} && ssd-ctl copy-id {host}",
+        code="not_authorized",
+    )
 
 
 def _find(envs: list[dict[str, Any]], wanted: str, host: str) -> dict[str, Any]:
@@ -236,8 +277,8 @@ def _find(envs: list[dict[str, Any]], wanted: str, host: str) -> dict[str, Any]:
 def cmd_install(args: argparse.Namespace, out: Output) -> int:
     """Write one kernelspec for ENV on HOST."""
     with connected(args, out) as client:
-        host_key, user, envs = _host_facts(client)
-        encrypted = _encrypted(client)
+        host_key, user, envs = _host_facts(client, args.host)
+        encrypted, shown = _server_facts(client, args.host)
     env = _find(envs, args.env, args.host)
     kinds = _kinds_of(env)
     kind = args.kind or (kinds[0] if kinds else "ipykernel")
@@ -249,7 +290,7 @@ def cmd_install(args: argparse.Namespace, out: Output) -> int:
             code="kernel_package_missing",
         )
     name = (args.name or spec_name(host_key, _label(env), kind=kind)).lower()
-    display = args.display_name or _display_name(env, kind, args.host)
+    display = args.display_name or _display_name(env, kind, shown)
     document = spec_document(args.host, host_key, user, env, kind, display, encrypted=encrypted)
     path = _write(name, document, _location(args))
     if args.json:
@@ -265,8 +306,8 @@ def cmd_install(args: argparse.Namespace, out: Output) -> int:
 def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     """Write a spec per environment that can run a kernel; remove this host's specs that cannot start any more."""
     with connected(args, out) as client:
-        host_key, user, envs = _host_facts(client)
-        encrypted = _encrypted(client)
+        host_key, user, envs = _host_facts(client, args.host)
+        encrypted, shown = _server_facts(client, args.host)
     where = _location(args)
     runnable = [e for e in sorted(envs, key=lambda e: str(e["prefix"])) if _kinds_of(e)]
     labels = [_label(e) for e in runnable]
@@ -277,7 +318,7 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
             label += "-" + hashlib.sha256(str(env["prefix"]).encode()).hexdigest()[:6]
         kind = _kinds_of(env)[0]
         name = spec_name(host_key, label, kind=kind)
-        display = _display_name(env, kind, args.host)
+        display = _display_name(env, kind, shown)
         path = _write(name, spec_document(args.host, host_key, user, env, kind, display, encrypted=encrypted), where)
         written.append({"name": name, "display_name": display, "env": env["prefix"], "kind": kind, "path": str(path)})
     removed = _remove_stale(where.kernels_dir, host_key, args.host, runnable)

@@ -1,4 +1,4 @@
-"""ssd-ctl login, logout, whoami and copy-id: sessions bind this client's key to a user."""
+"""ssd-ctl login, logout, whoami, copy-id and revoke-id: sessions bind this client's key to a user."""
 
 from __future__ import annotations
 
@@ -32,6 +32,17 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         ("copy-id", "authorize this client's key for your user on HOST (after a login)"),
     ):
         sub.add_parser(name, parents=[common], help=text).add_argument("host", metavar="HOST", help=host_help)
+    revoke = sub.add_parser(
+        "revoke-id",
+        parents=[common],
+        help="remove this client's key (or KEY, or --all) from your authorized keys on HOST",
+    )
+    revoke.add_argument("host", metavar="HOST", help=host_help)
+    which = revoke.add_mutually_exclusive_group()
+    which.add_argument(
+        "key", metavar="KEY", nargs="?", help="a client public key (see: ssd-ctl keygen); default: this one"
+    )
+    which.add_argument("--all", action="store_true", help="every key in your authorized keys file there")
 
 
 def cmd_login(args: argparse.Namespace, out: Output) -> int:
@@ -74,14 +85,30 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def cmd_logout(args: argparse.Namespace, out: Output) -> int:
-    """End the session."""
+    """End the session; say so when the key is still authorized (a running Jupyter then logs in again)."""
     with connected(args, out) as client:
+        authorized = _still_authorized(client)
         ended = client.logout()["ended"]
     if args.json:
-        out.document({"ended": ended})
-    else:
-        out.say(f"logged out of {args.host}")
+        out.document({"ended": ended, "key_authorized": authorized})
+        return 0
+    out.say(f"logged out of {args.host}")
+    if authorized:
+        out.say(
+            "This client's key is still authorized there: a running Jupyter or Spyder logs in again by key.\n"
+            f"Revoke it with:\n    ssd-ctl revoke-id {args.host}"
+        )
     return 0
+
+
+def _still_authorized(client: Client) -> bool | None:
+    """Is this client's key authorized for its user (None: an older server cannot tell)?"""
+    try:
+        return bool(client.key_remove(dry_run=True)["authorized"])
+    except RemoteError as exc:
+        if exc.code in (protocol.BAD_REQUEST, "unknown_message_type"):
+            return None
+        raise
 
 
 def cmd_whoami(args: argparse.Namespace, out: Output) -> int:
@@ -108,6 +135,23 @@ def cmd_copy_id(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def cmd_revoke_id(args: argparse.Namespace, out: Output) -> int:
+    """Remove a key (this client's by default) or all keys from the user's authorized keys on the server."""
+    with connected(args, out) as client:
+        reply = client.key_remove(args.key, all_keys=args.all)
+    if args.json:
+        out.document({k: reply[k] for k in ("user", "file", "removed", "authorized", "admin_file")})
+        return 0
+    which = "every key" if args.all else "the key" if args.key else "this client's key"
+    count = f"{reply['removed']} key{'s' * (reply['removed'] != 1)}"
+    out.say(f"removed {count} from {reply['user']}'s authorized keys on {args.host} ({which}, {reply['file']})")
+    if reply["admin_file"]:
+        out.say(f"It is still authorized by the administrator's file {reply['admin_file']}: ask them to remove it.")
+    elif not args.all and not args.key:
+        out.say("This session goes on until ssd-ctl logout; after it, this client needs a password to log in.")
+    return 0
+
+
 def _when(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
 
@@ -116,4 +160,10 @@ def _local_name() -> str:
     return socket.gethostname()
 
 
-SESSION_COMMANDS = {"login": cmd_login, "logout": cmd_logout, "whoami": cmd_whoami, "copy-id": cmd_copy_id}
+SESSION_COMMANDS = {
+    "login": cmd_login,
+    "logout": cmd_logout,
+    "whoami": cmd_whoami,
+    "copy-id": cmd_copy_id,
+    "revoke-id": cmd_revoke_id,
+}

@@ -36,3 +36,4 @@ class KernelRecord(msgspec.Struct, frozen=True, kw_only=True):
     lease: float | None = None
     # The CURVE relay (transport curve): its bind address, ports and keypair, kept across worker restarts.
     relay: dict[str, Any] | None = None
+    label: str = ""  # the frontend's: a notebook's path, "spyder"

@@ -1,4 +1,4 @@
-"""The auth service: password logins through PAM, authorized-key logins, copy-id.
+"""The auth service: password logins through PAM, authorized-key logins, copy-id and revoke-id.
 
 Runs as a small pool of processes (root in system mode: PAM must read the
 shadow database). Each process serves one request at a time, so a PAM failure
@@ -23,7 +23,8 @@ import pamela
 from ssd import protocol
 from ssd.errors import SSDError
 from ssd.isolation import python_module
-from ssd.messages import AccountCheckRequest, KeyAddRequest, LoginRequest
+from ssd.keys import is_valid_public_key
+from ssd.messages import AccountCheckRequest, KeyAddRequest, KeyRemoveRequest, LoginRequest
 from ssd.users import EMPTY_PASSWORD_REFUSED, Account, AccountPolicy, LoginRefused, lookup, normalize_username
 from ssd.workers import keyfile, wire
 from ssd.workers.account import account_refusal
@@ -40,7 +41,7 @@ _FAILED_TEXT = "login failed: wrong user name or password, or this account may n
 
 
 class AuthWorker(Worker):
-    """Serves ``login_request`` and ``key_add_request``."""
+    """Serves ``login_request``, ``key_add_request`` and ``key_remove_request``."""
 
     service = "auth"
     capacity = 1  # one PAM conversation per process; the pool gives parallelism
@@ -178,6 +179,41 @@ async def key_add(worker: AuthWorker, content: KeyAddRequest, request: wire.Requ
     return {"status": "ok", "user": account.name, "file": str(path), "added": result.returncode == 0}
 
 
+async def key_remove(worker: AuthWorker, content: KeyRemoveRequest, request: wire.Request) -> dict[str, Any]:
+    """revoke-id: take a key (default: the connection's) or all keys out of the user's own file, as that user.
+
+    The reply says whether the key is still authorized afterwards (the administrator's file may list it,
+    which only root changes); ``dry_run`` only answers that, for ``ssd-ctl logout``.
+    """
+    if request.user is None:
+        raise SSDError("revoke-id needs a login first", code="not_authorized")
+    account = lookup(request.user)
+    if account is None:
+        raise SSDError(f"user {request.user} no longer exists", code="not_found")
+    key = (content.key or request.client_key).encode()
+    if not content.all and not is_valid_public_key(key):
+        raise SSDError("key: not a CURVE public key (40 characters of Z85)", code=protocol.BAD_REQUEST)
+    own, admin = worker.key_files(account)
+    removed = 0
+    if not content.dry_run:
+        path = Path(account.home) / worker.keys_file
+        which = ("remove-all", str(path)) if content.all else ("remove", str(path), key.decode())
+        result = await asyncio.to_thread(_run_as, python_module("ssd.workers.keyfile", *which), account)
+        if result.returncode != 0:
+            raise SSDError(
+                result.stderr.strip() or "could not change the authorized keys file", code="key_remove_failed"
+            )
+        removed = int(result.stdout.strip() or 0)
+    return {
+        "status": "ok",
+        "user": account.name,
+        "file": str(own[0]),
+        "removed": removed,
+        "authorized": keyfile.authorized(key, [own, admin]),  # this key, after the change
+        "admin_file": str(admin[0]) if keyfile.authorized(key, [admin]) else None,
+    }
+
+
 def _run_as(argv: list[str], account: Account) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False, **as_user(account))
 
@@ -185,5 +221,6 @@ def _run_as(argv: list[str], account: Account) -> subprocess.CompletedProcess[st
 AuthWorker.routes = {
     "login_request": (LoginRequest, login),
     "key_add_request": (KeyAddRequest, key_add),
+    "key_remove_request": (KeyRemoveRequest, key_remove),
     "account_check_request": (AccountCheckRequest, account_check),
 }

@@ -159,8 +159,13 @@ async def env_install(worker: EnvWorker, content: EnvInstallRequest, request: wi
 
 
 async def env_remove(worker: EnvWorker, content: EnvRemoveRequest, request: wire.Request) -> dict[str, Any]:
-    """Remove a discovered, writable environment."""
+    """Remove a discovered, writable environment (a name is checked as env create checks one: "-rf" is refused)."""
     worker.check_admin()
+    if not content.env.startswith("/"):
+        try:
+            validate.env_name(content.env)
+        except ValueError as exc:
+            raise SSDError(str(exc), code="bad_request") from None
     envs = await asyncio.to_thread(worker.discovery.list)
     env = find_env(envs, content.env)
     exe = _conda_exe(worker, env, "auto")

@@ -234,6 +234,7 @@ class KernelWorker(Worker):
         return {
             "kernel_id": record.kernel_id,
             "name": record.name,
+            "label": record.label,
             "env": record.env,
             "env_name": record.env_name,
             "kind": record.kind,
@@ -279,6 +280,7 @@ class KernelWorker(Worker):
             auto_restart=content.restart,
             relay=relay,
             lease=content.lease,
+            label=content.label,
         )
 
     def check_limit(self) -> None:

@@ -1,10 +1,11 @@
-"""Authorized-keys files: read them as sshd's StrictModes would, append to them as their owner.
+"""Authorized-keys files: read them as sshd's StrictModes would, change them as their owner.
 
 A file counts only if it and every directory from the user's home down to it
 belong to the user (or root) and are not writable by group or others;
 otherwise it is ignored and the reason logged. ``python -m ssd.workers.keyfile
-add PATH KEY [COMMENT]`` appends a key; the auth worker runs it as the user so
-that root never writes into a home directory.
+add PATH KEY [COMMENT]`` appends a key, ``remove PATH KEY`` and ``remove-all
+PATH`` take keys out; the auth worker runs them as the user so that root never
+writes into a home directory.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import logging
 import os
 import stat
 import sys
+import tempfile
 from pathlib import Path
 
 from ssd.keys import is_valid_public_key
 
-__all__ = ["append_key", "authorized", "read_keys"]
+__all__ = ["append_key", "authorized", "read_keys", "remove_keys"]
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +96,56 @@ def append_key(path: Path, key: bytes, comment: str) -> bool:
     return True
 
 
-def main(argv: list[str]) -> int:
-    """``add PATH KEY [COMMENT]``: exit 0 added, 3 already present, 2 refused."""
-    if len(argv) not in (3, 4) or argv[0] != "add":
-        print("usage: python -m ssd.workers.keyfile add PATH KEY [COMMENT]", file=sys.stderr)
-        return 2
+def remove_keys(path: Path, key: bytes | None) -> int:
+    """Take *key* (None: every key) out of *path*, keeping its other lines; return how many lines went."""
     try:
-        added = append_key(Path(argv[1]), argv[2].encode(), argv[3] if len(argv) == 4 else "")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return 0
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        lines = fh.read(1 << 20).splitlines(keepends=True)
+    kept = [line for line in lines if not _listed(line, key)]
+    if len(kept) == len(lines):
+        return 0
+    # A new file renamed over the old one: a crash leaves either, never half of one.
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".authorized_keys.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.writelines(kept)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return len(lines) - len(kept)
+
+
+def _listed(line: bytes, key: bytes | None) -> bool:
+    word = line.split(maxsplit=1)[0] if line.strip() and not line.startswith(b"#") else b""
+    return bool(word) and (word == key if key is not None else is_valid_public_key(word))
+
+
+def main(argv: list[str]) -> int:
+    """``add PATH KEY [COMMENT]``: exit 0 added, 3 already present, 2 refused.
+    ``remove PATH KEY`` / ``remove-all PATH``: exit 0, the number of keys removed on stdout; 2 refused."""
+    try:
+        if len(argv) in (3, 4) and argv[0] == "add":
+            added = append_key(Path(argv[1]), argv[2].encode(), argv[3] if len(argv) == 4 else "")
+            return 0 if added else 3
+        if (len(argv), argv[:1]) in ((3, ["remove"]), (2, ["remove-all"])):
+            print(remove_keys(Path(argv[1]), argv[2].encode() if len(argv) == 3 else None))
+            return 0
     except (OSError, ValueError) as exc:
-        print(f"cannot add the key to {argv[1]}: {exc}", file=sys.stderr)
+        print(f"cannot change {argv[1]}: {exc}", file=sys.stderr)
         return 2
-    return 0 if added else 3
+    print(
+        "usage: python -m ssd.workers.keyfile add PATH KEY [COMMENT] | remove PATH KEY | remove-all PATH",
+        file=sys.stderr,
+    )
+    return 2
 
 
 if __name__ == "__main__":

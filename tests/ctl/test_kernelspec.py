@@ -105,7 +105,11 @@ def test_sync_writes_a_spec_per_runnable_env_and_removes_a_gone_ones(host: Host,
     seen = jupyter_specs(prefix)
     assert set(seen) == names
     spec = seen[spec_name(key, "ana")]["spec"]
-    assert spec["display_name"] == f"Python 3.11 (ana) on {key}"
+    name = host.json("info", key)["name"]  # the host's own (announced) name, not 127.0.0.1:PORT
+    assert spec["display_name"] == f"Python 3.11 · ana · {name}"
+    assert spec["metadata"]["ssd"]["user"] == ME
+    logos = Path(seen[spec_name(key, "ana")]["resource_dir"])
+    assert {p.name for p in logos.iterdir()} == {"kernel.json", "logo-32x32.png", "logo-64x64.png", "logo-svg.svg"}
     assert spec["interrupt_mode"] == "signal"
     assert spec["metadata"]["kernel_provisioner"] == {
         "provisioner_name": PROVISIONER_NAME,
@@ -187,3 +191,18 @@ def test_install_errors(host: Host, tmp_path: Path) -> None:
 def test_spec_names(key: str, label: str, kind: str, name: str) -> None:
     """Spec names keep to the characters Jupyter allows."""
     assert spec_name(key, label, kind=kind) == name
+
+
+def test_install_logs_in_by_key_without_a_session(host: Host, tmp_path: Path) -> None:
+    """install without a session logs in with the authorized key as the provisioner would, instead of
+    refusing with "needs a login first"; a client whose key is not authorized is told what to run."""
+    host.json("logout", host.daemon.host)
+    made = host.json("kernelspec", "install", host.daemon.host, "ana", "--prefix", str(tmp_path / "jupyter"))
+    assert made["env"] == str(host.envs / "ana")
+    stranger = Host(host.daemon, host.envs, tmp_path / "stranger")
+    stranger.json("keygen")
+    refused = stranger.json(
+        "kernelspec", "install", host.daemon.host, "ana", "--trust", "--prefix", str(tmp_path / "j2"), code=1
+    )
+    assert refused["error"] == "not_authorized"
+    assert f"ssd-ctl login {host.daemon.host} && ssd-ctl copy-id {host.daemon.host}" in refused["message"]

@@ -1,4 +1,4 @@
-"""ssd-ctl login, whoami, logout and copy-id as a script runs them, against a system-mode daemon."""
+"""ssd-ctl login, whoami, logout, copy-id and revoke-id as a script runs them, against a system-mode daemon."""
 
 from __future__ import annotations
 
@@ -43,8 +43,10 @@ class Ctl:
         self.env = {**os.environ, "SSD_CLIENT_DIR": str(client_dir)}
 
     def run(self, command: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        """``ssd-ctl COMMAND HOST --trust ARGS``; stdin is /dev/null unless text is given."""
-        argv = [*CTL, command, self.daemon.host, "--trust", *args]
+        """``ssd-ctl COMMAND HOST --trust ARGS`` (``COMMAND HOST WORD`` for a COMMAND ``revoke-id WORD``);
+        stdin is /dev/null unless text is given."""
+        words = command.split()
+        argv = [*CTL, words[0], self.daemon.host, *words[1:], "--trust", *args]
         return subprocess.run(
             argv,
             env=self.env,
@@ -121,3 +123,43 @@ def test_copy_id_then_key_login(daemon: Daemon, tmp_path: Path, user: User) -> N
     plain = ctl.json("login", "--user", user.name)  # no terminal needed: the key is tried first
     assert plain["method"] == "key"
     assert ctl.json("whoami")["user"] == user.name
+
+
+def test_logout_says_the_key_is_authorized_and_revoke_id_removes_it(daemon: Daemon, tmp_path: Path, user: User) -> None:
+    """With the key authorized, logout says a running Jupyter logs in again by key and names revoke-id;
+    revoke-id removes this client's key (written as the user, other keys kept), then the key alone no
+    longer logs in and logout says nothing more. revoke-id KEY and --all remove other keys."""
+    ctl, other = Ctl(daemon, tmp_path / "client"), Ctl(daemon, tmp_path / "other")
+    for each in (ctl, other):
+        each.json("login", "--user", user.name, "--password-stdin", stdin=user.password + "\n")
+        each.json("copy-id")
+    said = ctl.run("logout")
+    assert said.returncode == 0
+    assert said.stdout.splitlines()[-2:] == ["Revoke it with:", f"    ssd-ctl revoke-id {daemon.host}"]
+    assert "logs in again by key" in said.stdout
+    assert ctl.json("login", "--user", user.name, "--key-only")["method"] == "key"
+    assert ctl.json("logout") == {"ended": True, "key_authorized": True}
+
+    ctl.json("login", "--user", user.name, "--key-only")
+    revoked = ctl.json("revoke-id")
+    assert (revoked["removed"], revoked["authorized"], revoked["admin_file"]) == (1, False, None)
+    path = Path(revoked["file"])
+    assert (path.stat().st_uid, path.stat().st_mode & 0o777) == (user.uid, 0o600)
+    listed = {line.split()[0] for line in path.read_text().splitlines()[1:]}
+    assert client_keypair(tmp_path / "other").public.decode() in listed
+    assert client_keypair(tmp_path / "client").public.decode() not in listed
+    assert ctl.json("revoke-id")["removed"] == 0
+    said = ctl.run("logout")
+    assert (said.returncode, said.stdout) == (0, f"logged out of {daemon.host}\n")
+    assert ctl.json("login", "--user", user.name, "--key-only", code=1)["error"] == "auth_failed"
+
+    ctl.json("login", "--user", user.name, "--password-stdin", stdin=user.password + "\n")
+    assert ctl.json("revoke-id not-a-key", code=1)["error"] == "bad_request"
+    assert ctl.json(f"revoke-id {client_keypair(tmp_path / 'other').public.decode()}")["removed"] == 1
+    assert other.json("login", "--user", user.name, "--key-only", code=1)["error"] == "auth_failed"
+    ctl.json("copy-id")
+    other.json("login", "--user", user.name, "--password-stdin", stdin=user.password + "\n")
+    other.json("copy-id")
+    assert ctl.json("revoke-id", "--all")["removed"] == len(listed) + 1  # this key and every other one
+    assert path.read_text().splitlines()[0].startswith("# ssd authorized client keys")
+    assert ctl.json("logout")["key_authorized"] is False

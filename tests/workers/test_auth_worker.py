@@ -215,6 +215,24 @@ def test_copy_id_never_follows_a_planted_link(daemon: Daemon, tmp_path: Path, us
     assert target.read_text() == "root's\n"
 
 
+def test_revoke_id_never_follows_a_planted_link(daemon: Daemon, tmp_path: Path, user: User) -> None:
+    """If the user's key file is a symlink to a file of root's holding the key, revoke-id fails and root's
+    file keeps its lines (the helper runs as the user and opens without following links)."""
+    target = tmp_path / "roots-file"
+    path = user.home / ".config" / "ssd" / "authorized_keys"
+    path.parent.mkdir(parents=True)
+    path.symlink_to(target)
+    chown_tree(user.home / ".config", user)
+    with new_client(daemon, tmp_path / "c") as client:
+        text = f"{client.aclient.identity.public.decode()} root's line\n"
+        target.write_text(text)
+        login(client, user.name, user.password)
+        assert error_of(client.key_remove).code == "key_remove_failed"
+        assert error_of(lambda: client.key_remove(all_keys=True)).code == "key_remove_failed"
+    assert target.read_text() == text
+    assert path.is_symlink()
+
+
 @contextmanager
 def user_mode_daemon(user: User, log_path: Path) -> Iterator[Daemon]:
     """``ssd run`` as *user* (not root), its directories in their home; stopped and audited afterwards."""

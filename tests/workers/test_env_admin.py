@@ -151,6 +151,7 @@ def test_cancel_stops_the_tool_and_leaves_nothing(tmp_path: Path) -> None:
         ("env_install_request", {"env": "/etc", "packages": ["six"]}, "env_not_found"),
         ("env_remove_request", {"env": "/usr"}, "env_not_found"),
         ("env_remove_request", {"env": "shared"}, "env_refused"),
+        ("env_remove_request", {"env": "-rf"}, "bad_request"),  # refused as a name, as env create refuses it
     ],
 )
 def test_bad_input_is_refused_and_changes_nothing(
