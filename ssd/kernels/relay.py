@@ -120,6 +120,10 @@ class Relay:
         for sock in (front, back):
             sock.linger = 0
             sock.sndhwm = sock.rcvhwm = QUEUE_HWM
+        # After a restart in place the kernel binds again: reconnect as fast as the worker's own link does
+        # (ssd.kernels.link), so that the iopub subscription reaches the new kernel before the restart is
+        # answered and the first cell's output is not lost to a relay still waiting out libzmq's 100 ms.
+        back.reconnect_ivl = 20
         front.curve_server = True
         front.curve_secretkey = self.keys["curve_secretkey"].encode()
         # The heartbeat admits any client key (jupyter_client uses a throwaway one there).
