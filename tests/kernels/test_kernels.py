@@ -156,7 +156,7 @@ def test_bad_kernel_requests_get_clear_errors(tmp_path: Path) -> None:
         try:
             cases = [
                 ({"env": "nope"}, "env_not_found", "no environment 'nope'"),
-                ({"env": "sci", "kind": "spyder"}, "kernel_package_missing", "ssd-ctl env install HOST sci"),
+                ({"env": "sci", "kind": "spyder"}, "kernel_package_missing", f"ssd-ctl env install {daemon.host} sci"),
                 ({"env": "sci", "kind": "ipykernel", "cwd": "/root"}, "cwd_refused", "/root"),
                 ({"env": "sci", "kind": "ipykernel", "cwd": "/no/such/dir"}, "cwd_refused", "does not exist"),
                 ({"env": "sci", "kind": "ipykernel", "env_vars": {"LD_PRELOAD": "x"}}, "env_var_refused", "LD_PRELOAD"),
