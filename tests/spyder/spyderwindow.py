@@ -1,0 +1,68 @@
+"""A real Spyder for the tests: Spyder's plugin test window with the IPython console, the Variable
+Explorer and the ssd plugin loaded from its ``spyder.plugins`` entry point, laid out to be seen."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QSplitter
+from spyder.api.plugins.tests import MainWindowMock
+
+__all__ = ["Window", "spyder_window"]
+
+
+@dataclass
+class Window:
+    """The window and its plugins."""
+
+    main: Any
+    ipyconsole: Any
+    variables: Any
+    plugin: Any
+
+    @property
+    def pane(self) -> Any:
+        """The Remote machines pane."""
+        return self.plugin.get_widget()
+
+
+def _entry_point_plugin() -> Any:
+    """The plugin class as Spyder finds it: through the ``spyder.plugins`` entry point of ssd."""
+    found = [e for e in importlib.metadata.entry_points(group="spyder.plugins") if e.name == "ssd_remote"]
+    assert len(found) == 1, f"ssd's spyder.plugins entry point is missing: {found}"
+    return found[0].load()
+
+
+@contextmanager
+def spyder_window() -> Iterator[Window]:
+    """Build the window; unregister the plugins and reset Spyder's registry afterwards."""
+    from spyder.api.plugin_registration.registry import PLUGIN_REGISTRY
+    from spyder.config.manager import CONF
+    from spyder.plugins.ipythonconsole.plugin import IPythonConsole
+    from spyder.plugins.variableexplorer.plugin import VariableExplorer
+
+    main = MainWindowMock()
+    plugins = [main.register_plugin(cls) for cls in (IPythonConsole, VariableExplorer, _entry_point_plugin())]
+    window = Window(main, *plugins)
+    splitter = QSplitter(Qt.Horizontal)
+    splitter.addWidget(window.pane)
+    splitter.addWidget(window.ipyconsole.get_widget())
+    splitter.addWidget(window.variables.get_widget())
+    main.setCentralWidget(splitter)
+    main.resize(1500, 800)
+    main.show()
+    try:
+        yield window
+    finally:
+        for plugin in reversed(plugins):
+            if plugin.NAME == "ssd_remote":
+                plugin.on_close(False)
+            main.unregister_plugin(plugin)
+        main.close()
+        CONF.reset_manager()
+        PLUGIN_REGISTRY.reset()
