@@ -34,7 +34,7 @@ class TrustDialog(QDialog):
         text = (
             f"<p>This is the first connection to <b>{host}</b>.</p>"
             f"<p>Its key fingerprint is<br><tt>{fingerprint}</tt></p>"
-            "<p>Compare it with the one your administrator gave you (<tt>ssd fingerprint</tt> on that machine). "
+            "<p>Compare it with the one your administrator gave you (<tt>ssd init</tt> printed it on that machine). "
             "Trust it only if they match.</p>"
         )
         self.label = QLabel(text)
