@@ -74,7 +74,9 @@ class Backend:
         self.known_hosts = KnownHosts(client_dir / "known_hosts") if client_dir else KnownHosts()
         self.thread = LoopThread()
         self._clients: dict[str, AsyncClient] = {}
-        self._leases: dict[tuple[str, str], tuple[HostSpec, float]] = {}
+        # Leases by (host name, kernel id): a host found again on a new port (a restarted daemon) keeps them.
+        self._leases: dict[tuple[str, str], float] = {}
+        self._latest: dict[str, HostSpec] = {}  # the newest address each host name was reached at
         self._lease_task: asyncio.Task[None] | None = None
         self._browser: AsyncBrowser | None = None
 
@@ -85,6 +87,7 @@ class Backend:
 
     async def _client(self, spec: HostSpec) -> AsyncClient:
         """The connected client for *spec* (connected now if need be)."""
+        self._latest[spec.host] = spec
         client = self._clients.get(spec.key)
         if client is not None and client.spec == spec:
             return client
@@ -275,12 +278,12 @@ class Backend:
 
     def kernel_shutdown(self, spec: HostSpec, kernel_id: str, callback: Callback) -> None:
         """Stop the kernel on the host and stop renewing its lease."""
-        self._leases.pop((spec.key, kernel_id), None)
+        self._leases.pop((spec.host, kernel_id), None)
         self._call(self._request(spec, lambda c: c.kernel_shutdown(kernel_id)), callback)
 
     def kernel_detach(self, spec: HostSpec, kernel_id: str, callback: Callback) -> None:
         """Leave the kernel running for good: its lease is dropped (``detach``) and no longer renewed."""
-        self._leases.pop((spec.key, kernel_id), None)
+        self._leases.pop((spec.host, kernel_id), None)
         self._call(self._request(spec, lambda c: c.kernel_lease(kernel_id, "detach")), callback)
 
     def shutdown_now(self, targets: list[tuple[HostSpec, str]], timeout: float = 30.0) -> list[str]:
@@ -298,7 +301,7 @@ class Backend:
         timeout: float,
     ) -> list[str]:
         async def one(spec: HostSpec, kernel_id: str) -> str | None:
-            self._leases.pop((spec.key, kernel_id), None)
+            self._leases.pop((spec.host, kernel_id), None)
             try:
                 await self._request(spec, lambda c: call(c, kernel_id))
             except SSDError as exc:
@@ -315,7 +318,7 @@ class Backend:
 
     def _keep_lease(self, spec: HostSpec, kernel_id: str, lease: float) -> None:
         """Renew the kernel's lease from this loop while Spyder lives (one task for every kernel)."""
-        self._leases[(spec.key, kernel_id)] = (spec, lease)
+        self._leases[(spec.host, kernel_id)] = lease
         if self._lease_task is None or self._lease_task.done():
             self._lease_task = asyncio.get_running_loop().create_task(self._renew_leases())
 
@@ -329,15 +332,17 @@ class Backend:
 
     async def _renew_leases(self) -> None:
         while self._leases:
-            interval = max(min(lease for _spec, lease in self._leases.values()) / 3, 0.5)
-            await asyncio.sleep(interval)
-            for (_key, kernel_id), (spec, _lease) in list(self._leases.items()):
-                try:
-                    await self._request(spec, lambda c, k=kernel_id: c.kernel_lease(k))  # type: ignore[misc]
-                except SSDError as exc:
-                    if exc.code == "kernel_not_found":
-                        self._leases.pop((spec.key, kernel_id), None)
-                    log.info("ssd: lease of %s on %s not renewed: %s", kernel_id, spec, exc)
+            await asyncio.sleep(max(min(self._leases.values()) / 3, 0.5))
+            for host, kernel_id in list(self._leases):
+                await self._renew(self._latest[host], kernel_id)
+
+    async def _renew(self, spec: HostSpec, kernel_id: str) -> None:
+        try:
+            await self._request(spec, lambda c: c.kernel_lease(kernel_id))
+        except SSDError as exc:
+            if exc.code == "kernel_not_found":
+                self._leases.pop((spec.host, kernel_id), None)
+            log.info("ssd: lease of %s on %s not renewed: %s", kernel_id, spec, exc)
 
     # -- end ----------------------------------------------------------------------------
 

@@ -175,7 +175,9 @@ class ConsoleManager:
         assert spec is not None
         console.file = connection_file(self.folder, spec, console.kernel_id, started.connection)
         handler = KernelHandler.from_connection_file(str(console.file))
-        console.client.replace_kernel(handler, shutdown_kernel=False, clear=False, reconnect=reconnect)
+        # shutdown_kernel=True shuts nothing down here (Spyder has no manager for an ssd kernel) and avoids the
+        # QThread Spyder warns of when it is False (spyder-ide/spyder#23973).
+        console.client.replace_kernel(handler, shutdown_kernel=True, clear=False, reconnect=reconnect)
 
     # -- close and quit -----------------------------------------------------------------
 

@@ -63,9 +63,8 @@ class Controller:
             return
         old = self.pane.hosts.get(row.key)
         self.pane.set_host(row)
-        if old is not None and old.spec != row.spec:
-            self.connected.pop(row.key, None)
-        self.consoles.host_back(row.key)
+        if old is not None and old.spec != row.spec:  # the daemon came back on a new port (restarted)
+            self.consoles.host_back(row.key)
 
     def add_host(self, text: str) -> None:
         """A machine typed by name or address (checked when connecting)."""

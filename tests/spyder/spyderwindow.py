@@ -3,7 +3,6 @@ Explorer and the ssd plugin loaded from its ``spyder.plugins`` entry point, laid
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,10 +31,12 @@ class Window:
 
 
 def _entry_point_plugin() -> Any:
-    """The plugin class as Spyder finds it: through the ``spyder.plugins`` entry point of ssd."""
-    found = [e for e in importlib.metadata.entry_points(group="spyder.plugins") if e.name == "ssd_remote"]
-    assert len(found) == 1, f"ssd's spyder.plugins entry point is missing: {found}"
-    return found[0].load()
+    """The plugin class as Spyder's main window finds it: through ssd's ``spyder.plugins`` entry point."""
+    from spyder.app.find_plugins import find_external_plugins
+
+    found = find_external_plugins()
+    assert "ssd_remote" in found, f"ssd's spyder.plugins entry point is missing: {sorted(found)}"
+    return found["ssd_remote"]
 
 
 @contextmanager
@@ -47,7 +48,12 @@ def spyder_window() -> Iterator[Window]:
     from spyder.plugins.variableexplorer.plugin import VariableExplorer
 
     main = MainWindowMock()
-    plugins = [main.register_plugin(cls) for cls in (IPythonConsole, VariableExplorer, _entry_point_plugin())]
+    plugins = [main.register_plugin(cls) for cls in (IPythonConsole, VariableExplorer)]
+    # An external plugin, as Spyder's main window registers one: its own config file is registered by the
+    # registry, so the plugin must not register it again (the test window's register_plugin would).
+    plugin = PLUGIN_REGISTRY.register_plugin(main, _entry_point_plugin(), external=True)
+    plugin._register(omit_conf=True)
+    plugins.append(plugin)
     window = Window(main, *plugins)
     splitter = QSplitter(Qt.Horizontal)
     splitter.addWidget(window.pane)

@@ -47,7 +47,13 @@ from users import SSD, chown_tree, users  # noqa: E402
 from ssd.client import Client  # noqa: E402
 from ssd.spyder.dialogs import ChoiceDialog, LoginDialog, TrustDialog  # noqa: E402
 
-pytestmark = pytest.mark.root
+pytestmark = [
+    pytest.mark.root,
+    # Spyder 6.1.8 reads its HTML templates at import without closing them, and Qt objects it leaves to the
+    # garbage collector warn when collected: not this plugin's doing.
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 
 @pytest.fixture(scope="module")
