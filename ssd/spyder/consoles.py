@@ -234,6 +234,7 @@ class ConsoleManager:
         """Shut down (or detach) every console's kernel and wait; answers the errors, as sentences."""
         self.quitting = True
         targets = [(spec, c.kernel_id) for c in self.consoles if (spec := self.spec_of(c.host_key)) is not None]
+        self.consoles.clear()
         if how == "shutdown":
             return self.backend.shutdown_now(targets)
         return self.backend.detach_now(targets)

@@ -65,9 +65,10 @@ def spyder_window() -> Iterator[Window]:
     try:
         yield window
     finally:
+        # Kernels a failed test left open: shut down here, or closing would ask the quit question.
+        errors = window.plugin.consoles.end_all("shutdown")
+        assert not errors, errors
         for plugin in reversed(plugins):
-            if plugin.NAME == "ssd_remote":
-                plugin.on_close(False)
             main.unregister_plugin(plugin)
         main.close()
         CONF.reset_manager()
