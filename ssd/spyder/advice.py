@@ -20,7 +20,10 @@ _BY_CODE = {
 def advice(error: BaseException, host: str = "the host") -> str:
     """*error* as a sentence for a dialog or the status bar: what happened, then what to do."""
     if isinstance(error, ServerKeyMismatch):
-        return f"{error.message}\n\nNothing was sent to {host}. Do not log in until the administrator confirms the new key."
+        return (
+            f"{error.message}\n\nNothing was sent to {host}. "
+            "Do not log in until the administrator confirms the new key."
+        )
     if isinstance(error, ServerUntrusted):
         return f"{host} is not trusted yet (fingerprint {error.fingerprint}): trust it first."
     if isinstance(error, Unreachable):

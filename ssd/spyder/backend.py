@@ -271,7 +271,9 @@ class Backend:
         """A new process with the same id, ports and key; answers StartedKernel."""
 
         async def run() -> StartedKernel:
-            reply = await self._request(spec, lambda c: c.kernel_restart(kernel_id))
+            await self._request(spec, lambda c: c.kernel_restart(kernel_id))
+            # The restart reply carries no connection info (same ports and key): ask for it, as an attach does.
+            reply = await self._request(spec, lambda c: c.kernel_info(kernel_id))
             return StartedKernel(kernel_row(reply["kernel"]), self._clients[spec.key].connection_info(reply))
 
         self._call(run(), callback)

@@ -12,6 +12,7 @@ an instance attribute keeps every other console untouched.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,10 +123,8 @@ class ConsoleManager:
             self._closed(console)
 
         client.shutdown = closed
-        try:
+        with contextlib.suppress(TypeError, RuntimeError):  # nothing connected
             shell.sig_restart_kernel.disconnect()
-        except (TypeError, RuntimeError):
-            pass
         shell.sig_restart_kernel.connect(lambda: self.restart(console))
 
     # -- the console's buttons ----------------------------------------------------------
@@ -137,10 +136,18 @@ class ConsoleManager:
         return spec
 
     def interrupt(self, console: SSDConsole) -> None:
-        """The stop button (or Ctrl+C): interrupt the running cell through ssd."""
+        """The stop button (or Ctrl+C): interrupt the running cell.
+
+        As Spyder does for its own kernels: the kernel raises the signal in itself when asked over the
+        control channel (the comm), which reaches it through the relay. A kernel whose comm is not up (not a
+        Spyder kernel yet) is interrupted by the host instead (``kernel_interrupt``, a signal).
+        """
         shell = console.client.shellwidget
         shell._execute_queue = []
         shell._reading = False
+        if shell.spyder_kernel_ready:
+            shell.call_kernel(interrupt=True).raise_interrupt_signal()
+            return
         spec = self._spec(console)
         if spec is None:
             return
@@ -148,6 +155,8 @@ class ConsoleManager:
         def done(_reply: object, error: BaseException | None) -> None:
             if error is not None:
                 self.status(f"could not interrupt the kernel on {console.host_label}: {advice(error)}")
+            else:
+                self.status(f"interrupted the kernel on {console.host_label}")
 
         self.backend.kernel_interrupt(spec, console.kernel_id, done)
 

@@ -6,12 +6,12 @@ Registered in the ``spyder.plugins`` entry-point group (pyproject), so Spyder
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_runtime_dir
 from qtpy.QtGui import QIcon
-from spyder import __version__ as spyder_version
 from spyder.api.plugin_registration.decorators import on_plugin_available
 from spyder.api.plugins import Plugins, SpyderDockablePlugin
 
@@ -64,9 +64,10 @@ class SSDPlugin(SpyderDockablePlugin):
     def on_initialize(self) -> None:
         """Build the backend (its network thread), the console manager and the controller."""
         widget = self.get_widget()
-        self.backend = Backend(spyder_version)  # keys and known hosts: the client library's (SSD_CLIENT_DIR)
+        # Keys and known hosts: the client library's (SSD_CLIENT_DIR), shared with ssd-ctl.
+        self.backend = Backend(importlib.metadata.version("spyder"))
         folder = Path(jupyter_runtime_dir()) / "ssd-spyder"
-        self.consoles = ConsoleManager(self.backend, self._spec_of, folder, widget, self._status, self._conf)
+        self.consoles = ConsoleManager(self.backend, self._spec_of, folder, widget, self._status, self._setting)
         self.controller = Controller(widget, self.backend, self.consoles, LEASE)
         if self.get_conf("discovery"):
             self.backend.start_discovery(self.controller.host_changed)
@@ -85,7 +86,8 @@ class SSDPlugin(SpyderDockablePlugin):
         self.get_widget().say(text)
         self.show_status_message(text, 8000)
 
-    def _conf(self, name: str, value: Any = None) -> Any:
+    def _setting(self, name: str, value: Any = None) -> Any:
+        """Read (or, with *value*, write) one of the plugin's settings (``self._conf`` is Spyder's)."""
         if value is None:
             return self.get_conf(name)
         self.set_conf(name, value)
@@ -121,4 +123,3 @@ class SSDPlugin(SpyderDockablePlugin):
         if self.backend is not None:
             self.backend.close()
             self.backend = None
-

@@ -73,43 +73,26 @@ def kernel_venv() -> Path:
     return _cached("kernel", KERNEL_PACKAGES, _build_kernel_env)
 
 
-# Spyder's own environment for tests/spyder (a GUI venv, not a kernel's): Spyder 6.1 with PyQt5 from PyPI,
-# pytest-qt, and ssd's dependencies, so that CI only lays the checkout over it (``spyder_overlay``).
-SPYDER_PACKAGES = (
-    "spyder==6.1.8",
-    # Qt pinned to the wheels that exist for Linux (pip otherwise backtracks through PyQt5 releases for minutes).
-    "PyQt5==5.15.11",
-    "PyQt5-Qt5==5.15.2",
-    "PyQtWebEngine==5.15.7",
-    "PyQtWebEngine-Qt5==5.15.2",
-    # IPython 9.18 breaks spyder-kernels 3.1.6, which Spyder's own local consoles run (the benchmark's baseline).
-    "ipython<9.18",
-    "pytest>=8",
-    "pytest-qt>=4.4",
-    "pytest-timeout>=2.3",
-    "pyzmq>=26",
-    "jupyter_client>=8.9",
-    "msgspec>=0.18",
-    "platformdirs>=4",
-    "psutil>=5.9",
-    "rich>=13",
-    "pamela>=1.1",
-    "packaging>=23",
-    "zeroconf>=0.132",
-    "cryptography>=43",
+# Spyder's own environment for tests/spyder (a GUI venv, not a kernel's): every version is fixed in
+# spyder-requirements.txt (Spyder 6.1.8, PyQt5 from PyPI, pytest-qt, ssd's dependencies), installed without
+# resolving, so that CI only lays the checkout over it (.ci/run's last step).
+SPYDER_REQUIREMENTS = Path(__file__).with_name("spyder-requirements.txt")
+SPYDER_PACKAGES = tuple(
+    line.strip() for line in SPYDER_REQUIREMENTS.read_text().splitlines() if line.strip() and not line.startswith("#")
 )
 
 
 def _build_spyder_env(target: Path) -> None:
-    """A venv with Spyder and its Qt from PyPI, pytest-qt, and ssd's dependencies (not ssd itself)."""
+    """A venv with exactly the pinned packages (no resolution: pip only downloads and unpacks), then checked."""
     subprocess.run([BASE_PYTHON, "-m", "venv", "--without-pip", str(target)], check=True, timeout=120)
-    pip = [sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install"]
-    subprocess.run([*pip, "-q", "--no-compile", *SPYDER_PACKAGES], check=True, timeout=1200)
+    pip = [sys.executable, "-m", "pip", "--python", str(target / "bin" / "python")]
+    subprocess.run([*pip, "install", "-q", "--no-compile", "--no-deps", *SPYDER_PACKAGES], check=True, timeout=1200)
+    subprocess.run([*pip, "check"], check=True, timeout=120)  # the pins are consistent with each other
     oracle = subprocess.run(
         [str(target / "bin" / "python"), "-c", "import importlib.metadata as m, json;"
          "print(json.dumps({'spyder': m.version('spyder'), 'jupyter_client': m.version('jupyter_client')}))"],
         text=True, capture_output=True, check=True, timeout=60,
-    )
+    )  # fmt: skip
     (target / "ssd-test-expected.json").write_text(oracle.stdout)
 
 
