@@ -190,8 +190,9 @@ def test_new_console_runs_as_the_user_in_the_env_and_the_variable_explorer_shows
 
 
 @pytest.mark.xfail(
-    reason="open: the interrupt reaches the kernel (ssd's kernel_interrupt answers ok; the comm's "
-    "raise_interrupt_signal is sent) yet time.sleep(60) went on in most runs here; passed in the first run",
+    reason="open: in this headless test window Spyder's own local console is not interrupted either "
+    "(same kernel env, same button: 3 of 3 tries here), so the cause is below the plugin; ssd's "
+    "kernel_interrupt answers ok and the comm call is sent. Passed in the first run.",
     strict=False,
 )
 def test_interrupt_button_stops_a_sleep(world: SpyderWorld, qtbot: Any) -> None:
