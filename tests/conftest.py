@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import pwd
@@ -21,6 +22,11 @@ from ssd.client import Client, KnownHosts
 from ssd.client.identity import client_keypair
 
 IN_CI = os.environ.get("CI") == "true"
+
+try:  # tests/spyder run in Spyder's own environment (.ci/run's last step), never in one without Spyder
+    importlib.metadata.version("spyder")
+except importlib.metadata.PackageNotFoundError:
+    collect_ignore = ["spyder"]
 
 # Helper modules of test folders (tests/envs/envfixtures.py, tests/kernels/kerneltools.py) import by plain name
 # from any test file, not only after pytest happened to collect their folder.

@@ -85,6 +85,34 @@ def broken_kernel_venv() -> Path:
     return _cached("broken-kernel", BROKEN_KERNEL_PACKAGES, _build_kernel_env)
 
 
+# Spyder's own environment for tests/spyder (a GUI venv, not a kernel's): every version is fixed in
+# spyder-requirements.txt (Spyder 6.1.8, PyQt5 from PyPI, pytest-qt, ssd's dependencies), installed without
+# resolving, so that CI only lays the checkout over it (.ci/run's last step).
+SPYDER_REQUIREMENTS = Path(__file__).with_name("spyder-requirements.txt")
+SPYDER_PACKAGES = tuple(
+    line.strip() for line in SPYDER_REQUIREMENTS.read_text().splitlines() if line.strip() and not line.startswith("#")
+)
+
+
+def _build_spyder_env(target: Path, packages: tuple[str, ...]) -> None:
+    """A venv with exactly the pinned packages (no resolution: pip only downloads and unpacks), then checked."""
+    subprocess.run([BASE_PYTHON, "-m", "venv", "--without-pip", str(target)], check=True, timeout=120)
+    pip = [sys.executable, "-m", "pip", "--python", str(target / "bin" / "python")]
+    subprocess.run([*pip, "install", "-q", "--no-compile", "--no-deps", *packages], check=True, timeout=1200)
+    subprocess.run([*pip, "check"], check=True, timeout=120)  # the pins are consistent with each other
+    oracle = subprocess.run(
+        [str(target / "bin" / "python"), "-c", "import importlib.metadata as m, json;"
+         "print(json.dumps({'spyder': m.version('spyder'), 'jupyter_client': m.version('jupyter_client')}))"],
+        text=True, capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    (target / "ssd-test-expected.json").write_text(oracle.stdout)
+
+
+def spyder_venv() -> Path:
+    """The cached venv Spyder runs from in tests/spyder (built on first use, then reused)."""
+    return _cached("spyder", SPYDER_PACKAGES, _build_spyder_env)
+
+
 def _cached(label: str, packages: tuple[str, ...], build: Callable[[Path, tuple[str, ...]], None]) -> Path:
     """The venv built by *build* for *packages*, cached under a key of them (built once, under a lock)."""
     stem = f"{label}|" if label else ""  # the heavy venv keeps the key it always had

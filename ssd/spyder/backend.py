@@ -1,0 +1,381 @@
+"""Every call the Spyder plugin makes into ssd's client library, in one adapter module.
+
+The plugin's widgets never see an ``AsyncClient`` or a reply dict: they call
+``Backend`` methods, which run in the plugin's network thread
+(``ssd.spyder.loop``) and answer with the records of ``ssd.spyder.models`` on
+the Qt main thread. One ``AsyncClient`` per host is kept, connected on first
+use and opened again after a transport error (a daemon that restarted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ssd.client import AsyncClient, KnownHosts
+from ssd.client.discovery import AsyncBrowser, Change, DiscoveredHost
+from ssd.client.hostspec import HostSpec, parse_host
+from ssd.client.identity import client_keypair
+from ssd.client.kernels import write_connection_file
+from ssd.errors import SSDError, TransportError
+from ssd.spyder.loop import LoopThread
+from ssd.spyder.models import ConnectInfo, EnvRow, HostRow, KernelRow, Progress, StartedKernel
+from ssd.spyder.verdict import verdict
+
+__all__ = ["Backend", "Callback", "parse_host"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Callback = Callable[[Any, BaseException | None], None]
+
+
+def host_row(host: DiscoveredHost) -> HostRow:
+    """A discovered host as the pane shows it."""
+    txt = host.txt
+    return HostRow(
+        key=host.name,
+        spec=host.spec,
+        trust=str(host.trust),
+        fingerprint=host.fingerprint,
+        pinned=host.pinned,
+        os=txt.get("os", ""),
+        cpus=txt.get("cpus", ""),
+        load=txt.get("load", ""),
+        kernels=txt.get("kernels", ""),
+        local=host.local,
+    )
+
+
+def kernel_row(entry: dict[str, Any]) -> KernelRow:
+    """One kernel of a reply."""
+    return KernelRow(
+        kernel_id=str(entry["kernel_id"]),
+        name=str(entry.get("name") or ""),
+        env=str(entry.get("env_name") or entry.get("env") or ""),
+        kind=str(entry.get("kind") or ""),
+        state=str(entry.get("state") or ""),
+        cwd=str(entry.get("cwd") or ""),
+        leased=bool(entry.get("lease")),
+    )
+
+
+class Backend:
+    """The plugin's side of ssd: discovery, sessions per host, environments, kernels and leases."""
+
+    def __init__(self, spyder_version: str, client_dir: Path | None = None, timeout: float = 10.0) -> None:
+        self.spyder_version = spyder_version
+        self.timeout = timeout
+        self.identity = client_keypair(client_dir) if client_dir else client_keypair()
+        self.known_hosts = KnownHosts(client_dir / "known_hosts") if client_dir else KnownHosts()
+        self.thread = LoopThread()
+        self._clients: dict[str, AsyncClient] = {}
+        # Leases by (host name, kernel id): a host found again on a new port (a restarted daemon) keeps them.
+        self._leases: dict[tuple[str, str], float] = {}
+        self._latest: dict[str, HostSpec] = {}  # the newest address each host name was reached at
+        self._lease_task: asyncio.Task[None] | None = None
+        self._browser: AsyncBrowser | None = None
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _call(self, coro: Coroutine[Any, Any, Any], callback: Callback) -> None:
+        self.thread.call(coro, callback)
+
+    async def _client(self, spec: HostSpec) -> AsyncClient:
+        """The connected client for *spec* (connected now if need be)."""
+        self._latest[spec.host] = spec
+        client = self._clients.get(spec.key)
+        if client is not None and client.spec == spec:
+            return client
+        if client is not None:
+            await client.close()
+        client = AsyncClient(
+            spec, timeout=self.timeout, identity=self.identity, known_hosts=self.known_hosts, connect_timeout=5.0
+        )
+        await client.connect()
+        self._clients[spec.key] = client
+        return client
+
+    async def _request(self, spec: HostSpec, call: Callable[[AsyncClient], Coroutine[Any, Any, T]]) -> T:
+        """Run *call* on the host's client; a transport error drops the client so the next call connects again."""
+        client = await self._client(spec)
+        try:
+            return await call(client)
+        except TransportError:
+            self._clients.pop(spec.key, None)
+            await client.close()
+            raise
+
+    # -- discovery ----------------------------------------------------------------------
+
+    def start_discovery(self, on_change: Callable[[str, HostRow], None]) -> None:
+        """Browse for ssd hosts; ``on_change(kind, row)`` runs on the Qt thread for each added/updated/removed."""
+
+        def changed(change: Change) -> None:
+            row = host_row(change.host)
+            self.thread.emit_soon(lambda value, _error: on_change(change.kind, value), row)
+
+        async def start() -> None:
+            self._browser = AsyncBrowser(known_hosts=self.known_hosts, on_change=changed)
+            await self._browser.async_start()
+
+        def started(_result: object, error: BaseException | None) -> None:
+            if error is not None:
+                log.warning("ssd: discovery did not start: %s", error)
+
+        self._call(start(), started)
+
+    # -- trust and login ----------------------------------------------------------------
+
+    def connect(self, spec: HostSpec, callback: Callback) -> None:
+        """Connect (verifying the key); answers ConnectInfo, or ServerUntrusted / ServerKeyMismatch / Unreachable."""
+
+        async def run() -> ConnectInfo:
+            client = await self._client(spec)
+            info = await client.server_info()
+            try:
+                user: str | None = str((await client.whoami())["user"])
+            except SSDError:
+                user = None
+            status = {k: str(info.get(k, "")) for k in ("os", "cpus", "kernels")}
+            load = info.get("load")
+            status["load"] = f"{load[0]:.1f}" if isinstance(load, list) and load else ""
+            return ConnectInfo(client.fingerprint, str(info.get("name", spec.host)), user, status)
+
+        self._call(run(), callback)
+
+    def trust(self, spec: HostSpec, public_key: bytes, callback: Callback) -> None:
+        """Pin exactly the key the user was shown (never a key offered later), then connect."""
+        self.known_hosts.pin(spec.key, public_key)
+        self.connect(spec, callback)
+
+    def login(self, spec: HostSpec, user: str, password: str | None, copy_id: bool, callback: Callback) -> None:
+        """Log in by password (None: by an authorized key); with *copy_id* authorize this key from now on."""
+
+        async def run() -> str:
+            client = await self._client(spec)
+            reply = await client.login(user, password)
+            if copy_id:
+                await client.key_add("ssd Spyder plugin")
+            return str(reply.get("user", user))
+
+        self._call(run(), callback)
+
+    # -- environments -------------------------------------------------------------------
+
+    def envs(self, spec: HostSpec, callback: Callback) -> None:
+        """The user's environments with the verdict for this Spyder."""
+
+        async def run() -> list[EnvRow]:
+            reply = await self._request(spec, lambda c: c.request("env_list_request"))
+            return [self._env_row(entry) for entry in reply["envs"]]
+
+        self._call(run(), callback)
+
+    def _env_row(self, entry: dict[str, Any]) -> EnvRow:
+        return EnvRow(
+            name=str(entry["name"]),
+            prefix=str(entry["prefix"]),
+            kind=str(entry.get("kind") or ""),
+            python=str(entry.get("python") or ""),
+            spyder_kernels=str(entry.get("spyder_kernels") or ""),
+            ipykernel=str(entry.get("ipykernel") or ""),
+            writable=bool(entry.get("writable")),
+            verdict=verdict(entry, self.spyder_version),
+        )
+
+    def env_operation(
+        self,
+        spec: HostSpec,
+        kind: str,
+        content: dict[str, Any],
+        on_progress: Callable[[Progress], None],
+        callback: Callback,
+    ) -> None:
+        """``env_install`` or ``env_create`` (*kind*), progress events to *on_progress*; answers the last Progress."""
+        msg_type = {"install": "env_install_request", "create": "env_create_request"}[kind]
+
+        async def run() -> Progress:
+            client = await self._client(spec)
+            user = str((await client.whoami())["user"])
+            events = client.events((f"env_progress.{user}",))
+            first = asyncio.ensure_future(anext(events))
+            await asyncio.sleep(0.3)  # the subscription must reach the server before the first event
+            try:
+                reply = await client.request(msg_type, {**content, "spyder": self.spyder_version})
+                operation = str(reply["operation"])
+                pending = first
+                while True:
+                    event = await pending
+                    pending = asyncio.ensure_future(anext(events))
+                    if event.content.get("operation") != operation:
+                        continue
+                    step = _progress(event.content)
+                    self.thread.emit_soon(lambda value, _e: on_progress(value), step)
+                    if step.state != "running":
+                        pending.cancel()
+                        return step
+            finally:
+                first.cancel()
+                with contextlib.suppress(BaseException):
+                    await first
+                await events.aclose()
+
+        self._call(run(), callback)
+
+    def env_cancel(self, spec: HostSpec, operation: str, callback: Callback) -> None:
+        """Ask the host to stop a running operation."""
+        self._call(self._request(spec, lambda c: c.request("env_cancel_request", {"operation": operation})), callback)
+
+    # -- kernels ------------------------------------------------------------------------
+
+    def kernel_start(self, spec: HostSpec, env: str, cwd: str | None, lease: float, callback: Callback) -> None:
+        """Start a Spyder kernel with a lease this backend renews; answers StartedKernel."""
+
+        async def run() -> StartedKernel:
+            client = await self._client(spec)
+            reply = await client.kernel_start(env, "spyder", cwd=cwd, lease=lease, name=f"spyder {env}"[:100])
+            started = StartedKernel(kernel_row(reply["kernel"]), client.connection_info(reply))
+            self._keep_lease(spec, started.kernel.kernel_id, lease)
+            return started
+
+        self._call(run(), callback)
+
+    def kernel_info(self, spec: HostSpec, kernel_id: str, callback: Callback) -> None:
+        """One kernel with its connection info as this client reaches it (to attach or re-attach)."""
+
+        async def run() -> StartedKernel:
+            reply = await self._request(spec, lambda c: c.kernel_info(kernel_id))
+            client = self._clients[spec.key]
+            return StartedKernel(kernel_row(reply["kernel"]), client.connection_info(reply))
+
+        self._call(run(), callback)
+
+    def kernels(self, spec: HostSpec, callback: Callback) -> None:
+        """The user's running kernels on the host."""
+
+        async def run() -> list[KernelRow]:
+            return [kernel_row(entry) for entry in await self._request(spec, lambda c: c.kernel_list())]
+
+        self._call(run(), callback)
+
+    def kernel_interrupt(self, spec: HostSpec, kernel_id: str, callback: Callback) -> None:
+        """Interrupt the running cell through the host (a signal to the kernel process)."""
+        self._call(self._request(spec, lambda c: c.kernel_interrupt(kernel_id)), callback)
+
+    def kernel_restart(self, spec: HostSpec, kernel_id: str, callback: Callback) -> None:
+        """A new process with the same id, ports and key; answers StartedKernel."""
+
+        async def run() -> StartedKernel:
+            await self._request(spec, lambda c: c.kernel_restart(kernel_id))
+            # The restart reply carries no connection info (same ports and key): ask for it, as an attach does.
+            reply = await self._request(spec, lambda c: c.kernel_info(kernel_id))
+            return StartedKernel(kernel_row(reply["kernel"]), self._clients[spec.key].connection_info(reply))
+
+        self._call(run(), callback)
+
+    def kernel_shutdown(self, spec: HostSpec, kernel_id: str, callback: Callback) -> None:
+        """Stop the kernel on the host and stop renewing its lease."""
+        self._leases.pop((spec.host, kernel_id), None)
+        self._call(self._request(spec, lambda c: c.kernel_shutdown(kernel_id)), callback)
+
+    def kernel_detach(self, spec: HostSpec, kernel_id: str, callback: Callback) -> None:
+        """Leave the kernel running for good: its lease is dropped (``detach``) and no longer renewed."""
+        self._leases.pop((spec.host, kernel_id), None)
+        self._call(self._request(spec, lambda c: c.kernel_lease(kernel_id, "detach")), callback)
+
+    def shutdown_now(self, targets: list[tuple[HostSpec, str]], timeout: float = 30.0) -> list[str]:
+        """Shut kernels down and wait (Spyder is quitting); answers the errors met, as sentences."""
+        return self._end_now(targets, lambda c, k: c.kernel_shutdown(k), timeout)
+
+    def detach_now(self, targets: list[tuple[HostSpec, str]], timeout: float = 30.0) -> list[str]:
+        """Leave kernels running for good and wait (Spyder is quitting); answers the errors met."""
+        return self._end_now(targets, lambda c, k: c.kernel_lease(k, "detach"), timeout)
+
+    def _end_now(
+        self,
+        targets: list[tuple[HostSpec, str]],
+        call: Callable[[AsyncClient, str], Coroutine[Any, Any, Any]],
+        timeout: float,
+    ) -> list[str]:
+        async def one(spec: HostSpec, kernel_id: str) -> str | None:
+            self._leases.pop((spec.host, kernel_id), None)
+            try:
+                await self._request(spec, lambda c: call(c, kernel_id))
+            except SSDError as exc:
+                return f"{kernel_id} on {spec}: {exc}"
+            return None
+
+        async def run() -> list[str]:
+            found = await asyncio.gather(*(one(spec, kernel_id) for spec, kernel_id in targets))
+            return [text for text in found if text]
+
+        return self.thread.submit(run()).result(timeout)
+
+    # -- leases -------------------------------------------------------------------------
+
+    def _keep_lease(self, spec: HostSpec, kernel_id: str, lease: float) -> None:
+        """Renew the kernel's lease from this loop while Spyder lives (one task for every kernel)."""
+        self._leases[(spec.host, kernel_id)] = lease
+        if self._lease_task is None or self._lease_task.done():
+            self._lease_task = asyncio.get_running_loop().create_task(self._renew_leases())
+
+    def keep_lease(self, spec: HostSpec, kernel_id: str, lease: float) -> None:
+        """From the Qt thread: renew an attached kernel's lease too."""
+
+        async def run() -> None:
+            self._keep_lease(spec, kernel_id, lease)
+
+        self._call(run(), lambda _r, _e: None)
+
+    async def _renew_leases(self) -> None:
+        while self._leases:
+            await asyncio.sleep(max(min(self._leases.values()) / 3, 0.5))
+            for host, kernel_id in list(self._leases):
+                await self._renew(self._latest[host], kernel_id)
+
+    async def _renew(self, spec: HostSpec, kernel_id: str) -> None:
+        try:
+            await self._request(spec, lambda c: c.kernel_lease(kernel_id))
+        except SSDError as exc:
+            if exc.code == "kernel_not_found":
+                self._leases.pop((spec.host, kernel_id), None)
+            log.info("ssd: lease of %s on %s not renewed: %s", kernel_id, spec, exc)
+
+    # -- end ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop browsing, close every connection and the network thread."""
+
+        async def run() -> None:
+            if self._browser is not None:
+                await self._browser.async_close()
+            for client in list(self._clients.values()):
+                await client.close()
+            self._clients.clear()
+
+        with contextlib.suppress(Exception):
+            self.thread.submit(run()).result(15.0)
+        self.thread.stop()
+
+
+def _progress(content: dict[str, Any]) -> Progress:
+    percent = content.get("percent")
+    return Progress(
+        operation=str(content.get("operation", "")),
+        state=str(content.get("state", "running")),
+        phase=str(content.get("phase", "")),
+        percent=float(percent) if isinstance(percent, int | float) else None,
+        line=str(content.get("line") or ""),
+    )
+
+
+def connection_file(folder: Path, host: HostSpec, kernel_id: str, info: dict[str, Any]) -> Path:
+    """Write the console's connection file (0600, CURVE keys kept) in the plugin's private folder."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in host.host)
+    return write_connection_file(folder / f"ssd-{safe}-{kernel_id}.json", info)

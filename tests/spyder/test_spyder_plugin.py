@@ -1,0 +1,271 @@
+"""The Spyder plugin end to end, as a user drives it: a real Spyder (headless), a real system-mode daemon
+found by discovery on loopback, a real user and password, real kernels in a real environment.
+
+The tests run in order on one session's Spyder and daemon (starting them is most of the time): each
+leaves the state the next one starts from, and each checks its own step.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before Qt and Spyder are imported: headless, a client directory (keys, known hosts) and a Spyder
+# configuration of this run's own, discovery on loopback only.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+CLIENT_DIR = Path(tempfile.mkdtemp(prefix="ssd-spyder-client-"))
+os.environ["SSD_CLIENT_DIR"] = str(CLIENT_DIR)
+os.environ["SSD_DISCOVERY_INTERFACES"] = "127.0.0.1"
+_SPYDER_HOME = Path(tempfile.mkdtemp(prefix="ssd-spyder-home-"))
+os.environ["SPYDER_CONFDIR"] = str(_SPYDER_HOME / "config")
+os.environ["SPYDER_PYTEST"] = "True"  # Spyder's own test mode: a clean configuration, no restart prompt
+os.environ["JUPYTER_RUNTIME_DIR"] = str(_SPYDER_HOME / "runtime")
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+from conftest import require_root  # noqa: E402
+from envfixtures import list_in_environments_txt, make_conda_style, make_venv, public_dir  # noqa: E402
+from kerneltools import give_env  # noqa: E402
+from pytestqt.exceptions import TimeoutError as QtWaitTimeout  # noqa: E402
+from spyderdriver import (  # noqa: E402
+    click,
+    log_in,
+    namespace,
+    run,
+    screenshot,
+    submit_password,
+    wait_ready,
+)
+from spyderhost import SpyderWorld, announcing_system_daemon, unique_name  # noqa: E402
+from users import SSD, chown_tree, users  # noqa: E402
+
+from ssd.client import Client  # noqa: E402
+from ssd.spyder.dialogs import ChoiceDialog, LoginDialog, TrustDialog  # noqa: E402
+
+pytestmark = [
+    pytest.mark.root,
+    # Spyder 6.1.8 reads its HTML templates at import without closing them, and Qt objects it leaves to the
+    # garbage collector warn when collected: not this plugin's doing.
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> None:
+    """Replaces the per-test check of tests/conftest.py: a console's jupyter_client threads live as long as
+    the console, across tests here; ``world`` checks at its end that the plugin left no thread of its own."""
+
+
+def _own_threads() -> list[threading.Thread]:
+    """Threads of the plugin (its network loop) and of zeroconf (discovery), alive now."""
+    return [t for t in threading.enumerate() if t.is_alive() and t.name.startswith(("ssd-spyder", "zeroconf"))]
+
+
+@pytest.fixture(scope="module")
+def world(qapp: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpyderWorld]:
+    """Spyder with the plugin, a daemon announcing NAME on loopback, a user owning env "sci"."""
+    require_root()
+    from spyderwindow import spyder_window
+
+    tmp = tmp_path_factory.mktemp("spyder-world")
+    name = unique_name("spy")
+    with users(1) as (alice,), public_dir() as where:
+        prefix = give_env(alice, where)
+        daemon = announcing_system_daemon(tmp / "daemon", name)
+        world: SpyderWorld | None = None
+        try:
+            with spyder_window() as window:
+                world = SpyderWorld(window, daemon, name, alice, prefix, tmp, CLIENT_DIR)
+                yield world
+        finally:
+            current = world.daemon if world is not None else daemon  # the test that restarts it replaces it
+            if current.process.poll() is None:
+                current.stop_and_check()
+    assert not _own_threads(), f"the plugin left threads: {_own_threads()}"
+
+
+def _kernels(world: SpyderWorld) -> list[dict[str, Any]]:
+    """The user's kernels on the host, asked through a client of the plugin's own key (logged in as the user)."""
+    with Client(world.daemon.host, trust=True) as client:
+        return client.kernel_list()
+
+
+def _console(world: SpyderWorld, qtbot: Any, env: str = "sci") -> Any:
+    """Open a new console on *env* from the pane and wait until it is ready."""
+    pane, consoles = world.window.pane, world.window.plugin.consoles
+    before = len(consoles.consoles)
+    pane.select_host(world.name)
+    qtbot.waitUntil(lambda: any(e.name == env for e in pane.envs), timeout=20000)
+    pane.select_env(env)
+    click(qtbot, pane.console_button)
+    qtbot.waitUntil(lambda: len(consoles.consoles) > before, timeout=60000)
+    console = consoles.consoles[-1]
+    wait_ready(qtbot, console.client)
+    return console
+
+
+def test_pane_lists_the_daemon_found_by_discovery(world: SpyderWorld, qtbot: Any) -> None:
+    """The daemon announcing itself on loopback appears in the pane: new (not trusted), this machine."""
+    pane = world.window.pane
+    qtbot.waitUntil(lambda: world.name in pane.hosts, timeout=20000)
+    row = pane.hosts[world.name]
+    assert row.spec.port == world.daemon.port
+    assert row.trust == "new"
+    assert row.local
+    assert row.fingerprint == world.daemon.info["fingerprint"]
+    screenshot(pane, "spyder-pane")
+
+
+def test_first_contact_shows_the_fingerprint_and_trust_pins_it(world: SpyderWorld, qtbot: Any) -> None:
+    """Connect: the dialog shows the server's real fingerprint; Trust pins that key, then login is asked."""
+    pane, controller = world.window.pane, world.window.plugin.controller
+    pane.select_host(world.name)
+    click(qtbot, pane.connect_button)
+    qtbot.waitUntil(lambda: isinstance(controller.dialog, TrustDialog), timeout=20000)
+    assert str(world.daemon.info["fingerprint"]) in controller.dialog.label.text()
+    assert not (world.client_dir / "known_hosts").exists()
+    screenshot(controller.dialog, "spyder-trust")
+    click(qtbot, controller.dialog.trust_button)
+    qtbot.waitUntil(lambda: isinstance(controller.dialog, LoginDialog), timeout=20000)
+    assert world.name.lower() in (world.client_dir / "known_hosts").read_text()
+
+
+def test_login_says_what_is_wrong_then_logs_in_and_by_key_after(world: SpyderWorld, qtbot: Any) -> None:
+    """A wrong password is named as such in the dialog; the right one logs in and authorizes the key."""
+    controller = world.window.plugin.controller
+    dialog = controller.dialog
+    assert isinstance(dialog, LoginDialog)
+    dialog.user.setText(world.user.name)
+    dialog.password.setText("not-the-password")
+    click(qtbot, dialog.login_button)
+    qtbot.waitUntil(lambda: dialog.error.text() != "", timeout=40000)
+    assert "password" in dialog.error.text() or "wait" in dialog.error.text()
+    dialog.password.setText("")
+    screenshot(dialog, "spyder-login")
+    submit_password(world, qtbot, dialog, world.user.password)
+    assert world.window.pane.users[world.name] == world.user.name
+    authorized = world.user.home / ".config" / "ssd" / "authorized_keys"
+    assert authorized.exists(), "copy-id did not authorize the key"
+
+
+def test_environments_with_this_spyders_verdict(world: SpyderWorld, qtbot: Any) -> None:
+    """The env list: the spyder-kernels env works with this Spyder; a bare venv is flagged, with the fix."""
+    bare = make_conda_style(make_venv(world.prefix.parent / "bare"))  # Python, but no spyder-kernels
+    chown_tree(bare, world.user)
+    list_in_environments_txt(world.user.home, bare)
+    chown_tree(world.user.home / ".conda", world.user)
+    log_in(world, qtbot)
+    pane = world.window.pane
+    click(qtbot, pane.refresh_button)
+    qtbot.waitUntil(lambda: {e.name for e in pane.envs} >= {"sci", "bare"}, timeout=20000)  # {pane.status.text()}
+    by_name = {e.name: e for e in pane.envs}
+    assert by_name["sci"].verdict.ok, by_name["sci"].verdict
+    assert not by_name["bare"].verdict.ok
+    assert by_name["bare"].verdict.fix == "spyder-kernels>=3.1.0,<3.2.0"
+    screenshot(pane, "spyder-envs")
+
+
+def test_new_console_runs_as_the_user_in_the_env_and_the_variable_explorer_shows_it(
+    world: SpyderWorld, qtbot: Any
+) -> None:
+    """New console: the code runs as the user, in the env, in the remote home; the tab says env@host."""
+    log_in(world, qtbot)
+    console = _console(world, qtbot)
+    shell = console.client.shellwidget
+    text = run(qtbot, shell, "import os, sys; uid = os.getuid(); print('ID', uid, sys.prefix, os.getcwd())", "ID ")
+    assert f"ID {world.user.uid} {world.prefix} {world.user.home}" in text
+    qtbot.waitUntil(lambda: "uid" in namespace(world, shell), timeout=30000)
+    tabs = world.window.ipyconsole.get_widget().tabwidget
+    assert f"sci@{world.name}" in tabs.tabText(tabs.indexOf(console.client))
+    assert console.connection.get("curve_publickey"), "the console did not get the CURVE relay's keys"
+    screenshot(world.window.main, "spyder-console")
+
+
+def test_restart_from_the_menu_gives_a_new_process_and_a_live_variable_explorer(world: SpyderWorld, qtbot: Any) -> None:
+    """Restart (the console's action): a new kernel process; the Variable Explorer follows it."""
+    console = world.window.plugin.consoles.consoles[-1]
+    (before,) = [k["pid"] for k in _kernels(world) if k["kernel_id"] == console.kernel_id]
+    handler = console.client.kernel_handler
+    world.window.ipyconsole.get_widget().restart_action.trigger()
+    try:
+        qtbot.waitUntil(lambda: console.client.kernel_handler not in (None, handler), timeout=30000)
+    except QtWaitTimeout:
+        raise AssertionError(f"not restarted: {world.window.pane.status.text()}") from None
+    shell = wait_ready(qtbot, console.client)
+    text = run(qtbot, shell, "import os; after_restart = 1; print('NEWPID', os.getpid())", "NEWPID ")
+    assert text.split("NEWPID ")[-1].split()[0] != str(before)
+    qtbot.waitUntil(lambda: "after_restart" in namespace(world, shell), timeout=30000)
+    assert "uid" not in namespace(world, shell)
+
+
+def test_closing_the_console_asks_and_shuts_the_kernel_down(world: SpyderWorld, qtbot: Any) -> None:
+    """Closing the tab asks; "Shut down" stops the kernel on the host."""
+    consoles = world.window.plugin.consoles
+    console = consoles.consoles[-1]
+    assert any(k["kernel_id"] == console.kernel_id for k in _kernels(world))
+    world.window.ipyconsole.get_widget().close_client(client=console.client)
+    qtbot.waitUntil(lambda: isinstance(consoles.pending_dialog, ChoiceDialog), timeout=10000)
+    click(qtbot, consoles.pending_dialog.buttons["shutdown"])
+    qtbot.waitUntil(lambda: all(k["kernel_id"] != console.kernel_id for k in _kernels(world)), timeout=30000)
+
+
+def test_attach_to_a_kernel_started_by_ssd_ctl(world: SpyderWorld, qtbot: Any) -> None:
+    """A kernel started with ``ssd-ctl start`` shows in the pane; Attach gives a console on it."""
+    ctl = os.path.join(os.path.dirname(SSD), "ssd-ctl")
+    started = subprocess.run(
+        [ctl, "start", world.daemon.host, "sci", "--json", "--trust"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert started.returncode == 0, started.stderr
+    kernel_id = json.loads(started.stdout)["kernel"]["kernel_id"]
+    pane, consoles = world.window.pane, world.window.plugin.consoles
+    click(qtbot, pane.refresh_button)
+    qtbot.waitUntil(lambda: any(k.kernel_id == kernel_id for k in pane.kernels), timeout=20000)
+    pane.select_kernel(kernel_id)
+    click(qtbot, pane.attach_button)
+    qtbot.waitUntil(lambda: any(c.kernel_id == kernel_id for c in consoles.consoles), timeout=30000)
+    shell = wait_ready(qtbot, consoles.consoles[-1].client)
+    run(qtbot, shell, "import os; print('ATTACHED', os.getuid())", f"ATTACHED {world.user.uid}")
+
+
+def test_console_recovers_after_the_daemon_restarts(world: SpyderWorld, qtbot: Any) -> None:
+    """The daemon goes away and comes back (on a new port): the same console runs code again."""
+    console = world.window.plugin.consoles.consoles[-1]
+    world.daemon.stop_and_check()
+    world.daemon = announcing_system_daemon(world.tmp / "daemon", world.name, init=False)
+    pane = world.window.pane
+    qtbot.waitUntil(lambda: pane.hosts[world.name].spec.port == world.daemon.port, timeout=30000)
+    shell = wait_ready(qtbot, console.client)
+    run(qtbot, shell, "print('BACK', 20 + 22)", "BACK 42", timeout=60000)
+    assert console in world.window.plugin.consoles.consoles
+
+
+def test_quitting_spyder_lists_the_kernels_and_shuts_them_down(world: SpyderWorld, qtbot: Any) -> None:
+    """Quit: the dialog lists the ssd kernels this Spyder opened; "Shut down" stops them on the host."""
+    from qtpy.QtCore import QTimer
+
+    plugin = world.window.plugin
+    kernel_ids = {c.kernel_id for c in plugin.consoles.consoles}
+    assert kernel_ids
+
+    def answer() -> None:
+        dialog = plugin.quit_dialog
+        if dialog is None or not dialog.isVisible():
+            QTimer.singleShot(50, answer)
+            return
+        screenshot(dialog, "spyder-quit")
+        dialog.buttons["shutdown"].click()
+
+    QTimer.singleShot(0, answer)
+    assert plugin.can_close()
+    assert all(k["kernel_id"] not in kernel_ids for k in _kernels(world))
