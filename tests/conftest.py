@@ -25,8 +25,31 @@ IN_CI = os.environ.get("CI") == "true"
 
 try:  # tests/spyder run in Spyder's own environment (.ci/run's last step), never in one without Spyder
     importlib.metadata.version("spyder")
+    SPYDER_RUN = True
 except importlib.metadata.PackageNotFoundError:
+    SPYDER_RUN = False
     collect_ignore = ["spyder"]
+
+# In Spyder's environment the run ends with os._exit: PyQt5 5.15 segfaults while the interpreter tears down
+# Qt's global objects (Spyder's plugins, the console's widgets) after their Python wrappers (exit 139 after
+# "10 passed"). By pytest_unconfigure every test ran and the summary is printed; what is skipped is only
+# Python's own shutdown, and pytest's real exit status is kept.
+_EXIT = {"status": 0}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remember pytest's verdict (for the exit of a Spyder run)."""
+    _EXIT["status"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A Spyder run leaves now, with pytest's status, before Python tears Qt down."""
+    if SPYDER_RUN:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT["status"])
+
 
 # Helper modules of test folders (tests/envs/envfixtures.py, tests/kernels/kerneltools.py) import by plain name
 # from any test file, not only after pytest happened to collect their folder.
