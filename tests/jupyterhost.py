@@ -12,14 +12,18 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, start_daemon
+from conftest import Daemon, logged_in_client, start_daemon
 from envfixtures import conda_copy, kernel_venv
 from support.eventually import eventually
+
+from ssd.client import Client
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
 
@@ -143,3 +147,15 @@ def write_spec(site: Host, name: str, display_name: str = "", **config: str) -> 
     (kernels / name).mkdir(exist_ok=True)
     (kernels / name / "kernel.json").write_text(json.dumps(document))
     return name
+
+
+@contextmanager
+def host_admin(host: Host, tmp: Path) -> Iterator[Client]:
+    """Another client of the host's user, to look at the host; shuts down whatever a test left there."""
+    client = logged_in_client(host.daemon, tmp / "admin", timeout=60)
+    try:
+        yield client
+        for kernel in client.kernel_list():
+            client.kernel_shutdown(kernel["kernel_id"])
+    finally:
+        client.close()

@@ -15,9 +15,8 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import logged_in_client
 from jupyter_client.session import Session
-from jupyterhost import Host, JupyterServer, make_host
+from jupyterhost import Host, JupyterServer, host_admin, make_host
 from support.eventually import eventually
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
@@ -37,11 +36,8 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
 @pytest.fixture
 def admin(host: Host, tmp_path: Path) -> Iterator[Client]:
     """Another client of the same user, to look at the host; shuts down whatever a test left there."""
-    client = logged_in_client(host.daemon, tmp_path / "admin", timeout=60)
-    yield client
-    for kernel in client.kernel_list():
-        client.kernel_shutdown(kernel["kernel_id"])
-    client.close()
+    with host_admin(host, tmp_path) as client:
+        yield client
 
 
 class Channels:

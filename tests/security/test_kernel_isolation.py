@@ -107,12 +107,7 @@ class Stranger:
 
     def close(self) -> None:
         """Make sure the process is gone and its pipes closed."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+        _end(self.process)
 
 
 @contextmanager
@@ -220,12 +215,7 @@ class UserTunnel:
 
     def close(self) -> None:
         """Make sure the process is gone and its pipes closed."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+        _end(self.process)
 
 
 @pytest.mark.root
@@ -252,3 +242,13 @@ def test_another_user_cannot_reach_a_tunnel(site: Site) -> None:
     finally:
         tunnel.close()
         site.client.kernel_shutdown(reply["kernel"]["kernel_id"])
+
+
+def _end(process: subprocess.Popen[str]) -> None:
+    """Kill *process* if it still runs, reap it and close its pipes."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
