@@ -31,7 +31,8 @@ def test_a_job_runs_the_command_as_the_user(cluster: SlurmCluster, user: User) -
     slurm = AsUser(user, cluster, cluster.config(), mode="sync", extra_env={"LEAK": "from-the-worker"})
     output = user.home / "report.out"
     job_id = slurm.start([sys.executable, "-c", REPORT], environment={"SSD_MARK": "given"}, output=str(output))
-    text = eventually(lambda: output.read_text().strip() if output.exists() else None, "the job's output")
+    # Slurm creates the file when the job starts: wait for the line, not only the file.
+    text = eventually(lambda: (output.exists() and output.read_text().strip()) or None, "the job's output")
     assert text.split() == [str(user.uid), str(job_id), "given", "None"]
     assert output.stat().st_uid == user.uid
     ended = eventually(lambda: (s := slurm.status(job_id))["final"] and s, "the job to end")
