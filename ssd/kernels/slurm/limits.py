@@ -119,14 +119,9 @@ def _partition(asked: str | None, config: SlurmConfig) -> str | None:
 
 def _time(asked: str | None, config: SlurmConfig) -> int:
     text = asked if asked is not None else config.default_time
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise SlurmLimitError(f"time: {exc}") from None
+    seconds = _bounded("time", text, parse_duration, "max_time", config.max_time)
     if seconds < 60:
         raise SlurmLimitError(f"time {text} is under Slurm's smallest limit of one minute")
-    if config.max_time and seconds > parse_duration(config.max_time):
-        raise SlurmLimitError(f"time {text} is over this host's limit (slurm.max_time = {config.max_time})")
     return seconds
 
 
@@ -143,15 +138,21 @@ def _mem(asked: str | None, config: SlurmConfig) -> int | None:
     text = asked if asked is not None else config.default_mem
     if not text:
         return None
-    try:
-        mib = parse_memory(text)
-    except ValueError as exc:
-        raise SlurmLimitError(f"mem: {exc}") from None
+    mib = _bounded("mem", text, parse_memory, "max_mem", config.max_mem)
     if mib < 1:
         raise SlurmLimitError(f"mem {text}: a kernel needs some memory (Slurm reads 0 as the whole node)")
-    if config.max_mem and mib > parse_memory(config.max_mem):
-        raise SlurmLimitError(f"mem {text} is over this host's limit (slurm.max_mem = {config.max_mem})")
     return mib
+
+
+def _bounded(name: str, text: str, parse: Callable[[str], int], limit_key: str, limit: str) -> int:
+    """*text* read with *parse*; refused when malformed or over the limit ``slurm.<limit_key>`` (when set)."""
+    try:
+        value = parse(text)
+    except ValueError as exc:
+        raise SlurmLimitError(f"{name}: {exc}") from None
+    if limit and value > parse(limit):
+        raise SlurmLimitError(f"{name} {text} is over this host's limit (slurm.{limit_key} = {limit})")
+    return value
 
 
 def _gpus(asked: int | None, config: SlurmConfig) -> int:
