@@ -96,3 +96,23 @@ def test_resource_options_outside_the_limits_are_refused_before_submission(
     assert refused["error"] == "slurm_limit"
     assert named in refused["message"]
     assert cluster.queue("--states=all") == before  # no job was submitted
+
+
+def test_slurms_own_refusal_reaches_the_user_in_its_words(cluster: SlurmCluster, user: User) -> None:
+    """A partition ssd's limits allow but the cluster lacks: sbatch refuses, and its reason is in the error."""
+    refused = AsUser(user, cluster, cluster.config()).refusal({"partition": "nosuch"})
+    assert refused["error"] == "slurm_error"
+    assert "Invalid partition name" in refused["message"]
+
+
+def test_a_user_cannot_cancel_another_users_job(cluster: SlurmCluster) -> None:
+    """scancel of someone else's job is an error with Slurm's words, and the job keeps running."""
+    with users(2) as (owner, other):
+        job_id = AsUser(owner, cluster, cluster.config()).start(["/bin/sleep", "300"])
+        try:
+            answer = AsUser(other, cluster, cluster.config()).call("cancel", job_id=job_id)
+            assert answer.get("error") == "slurm_error", answer
+            assert "denied" in answer["message"].lower(), answer
+            assert cluster.queue(f"--jobs={job_id}")
+        finally:
+            cluster.run("scancel", str(job_id))
