@@ -33,8 +33,9 @@ from users import login, system_daemon, users
 from ssd.client import AsyncClient
 from ssd.client.identity import client_keypair
 from ssd.ctl.kernelspec import spec_document
-from ssd.errors import SSDError
-from ssd.provisioner import SSDProvisioner, _for_kernel_manager
+from ssd.errors import ErrorCode, SSDError
+from ssd.provisioner import SSDProvisioner
+from ssd.provisioner.kernel import _for_kernel_manager
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
 ME = pwd.getpwuid(os.geteuid()).pw_name
@@ -110,7 +111,7 @@ async def remote_kernels(daemon: Daemon, user: str | None = None) -> list[dict[s
         try:
             return await client.kernel_list()
         except SSDError as exc:
-            if exc.code != "not_authorized":
+            if exc.code != ErrorCode.NOT_AUTHORIZED:
                 raise
         await client.login(user or ME)
         return await client.kernel_list()

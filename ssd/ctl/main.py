@@ -13,7 +13,9 @@ import sys
 
 from ssd import __version__
 from ssd.client.discovery import install_name_resolver
+from ssd.ctl.args import common_options
 from ssd.ctl.commands import COMMANDS
+from ssd.ctl.commands import add_parsers as add_command_parsers
 from ssd.ctl.console import CONSOLE_COMMANDS
 from ssd.ctl.console import add_parser as add_console_parser
 from ssd.ctl.discover import DEFAULT_TIMEOUT as DISCOVER_TIMEOUT
@@ -26,16 +28,16 @@ from ssd.ctl.kernels import add_parsers as add_kernel_parsers
 from ssd.ctl.kernelspec import KERNELSPEC_COMMANDS
 from ssd.ctl.kernelspec import add_parser as add_kernelspec_parser
 from ssd.ctl.output import Output
-from ssd.ctl.sessions import SESSION_COMMANDS, add_parsers
+from ssd.ctl.sessions import SESSION_COMMANDS
+from ssd.ctl.sessions import add_parsers as add_session_parsers
 from ssd.ctl.tunnel import TUNNEL_COMMANDS
 from ssd.ctl.tunnel import add_parser as add_tunnel_parser
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 
 __all__ = ["main"]
 
 EXIT_USAGE = 2
 DEFAULT_TIMEOUT = 10.0  # seconds a command waits for a reply unless --timeout says otherwise
-HOST_HELP = "server as HOST[:PORT], an address ([v6]:PORT) or a discovered name; default port 9470"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,19 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             out.document({"error": exc.code, "message": exc.message})
         out.error(exc.message)
-        return EXIT_USAGE if exc.code == "usage" else exc.exit_code
+        return EXIT_USAGE if exc.code == ErrorCode.USAGE else exc.exit_code
     except KeyboardInterrupt:
         return 130
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    common.add_argument(
-        "--timeout", type=float, default=None, metavar="S", help="seconds to wait (default 10; discover: 2)"
-    )
-    common.add_argument("--trust", action="store_true", help="pin the server's key on first contact without asking")
+    common = common_options()
 
     parser = argparse.ArgumentParser(
         prog="ssd-ctl",
@@ -94,35 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    info = sub.add_parser("info", parents=[common], help="show a server's identity, version and status")
-    info.add_argument("host", metavar="HOST", help=HOST_HELP)
-
-    ping = sub.add_parser("ping", parents=[common], help="measure round-trip times")
-    ping.add_argument("host", metavar="HOST", help=HOST_HELP)
-    ping.add_argument("--count", "-c", type=int, default=4, metavar="N", help="number of pings (default 4)")
-    ping.add_argument("--interval", "-i", type=float, default=0.2, metavar="S", help="pause between pings")
-    ping.add_argument(
-        "--worker",
-        action="store_true",
-        help="go through the diagnostic worker (needs [workers] diag = true and a login)",
-    )
-
-    trust = sub.add_parser("trust", parents=[common], help="pin a server's key after showing its fingerprint")
-    trust.add_argument("host", metavar="HOST", help=HOST_HELP)
-    trust.add_argument("--replace", action="store_true", help="replace a pinned key that changed")
-
-    known = sub.add_parser("known-hosts", parents=[common], help="list pinned servers")
-    known.add_argument("--forget", metavar="HOST", help="remove HOST from known hosts")
-
-    keygen = sub.add_parser("keygen", parents=[common], help="make or show this client's key")
-    keygen.add_argument("--force", action="store_true", help="replace the key (the old one is kept as *.old)")
-
-    watch = sub.add_parser("watch", parents=[common], help="print the server's events as they happen")
-    watch.add_argument("host", metavar="HOST", help=HOST_HELP)
-    watch.add_argument("--topic", action="append", metavar="T", help="only this topic (repeatable)")
-    watch.add_argument("--count", type=int, default=0, metavar="N", help="stop after N events")
-
-    add_parsers(sub, common)
+    add_command_parsers(sub, common)
+    add_session_parsers(sub, common)
     add_discover_parser(sub, common)
     add_envs_parser(sub, common)
     add_admin_parser(sub, common)
