@@ -5,6 +5,7 @@
     SSDError                      code             exit code (ssd-ctl)
     ├── ConfigError               config_invalid   2
     ├── KeyFileError              key_file_invalid 2
+    ├── LocalError                local_error      1   (this machine: a file, a socket, a resource)
     ├── RemoteError               (server's ename) 1
     ├── TransportError                             3
     │   ├── Unreachable           unreachable
@@ -14,8 +15,10 @@
         ├── ServerKeyMismatch     server_key_mismatch
         └── CertificateError      certificate_invalid
 
-Every error carries ``code`` (stable, machine readable) and ``message`` (for a
-person). Foreign exceptions (zmq, OS, PAM) are translated at the boundary.
+Every error carries ``code`` (stable, machine readable, an ``ErrorCode``) and
+``message`` (for a person). Foreign exceptions (zmq, OS, timeouts) become one of
+these by ``translate``, at each boundary that shows errors to a person
+(``ssd.ctl.main``, ``ssd.provisioner.failures``).
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+import zmq
+
 __all__ = [
     "CertificateError",
     "ConfigError",
     "ErrorCode",
     "KeyFileError",
+    "LocalError",
     "RemoteError",
     "RequestTimeout",
     "SSDError",
@@ -36,6 +42,7 @@ __all__ = [
     "TransportError",
     "TrustError",
     "Unreachable",
+    "translate",
 ]
 
 
@@ -140,6 +147,12 @@ class KeyFileError(SSDError):
     exit_code = 2
 
 
+class LocalError(SSDError):
+    """This machine refused an operation: a file that cannot be written, a socket, a resource limit."""
+
+    code = ErrorCode.LOCAL_ERROR
+
+
 class RemoteError(SSDError):
     """The server answered a request with an error reply."""
 
@@ -196,3 +209,30 @@ class CertificateError(TrustError):
     """A certificate is unusable: wrong key or name, expired, or not from the configured CA."""
 
     code = ErrorCode.CERTIFICATE_INVALID
+
+
+def translate(exc: BaseException) -> SSDError | None:
+    """*exc* as the SSDError a person is shown (itself if it is one); None for an exception that is a bug."""
+    if isinstance(exc, SSDError):
+        return exc
+    if isinstance(exc, TimeoutError):  # asyncio's too
+        return RequestTimeout(f"no answer in time{_detail(exc)}")
+    if isinstance(exc, ConnectionError):
+        return Unreachable(f"the connection failed: {_os_text(exc)}")
+    if isinstance(exc, OSError):
+        return LocalError(_os_text(exc))
+    if isinstance(exc, zmq.ZMQError):
+        if exc.errno == zmq.EAGAIN:
+            return RequestTimeout(f"no answer in time (ZeroMQ: {exc.strerror})")
+        return LocalError(f"ZeroMQ: {exc.strerror}")
+    return None
+
+
+def _os_text(exc: OSError) -> str:
+    """``strerror: filename`` as the shell says it, else the exception's own text."""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return f"{exc.filename}: {text}" if exc.filename else text
+
+
+def _detail(exc: BaseException) -> str:
+    return f" ({exc})" if str(exc) else ""

@@ -35,7 +35,7 @@ from ssd.client.identity import client_keypair
 from ssd.ctl.kernelspec import spec_document
 from ssd.errors import ErrorCode, SSDError
 from ssd.provisioner import SSDProvisioner
-from ssd.provisioner.kernel import _for_kernel_manager
+from ssd.provisioner.hostlink import for_kernel_manager
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
 ME = pwd.getpwuid(os.geteuid()).pw_name
@@ -378,7 +378,7 @@ def test_provisioner_info_round_trip() -> None:
         first = SSDProvisioner(host="labpc", env="/opt/envs/sci", kind="ipykernel", user="alice")
         first.kernel_id = "jupyter-id"
         first.remote_id = "ssd-id"
-        first.connection_info = _for_kernel_manager({"shell_port": 1, "key": "secret", "ip": "10.0.0.1"})
+        first.connection_info = for_kernel_manager({"shell_port": 1, "key": "secret", "ip": "10.0.0.1"})
         info = await first.get_provisioner_info()
         json.dumps(info)  # storable as JSON
         second = SSDProvisioner()

@@ -1,7 +1,9 @@
 """``ssd-ctl``: the command-line client.
 
-Exit codes scripts can trust: 0 ok, 1 error reply from the server, 2 usage,
-3 unreachable or timeout, 4 trust failure (unknown or changed server key).
+Exit codes scripts can trust: 0 ok, 1 an error (the server's reply, or this
+machine's: a file, a socket), 2 usage, 3 unreachable or timeout, 4 trust
+failure (unknown or changed server key), 130 interrupted (Ctrl-C). Whatever
+goes wrong is said in one line (``report``), never as a traceback.
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ from ssd.ctl.sessions import SESSION_COMMANDS
 from ssd.ctl.sessions import add_parsers as add_session_parsers
 from ssd.ctl.tunnel import TUNNEL_COMMANDS
 from ssd.ctl.tunnel import add_parser as add_tunnel_parser
-from ssd.errors import ErrorCode, SSDError
+from ssd.errors import ErrorCode, SSDError, translate
 
-__all__ = ["main"]
+__all__ = ["main", "report"]
+
+log = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
 DEFAULT_TIMEOUT = 10.0  # seconds a command waits for a reply unless --timeout says otherwise
 
 
@@ -49,27 +54,39 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["SSD_CA_FILE"] = args.ca_file
     logging.basicConfig(level=logging.WARNING, format="ssd-ctl: %(message)s")
     out = Output(args.json)
-    install_name_resolver()  # HOST may be a discovered instance name
     try:
-        handlers = {
-            **COMMANDS,
-            **SESSION_COMMANDS,
-            **DISCOVER_COMMANDS,
-            **ENV_COMMANDS,
-            **KERNEL_COMMANDS,
-            **CONSOLE_COMMANDS,
-            **KERNELSPEC_COMMANDS,
-            **TUNNEL_COMMANDS,
-        }
-        code: int = handlers[args.command](args, out)
+        install_name_resolver()  # HOST may be a discovered instance name
+        code: int = HANDLERS[args.command](args, out)
         return code
-    except SSDError as exc:
-        if args.json:
-            out.document({"error": exc.code, "message": exc.message})
-        out.error(exc.message)
-        return EXIT_USAGE if exc.code == ErrorCode.USAGE else exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        out.error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the one place where an error becomes a message and an exit code
+        return report(exc, out)
+
+
+def report(exc: Exception, out: Output) -> int:
+    """Say what went wrong (one JSON document too with --json); return the exit code scripts rely on."""
+    error = translate(exc)
+    if error is None:  # a bug: said in a line, the traceback only in the debug log
+        log.debug("unexpected error", exc_info=exc)
+        error = SSDError(f"internal error ({type(exc).__name__}: {exc}); please report it")
+    if out.as_json:
+        out.document({"error": error.code, "message": error.message})
+    out.error(error.message)
+    return EXIT_USAGE if error.code == ErrorCode.USAGE else error.exit_code
+
+
+HANDLERS = {
+    **COMMANDS,
+    **SESSION_COMMANDS,
+    **DISCOVER_COMMANDS,
+    **ENV_COMMANDS,
+    **KERNEL_COMMANDS,
+    **CONSOLE_COMMANDS,
+    **KERNELSPEC_COMMANDS,
+    **TUNNEL_COMMANDS,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ssd-ctl",
         description="Talk to ssd daemons: find hosts, log in, see environments, start and reach kernels.",
         epilog="Options --json, --timeout and --trust go after the command. "
-        "Exit codes: 0 ok, 1 error reply, 2 usage, 3 unreachable/timeout, 4 trust failure.",
+        "Exit codes: 0 ok, 1 error, 2 usage, 3 unreachable/timeout, 4 trust failure, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"ssd-ctl {__version__}")
     parser.add_argument(

@@ -11,28 +11,41 @@ import asyncio
 import getpass
 import socket
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
+
+from jupyter_client.connect import KernelConnectionInfo
 
 from ssd.client import AsyncClient, HostSpec, parse_host
 from ssd.client.discovery import async_resolve_instance
 from ssd.client.hostspec import is_address
-from ssd.errors import ErrorCode, RemoteError, SSDError
+from ssd.errors import ErrorCode, RemoteError, SSDError, translate
 
-__all__ = ["call_host", "resolve_host"]
+__all__ = ["call_host", "for_kernel_manager", "resolve_host"]
 
 T = TypeVar("T")
 
 
 async def call_host(spec: HostSpec, host: str, user: str, operation: Callable[[AsyncClient], Awaitable[T]]) -> T:
-    """Run *operation* on a fresh connection to *spec*, logging in as *user* by key once if needed."""
-    async with AsyncClient(spec) as client:
-        try:
+    """Run *operation* on a fresh connection to *spec*, logging in as *user* by key once if needed.
+
+    Raises only SSDError: zmq, OS and timeout errors are translated here (ssd.errors.translate).
+    """
+    try:
+        async with AsyncClient(spec) as client:
+            try:
+                return await operation(client)
+            except RemoteError as exc:
+                if exc.code != ErrorCode.NOT_AUTHORIZED:
+                    raise
+            await _login(client, host, user or getpass.getuser())
             return await operation(client)
-        except RemoteError as exc:
-            if exc.code != ErrorCode.NOT_AUTHORIZED:
-                raise
-        await _login(client, host, user or getpass.getuser())
-        return await operation(client)
+    except SSDError:
+        raise
+    except Exception as exc:
+        error = translate(exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 async def _login(client: AsyncClient, host: str, user: str) -> None:
@@ -63,3 +76,11 @@ async def resolve_host(text: str) -> HostSpec:
         if found is not None:
             return HostSpec(spec.host, found.port, found.address)
     return spec
+
+
+def for_kernel_manager(info: dict[str, Any]) -> KernelConnectionInfo:
+    """Connection info as KernelManager compares it with its session's: the key as bytes (despite the type)."""
+    result = dict(info)
+    if isinstance(result.get("key"), str):
+        result["key"] = result["key"].encode()
+    return cast(KernelConnectionInfo, result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
@@ -14,8 +14,9 @@ from traitlets import Float, Unicode
 from ssd.client import AsyncClient, HostSpec
 from ssd.client.lease import LeaseKeeper, Trouble
 from ssd.errors import ErrorCode, RemoteError, SSDError, TransportError
-from ssd.kernelerrors import KernelStartError, explain
-from ssd.provisioner.hostlink import call_host, resolve_host
+from ssd.kernelerrors import KernelStartError
+from ssd.provisioner.failures import explained, warning
+from ssd.provisioner.hostlink import call_host, for_kernel_manager, resolve_host
 from ssd.provisioner.spec import check_config
 
 __all__ = ["SSDProvisioner"]
@@ -80,7 +81,7 @@ class SSDProvisioner(KernelProvisionerBase):
         """Check the kernelspec's config and keep its ``env`` stanza (KernelManager.pre_start_kernel)."""
         try:
             check_config(self.host, self.env, self.kind)
-        except SSDError as exc:
+        except Exception as exc:
             raise self._explained(exc) from None
         kwargs = await super().pre_launch(**kwargs)
         environ = kwargs["env"]
@@ -101,7 +102,7 @@ class SSDProvisioner(KernelProvisionerBase):
         restarting, failed = self._replaced, self._restart_failure
         try:
             reply = await self._call(self._attach if self._replaced and self.remote_id else self._start)
-        except SSDError as exc:
+        except Exception as exc:
             # The KernelManager logs this once (and Jupyter Server answers it); a cause chain would repeat it.
             raise self._explained(exc, "restart a kernel" if failed else "start a kernel") from None
         finally:
@@ -113,7 +114,7 @@ class SSDProvisioner(KernelProvisionerBase):
         self._running = True
         self._exit_code = None
         self._gone_on_host = False
-        self.connection_info = _for_kernel_manager(reply["connection"])
+        self.connection_info = for_kernel_manager(reply["connection"])
         self.log.info("ssd-provisioner: kernel %s in %s on %s", self.remote_id, self.env, self.host)
         if reply["kernel"].get("lease"):
             self._keep_lease()
@@ -165,9 +166,8 @@ class SSDProvisioner(KernelProvisionerBase):
         reply = await client.kernel_info(self.remote_id)
         return {**reply, "connection": client.connection_info(reply)}
 
-    def _explained(self, exc: SSDError, doing: str = "start a kernel") -> KernelStartError:
-        """The error Jupyter shows at kernel start: what went wrong on which host, and what to run."""
-        return explain(exc, host=self.host or "HOST", env=self.env, doing=doing)
+    def _explained(self, exc: BaseException, doing: str = "start a kernel") -> KernelStartError:
+        return explained(exc, host=self.host, env=self.env, doing=doing)
 
     # -- state --------------------------------------------------------------------------
 
@@ -337,15 +337,7 @@ class SSDProvisioner(KernelProvisionerBase):
 
     def _report(self, exc: SSDError | None) -> None:
         """Warn once about a host that cannot be asked about the kernel; quiet until that changes."""
-        if exc is None:
-            self._trouble.report(None)
-            return
-        # One warning while the host stays unreachable, or stays refusing (not authorized, then throttled).
-        self._trouble.report(
-            "unreachable" if isinstance(exc, TransportError) else "refused",
-            f"ssd-provisioner: cannot reach kernel {self.remote_id} on {self.host}: {exc}; "
-            "Jupyter counts it as running, and it keeps its lease only if the host can be reached again in time",
-        )
+        self._trouble.report(*(warning(exc, self.remote_id, self.host) if exc else (None,)))
 
     # -- timing and persistence ---------------------------------------------------------
 
@@ -377,7 +369,7 @@ class SSDProvisioner(KernelProvisionerBase):
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
         """Take over a kernel from saved info (the inverse of ``get_provisioner_info``); ``poll`` tells if it lives."""
         await super().load_provisioner_info(provisioner_info)
-        self.connection_info = _for_kernel_manager(dict(self.connection_info))
+        self.connection_info = for_kernel_manager(dict(self.connection_info))
         for name in ("host", "env", "kind", "user", "cwd"):
             if provisioner_info.get(name):
                 setattr(self, name, str(provisioner_info[name]))
@@ -398,11 +390,3 @@ class SSDProvisioner(KernelProvisionerBase):
         if self._spec is None:
             self._spec = await resolve_host(self.host)
         return self._spec
-
-
-def _for_kernel_manager(info: dict[str, Any]) -> KernelConnectionInfo:
-    """Connection info as KernelManager compares it with its session's: the key as bytes (despite the type)."""
-    result = dict(info)
-    if isinstance(result.get("key"), str):
-        result["key"] = result["key"].encode()
-    return cast(KernelConnectionInfo, result)
