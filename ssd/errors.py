@@ -102,7 +102,6 @@ class ErrorCode(StrEnum):
     KERNELSPEC_INVALID = "kernelspec_invalid", "a kernelspec's ssd-provisioner stanza is incomplete or wrong"
     KERNELSPEC_WRITE_FAILED = "kernelspec_write_failed", "a kernelspec could not be written"
     LOCAL_ERROR = "local_error", "this machine refused an operation (a file, a socket, a permission)"
-    INTERRUPTED = "interrupted", "stopped by the user (Ctrl-C)"
     USAGE = "usage", "the command line is wrong"
     NOT_FOUND = "not_found", "the named thing (a known host, a user, an operation) does not exist"
     # -- administration
