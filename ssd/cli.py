@@ -14,7 +14,7 @@ from typing import Any
 
 from ssd import __version__, certs, config, hostinfo, keys
 from ssd.broker.server import Broker, BrokerOptions
-from ssd.errors import CertificateError, SSDError
+from ssd.errors import CertificateError, ErrorCode, SSDError
 from ssd.isolation import drop_cwd_from_sys_path
 from ssd.paths import Mode, ServerPaths, server_paths
 from ssd.service import commands
@@ -100,7 +100,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _paths(mode: Mode) -> ServerPaths:
     if mode == "system" and os.geteuid() != 0:
-        raise SSDError(f"system mode needs root; run: sudo {' '.join(['ssd', *sys.argv[1:]])}", code="not_root")
+        raise SSDError(f"system mode needs root; run: sudo {' '.join(['ssd', *sys.argv[1:]])}", code=ErrorCode.NOT_ROOT)
     return server_paths(mode)
 
 
@@ -110,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.mode == "user" and not paths.key_stem.with_suffix(".key_secret").exists():
         initialize(paths)
     elif not paths.config_dir.exists():
-        raise SSDError(f"{paths.config_dir} does not exist; run: ssd init --system", code="not_initialized")
+        raise SSDError(f"{paths.config_dir} does not exist; run: ssd init --system", code=ErrorCode.NOT_INITIALIZED)
     overrides: dict[tuple[str, str], Any] = {}
     for flag, key in (("bind", ("server", "bind")), ("port", ("server", "port")), ("name", ("server", "name"))):
         if getattr(args, flag) is not None:

@@ -15,7 +15,7 @@ import re
 
 from tornado import web
 
-from ssd.errors import RemoteError, SSDError
+from ssd.errors import ErrorCode, RemoteError, SSDError
 
 __all__ = ["KernelStartError", "explain", "lay_out"]
 
@@ -23,10 +23,10 @@ __all__ = ["KernelStartError", "explain", "lay_out"]
 _COMMAND = re.compile(r"ssd-ctl [^();\n]*[^();\n\s.,]")
 _ASIDE = re.compile(r"\s*\((\w[\w ]*):$")  # "(see:" before a command
 _CODE = re.compile(r"[a-z][a-z_]{0,40}")
-_FIXES = {
-    "unreachable": ("Is the ssd daemon running there? Check with:", "ssd-ctl info {host}"),
-    "timeout": ("The host did not answer in time. Check with:", "ssd-ctl info {host}"),
-    "env_not_found": ("Is it gone? Update the kernelspecs with:", "ssd-ctl kernelspec sync {host}"),
+_FIXES: dict[str, tuple[str, str]] = {
+    ErrorCode.UNREACHABLE: ("Is the ssd daemon running there? Check with:", "ssd-ctl info {host}"),
+    ErrorCode.TIMEOUT: ("The host did not answer in time. Check with:", "ssd-ctl info {host}"),
+    ErrorCode.ENV_NOT_FOUND: ("Is it gone? Update the kernelspecs with:", "ssd-ctl kernelspec sync {host}"),
 }
 
 
@@ -34,7 +34,8 @@ class KernelStartError(SSDError, web.HTTPError):
     """A kernel that ssd could not start (or restart), with the fix; Jupyter Server answers it as a 500."""
 
     def __init__(self, message: str, *, code: str) -> None:
-        SSDError.__init__(self, message, code=code)
+        SSDError.__init__(self, message)
+        self.code = code  # the code of the error it explains (a server's may be newer than this client)
         # tornado's reason is the status line's phrase: a stable code only, never free text.
         reason = f"ssd {code}" if _CODE.fullmatch(code) else None
         web.HTTPError.__init__(self, 500, message, reason=reason)

@@ -36,19 +36,7 @@ __all__ = [
 
 PROTOCOL_VERSION: Final = "1.0"
 
-# Stable error codes (``ename``) the server sends.
-BAD_MESSAGE: Final = "bad_message"
-BAD_REQUEST: Final = "bad_request"
-UNKNOWN_MESSAGE_TYPE: Final = "unknown_message_type"
-NOT_AUTHORIZED: Final = "not_authorized"
-SERVICE_UNAVAILABLE: Final = "service_unavailable"
-WORKER_LOST: Final = "worker_lost"
-TOO_MANY_REQUESTS: Final = "too_many_requests"
-SHUTTING_DOWN: Final = "shutting_down"
-INTERNAL_ERROR: Final = "internal_error"
-AUTH_FAILED: Final = "auth_failed"  # a refused login, whatever the reason
-LOGIN_THROTTLED: Final = "login_throttled"
-ACCOUNT_DISABLED: Final = "account_disabled"  # told only to a holder of the account's key: locked, expired
+# The stable error codes (``ename``) are ssd.errors.ErrorCode.
 
 # Reply type used when a message is too broken to know what it asked for.
 PROTOCOL_ERROR_TYPE: Final = "protocol_error"
@@ -100,7 +88,7 @@ def reply_type(msg_type: str) -> str:
 
 
 def error_content(ename: str, evalue: str) -> dict[str, Any]:
-    """Build the content of an error reply."""
+    """Build the content of an error reply (*ename*: an ErrorCode, or the code of an SSDError being answered)."""
     return {"status": "error", "ename": ename, "evalue": evalue}
 
 

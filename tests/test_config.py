@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ssd.config import SECTIONS, Config, default_toml, load_config, reference
-from ssd.errors import ConfigError
+from ssd.errors import ConfigError, ErrorCode
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -58,7 +58,7 @@ def test_unknown_key_in_file_is_an_error(tmp_path: Path, text: str, named: str) 
     with pytest.raises(ConfigError, match=named) as info:
         load_config(path, environ={})
     assert str(path) in str(info.value)
-    assert info.value.code == "config_invalid"
+    assert info.value.code == ErrorCode.CONFIG_INVALID
 
 
 @pytest.mark.parametrize("value", ['"9470"', "true", "94.7", "70000", "-1"])

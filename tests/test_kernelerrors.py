@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tornado import web
 
-from ssd.errors import RemoteError, SSDError, Unreachable
+from ssd.errors import ErrorCode, RemoteError, SSDError, Unreachable
 from ssd.kernelerrors import KernelStartError, explain, lay_out
 
 
@@ -44,7 +44,9 @@ def test_the_error_is_an_ssd_error_and_an_http_error_with_the_same_text() -> Non
 def test_an_env_not_found_names_kernelspec_sync_rather_than_the_hosts_hint() -> None:
     """For a Jupyter user the fix is to update the kernelspecs, not the host's ``ssd-ctl envs``."""
     error = explain(
-        SSDError("no environment '/e/ana' was found for this user (see: ssd-ctl envs labpc)", code="env_not_found"),
+        SSDError(
+            "no environment '/e/ana' was found for this user (see: ssd-ctl envs labpc)", code=ErrorCode.ENV_NOT_FOUND
+        ),
         host="labpc",
         env="/e/ana",
         doing="restart a kernel",
@@ -60,7 +62,7 @@ def test_an_env_not_found_names_kernelspec_sync_rather_than_the_hosts_hint() -> 
 def test_a_hosts_words_stay_on_one_line() -> None:
     """A host's message cannot add lines to Jupyter's log or the dialog (a forged log record, say)."""
     forged = "refused\n[I 2026-01-01 00:00:00.000 ServerApp] Kernel started\r\x1b[2K"
-    lines = str(explain(RemoteError("kernel_start_failed", forged), host="labpc", env="/e/ana")).splitlines()
+    lines = str(explain(RemoteError(ErrorCode.KERNEL_START_FAILED, forged), host="labpc", env="/e/ana")).splitlines()
     assert lines == ["ssd could not start a kernel on labpc (environment ana).", lines[1]]
     assert lines[1].startswith("Refused [I 2026-01-01")
     assert all(c.isprintable() for c in lines[1])

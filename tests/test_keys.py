@@ -14,7 +14,7 @@ import zmq
 import zmq.auth
 from conftest import start_daemon
 
-from ssd.errors import KeyFileError
+from ssd.errors import ErrorCode, KeyFileError
 from ssd.keys import KeyPair, create_keypair, fingerprint, load_keypair, load_or_create_keypair
 
 
@@ -61,7 +61,7 @@ def test_load_refuses_secret_readable_by_others(tmp_path: Path, loose: int) -> N
     assert str(secret_path) in message
     assert f"chmod 600 {secret_path}" in message
     assert f"{loose:04o}" in message
-    assert info.value.code == "key_file_invalid"
+    assert info.value.code == ErrorCode.KEY_FILE_INVALID
 
 
 def test_load_accepts_stricter_mode(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from jupyter_client.session import Session
 
+from ssd.errors import ErrorCode
 from ssd.protocol import DELIM, BadMessage, Wire, error_content, reply_type
 
 
@@ -72,4 +73,8 @@ def test_reply_types_and_errors() -> None:
     """Replies are <family>_reply; errors carry status, ename, evalue."""
     assert reply_type("ping_request") == "ping_reply"
     assert reply_type("weird") == "protocol_error"
-    assert error_content("bad_request", "no") == {"status": "error", "ename": "bad_request", "evalue": "no"}
+    assert error_content(ErrorCode.BAD_REQUEST, "no") == {
+        "status": "error",
+        "ename": "bad_request",  # the wire value
+        "evalue": "no",
+    }

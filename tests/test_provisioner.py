@@ -33,8 +33,9 @@ from users import login, system_daemon, users
 from ssd.client import AsyncClient
 from ssd.client.identity import client_keypair
 from ssd.ctl.kernelspec import spec_document
-from ssd.errors import SSDError
-from ssd.provisioner import SSDProvisioner, _for_kernel_manager
+from ssd.errors import ErrorCode, SSDError
+from ssd.provisioner import SSDProvisioner
+from ssd.provisioner.hostlink import for_kernel_manager
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
 ME = pwd.getpwuid(os.geteuid()).pw_name
@@ -110,7 +111,7 @@ async def remote_kernels(daemon: Daemon, user: str | None = None) -> list[dict[s
         try:
             return await client.kernel_list()
         except SSDError as exc:
-            if exc.code != "not_authorized":
+            if exc.code != ErrorCode.NOT_AUTHORIZED:
                 raise
         await client.login(user or ME)
         return await client.kernel_list()
@@ -377,7 +378,7 @@ def test_provisioner_info_round_trip() -> None:
         first = SSDProvisioner(host="labpc", env="/opt/envs/sci", kind="ipykernel", user="alice")
         first.kernel_id = "jupyter-id"
         first.remote_id = "ssd-id"
-        first.connection_info = _for_kernel_manager({"shell_port": 1, "key": "secret", "ip": "10.0.0.1"})
+        first.connection_info = for_kernel_manager({"shell_port": 1, "key": "secret", "ip": "10.0.0.1"})
         info = await first.get_provisioner_info()
         json.dumps(info)  # storable as JSON
         second = SSDProvisioner()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ssd.envs import compat
-from ssd.errors import RemoteError, ServerKeyMismatch, Unreachable
+from ssd.errors import ErrorCode, RemoteError, ServerKeyMismatch, Unreachable
 from ssd.spyder.advice import advice
 from ssd.spyder.verdict import series_of, verdict
 
@@ -39,7 +39,7 @@ def test_missing_or_unready_environments_say_why_and_what_to_install() -> None:
 
 def test_advice_names_the_fix() -> None:
     """Throttled: when to retry; unreachable: check ssd there; changed key: the hard error stays."""
-    throttled = RemoteError("login_throttled", "too many failures", {"retry_after": 4.2})
+    throttled = RemoteError(ErrorCode.LOGIN_THROTTLED, "too many failures", {"retry_after": 4.2})
     assert "wait 4 s" in advice(throttled)
     assert "Is ssd running" in advice(Unreachable("cannot reach x"), "x")
     assert "Nothing was sent" in advice(ServerKeyMismatch("SERVER KEY CHANGED for x"), "x")

@@ -22,7 +22,7 @@ from typing import Any
 from conftest import Daemon, start_daemon
 
 from ssd.client import Client
-from ssd.errors import RemoteError
+from ssd.errors import ErrorCode, RemoteError
 
 # Every password the auth tests used, right or wrong: none may appear in a log or the state store.
 PASSWORDS: list[str] = []
@@ -130,7 +130,7 @@ def login(client: Client, name: str, password: str | None = None, *, patience: f
             return client.login(name, password)
         except RemoteError as exc:
             wait = float(exc.details.get("retry_after", 0))
-            if exc.code != "login_throttled" or time.monotonic() + wait > deadline:
+            if exc.code != ErrorCode.LOGIN_THROTTLED or time.monotonic() + wait > deadline:
                 raise
             time.sleep(wait)
 

@@ -27,6 +27,7 @@ import msgspec
 from ssd import protocol
 from ssd.broker.registry import Pending, Registry
 from ssd.broker.sessions import SessionStore
+from ssd.errors import ErrorCode
 
 __all__ = ["AccountChecks", "AccountSchedule"]
 
@@ -157,7 +158,7 @@ class AccountChecks:
             self.schedule.passed(user)
             for then in waiting:
                 then()
-        elif reply.get("ename") == protocol.ACCOUNT_DISABLED:
+        elif reply.get("ename") == ErrorCode.ACCOUNT_DISABLED:
             self.schedule.refused(user)
             self._disable(user, str(reply.get("evalue", "the account may no longer log in")))
         else:
@@ -167,6 +168,6 @@ class AccountChecks:
     def _disable(self, user: str, reason: str) -> None:
         ended = self.sessions.end_user(user, reason)
         log.warning("account check of %s failed: %s; ended its %d session(s)", user, reason, ended)
-        error = protocol.error_content(protocol.NOT_AUTHORIZED, f"your session was ended: {reason}")
+        error = protocol.error_content(ErrorCode.NOT_AUTHORIZED, f"your session was ended: {reason}")
         for pending in self.registry.take_queued_of(user):
             self._answer(pending, error)

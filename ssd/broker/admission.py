@@ -21,7 +21,7 @@ from ssd import protocol
 from ssd.broker.kernels import KernelBook
 from ssd.broker.registry import Registry
 from ssd.config import Config
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.kernels.launch import check_env_vars
 from ssd.users import Account, lookup
 
@@ -74,4 +74,6 @@ class Admission:
         denied = set(envs.admin_deny_groups)
         if envs.administration and account is not None and not account.groups & denied:
             return None
-        return protocol.error_content("not_allowed", "environment administration is turned off for you on this host")
+        return protocol.error_content(
+            ErrorCode.NOT_ALLOWED, "environment administration is turned off for you on this host"
+        )

@@ -31,6 +31,7 @@ from ssd.broker.quota import CutStrikes, LogThrottle, Verdict, WorkerQuota
 from ssd.broker.registry import Pending, Registry, WorkerRecord
 from ssd.broker.worker_events import WorkerEvents
 from ssd.config import WorkersConfig
+from ssd.errors import ErrorCode
 from ssd.workers import wire
 
 __all__ = ["WorkerRouter"]
@@ -234,7 +235,7 @@ class WorkerRouter:
             msgspec.json.decode(body, type=_ReplyStatus)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.error("worker %d sent an invalid reply: %s", record.pid, exc)
-            content = protocol.error_content(protocol.INTERNAL_ERROR, "the worker sent an invalid reply")
+            content = protocol.error_content(ErrorCode.INTERNAL_ERROR, "the worker sent an invalid reply")
         else:
             self.events.note_reply(record, pending.msg_type, body)
         self._answer(pending, content)
@@ -315,7 +316,7 @@ def _account_name(uid: int | None) -> str | None:
 
 def _lost(pending: Pending) -> dict[str, Any]:
     return protocol.error_content(
-        protocol.WORKER_LOST, f"the {pending.service} worker handling this request stopped; try again"
+        ErrorCode.WORKER_LOST, f"the {pending.service} worker handling this request stopped; try again"
     )
 
 
@@ -324,4 +325,4 @@ def _unavailable(pending: Pending, *, busy: bool) -> dict[str, Any]:
         text = f"every {pending.service} worker on this server is busy; try again shortly"
     else:
         text = f"no {pending.service} worker is running on this server (see the server log)"
-    return protocol.error_content(protocol.SERVICE_UNAVAILABLE, text)
+    return protocol.error_content(ErrorCode.SERVICE_UNAVAILABLE, text)

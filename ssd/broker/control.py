@@ -27,6 +27,7 @@ from ssd.broker.limiter import LoginLimiter
 from ssd.broker.registry import LoginAttempt, Pending
 from ssd.broker.sessions import SessionStore
 from ssd.config import ServerConfig
+from ssd.errors import ErrorCode
 from ssd.messages import ContentError, LoginRequest, parse_content
 from ssd.protocol import BadMessage, Message, Wire
 from ssd.users import EMPTY_PASSWORD_REFUSED, normalize_username
@@ -102,12 +103,12 @@ class ControlHandler:
         route = ROUTES.get(msg.msg_type)
         if route is None:
             error = protocol.error_content(
-                protocol.UNKNOWN_MESSAGE_TYPE, f"this server does not know the message type {msg.msg_type!r}"
+                ErrorCode.UNKNOWN_MESSAGE_TYPE, f"this server does not know the message type {msg.msg_type!r}"
             )
             self._answer_msg(msg, error)
             return
         if not self.accepting:
-            self._answer_msg(msg, protocol.error_content(protocol.SHUTTING_DOWN, "the server is shutting down"))
+            self._answer_msg(msg, protocol.error_content(ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
             return
         refusal = self._authorize(route, client_key)
         if refusal is not None:
@@ -116,7 +117,7 @@ class ControlHandler:
         try:
             content = parse_content(msg.content, route.content)
         except ContentError as exc:
-            self._answer_msg(msg, protocol.error_content(protocol.BAD_REQUEST, f"{msg.msg_type}: {exc}"))
+            self._answer_msg(msg, protocol.error_content(ErrorCode.BAD_REQUEST, f"{msg.msg_type}: {exc}"))
             return
         if route.handler is not None:
             context = RequestContext(self.facts, client_key, self.sessions)
@@ -136,9 +137,9 @@ class ControlHandler:
             return None
         ended = self.sessions.end_reason(client_key)
         if ended is not None:  # its account was disabled since the login (ssd.broker.accounts)
-            return protocol.error_content(protocol.NOT_AUTHORIZED, f"your session was ended: {ended}")
+            return protocol.error_content(ErrorCode.NOT_AUTHORIZED, f"your session was ended: {ended}")
         return protocol.error_content(
-            protocol.NOT_AUTHORIZED,
+            ErrorCode.NOT_AUTHORIZED,
             f"{route.msg_type} needs a login first (ssd-ctl login HOST); a session may also have expired",
         )
 
@@ -147,18 +148,18 @@ class ControlHandler:
         try:
             name = normalize_username(content.username)
         except ValueError as exc:
-            self._answer_msg(msg, protocol.error_content(protocol.BAD_REQUEST, f"invalid user name: {exc}"))
+            self._answer_msg(msg, protocol.error_content(ErrorCode.BAD_REQUEST, f"invalid user name: {exc}"))
             return None
         if content.password is None:
             return LoginAttempt(name, address, pam=False)  # a key cannot be guessed: never throttled
         if content.password == "" and not self.permit_empty_passwords:
             # Whatever the name: the answer tells nothing about the account, and "" is no secret.
-            self._answer_msg(msg, protocol.error_content(protocol.AUTH_FAILED, EMPTY_PASSWORD_REFUSED))
+            self._answer_msg(msg, protocol.error_content(ErrorCode.AUTH_FAILED, EMPTY_PASSWORD_REFUSED))
             return None
         wait = self.limiter.retry_after(name, address)
         if wait > 0:
             error = protocol.error_content(
-                protocol.LOGIN_THROTTLED,
+                ErrorCode.LOGIN_THROTTLED,
                 f"too many login attempts for this user name from this address, or from this address; "
                 f"try again in {math.ceil(wait)} s",
             )
@@ -173,11 +174,11 @@ class ControlHandler:
         error: dict[str, Any] | None
         if route.service not in self.services:
             error = protocol.error_content(
-                protocol.SERVICE_UNAVAILABLE, f"the {route.service} service is not enabled on this server"
+                ErrorCode.SERVICE_UNAVAILABLE, f"the {route.service} service is not enabled on this server"
             )
         elif self.router.registry.client_load(client_key) >= limit:
             error = protocol.error_content(
-                protocol.TOO_MANY_REQUESTS, f"this client already has {limit} requests in progress; wait for replies"
+                ErrorCode.TOO_MANY_REQUESTS, f"this client already has {limit} requests in progress; wait for replies"
             )
         else:
             check = self.admission.get(msg.msg_type)
@@ -220,7 +221,7 @@ class ControlHandler:
         # Only passwords can be guessed: a refused key (CURVE proved its owner) is no failure to count,
         # and counting it would lock out a shared address after a few `ssd-ctl login` key probes.
         if login.pam:
-            failed = reply.get("ename") == protocol.AUTH_FAILED
+            failed = reply.get("ename") == ErrorCode.AUTH_FAILED
             self.limiter.finish(login.name, login.address, success=ok, counted=ok or failed)
         if ok:
             session = self.sessions.bind(pending.client_key, reply["user"], self.session_lifetime)
@@ -235,7 +236,7 @@ class ControlHandler:
         if header is not None and isinstance(header.get("msg_type"), str):
             msg_type = protocol.reply_type(header["msg_type"])
         parent = header if header is not None and isinstance(header.get("msg_id"), str) else None
-        self._reply(idents, parent, msg_type, protocol.error_content(protocol.BAD_MESSAGE, reason))
+        self._reply(idents, parent, msg_type, protocol.error_content(ErrorCode.BAD_MESSAGE, reason))
 
     def _reply(
         self, idents: list[bytes], parent: dict[str, Any] | None, msg_type: str, content: dict[str, Any] | bytes
@@ -245,4 +246,4 @@ class ControlHandler:
 
 
 def _internal() -> dict[str, Any]:
-    return protocol.error_content(protocol.INTERNAL_ERROR, "internal server error (details in the server log)")
+    return protocol.error_content(ErrorCode.INTERNAL_ERROR, "internal server error (details in the server log)")

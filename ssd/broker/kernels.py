@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 
 from ssd import protocol
+from ssd.errors import ErrorCode
 from ssd.kernels.proc import reap, start_ticks
 from ssd.kernels.record import KernelRecord
 from ssd.kernels.relay import relay_connection_info
@@ -210,7 +211,7 @@ class KernelBook:
         """Refuse a kernel_start beyond the host limit (counting starts still in flight)."""
         if limit and self.count() + starting >= limit:
             return protocol.error_content(
-                "limit_reached", f"this host runs {limit} kernels, the most it allows; try again later"
+                ErrorCode.LIMIT_REACHED, f"this host runs {limit} kernels, the most it allows; try again later"
             )
         return None
 
@@ -220,7 +221,7 @@ class KernelBook:
         if limit and running + starting >= limit:
             also = f" and start {starting} more" if starting else ""
             return protocol.error_content(
-                "limit_reached",
+                ErrorCode.LIMIT_REACHED,
                 f"you already run {running} kernels here{also}, the most this host allows per user "
                 "(stop one: ssd-ctl stop HOST KERNEL)",
             )

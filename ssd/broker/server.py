@@ -41,7 +41,7 @@ from ssd.broker.supervisor import Supervisor, WorkerSpec
 from ssd.broker.zap import Authenticator
 from ssd.config import Config
 from ssd.edge.link import EDGE_DOMAIN, EdgeCredentials
-from ssd.errors import ConfigError
+from ssd.errors import ConfigError, ErrorCode
 from ssd.floodguard.guard import Cut, FloodGuard
 from ssd.floodguard.policy import FloodPolicy
 from ssd.kernels.transport import channel_plan
@@ -487,7 +487,7 @@ class Broker:
             await asyncio.sleep(0.05)
         for pending in self.registry.drain():
             self.control.answer(
-                pending, protocol.error_content(protocol.SHUTTING_DOWN, "the server shut down before answering")
+                pending, protocol.error_content(ErrorCode.SHUTTING_DOWN, "the server shut down before answering")
             )
         self.supervisor.stopping_now()  # workers that exit on STOP are not restarted
         self.router.stop_workers()

@@ -26,7 +26,7 @@ from ssd.client.identity import client_keypair
 from ssd.client.kernels import KernelCalls
 from ssd.client.known_hosts import KnownHost, KnownHosts
 from ssd.client.verify import Handshake, certified_key, fetch_server_key, wait_handshake
-from ssd.errors import RemoteError, RequestTimeout, ServerKeyMismatch, ServerUntrusted, Unreachable
+from ssd.errors import ErrorCode, RemoteError, RequestTimeout, ServerKeyMismatch, ServerUntrusted, Unreachable
 from ssd.paths import client_ca_file
 from ssd.protocol import BadMessage, Wire
 
@@ -185,7 +185,7 @@ class AsyncClient(KernelCalls):
             self._pending.pop(msg_id, None)
         if reply.get("status") != "ok":
             message = _name_host(str(reply.get("evalue", "the server refused")), self.spec)
-            raise RemoteError(str(reply.get("ename", "error")), message, reply)
+            raise RemoteError(str(reply.get("ename", ErrorCode.ERROR)), message, reply)
         return reply
 
     async def _receive(self) -> None:

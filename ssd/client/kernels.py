@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd.client.hostspec import HostSpec
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.kernels.transport import client_info
 from ssd.keys import KeyPair
 from ssd.sealed import SealError, open_sealed, sealed_context
@@ -91,7 +91,7 @@ class KernelCalls:
         """This user's kernels on the host."""
         kernels = (await self.request("kernel_list_request")).get("kernels")
         if not isinstance(kernels, list):
-            raise SSDError("the server's kernel list is malformed (no list of kernels)", code="bad_reply")
+            raise SSDError("the server's kernel list is malformed (no list of kernels)", code=ErrorCode.BAD_REPLY)
         return [_kernel(entry) for entry in kernels]
 
     async def kernel_info(self, kernel: str) -> dict[str, Any]:
@@ -136,14 +136,14 @@ def checked_kernel_id(value: object) -> str:
         except ValueError:
             pass
     raise SSDError(
-        f"the server sent an invalid kernel id {str(value)[:80]!r} (a kernel id is a UUID)", code="bad_reply"
+        f"the server sent an invalid kernel id {str(value)[:80]!r} (a kernel id is a UUID)", code=ErrorCode.BAD_REPLY
     )
 
 
 def _kernel(entry: object) -> dict[str, Any]:
     """One kernel description of a reply, its id checked."""
     if not isinstance(entry, dict):
-        raise SSDError("the server's kernel description is malformed (not an object)", code="bad_reply")
+        raise SSDError("the server's kernel description is malformed (not an object)", code=ErrorCode.BAD_REPLY)
     checked_kernel_id(entry.get("kernel_id"))
     return entry
 

@@ -22,7 +22,7 @@ from typing import Literal
 
 import msgspec
 
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.kernels.relay import CHANNELS
 from ssd.kernels.sockdir import SOCKET_ROOT, check_private_dir
 from ssd.paths import client_dir
@@ -113,7 +113,7 @@ def held(host: str, kernel_id: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise SSDError(
-                f"a tunnel to kernel {kernel_id} on {host} is already open (stop it first)", code="tunnel_busy"
+                f"a tunnel to kernel {kernel_id} on {host} is already open (stop it first)", code=ErrorCode.TUNNEL_BUSY
             ) from None
         yield
     finally:

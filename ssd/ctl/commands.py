@@ -15,10 +15,42 @@ from ssd.client import Client, HostSpec, KnownHosts, parse_host
 from ssd.client.identity import client_keypair, key_stem
 from ssd.client.known_hosts import KnownHost
 from ssd.client.verify import fetch_server_key
+from ssd.ctl.args import add_host
 from ssd.ctl.output import Output
-from ssd.errors import ServerKeyMismatch, ServerUntrusted, SSDError, Unreachable
+from ssd.errors import ErrorCode, ServerKeyMismatch, ServerUntrusted, SSDError, Unreachable
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "add_parsers", "connected"]
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """Add info, ping, trust, known-hosts, keygen and watch to ssd-ctl's parser."""
+    info = sub.add_parser("info", parents=[common], help="show a server's identity, version and status")
+    add_host(info)
+
+    ping = sub.add_parser("ping", parents=[common], help="measure round-trip times")
+    add_host(ping)
+    ping.add_argument("--count", "-c", type=int, default=4, metavar="N", help="number of pings (default 4)")
+    ping.add_argument("--interval", "-i", type=float, default=0.2, metavar="S", help="pause between pings")
+    ping.add_argument(
+        "--worker",
+        action="store_true",
+        help="go through the diagnostic worker (needs [workers] diag = true and a login)",
+    )
+
+    trust = sub.add_parser("trust", parents=[common], help="pin a server's key after showing its fingerprint")
+    add_host(trust)
+    trust.add_argument("--replace", action="store_true", help="replace a pinned key that changed")
+
+    known = sub.add_parser("known-hosts", parents=[common], help="list pinned servers")
+    known.add_argument("--forget", metavar="HOST", help="remove HOST from known hosts")
+
+    keygen = sub.add_parser("keygen", parents=[common], help="make or show this client's key")
+    keygen.add_argument("--force", action="store_true", help="replace the key (the old one is kept as *.old)")
+
+    watch = sub.add_parser("watch", parents=[common], help="print the server's events as they happen")
+    add_host(watch)
+    watch.add_argument("--topic", action="append", metavar="T", help="only this topic (repeatable)")
+    watch.add_argument("--count", type=int, default=0, metavar="N", help="stop after N events")
 
 
 @contextlib.contextmanager
@@ -43,7 +75,7 @@ def _spec(host: str) -> Any:
     try:
         return parse_host(host)
     except ValueError as exc:
-        raise SSDError(f"HOST {exc}", code="usage") from None
+        raise SSDError(f"HOST {exc}", code=ErrorCode.USAGE) from None
 
 
 def _confirm_trust(exc: ServerUntrusted, args: argparse.Namespace, out: Output) -> bool:
@@ -93,7 +125,7 @@ def _gib(value: Any) -> str:
 def cmd_ping(args: argparse.Namespace, out: Output) -> int:
     """ssd-ctl ping HOST: round-trip times through the broker (or a worker)."""
     if args.count < 1:
-        raise SSDError("--count must be at least 1", code="usage")
+        raise SSDError("--count must be at least 1", code=ErrorCode.USAGE)
     rtts: list[float] = []
     with connected(args, out) as client:
         for n in range(args.count):
@@ -177,7 +209,7 @@ def cmd_known_hosts(args: argparse.Namespace, out: Output) -> int:
     if args.forget:
         spec = _spec(args.forget)
         if not known.forget(spec.key):
-            raise SSDError(f"{spec.key} is not in {known.path}", code="not_found")
+            raise SSDError(f"{spec.key} is not in {known.path}", code=ErrorCode.NOT_FOUND)
         out.say(f"forgot {spec.key}")
         if args.json:
             out.document({"forgotten": spec.key})

@@ -16,7 +16,7 @@ from typing import Any
 from ssd.client.discovery import AsyncBrowser, Change, DiscoveredHost, Trust
 from ssd.client.hostspec import HostSpec
 from ssd.ctl.output import Output
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 
 __all__ = ["DISCOVER_COMMANDS", "add_parser", "cmd_discover"]
 
@@ -39,11 +39,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 def cmd_discover(args: argparse.Namespace, out: Output) -> int:
     """ssd-ctl discover: a table of announced hosts, or a stream of changes with --watch."""
     if args.timeout < 0:
-        raise SSDError("--timeout must not be negative", code="usage")
+        raise SSDError("--timeout must not be negative", code=ErrorCode.USAGE)
     try:
         return asyncio.run(_discover(args, out))
     except ValueError as exc:  # a malformed interface address
-        raise SSDError(f"--interface: {exc}", code="usage") from None
+        raise SSDError(f"--interface: {exc}", code=ErrorCode.USAGE) from None
 
 
 async def _discover(args: argparse.Namespace, out: Output) -> int:

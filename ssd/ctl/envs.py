@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TaskProgre
 from rich.text import Text
 
 from ssd.client import AsyncClient, Event
+from ssd.ctl.args import add_host
 from ssd.ctl.commands import connected
 from ssd.ctl.output import Output
 from ssd.topics import ENV_PROGRESS, user_topic
@@ -21,7 +22,7 @@ __all__ = ["ENV_COMMANDS", "add_admin_parser", "add_parser"]
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     """Add ``envs`` to ssd-ctl's parser."""
     envs = sub.add_parser("envs", parents=[common], help="list your environments on HOST (after a login)")
-    envs.add_argument("host", metavar="HOST", help="server as HOST[:PORT], an address or a discovered name")
+    add_host(envs)
 
 
 def cmd_envs(args: argparse.Namespace, out: Output) -> int:
@@ -65,7 +66,7 @@ def add_admin_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], c
     env = sub.add_parser("env", help="create, change or remove your environments on HOST (after a login)")
     actions = env.add_subparsers(dest="env_action", required=True, metavar="ACTION")
     create = actions.add_parser("create", parents=[common], help="make a new environment")
-    create.add_argument("host", metavar="HOST")
+    add_host(create)
     create.add_argument("name", metavar="NAME")
     create.add_argument("--python", metavar="X.Y", help="Python version (default: the host's python3)")
     create.add_argument("--package", "-p", action="append", default=[], metavar="SPEC", help="repeatable")
@@ -76,12 +77,12 @@ def add_admin_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], c
         help="also install the spyder-kernels this Spyder needs (and pins for its known breaks)",
     )
     install = actions.add_parser("install", parents=[common], help="install packages into an environment")
-    install.add_argument("host", metavar="HOST")
+    add_host(install)
     install.add_argument("env", metavar="ENV", help="name or prefix")
     install.add_argument("packages", nargs="*", metavar="SPEC")
     install.add_argument("--spyder", metavar="VERSION", help="install the spyder-kernels this Spyder needs (and pins)")
     remove = actions.add_parser("remove", parents=[common], help="remove an environment")
-    remove.add_argument("host", metavar="HOST")
+    add_host(remove)
     remove.add_argument("env", metavar="ENV", help="name or prefix")
 
 

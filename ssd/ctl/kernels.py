@@ -1,61 +1,44 @@
-"""ssd-ctl start, kernels, stop, interrupt, restart and attach: your kernels on a host (console: ssd.ctl.console).
+"""ssd-ctl start, kernels, stop, interrupt, restart, detach and attach: your kernels on a host.
 
-A kernel's connection file is written on this machine with only the classic
-keys (``ssd.kernels.transport.CLASSIC_KEYS``), 0600, so that Spyder's
-"Connect to an existing kernel" dialog, ``jupyter console --existing`` and
-any jupyter_client accept it. The HMAC key goes into that file and nowhere
-else: never on stdout, not even with ``--json``.
+console is ``ssd.ctl.console``, tunnel ``ssd.ctl.tunnel``; what they share with these is in
+``ssd.ctl.kernelargs`` (options, naming a kernel) and ``ssd.ctl.connfiles`` (connection files).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from jupyter_core.paths import jupyter_runtime_dir
 from rich.table import Table
 from rich.text import Text
 
 from ssd.client import Client
-from ssd.client.kernels import START_TIMEOUT, write_connection_file
+from ssd.client.kernels import START_TIMEOUT
+from ssd.ctl.args import add_host
 from ssd.ctl.commands import connected
+from ssd.ctl.connfiles import remove_default_files, tunnel_file, write_connection
+from ssd.ctl.kernelargs import KERNEL_HELP, SHORT, TCP_HELP, resolve, start_options, waiting
 from ssd.ctl.output import Output
-from ssd.errors import SSDError
+from ssd.ctl.tunnel import run_tunnel
 
 __all__ = [
     "KERNEL_COMMANDS",
     "add_parsers",
-    "choose_connection_file",
-    "remove_default_files",
-    "resolve_kernel",
     "say_started",
     "shutdown_kernel",
     "start_kernel",
-    "start_options",
     "started_document",
-    "write_connection",
 ]
 
-KINDS = ("spyder", "ipykernel")
-HOST_HELP = "server as HOST[:PORT], an address or a discovered name"
-KERNEL_HELP = "kernel id, a unique start of one, or the kernel's name (see: ssd-ctl kernels HOST)"
-SHORT = 8  # characters of a kernel id shown in tables and hints
 SHUTDOWN_TIMEOUT = 30.0
-TCP_HELP = (
-    "with --tunnel: TCP on 127.0.0.1 instead of sockets only you can open (any local user can then "
-    "read the kernel's output); for frontends that do not take transport ipc"
-)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     """Add the kernel commands to ssd-ctl's parser."""
     start = sub.add_parser("start", parents=[common], help="start a kernel in ENV on HOST, write its connection file")
-    start.add_argument("host", metavar="HOST", help=HOST_HELP)
+    add_host(start)
     start.add_argument("env", metavar="ENV", help="environment name or prefix (see: ssd-ctl envs HOST)")
     start_options(start)
     start.add_argument("--connection-file", metavar="PATH", help="where to write it (default: Jupyter's runtime dir)")
@@ -67,7 +50,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
     start.add_argument("--tcp", action="store_true", help=TCP_HELP)
 
     kernels = sub.add_parser("kernels", parents=[common], help="list your kernels on HOST")
-    kernels.add_argument("host", metavar="HOST", help=HOST_HELP)
+    add_host(kernels)
 
     for name, text in (
         ("stop", "shut a kernel down (politely, then by force)"),
@@ -76,127 +59,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         ("detach", "keep a kernel its frontend (Jupyter, Spyder) started running after that frontend ends"),
     ):
         command = sub.add_parser(name, parents=[common], help=text)
-        command.add_argument("host", metavar="HOST", help=HOST_HELP)
+        add_host(command)
         command.add_argument("kernel", metavar="KERNEL", help=KERNEL_HELP)
         if name == "interrupt":
             command.add_argument("--mode", choices=["signal", "message"], help="default: as the kernelspec says")
 
     attach = sub.add_parser("attach", parents=[common], help="write a running kernel's connection file again")
-    attach.add_argument("host", metavar="HOST", help=HOST_HELP)
+    add_host(attach)
     attach.add_argument("kernel", metavar="KERNEL", help=KERNEL_HELP)
     attach.add_argument("--connection-file", metavar="PATH", help="where to write it (default: as start does)")
-
-
-def start_options(parser: argparse.ArgumentParser) -> None:
-    """The options of start and console that go into kernel_start."""
-    parser.add_argument("--kind", choices=KINDS, default="spyder", help="spyder (default) or ipykernel (Jupyter)")
-    parser.add_argument("--name", default="", help="a name for the kernel (default: ENV (KIND))")
-    parser.add_argument("--cwd", metavar="DIR", help="its working folder on HOST (default: your home there)")
-    parser.add_argument(
-        "--env",
-        dest="env_vars",
-        action="append",
-        type=_assignment,
-        default=[],
-        metavar="NAME=VALUE",
-        help="an environment variable for the kernel, if the host allows it (SPY_*, LANG, ...; repeatable)",
-    )
-    parser.add_argument("--restart", action="store_true", help="start it again if it dies without being asked to")
-
-
-def _assignment(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    return name, value
-
-
-# -- connection files ---------------------------------------------------------------------
-
-
-def default_connection_file(kernel_id: str) -> Path:
-    """``<this client's Jupyter runtime dir>/kernel-ssd-<id>.json``."""
-    return Path(jupyter_runtime_dir()) / f"kernel-ssd-{kernel_id}.json"
-
-
-def choose_connection_file(requested: str | None, reply: dict[str, Any], info: dict[str, Any]) -> Path:
-    """Where to write *info*: PATH, or the default; never over the kernel's own file with other content.
-
-    On the server's machine (or with a home shared by NFS) the default path is
-    the very file the kernel reads again when it restarts. Writing the same
-    content there is harmless; other content (a host name for a wildcard
-    address) would break the restart, so the client's copy goes beside it.
-    """
-    kernel_id = reply["kernel"]["kernel_id"]
-    path = Path(requested).expanduser().absolute() if requested else default_connection_file(kernel_id)
-    if not _holds_other_info(path, reply, info):
-        return path
-    if requested:
-        raise SSDError(
-            f"{path} is the kernel's own connection file on the server (it reads it again on restart); "
-            "choose another --connection-file",
-            code="usage",
-        )
-    return path.with_name(f"kernel-ssd-{kernel_id}-client.json")
-
-
-def _holds_other_info(path: Path, reply: dict[str, Any], info: dict[str, Any]) -> bool:
-    """True if *path* is the kernel's own connection file and its content differs from *info*."""
-    if str(path) != str(reply.get("connection_file", "")):
-        return False
-    try:
-        present = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(present, dict) and {k: present.get(k) for k in info} != info
-
-
-def write_connection(client: Client, requested: str | None, reply: dict[str, Any]) -> Path:
-    """Write the classic connection file of a kernel_start or kernel_info reply; return where."""
-    info = client.connection_info(reply)
-    path = choose_connection_file(requested, reply, info)
-    if not requested:  # Jupyter keeps its runtime dir private, as jupyter_core makes it
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return write_connection_file(path, info)
-
-
-# -- resolving KERNEL ---------------------------------------------------------------------
-
-
-def resolve_kernel(kernels: Sequence[dict[str, Any]], text: str, host: str) -> str:
-    """The one kernel id that *text* names: an exact id, else a unique id prefix or name."""
-    if not text:
-        raise SSDError("KERNEL must not be empty", code="usage")
-    ids = [str(k["kernel_id"]) for k in kernels]
-    if text in ids:
-        return text
-    matches = [k for k in kernels if str(k["kernel_id"]).startswith(text.lower()) or k.get("name") == text]
-    if len(matches) == 1:
-        return str(matches[0]["kernel_id"])
-    if not matches:
-        raise SSDError(f"you have no kernel {text!r} on {host} (see: ssd-ctl kernels {host})", code="kernel_not_found")
-    named = ", ".join(f"{str(k['kernel_id'])[:SHORT]} ({k.get('name', '')})" for k in matches)
-    raise SSDError(f"{text!r} names {len(matches)} kernels: {named}; give more of the id", code="usage")
-
-
-def _resolve(client: Client, args: argparse.Namespace) -> str:
-    return resolve_kernel(client.kernel_list(), args.kernel, args.host)
-
-
-# -- progress -----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def waiting(out: Output, text: str) -> Iterator[None]:
-    """A spinner on stderr while a long request runs (only at a terminal, never with --json)."""
-    if out.as_json or not out.err.is_terminal:
-        yield
-        return
-    with out.err.status(text):
-        yield
-
-
-# -- commands -----------------------------------------------------------------------------
 
 
 def start_kernel(client: Client, args: argparse.Namespace, out: Output) -> tuple[dict[str, Any], float]:
@@ -270,8 +141,6 @@ def start_tunnel(
     args: argparse.Namespace, out: Output, reply: dict[str, Any], remote: dict[str, Any], took: float
 ) -> int:
     """start --tunnel: the kernel runs; keep a local tunnel to it until Ctrl-C."""
-    from ssd.ctl.tunnel import run_tunnel, tunnel_file  # the tunnel module imports this one
-
     kernel_id = str(reply["kernel"]["kernel_id"])
     path = tunnel_file(kernel_id, args.connection_file)
     if not args.json:
@@ -341,7 +210,7 @@ def _ago(stamp: Any, now: float) -> str:
 def cmd_stop(args: argparse.Namespace, out: Output) -> int:
     """Shut the kernel down; remove the connection files this client wrote for it by default."""
     with connected(args, out) as client:
-        kernel_id = _resolve(client, args)
+        kernel_id = resolve(client, args)
         reply = shutdown_kernel(client, out, kernel_id, args.timeout)
     removed = remove_default_files(kernel_id)
     if args.json:
@@ -359,21 +228,10 @@ def shutdown_kernel(client: Client, out: Output, kernel_id: str, timeout: float)
         return client.kernel_shutdown(kernel_id, timeout=max(timeout, SHUTDOWN_TIMEOUT))
 
 
-def remove_default_files(kernel_id: str) -> list[str]:
-    """Remove the default connection files of a kernel that is gone (a stale file misleads --existing)."""
-    removed = []
-    default = default_connection_file(kernel_id)
-    for path in (default, default.with_name(f"kernel-ssd-{kernel_id}-client.json")):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed.append(str(path))
-    return removed
-
-
 def cmd_interrupt(args: argparse.Namespace, out: Output) -> int:
     """Interrupt the running code (SIGINT to the kernel, or interrupt_request on its control channel)."""
     with connected(args, out) as client:
-        kernel_id = _resolve(client, args)
+        kernel_id = resolve(client, args)
         reply = client.kernel_interrupt(kernel_id, args.mode)
     if args.json:
         out.document({"kernel_id": kernel_id, "mode": reply.get("mode")})
@@ -385,7 +243,7 @@ def cmd_interrupt(args: argparse.Namespace, out: Output) -> int:
 def cmd_restart(args: argparse.Namespace, out: Output) -> int:
     """A new kernel process with the same id, ports and key: connection files stay valid."""
     with connected(args, out) as client:
-        kernel_id = _resolve(client, args)
+        kernel_id = resolve(client, args)
         began = time.perf_counter()
         with waiting(out, f"restarting kernel {kernel_id[:SHORT]}..."):
             reply = client.kernel_restart(kernel_id, timeout=max(args.timeout, START_TIMEOUT))
@@ -402,7 +260,7 @@ def cmd_restart(args: argparse.Namespace, out: Output) -> int:
 def cmd_detach(args: argparse.Namespace, out: Output) -> int:
     """Drop the kernel's lease: it no longer ends when the frontend that started it is gone."""
     with connected(args, out) as client:
-        kernel_id = _resolve(client, args)
+        kernel_id = resolve(client, args)
         client.kernel_lease(kernel_id, "detach")
     if args.json:
         out.document({"kernel_id": kernel_id, "lease": None})
@@ -414,7 +272,7 @@ def cmd_detach(args: argparse.Namespace, out: Output) -> int:
 def cmd_attach(args: argparse.Namespace, out: Output) -> int:
     """Write a running kernel's connection file again (for a client that lost it)."""
     with connected(args, out) as client:
-        kernel_id = _resolve(client, args)
+        kernel_id = resolve(client, args)
         reply = client.kernel_info(kernel_id)
         path = write_connection(client, args.connection_file, reply)
     if args.json:

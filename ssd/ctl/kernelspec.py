@@ -36,14 +36,14 @@ from jupyter_core.paths import jupyter_data_dir
 from ssd import __version__
 from ssd.client import Client
 from ssd.client.hostspec import DEFAULT_PORT
+from ssd.ctl.args import add_host
 from ssd.ctl.commands import connected
 from ssd.ctl.output import Output
-from ssd.errors import RemoteError, SSDError
-from ssd.provisioner import KINDS, PROVISIONER_NAME
+from ssd.errors import ErrorCode, RemoteError, SSDError
+from ssd.provisioner.spec import KINDS, PROVISIONER_NAME
 
 __all__ = ["KERNELSPEC_COMMANDS", "add_parser", "spec_document", "spec_name"]
 
-HOST_HELP = "server as HOST[:PORT], an address or a discovered name"
 _PACKAGE = {"ipykernel": ("ipykernel", "ipykernel"), "spyder": ("spyder_kernels", "spyder-kernels")}
 _UNSAFE = re.compile(r"[^a-z0-9._]+")  # runs of anything else (dashes too) become one dash
 
@@ -53,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     kernelspec = sub.add_parser("kernelspec", help="Jupyter kernelspecs for environments on a host")
     actions = kernelspec.add_subparsers(dest="kernelspec_action", required=True, metavar="ACTION")
     install = actions.add_parser("install", parents=[common], help="write a kernelspec for ENV on HOST")
-    install.add_argument("host", metavar="HOST", help=HOST_HELP)
+    add_host(install)
     install.add_argument("env", metavar="ENV", help="environment name or prefix (see: ssd-ctl envs HOST)")
     install.add_argument("--name", help="kernelspec name (default: ssd-HOST-ENV)")
     install.add_argument("--display-name", help='default: "Python X.Y · ENV · HOST"')
@@ -64,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         parents=[common],
         help="one kernelspec per environment of HOST that can run a kernel; remove those whose environment is gone",
     )
-    sync.add_argument("host", metavar="HOST", help=HOST_HELP)
+    add_host(sync)
     _location_options(sync)
     actions.add_parser("list", parents=[common], help="the ssd kernelspecs Jupyter sees")
 
@@ -175,9 +175,11 @@ def _write(name: str, document: dict[str, Any], where: Location) -> Path:
         try:
             written = KernelSpecManager().install_kernel_spec(tmp, name, user=where.user, prefix=where.prefix)
         except ValueError as exc:  # an invalid --name
-            raise SSDError(str(exc), code="usage") from None
+            raise SSDError(str(exc), code=ErrorCode.USAGE) from None
         except OSError as exc:
-            raise SSDError(f"cannot write the kernelspec {name}: {exc}", code="kernelspec_write_failed") from None
+            raise SSDError(
+                f"cannot write the kernelspec {name}: {exc}", code=ErrorCode.KERNELSPEC_WRITE_FAILED
+            ) from None
     return Path(written)
 
 
@@ -241,7 +243,7 @@ def _host_facts(client: Client, host: str) -> tuple[str, str, list[dict[str, Any
     try:
         user = str(client.whoami()["user"])
     except RemoteError as exc:
-        if exc.code != "not_authorized":
+        if exc.code != ErrorCode.NOT_AUTHORIZED:
             raise
         user = _key_login(client, host)
     envs: list[dict[str, Any]] = client.request("env_list_request")["envs"]
@@ -253,12 +255,12 @@ def _key_login(client: Client, host: str) -> str:
     try:
         return str(client.login(user)["user"])
     except RemoteError as exc:
-        if exc.code != "auth_failed":
+        if exc.code != ErrorCode.AUTH_FAILED:
             raise
     raise SSDError(
         f"this client has no session on {host} and its key is not authorized for {user} there; "
         f"log in and authorize it once with: ssd-ctl login {host} && ssd-ctl copy-id {host}",
-        code="not_authorized",
+        code=ErrorCode.NOT_AUTHORIZED,
     )
 
 
@@ -270,8 +272,8 @@ def _find(envs: list[dict[str, Any]], wanted: str, host: str) -> dict[str, Any]:
     if named:
         prefixes = ", ".join(e["prefix"] for e in named)
         text = f"several environments on {host} are named {wanted!r} ({prefixes}); give the prefix"
-        raise SSDError(text, code="usage")
-    raise SSDError(f"no environment {wanted!r} on {host} (see: ssd-ctl envs {host})", code="env_not_found")
+        raise SSDError(text, code=ErrorCode.USAGE)
+    raise SSDError(f"no environment {wanted!r} on {host} (see: ssd-ctl envs {host})", code=ErrorCode.ENV_NOT_FOUND)
 
 
 def cmd_install(args: argparse.Namespace, out: Output) -> int:
@@ -287,7 +289,7 @@ def cmd_install(args: argparse.Namespace, out: Output) -> int:
         raise SSDError(
             f"environment {_label(env)} on {args.host} has no {package}; "
             f"install it with: ssd-ctl env install {args.host} {_label(env)} {package}",
-            code="kernel_package_missing",
+            code=ErrorCode.KERNEL_PACKAGE_MISSING,
         )
     name = (args.name or spec_name(host_key, _label(env), kind=kind)).lower()
     display = args.display_name or _display_name(env, kind, shown)

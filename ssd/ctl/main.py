@@ -1,7 +1,9 @@
 """``ssd-ctl``: the command-line client.
 
-Exit codes scripts can trust: 0 ok, 1 error reply from the server, 2 usage,
-3 unreachable or timeout, 4 trust failure (unknown or changed server key).
+Exit codes scripts can trust: 0 ok, 1 an error (the server's reply, or this
+machine's: a file, a socket), 2 usage, 3 unreachable or timeout, 4 trust
+failure (unknown or changed server key), 130 interrupted (Ctrl-C). Whatever
+goes wrong is said in one line (``report``), never as a traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import sys
 
 from ssd import __version__
 from ssd.client.discovery import install_name_resolver
+from ssd.ctl.args import common_options
 from ssd.ctl.commands import COMMANDS
+from ssd.ctl.commands import add_parsers as add_command_parsers
 from ssd.ctl.console import CONSOLE_COMMANDS
 from ssd.ctl.console import add_parser as add_console_parser
 from ssd.ctl.discover import DEFAULT_TIMEOUT as DISCOVER_TIMEOUT
@@ -26,16 +30,19 @@ from ssd.ctl.kernels import add_parsers as add_kernel_parsers
 from ssd.ctl.kernelspec import KERNELSPEC_COMMANDS
 from ssd.ctl.kernelspec import add_parser as add_kernelspec_parser
 from ssd.ctl.output import Output
-from ssd.ctl.sessions import SESSION_COMMANDS, add_parsers
+from ssd.ctl.sessions import SESSION_COMMANDS
+from ssd.ctl.sessions import add_parsers as add_session_parsers
 from ssd.ctl.tunnel import TUNNEL_COMMANDS
 from ssd.ctl.tunnel import add_parser as add_tunnel_parser
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError, translate
 
-__all__ = ["main"]
+__all__ = ["main", "report"]
+
+log = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
 DEFAULT_TIMEOUT = 10.0  # seconds a command waits for a reply unless --timeout says otherwise
-HOST_HELP = "server as HOST[:PORT], an address ([v6]:PORT) or a discovered name; default port 9470"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,43 +54,50 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["SSD_CA_FILE"] = args.ca_file
     logging.basicConfig(level=logging.WARNING, format="ssd-ctl: %(message)s")
     out = Output(args.json)
-    install_name_resolver()  # HOST may be a discovered instance name
     try:
-        handlers = {
-            **COMMANDS,
-            **SESSION_COMMANDS,
-            **DISCOVER_COMMANDS,
-            **ENV_COMMANDS,
-            **KERNEL_COMMANDS,
-            **CONSOLE_COMMANDS,
-            **KERNELSPEC_COMMANDS,
-            **TUNNEL_COMMANDS,
-        }
-        code: int = handlers[args.command](args, out)
+        install_name_resolver()  # HOST may be a discovered instance name
+        code: int = HANDLERS[args.command](args, out)
         return code
-    except SSDError as exc:
-        if args.json:
-            out.document({"error": exc.code, "message": exc.message})
-        out.error(exc.message)
-        return EXIT_USAGE if exc.code == "usage" else exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        out.error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the one place where an error becomes a message and an exit code
+        return report(exc, out)
+
+
+def report(exc: Exception, out: Output) -> int:
+    """Say what went wrong (one JSON document too with --json); return the exit code scripts rely on."""
+    error = translate(exc)
+    if error is None:  # a bug: said in a line, the traceback only in the debug log
+        log.debug("unexpected error", exc_info=exc)
+        error = SSDError(f"internal error ({type(exc).__name__}: {exc}); please report it")
+    if out.as_json:
+        out.document({"error": error.code, "message": error.message})
+    out.error(error.message)
+    return EXIT_USAGE if error.code == ErrorCode.USAGE else error.exit_code
+
+
+HANDLERS = {
+    **COMMANDS,
+    **SESSION_COMMANDS,
+    **DISCOVER_COMMANDS,
+    **ENV_COMMANDS,
+    **KERNEL_COMMANDS,
+    **CONSOLE_COMMANDS,
+    **KERNELSPEC_COMMANDS,
+    **TUNNEL_COMMANDS,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    common.add_argument(
-        "--timeout", type=float, default=None, metavar="S", help="seconds to wait (default 10; discover: 2)"
-    )
-    common.add_argument("--trust", action="store_true", help="pin the server's key on first contact without asking")
+    common = common_options()
 
     parser = argparse.ArgumentParser(
         prog="ssd-ctl",
         description="Talk to ssd daemons: find hosts, log in, see environments, start and reach kernels.",
         epilog="Options --json, --timeout and --trust go after the command. "
-        "Exit codes: 0 ok, 1 error reply, 2 usage, 3 unreachable/timeout, 4 trust failure.",
+        "Exit codes: 0 ok, 1 error, 2 usage, 3 unreachable/timeout, 4 trust failure, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"ssd-ctl {__version__}")
     parser.add_argument(
@@ -94,35 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    info = sub.add_parser("info", parents=[common], help="show a server's identity, version and status")
-    info.add_argument("host", metavar="HOST", help=HOST_HELP)
-
-    ping = sub.add_parser("ping", parents=[common], help="measure round-trip times")
-    ping.add_argument("host", metavar="HOST", help=HOST_HELP)
-    ping.add_argument("--count", "-c", type=int, default=4, metavar="N", help="number of pings (default 4)")
-    ping.add_argument("--interval", "-i", type=float, default=0.2, metavar="S", help="pause between pings")
-    ping.add_argument(
-        "--worker",
-        action="store_true",
-        help="go through the diagnostic worker (needs [workers] diag = true and a login)",
-    )
-
-    trust = sub.add_parser("trust", parents=[common], help="pin a server's key after showing its fingerprint")
-    trust.add_argument("host", metavar="HOST", help=HOST_HELP)
-    trust.add_argument("--replace", action="store_true", help="replace a pinned key that changed")
-
-    known = sub.add_parser("known-hosts", parents=[common], help="list pinned servers")
-    known.add_argument("--forget", metavar="HOST", help="remove HOST from known hosts")
-
-    keygen = sub.add_parser("keygen", parents=[common], help="make or show this client's key")
-    keygen.add_argument("--force", action="store_true", help="replace the key (the old one is kept as *.old)")
-
-    watch = sub.add_parser("watch", parents=[common], help="print the server's events as they happen")
-    watch.add_argument("host", metavar="HOST", help=HOST_HELP)
-    watch.add_argument("--topic", action="append", metavar="T", help="only this topic (repeatable)")
-    watch.add_argument("--count", type=int, default=0, metavar="N", help="stop after N events")
-
-    add_parsers(sub, common)
+    add_command_parsers(sub, common)
+    add_session_parsers(sub, common)
     add_discover_parser(sub, common)
     add_envs_parser(sub, common)
     add_admin_parser(sub, common)

@@ -9,20 +9,19 @@ import sys
 import time
 from typing import Any
 
-from ssd import protocol
 from ssd.client import Client
+from ssd.ctl.args import add_host
 from ssd.ctl.commands import connected
 from ssd.ctl.output import Output
-from ssd.errors import RemoteError, SSDError
+from ssd.errors import ErrorCode, RemoteError, SSDError
 
 __all__ = ["SESSION_COMMANDS", "add_parsers"]
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     """Add the session commands to ssd-ctl's parser."""
-    host_help = "server as HOST[:PORT] or an address"
     login = sub.add_parser("login", parents=[common], help="log in: bind this client's key to a user on HOST")
-    login.add_argument("host", metavar="HOST", help=host_help)
+    add_host(login)
     login.add_argument("--user", "-u", default=getpass.getuser(), help="user name on HOST (default: yours here)")
     login.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
     login.add_argument("--key-only", action="store_true", help="only try this client's authorized key, never ask")
@@ -31,13 +30,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         ("whoami", "show the user this client is logged in as on HOST"),
         ("copy-id", "authorize this client's key for your user on HOST (after a login)"),
     ):
-        sub.add_parser(name, parents=[common], help=text).add_argument("host", metavar="HOST", help=host_help)
+        add_host(sub.add_parser(name, parents=[common], help=text))
     revoke = sub.add_parser(
         "revoke-id",
         parents=[common],
         help="remove this client's key (or KEY, or --all) from your authorized keys on HOST",
     )
-    revoke.add_argument("host", metavar="HOST", help=host_help)
+    add_host(revoke)
     which = revoke.add_mutually_exclusive_group()
     which.add_argument(
         "key", metavar="KEY", nargs="?", help="a client public key (see: ssd-ctl keygen); default: this one"
@@ -53,7 +52,7 @@ def cmd_login(args: argparse.Namespace, out: Output) -> int:
             reply = _try_key(client, args.user)
         if reply is None:
             if args.key_only:
-                raise SSDError(f"this client's key is not authorized for {args.user}", code=protocol.AUTH_FAILED)
+                raise SSDError(f"this client's key is not authorized for {args.user}", code=ErrorCode.AUTH_FAILED)
             reply = client.login(args.user, _password(args))
     expires = float(reply["expires"])
     if args.json:
@@ -67,7 +66,7 @@ def _try_key(client: Client, user: str) -> dict[str, Any] | None:
     try:
         return client.login(user)
     except RemoteError as exc:
-        if exc.code == protocol.AUTH_FAILED:
+        if exc.code == ErrorCode.AUTH_FAILED:
             return None
         raise
 
@@ -78,9 +77,9 @@ def _password(args: argparse.Namespace) -> str:
     elif sys.stdin.isatty():
         password = getpass.getpass(f"password for {args.user} on {args.host}: ")
     else:
-        raise SSDError("no terminal to ask for a password: use --password-stdin", code="usage")
+        raise SSDError("no terminal to ask for a password: use --password-stdin", code=ErrorCode.USAGE)
     if not password:
-        raise SSDError("empty password", code="usage")
+        raise SSDError("empty password", code=ErrorCode.USAGE)
     return password
 
 
@@ -106,7 +105,7 @@ def _still_authorized(client: Client) -> bool | None:
     try:
         return bool(client.key_remove(dry_run=True)["authorized"])
     except RemoteError as exc:
-        if exc.code in (protocol.BAD_REQUEST, "unknown_message_type"):
+        if exc.code in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_MESSAGE_TYPE):
             return None
         raise
 

@@ -21,15 +21,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from jupyter_core.paths import jupyter_runtime_dir
-
 from ssd.client import Client, tunnelstate
 from ssd.client.kernels import write_connection_file
 from ssd.client.tunnel import DEFAULT_TRANSPORT, Tunnel
+from ssd.ctl.args import add_host
 from ssd.ctl.commands import connected
-from ssd.ctl.kernels import HOST_HELP, KERNEL_HELP, SHORT, TCP_HELP, _resolve
+from ssd.ctl.connfiles import tunnel_file
+from ssd.ctl.kernelargs import KERNEL_HELP, SHORT, TCP_HELP, resolve
 from ssd.ctl.output import Output
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 
 __all__ = ["TUNNEL_COMMANDS", "add_parser", "run_tunnel"]
 
@@ -39,21 +39,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     tunnel = sub.add_parser(
         "tunnel", parents=[common], help="forward a kernel's encrypted channels to this machine (for Spyder)"
     )
-    tunnel.add_argument("host", metavar="HOST", help=HOST_HELP)
+    add_host(tunnel)
     tunnel.add_argument("kernel", metavar="KERNEL", help=KERNEL_HELP)
     tunnel.add_argument(
         "--connection-file", metavar="PATH", help="the classic file to write (default: Jupyter's runtime dir)"
     )
     tunnel.add_argument("--tcp", action="store_true", help=TCP_HELP.removeprefix("with --tunnel: "))
-
-
-def tunnel_file(kernel_id: str, requested: str | None) -> Path:
-    """Where the tunnel's classic connection file goes."""
-    if requested:
-        return Path(requested).expanduser()
-    runtime = Path(jupyter_runtime_dir())
-    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return runtime / f"kernel-ssd-{kernel_id}-tunnel.json"
 
 
 @contextlib.contextmanager
@@ -96,7 +87,7 @@ def _open(host: str, kernel_id: str, remote: dict[str, Any], transport: str) -> 
     try:
         tunnel = Tunnel(remote, transport=transport, socket_dir=folder, ports=ports)
     except ValueError as exc:
-        raise SSDError(str(exc), code="usage") from None
+        raise SSDError(str(exc), code=ErrorCode.USAGE) from None
     tunnel.start()
     tunnelstate.save(tunnelstate.TunnelRecord(host, kernel_id, transport, dict(tunnel.ports)))  # type: ignore[arg-type]
     return tunnel
@@ -136,7 +127,7 @@ def _report(out: Output, host: str, change: str) -> None:
 def cmd_tunnel(args: argparse.Namespace, out: Output) -> int:
     """Look the kernel up, then forward its channels until stopped."""
     with connected(args, out) as client:
-        kernel_id = _resolve(client, args)
+        kernel_id = resolve(client, args)
         remote = _remote_info(client, kernel_id)
     path = tunnel_file(kernel_id, args.connection_file)
     return run_tunnel(out, args.host, kernel_id, remote, path, tcp=args.tcp)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ssd.envs import validate
 from ssd.envs.compat import install_specs, kernels_spec_for
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 
 __all__ = ["Operation", "OperationState", "Progress", "ProgressCallback", "ToolFailed", "create_conda", "create_venv"]
 __all__ += ["install", "pick_tool", "remove", "run_tool", "spyder_kernels_spec", "spyder_specs"]
@@ -55,7 +55,7 @@ Known = Collection[str | Path]  # the prefixes discovery found
 class ToolFailed(SSDError):
     """An administration tool exited with an error; ``output`` holds its last lines."""
 
-    code = "env_tool_failed"
+    code = ErrorCode.ENV_TOOL_FAILED
 
     def __init__(self, message: str, *, output: Sequence[str] = (), returncode: int | None = None) -> None:
         super().__init__(message + ("\n" + "\n".join(output) if output else ""))

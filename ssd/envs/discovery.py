@@ -23,7 +23,7 @@ from ssd.envs.compat import env_verdict
 from ssd.envs.condarc import read_envs_dirs
 from ssd.envs.metadata import Kind, PrefixFacts, read_prefix, site_packages_dirs
 from ssd.envs.stamps import Stamp, StampCache, stamp
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 
 __all__ = ["DiscoveryOptions", "EnvDiscovery", "EnvInfo", "discover", "find_env"]
 
@@ -233,5 +233,9 @@ def find_env(envs: list[EnvInfo], wanted: str) -> EnvInfo:
         return named[0]
     if named:
         prefixes = ", ".join(e.prefix for e in named)
-        raise SSDError(f"several environments are named {wanted!r} ({prefixes}); give the prefix", code="env_ambiguous")
-    raise SSDError(f"no environment {wanted!r} was found for this user (see: ssd-ctl envs HOST)", code="env_not_found")
+        raise SSDError(
+            f"several environments are named {wanted!r} ({prefixes}); give the prefix", code=ErrorCode.ENV_AMBIGUOUS
+        )
+    raise SSDError(
+        f"no environment {wanted!r} was found for this user (see: ssd-ctl envs HOST)", code=ErrorCode.ENV_NOT_FOUND
+    )

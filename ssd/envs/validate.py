@@ -15,7 +15,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -43,7 +43,7 @@ _PYTHON_VERSION = re.compile(r"[23](?:\.\d{1,2}(?:\.\d{1,3})?)?")
 class EnvRefused(SSDError, ValueError):
     """The environment may not be touched: not discovered, a symlink, not writable, missing or already there."""
 
-    code = "env_refused"
+    code = ErrorCode.ENV_REFUSED
 
 
 def _refuse_control(what: str, value: str) -> None:

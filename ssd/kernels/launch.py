@@ -20,7 +20,7 @@ from jupyter_client.connect import write_connection_file
 from jupyter_core.paths import jupyter_runtime_dir
 
 from ssd.envs import EnvInfo
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.kernels import sockdir
 from ssd.kernels.record import KernelRecord
 
@@ -53,10 +53,10 @@ def require_package(env: EnvInfo, kind: str) -> None:
             fix += "  (or --spyder YOUR_SPYDER_VERSION for the matching version)"
         raise SSDError(
             f"environment {env.name or env.prefix} has no {package}; install it with: {fix}",
-            code="kernel_package_missing",
+            code=ErrorCode.KERNEL_PACKAGE_MISSING,
         )
     if env.python is None or not os.access(Path(env.prefix) / "bin" / "python", os.X_OK):
-        raise SSDError(f"environment {env.prefix} has no runnable bin/python", code="kernel_package_missing")
+        raise SSDError(f"environment {env.prefix} has no runnable bin/python", code=ErrorCode.KERNEL_PACKAGE_MISSING)
 
 
 def command(env: EnvInfo, kind: str, connection_file: str) -> list[str]:
@@ -76,10 +76,10 @@ def check_cwd(requested: str | None, home: str) -> str:
     try:
         real = path.resolve(strict=True)
     except (OSError, RuntimeError):
-        raise SSDError(f"working folder {str(path)!r} does not exist", code="cwd_refused") from None
+        raise SSDError(f"working folder {str(path)!r} does not exist", code=ErrorCode.CWD_REFUSED) from None
     # The worker runs as the user, so access() answers with exactly the user's rights.
     if not real.is_dir() or not os.access(real, os.R_OK | os.X_OK):
-        raise SSDError(f"working folder {str(path)!r} is not a folder you may enter", code="cwd_refused")
+        raise SSDError(f"working folder {str(path)!r} is not a folder you may enter", code=ErrorCode.CWD_REFUSED)
     return str(real)
 
 
@@ -90,7 +90,7 @@ def check_env_vars(requested: dict[str, str], allow: list[str]) -> dict[str, str
         raise SSDError(
             f"variables not allowed for kernels on this host: {', '.join(refused)} "
             f"(allowed: {', '.join(allow) or 'none'})",
-            code="env_var_refused",
+            code=ErrorCode.ENV_VAR_REFUSED,
         )
     return dict(requested)
 
@@ -171,11 +171,11 @@ def _popen(record: KernelRecord, fd: int) -> subprocess.Popen[bytes]:
             raise SSDError(
                 f"environment {record.env_name or record.env} is gone from this host: {record.env} "
                 "has no runnable bin/python any more",
-                code="env_not_found",
+                code=ErrorCode.ENV_NOT_FOUND,
             ) from None
         if not os.path.isdir(record.cwd):
-            raise SSDError(f"the kernel's working folder {record.cwd!r} is gone", code="cwd_refused") from None
-        raise SSDError(f"the kernel could not be started: {exc}", code="kernel_start_failed") from None
+            raise SSDError(f"the kernel's working folder {record.cwd!r} is gone", code=ErrorCode.CWD_REFUSED) from None
+        raise SSDError(f"the kernel could not be started: {exc}", code=ErrorCode.KERNEL_START_FAILED) from None
 
 
 def log_tail(path: str, lines: int = 15) -> str:

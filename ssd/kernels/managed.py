@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import zmq.asyncio
 
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.kernels import launch, proc, sockdir
 from ssd.kernels.lease import Lease
 from ssd.kernels.link import KernelLink, KernelSilent, kernel_info_summary
@@ -126,7 +126,7 @@ class ManagedKernel:
         else:
             reason = f"the kernel did not answer kernel_info within {self.hooks.start_timeout:g} s"
             await self._stop_process()
-        raise SSDError(reason + (f"{_OUTPUT}{tail}" if tail else ""), code="kernel_start_failed")
+        raise SSDError(reason + (f"{_OUTPUT}{tail}" if tail else ""), code=ErrorCode.KERNEL_START_FAILED)
 
     def _check_socket_dir(self) -> None:
         """An ipc kernel's socket folder must be this user's alone (made again if a cleaner removed it)."""
@@ -198,7 +198,7 @@ class ManagedKernel:
     def interrupt_by_signal(self) -> None:
         """SIGINT to the kernel's process group, as jupyter_client does."""
         if not proc.signal_group(self.record.pid, signal.SIGINT):
-            raise SSDError("the kernel is not running", code="kernel_dead")
+            raise SSDError("the kernel is not running", code=ErrorCode.KERNEL_DEAD)
 
     async def restart(self) -> dict[str, float]:
         """Same id, ports and key; a new process (also for a kernel that died). Returns the timings."""

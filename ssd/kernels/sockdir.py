@@ -23,7 +23,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 
 __all__ = ["MAX_SOCKET_PATH", "check_private_dir", "new_private_dir", "remove_sockets"]
 
@@ -47,7 +47,7 @@ def check_private_dir(path: Path) -> None:
         raise SSDError(
             f"the socket folder {path} is not a private folder of this user (mode {stat.filemode(info.st_mode)}, "
             f"owner uid {info.st_uid}); remove it and start the kernel again",
-            code="unsafe_socket_dir",
+            code=ErrorCode.UNSAFE_SOCKET_DIR,
         )
 
 

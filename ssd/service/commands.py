@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ssd import certs, config, keys
-from ssd.doctor import diagnose
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.paths import Mode, ServerPaths, server_paths
+from ssd.service.doctor import diagnose
 from ssd.service.install import InstallReport, install, uninstall
 
 __all__ = ["add_parsers"]
@@ -118,7 +118,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def _cert_paths(mode: Mode) -> tuple[ServerPaths, keys.KeyPair, config.Config]:
     if mode == "system" and os.geteuid() != 0:
-        raise SSDError(f"the system certificate needs root; run: sudo ssd {' '.join(sys.argv[1:])}", code="not_root")
+        raise SSDError(
+            f"the system certificate needs root; run: sudo ssd {' '.join(sys.argv[1:])}", code=ErrorCode.NOT_ROOT
+        )
     paths = server_paths(mode)
     return paths, keys.load_keypair(paths.key_stem), config.load_config(paths.config_file)
 
@@ -159,7 +161,7 @@ def cmd_cert_show(args: argparse.Namespace) -> int:
     """``ssd cert show``: the installed certificate's facts, and whether it binds this server's key."""
     paths, pair, _ = _cert_paths(args.mode)
     if not paths.cert_file.exists():
-        raise SSDError(f"no certificate at {paths.cert_file}; make one with: ssd init", code="not_initialized")
+        raise SSDError(f"no certificate at {paths.cert_file}; make one with: ssd init", code=ErrorCode.NOT_INITIALIZED)
     facts = certs.describe(certs.load_chain(paths.cert_file.read_bytes(), str(paths.cert_file)))
     binds = pair.fingerprint in facts.curve_keys
     if args.json:

@@ -21,7 +21,7 @@ from pathlib import Path
 import platformdirs
 
 from ssd import certs, config, keys
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.paths import APP, SYSTEM_UNIT_DIR, UNIT_NAME, Mode, ServerPaths, server_paths, user_unit_dir
 from ssd.service.unit import system_unit, user_unit
 
@@ -121,7 +121,7 @@ def install(
 ) -> InstallReport:
     """Install the daemon for *mode*: directories, config, keys, certificate, unit; enable unless told not to."""
     if mode == "system" and os.geteuid() != 0:
-        raise SSDError(f"installing the system service needs root; run: sudo {_command()}", code="not_root")
+        raise SSDError(f"installing the system service needs root; run: sudo {_command()}", code=ErrorCode.NOT_ROOT)
     paths = server_paths(mode)
     local = _rooted(paths, root)
     report = InstallReport(made=initialize(local))
@@ -202,7 +202,7 @@ def _command() -> str:
 def uninstall(mode: Mode, *, root: Path | None = None, purge: bool = False, run: Runner = _run) -> InstallReport:
     """Disable and remove the unit; with *purge* also the config (keys, certificate), state and log directories."""
     if mode == "system" and os.geteuid() != 0:
-        raise SSDError(f"removing the system service needs root; run: sudo {_command()}", code="not_root")
+        raise SSDError(f"removing the system service needs root; run: sudo {_command()}", code=ErrorCode.NOT_ROOT)
     report = InstallReport()
     unit = unit_path(mode, root)
     if unit.exists():

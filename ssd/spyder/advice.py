@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from ssd.errors import RemoteError, RequestTimeout, ServerKeyMismatch, ServerUntrusted, SSDError, Unreachable
+from ssd.errors import ErrorCode, RemoteError, RequestTimeout, ServerKeyMismatch, ServerUntrusted, SSDError, Unreachable
 
 __all__ = ["advice"]
 
-_BY_CODE = {
-    "auth_failed": "wrong user name or password (or the account may not log in there). Check them and try again.",
-    "account_disabled": "the account is locked or expired on that machine: ask its administrator.",
-    "not_authorized": "you are not logged in there (or your session ended): log in again.",
-    "env_not_found": "that environment is gone: refresh the environment list.",
-    "kernel_not_found": "that kernel is no longer on the host: refresh the kernel list.",
-    "too_many_requests": "the host is busy: wait a moment and try again.",
-    "service_unavailable": "the host's workers are not ready: try again in a few seconds.",
+_BY_CODE: dict[str, str] = {
+    ErrorCode.AUTH_FAILED: "wrong user name or password (or the account may not log in there). "
+    "Check them and try again.",
+    ErrorCode.ACCOUNT_DISABLED: "the account is locked or expired on that machine: ask its administrator.",
+    ErrorCode.NOT_AUTHORIZED: "you are not logged in there (or your session ended): log in again.",
+    ErrorCode.ENV_NOT_FOUND: "that environment is gone: refresh the environment list.",
+    ErrorCode.KERNEL_NOT_FOUND: "that kernel is no longer on the host: refresh the kernel list.",
+    ErrorCode.TOO_MANY_REQUESTS: "the host is busy: wait a moment and try again.",
+    ErrorCode.SERVICE_UNAVAILABLE: "the host's workers are not ready: try again in a few seconds.",
 }
 
 
@@ -31,7 +32,7 @@ def advice(error: BaseException, host: str = "the host") -> str:
     if isinstance(error, RequestTimeout):
         return f"{error.message}. The host may be overloaded or the network down: try again."
     if isinstance(error, RemoteError):
-        if error.code == "login_throttled":
+        if error.code == ErrorCode.LOGIN_THROTTLED:
             wait = float(error.details.get("retry_after", 0) or 0)
             return f"too many failed logins: wait {wait:.0f} s, then try again."
         fix = _BY_CODE.get(error.code)

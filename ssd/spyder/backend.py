@@ -21,7 +21,7 @@ from ssd.client.discovery import AsyncBrowser, Change, DiscoveredHost
 from ssd.client.hostspec import HostSpec, parse_host
 from ssd.client.identity import client_keypair
 from ssd.client.kernels import write_connection_file
-from ssd.errors import SSDError, TransportError
+from ssd.errors import ErrorCode, SSDError, TransportError
 from ssd.spyder.loop import LoopThread
 from ssd.spyder.models import ConnectInfo, EnvRow, HostRow, KernelRow, Progress, StartedKernel
 from ssd.spyder.verdict import verdict
@@ -342,7 +342,7 @@ class Backend:
         try:
             await self._request(spec, lambda c: c.kernel_lease(kernel_id))
         except SSDError as exc:
-            if exc.code == "kernel_not_found":
+            if exc.code == ErrorCode.KERNEL_NOT_FOUND:
                 self._leases.pop((spec.host, kernel_id), None)
             log.info("ssd: lease of %s on %s not renewed: %s", kernel_id, spec, exc)
 

@@ -13,7 +13,7 @@ from typing import Any
 from qtpy.QtWidgets import QMessageBox
 
 from ssd.client.hostspec import HostSpec
-from ssd.errors import RemoteError, ServerKeyMismatch, ServerUntrusted, SSDError
+from ssd.errors import ErrorCode, RemoteError, ServerKeyMismatch, ServerUntrusted, SSDError
 from ssd.spyder.advice import advice
 from ssd.spyder.backend import Backend, parse_host
 from ssd.spyder.consoles import ConsoleManager
@@ -125,7 +125,7 @@ class Controller:
         def done(bound: str | None, error: BaseException | None) -> None:
             if error is None and bound:
                 self._logged_in(key, bound)
-            elif isinstance(error, RemoteError) and error.code in ("auth_failed", "not_authorized"):
+            elif isinstance(error, RemoteError) and error.code in (ErrorCode.AUTH_FAILED, ErrorCode.NOT_AUTHORIZED):
                 self.ask_login(key, "")
             else:
                 self.ask_login(key, advice(error or Exception(), key))

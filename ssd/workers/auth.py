@@ -20,8 +20,7 @@ from typing import Any
 
 import pamela
 
-from ssd import protocol
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.isolation import python_module
 from ssd.keys import is_valid_public_key
 from ssd.messages import AccountCheckRequest, KeyAddRequest, KeyRemoveRequest, LoginRequest
@@ -80,12 +79,12 @@ async def login(worker: AuthWorker, content: LoginRequest, request: wire.Request
     try:
         name = normalize_username(content.username)
     except ValueError as exc:
-        raise SSDError(f"invalid user name: {exc}", code="bad_request") from None
+        raise SSDError(f"invalid user name: {exc}", code=ErrorCode.BAD_REQUEST) from None
     account = lookup(name)
     if content.password is None:
         method, ok = "key", _check_key(worker, account, request.client_key, name)
     elif content.password == "" and not worker.permit_empty_passwords:
-        raise SSDError(EMPTY_PASSWORD_REFUSED, code=protocol.AUTH_FAILED)  # the broker refuses it first
+        raise SSDError(EMPTY_PASSWORD_REFUSED, code=ErrorCode.AUTH_FAILED)  # the broker refuses it first
     else:
         method = "password"
         # Unknown and refused users go through PAM too, so that every failure looks alike and takes
@@ -95,7 +94,7 @@ async def login(worker: AuthWorker, content: LoginRequest, request: wire.Request
         ok = await _admitted(worker, account, method)
     if not ok or account is None:
         log.info("failed %s login for %s", method, name)
-        raise SSDError(_FAILED_TEXT, code=protocol.AUTH_FAILED)
+        raise SSDError(_FAILED_TEXT, code=ErrorCode.AUTH_FAILED)
     log.info("%s logged in with a %s", name, method)
     return {"status": "ok", "user": account.name, "uid": account.uid, "method": method}
 
@@ -105,7 +104,7 @@ def _check_key(worker: AuthWorker, account: Account | None, client_key: str, nam
     if account is None or not keyfile.authorized(client_key.encode(), worker.key_files(account)):
         raise SSDError(
             f"this client key is not authorized for {name}; log in with a password and run: ssd-ctl copy-id HOST",
-            code=protocol.AUTH_FAILED,
+            code=ErrorCode.AUTH_FAILED,
         )
     return True
 
@@ -122,7 +121,7 @@ async def _admitted(worker: AuthWorker, account: Account, method: str) -> bool:
             return True
         log.warning("login of %s refused: %s", account.name, reason)
         if method == "key":
-            raise SSDError(f"{account.name} may not log in: {reason}", code=protocol.ACCOUNT_DISABLED)
+            raise SSDError(f"{account.name} may not log in: {reason}", code=ErrorCode.ACCOUNT_DISABLED)
     if method == "password":
         await asyncio.sleep(REFUSAL_DELAY * random.uniform(0.75, 1.25))  # noqa: S311 (jitter, not a secret)
     return False
@@ -140,17 +139,17 @@ def _policy_allows(worker: AuthWorker, account: Account) -> bool:
 async def account_check(worker: AuthWorker, content: AccountCheckRequest, request: wire.Request) -> dict[str, Any]:
     """The broker asks whether the request's user may still log in (at worker start, and periodically)."""
     if request.client_key:
-        raise SSDError("account checks come from the broker only", code=protocol.NOT_AUTHORIZED)
+        raise SSDError("account checks come from the broker only", code=ErrorCode.NOT_AUTHORIZED)
     account = lookup(request.user) if request.user else None
     if account is None:
-        raise SSDError(f"the account {request.user} no longer exists", code=protocol.ACCOUNT_DISABLED)
+        raise SSDError(f"the account {request.user} no longer exists", code=ErrorCode.ACCOUNT_DISABLED)
     try:
         worker.policy.check(account)
     except LoginRefused as exc:
-        raise SSDError(f"the account may no longer log in here: {exc}", code=protocol.ACCOUNT_DISABLED) from None
+        raise SSDError(f"the account may no longer log in here: {exc}", code=ErrorCode.ACCOUNT_DISABLED) from None
     reason = await asyncio.to_thread(worker.account_refusal, account)
     if reason is not None:
-        raise SSDError(f"{account.name} may no longer log in: {reason}", code=protocol.ACCOUNT_DISABLED)
+        raise SSDError(f"{account.name} may no longer log in: {reason}", code=ErrorCode.ACCOUNT_DISABLED)
     return {"status": "ok", "user": account.name}
 
 
@@ -167,15 +166,17 @@ def _pam_login(name: str, password: str, service: str) -> bool:
 async def key_add(worker: AuthWorker, content: KeyAddRequest, request: wire.Request) -> dict[str, Any]:
     """copy-id: append the connection's key to its user's authorized keys, written as that user."""
     if request.user is None:
-        raise SSDError("copy-id needs a login first", code="not_authorized")
+        raise SSDError("copy-id needs a login first", code=ErrorCode.NOT_AUTHORIZED)
     account = lookup(request.user)
     if account is None:
-        raise SSDError(f"user {request.user} no longer exists", code="not_found")
+        raise SSDError(f"user {request.user} no longer exists", code=ErrorCode.NOT_FOUND)
     path = Path(account.home) / worker.keys_file
     argv = python_module("ssd.workers.keyfile", "add", str(path), request.client_key, content.comment)
     result = await asyncio.to_thread(_run_as, argv, account)
     if result.returncode not in (0, 3):
-        raise SSDError(result.stderr.strip() or "could not write the authorized keys file", code="key_add_failed")
+        raise SSDError(
+            result.stderr.strip() or "could not write the authorized keys file", code=ErrorCode.KEY_ADD_FAILED
+        )
     return {"status": "ok", "user": account.name, "file": str(path), "added": result.returncode == 0}
 
 
@@ -186,13 +187,13 @@ async def key_remove(worker: AuthWorker, content: KeyRemoveRequest, request: wir
     which only root changes); ``dry_run`` only answers that, for ``ssd-ctl logout``.
     """
     if request.user is None:
-        raise SSDError("revoke-id needs a login first", code="not_authorized")
+        raise SSDError("revoke-id needs a login first", code=ErrorCode.NOT_AUTHORIZED)
     account = lookup(request.user)
     if account is None:
-        raise SSDError(f"user {request.user} no longer exists", code="not_found")
+        raise SSDError(f"user {request.user} no longer exists", code=ErrorCode.NOT_FOUND)
     key = (content.key or request.client_key).encode()
     if not content.all and not is_valid_public_key(key):
-        raise SSDError("key: not a CURVE public key (40 characters of Z85)", code=protocol.BAD_REQUEST)
+        raise SSDError("key: not a CURVE public key (40 characters of Z85)", code=ErrorCode.BAD_REQUEST)
     own, admin = worker.key_files(account)
     removed = 0
     if not content.dry_run:
@@ -201,7 +202,7 @@ async def key_remove(worker: AuthWorker, content: KeyRemoveRequest, request: wir
         result = await asyncio.to_thread(_run_as, python_module("ssd.workers.keyfile", *which), account)
         if result.returncode != 0:
             raise SSDError(
-                result.stderr.strip() or "could not change the authorized keys file", code="key_remove_failed"
+                result.stderr.strip() or "could not change the authorized keys file", code=ErrorCode.KEY_REMOVE_FAILED
             )
         removed = int(result.stdout.strip() or 0)
     return {

@@ -22,7 +22,7 @@ import zmq
 import zmq.asyncio
 
 from ssd import protocol
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.messages import ContentError, RequestContent, parse_content
 from ssd.workers import wire
 
@@ -121,14 +121,14 @@ class Worker:
         except (TypeError, ValueError, msgspec.EncodeError):
             log.exception("%s worker produced a reply it cannot encode", self.service)
             encoded = wire.encode(
-                protocol.error_content(protocol.INTERNAL_ERROR, "the worker failed to encode its reply")
+                protocol.error_content(ErrorCode.INTERNAL_ERROR, "the worker failed to encode its reply")
             )
         if len(encoded) > wire.MAX_REPLY:  # the broker would drop the connection for it
             log.error(
                 "%s worker: a reply of %d bytes is over the limit of %d", self.service, len(encoded), wire.MAX_REPLY
             )
             encoded = wire.encode(
-                protocol.error_content(protocol.INTERNAL_ERROR, "the answer is too large to send (see server log)")
+                protocol.error_content(ErrorCode.INTERNAL_ERROR, "the answer is too large to send (see server log)")
             )
         with contextlib.suppress(zmq.ZMQError):
             await self.socket.send_multipart([wire.TAG, wire.REPLY, request_id, encoded])
@@ -137,28 +137,28 @@ class Worker:
         try:
             request = wire.decode(body, wire.Request)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return protocol.error_content(protocol.BAD_MESSAGE, f"worker could not read the request: {exc}")
+            return protocol.error_content(ErrorCode.BAD_MESSAGE, f"worker could not read the request: {exc}")
         route = self.routes.get(request.msg_type)
         if route is None:
             return protocol.error_content(
-                protocol.UNKNOWN_MESSAGE_TYPE, f"the {self.service} service does not handle {request.msg_type}"
+                ErrorCode.UNKNOWN_MESSAGE_TYPE, f"the {self.service} service does not handle {request.msg_type}"
             )
         kind, handler = route
         serves = self.credentials.options.get("user")
         if serves is not None and request.user != serves:
             # A per-user worker acts with its user's rights only for that user.
             log.error("%s worker of %s refused a request for %s", self.service, serves, request.user)
-            return protocol.error_content(protocol.NOT_AUTHORIZED, f"this worker serves only {serves}")
+            return protocol.error_content(ErrorCode.NOT_AUTHORIZED, f"this worker serves only {serves}")
         try:
             content = parse_content(request.content, kind)
             return await handler(self, content, request)
         except ContentError as exc:
-            return protocol.error_content(protocol.BAD_REQUEST, f"{request.msg_type}: {exc}")
+            return protocol.error_content(ErrorCode.BAD_REQUEST, f"{request.msg_type}: {exc}")
         except SSDError as exc:
             return protocol.error_content(exc.code, exc.message)
         except Exception:
             log.exception("%s worker failed on %s", self.service, request.msg_type)
-            return protocol.error_content(protocol.INTERNAL_ERROR, "internal error in the worker (see server log)")
+            return protocol.error_content(ErrorCode.INTERNAL_ERROR, "internal error in the worker (see server log)")
 
     def publish(self, event: str, content: dict[str, Any]) -> None:
         """Ask the broker to publish an event of its user (no secrets: every subscriber sees it); the broker

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from ssd.envs import DiscoveryOptions, EnvDiscovery, EnvInfo, admin, find_env, validate
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.messages import (
     EnvCancelRequest,
     EnvCreateRequest,
@@ -57,7 +57,7 @@ class EnvWorker(Worker):
         """Refuse administration where the configuration turns it off for this user."""
         groups = {name for gid in os.getgroups() if (name := _group_name(gid))}
         if not self.administration or groups & self.admin_deny_groups:
-            raise SSDError("environment administration is turned off for you on this host", code="not_allowed")
+            raise SSDError("environment administration is turned off for you on this host", code=ErrorCode.NOT_ALLOWED)
 
     def tools(self) -> dict[str, str]:
         """The conda-family executables this user has: on PATH or in a discovered root."""
@@ -119,7 +119,7 @@ def _specs(packages: list[str], spyder: str | None) -> list[str]:
     except validate.EnvRefused:
         raise
     except ValueError as exc:
-        raise SSDError(str(exc), code="bad_request") from None
+        raise SSDError(str(exc), code=ErrorCode.BAD_REQUEST) from None
     return specs
 
 
@@ -133,7 +133,7 @@ async def env_create(worker: EnvWorker, content: EnvCreateRequest, request: wire
     except validate.EnvRefused:
         raise
     except ValueError as exc:
-        raise SSDError(str(exc), code="bad_request") from None
+        raise SSDError(str(exc), code=ErrorCode.BAD_REQUEST) from None
     specs = _specs(content.packages, content.spyder)
     if exe is None:
         home = Path(worker.venv_home.replace("~", str(worker.home), 1))
@@ -149,7 +149,7 @@ async def env_install(worker: EnvWorker, content: EnvInstallRequest, request: wi
     worker.check_admin()
     specs = _specs(content.packages, content.spyder)
     if not specs:
-        raise SSDError("name at least one package (or --spyder VERSION)", code="bad_request")
+        raise SSDError("name at least one package (or --spyder VERSION)", code=ErrorCode.BAD_REQUEST)
     envs = await asyncio.to_thread(worker.discovery.list)
     env = find_env(envs, content.env)
     exe = _conda_exe(worker, env, content.tool)
@@ -165,7 +165,7 @@ async def env_remove(worker: EnvWorker, content: EnvRemoveRequest, request: wire
         try:
             validate.env_name(content.env)
         except ValueError as exc:
-            raise SSDError(str(exc), code="bad_request") from None
+            raise SSDError(str(exc), code=ErrorCode.BAD_REQUEST) from None
     envs = await asyncio.to_thread(worker.discovery.list)
     env = find_env(envs, content.env)
     exe = _conda_exe(worker, env, "auto")
@@ -178,14 +178,14 @@ def _conda_exe(worker: EnvWorker, env: EnvInfo, tool: str) -> str | None:
     try:
         return admin.pick_tool(env.kind, tool, worker.tools())[1]
     except ValueError as exc:
-        raise SSDError(str(exc), code="bad_request") from None
+        raise SSDError(str(exc), code=ErrorCode.BAD_REQUEST) from None
 
 
 async def env_cancel(worker: EnvWorker, content: EnvCancelRequest, request: wire.Request) -> dict[str, Any]:
     """Cancel a running operation; its tool's process group is stopped."""
     operation = worker.operations.get(content.operation)
     if operation is None:
-        raise SSDError(f"no operation {content.operation!r}", code="not_found")
+        raise SSDError(f"no operation {content.operation!r}", code=ErrorCode.NOT_FOUND)
     operation.cancel()
     return {"status": "ok", "state": (await operation.wait()).value}
 

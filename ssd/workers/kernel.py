@@ -21,7 +21,7 @@ import msgspec
 
 from ssd.config import KernelsConfig
 from ssd.envs import DiscoveryOptions, EnvDiscovery, EnvInfo, find_env
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.kernels import launch
 from ssd.kernels.clients import count_clients
 from ssd.kernels.lease import Lease, lease_lapsed
@@ -225,7 +225,9 @@ class KernelWorker(Worker):
         """One of this user's kernels; the same error whether it is another user's or none at all."""
         kernel = self.kernels.get(kernel_id)
         if kernel is None:
-            raise SSDError(f"you have no kernel {kernel_id!r} (see: ssd-ctl kernels HOST)", code="kernel_not_found")
+            raise SSDError(
+                f"you have no kernel {kernel_id!r} (see: ssd-ctl kernels HOST)", code=ErrorCode.KERNEL_NOT_FOUND
+            )
         return kernel
 
     def describe(self, kernel: ManagedKernel) -> dict[str, Any]:
@@ -291,7 +293,7 @@ class KernelWorker(Worker):
             raise SSDError(
                 f"you already run {running} kernels here, the most this host allows per user "
                 "(stop one: ssd-ctl stop HOST KERNEL)",
-                code="limit_reached",
+                code=ErrorCode.LIMIT_REACHED,
             )
 
 
@@ -363,7 +365,9 @@ async def kernel_interrupt(
         try:
             await kernel.link.request("control", "interrupt_request", {}, timeout=worker.config.shutdown_grace)
         except Exception as exc:
-            raise SSDError(f"the kernel did not answer interrupt_request: {exc}", code="kernel_silent") from None
+            raise SSDError(
+                f"the kernel did not answer interrupt_request: {exc}", code=ErrorCode.KERNEL_SILENT
+            ) from None
     return {"status": "ok", "mode": mode}
 
 
@@ -371,7 +375,7 @@ async def kernel_restart(worker: KernelWorker, content: KernelRestartRequest, re
     """A new process with the same id, ports and key."""
     kernel = worker.get(content.kernel)
     if kernel.state not in ("ready", "dead"):
-        raise SSDError(f"the kernel is {kernel.state}; try again when it is ready", code="kernel_busy")
+        raise SSDError(f"the kernel is {kernel.state}; try again when it is ready", code=ErrorCode.KERNEL_BUSY)
     timing = await kernel.restart()
     return {"status": "ok", "kernel": worker.describe(kernel), "kernel_info": kernel.summary, "timing": timing}
 
@@ -382,7 +386,7 @@ async def kernel_shutdown(
     """Polite, then forced after the grace period; the connection file is removed."""
     kernel = worker.get(content.kernel)
     if kernel.state in ("stopping", "gone") or (content.keep and kernel.state in ("starting", "restarting")):
-        raise SSDError(f"the kernel is {kernel.state}; try again in a moment", code="kernel_busy")
+        raise SSDError(f"the kernel is {kernel.state}; try again in a moment", code=ErrorCode.KERNEL_BUSY)
     await (kernel.kill_keeping() if content.keep else kernel.shutdown())
     return {"status": "ok", "kernel_id": content.kernel, "exit_code": kernel.exit_code()}
 
@@ -392,7 +396,7 @@ async def kernel_lease(worker: KernelWorker, content: KernelLeaseRequest, reques
     kernel = worker.get(content.kernel)
     seconds = None if content.action == "detach" else content.lease or kernel.record.lease
     if content.action == "renew" and seconds is None:
-        raise SSDError("this kernel holds no lease; say for how long to lease it", code="bad_request")
+        raise SSDError("this kernel holds no lease; say for how long to lease it", code=ErrorCode.BAD_REQUEST)
     if seconds != kernel.record.lease:  # the length is remembered (re-adoption); a renewal alone is not
         kernel.record = msgspec.structs.replace(kernel.record, lease=seconds)
         worker.remember(kernel)

@@ -20,7 +20,7 @@ from users import User, audit, error_of, login, new_password, system_daemon, use
 
 from ssd.client import AsyncClient, KnownHosts
 from ssd.client.identity import client_keypair
-from ssd.errors import RemoteError
+from ssd.errors import ErrorCode, RemoteError
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def refusal(daemon: Daemon, directory: Path, name: str, password: str | None) ->
     """Try one login with a fresh key; return (ename, evalue) and check the key stayed unbound."""
     with new_client(daemon, directory) as client:
         refused = error_of(login, client, name, password)  # waits out the per-address in-flight cap
-        assert error_of(client.whoami).code == "not_authorized"
+        assert error_of(client.whoami).code == ErrorCode.NOT_AUTHORIZED
     return refused.code, refused.message
 
 
@@ -80,7 +80,7 @@ def test_every_refusal_gives_the_same_answer(daemon: Daemon, tmp_path: Path, pai
             answers = {case: future.result(timeout=30) for case, future in futures.items()}
     assert len(set(answers.values())) == 1, answers
     code, message = answers["wrong password"]
-    assert code == "auth_failed"
+    assert code == ErrorCode.AUTH_FAILED
     for hint in (pair[0].name, "unknown", "locked", "expired", "root", "system"):
         assert hint not in message
     log = daemon.log()
@@ -131,9 +131,9 @@ def test_bad_user_names_are_bad_requests(daemon: Daemon, tmp_path: Path, name: s
     """A malformed user name is refused as bad_request before PAM (and before the throttle)."""
     with new_client(daemon, tmp_path / "c") as client:
         refused = error_of(client.login, name, new_password())
-        assert refused.code == "bad_request"
+        assert refused.code == ErrorCode.BAD_REQUEST
         assert "invalid user name" in refused.message
-        assert error_of(client.login, name, new_password()).code == "bad_request"  # not login_throttled
+        assert error_of(client.login, name, new_password()).code == ErrorCode.BAD_REQUEST  # not login_throttled
 
 
 def test_lookalike_name_is_normalized(daemon: Daemon, tmp_path: Path, pair: list[User]) -> None:
@@ -177,7 +177,7 @@ def test_failing_logins_do_not_delay_a_valid_one(daemon: Daemon, tmp_path: Path,
     replies, took = asyncio.run(attack(daemon, tmp_path, victim.name, user))
     assert took < 10, f"a valid login took {took:.1f}s during the attack"
     assert {r["ename"] for r in replies} <= {"auth_failed", "login_throttled"}
-    throttled = [r for r in replies if r["ename"] == "login_throttled"]
+    throttled = [r for r in replies if r["ename"] == ErrorCode.LOGIN_THROTTLED]
     assert throttled
     assert all(isinstance(r["retry_after"], float | int) and r["retry_after"] > 0 for r in throttled)
 
@@ -186,7 +186,7 @@ def test_key_probes_do_not_lock_out_the_address(daemon: Daemon, tmp_path: Path, 
     """Key logins that fail (ssd-ctl login tries the key first) never throttle password logins from there."""
     with new_client(daemon, tmp_path / "c") as client:
         for n in range(16):
-            assert error_of(client.login, f"ssdt_probe{n}").code == "auth_failed"
+            assert error_of(client.login, f"ssdt_probe{n}").code == ErrorCode.AUTH_FAILED
         user = pair[0]
         assert client.login(user.name, user.password)["user"] == user.name
 
@@ -197,7 +197,7 @@ def test_no_password_in_logs_or_state(daemon: Daemon, tmp_path: Path, pair: list
     with new_client(daemon, tmp_path / "c") as client:
         login(client, user.name, user.password)
     with new_client(daemon, tmp_path / "d") as other:
-        assert error_of(other.login, pair[0].name, new_password()).code == "auth_failed"
+        assert error_of(other.login, pair[0].name, new_password()).code == ErrorCode.AUTH_FAILED
     daemon.stop_and_check()
     audit(daemon)
     log = daemon.log()

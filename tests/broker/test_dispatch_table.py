@@ -13,7 +13,7 @@ from users import error_of, login, system_daemon, users
 
 from ssd.broker.dispatch import PUBLIC_TYPES, ROUTES, Auth
 from ssd.client import Client
-from ssd.errors import RemoteError
+from ssd.errors import ErrorCode, RemoteError
 from ssd.messages import LoginRequest
 
 PUBLIC = {"ping_request", "server_info_request", "login_request"}
@@ -81,14 +81,14 @@ def test_unbound_key_is_refused_everything_but_public(daemon: Daemon, tmp_path: 
     with new_client(daemon, tmp_path / "c") as client:
         for msg_type in sorted(set(ROUTES) - PUBLIC):
             refused = error_of(client.request, msg_type, minimal_content(msg_type))
-            assert refused.code == "not_authorized", (msg_type, refused.details)
+            assert refused.code == ErrorCode.NOT_AUTHORIZED, (msg_type, refused.details)
             # Bad content must not change the answer: authorization comes before parsing.
             junk = error_of(client.request, msg_type, {"no_such_field": 1})
-            assert junk.code == "not_authorized", (msg_type, junk.details)
+            assert junk.code == ErrorCode.NOT_AUTHORIZED, (msg_type, junk.details)
         assert client.ping()["status"] == "ok"
         assert client.server_info()["status"] == "ok"
         bad_name = error_of(client.login, "../x", "irrelevant")
-        assert bad_name.code == "bad_request"
+        assert bad_name.code == ErrorCode.BAD_REQUEST
 
 
 def test_bound_key_passes_authorization_for_every_type(daemon: Daemon, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from support.eventually import eventually
 from users import User, error_of, login, start_system_daemon, stop_and_audit, system_daemon, users
 
 from ssd.broker.sessions import SessionStore
+from ssd.errors import ErrorCode
 from ssd.protocol import Wire
 from ssd.state import open_state
 
@@ -122,13 +123,13 @@ def test_session_survives_restart_and_logout_ends_it(tmp_path: Path, alice: User
             assert client.whoami()["user"] == alice.name
             assert client.whoami()["expires"] == pytest.approx(bound["expires"])
             assert client.logout()["ended"] is True
-            assert error_of(client.whoami).code == "not_authorized"
+            assert error_of(client.whoami).code == ErrorCode.NOT_AUTHORIZED
     finally:
         stop_and_audit(second)
     third = start_system_daemon(tmp_path, init=False)
     try:
         with new_client(third, tmp_path / "client") as client:
-            assert error_of(client.whoami).code == "not_authorized"
+            assert error_of(client.whoami).code == ErrorCode.NOT_AUTHORIZED
     finally:
         stop_and_audit(third)
 
@@ -145,15 +146,15 @@ def test_session_lifetime_is_enforced(tmp_path: Path, alice: User) -> None:
         assert reply["expires"] - time.time() <= 5.0
         assert client.whoami()["user"] == alice.name
         eventually(lambda: time.time() > reply["expires"], "the session's end")
-        assert error_of(client.whoami).code == "not_authorized"
+        assert error_of(client.whoami).code == ErrorCode.NOT_AUTHORIZED
 
 
 def test_another_key_cannot_use_the_session(daemon: Daemon, tmp_path: Path, alice: User) -> None:
     """A second client key is not bound by the first one's login, nor can it end that session."""
     with new_client(daemon, tmp_path / "a") as first, new_client(daemon, tmp_path / "b") as second:
         login(first, alice.name, alice.password)
-        assert error_of(second.whoami).code == "not_authorized"
-        assert error_of(second.logout).code == "not_authorized"
+        assert error_of(second.whoami).code == ErrorCode.NOT_AUTHORIZED
+        assert error_of(second.logout).code == ErrorCode.NOT_AUTHORIZED
         assert first.whoami()["user"] == alice.name
 
 
@@ -209,7 +210,7 @@ def test_forged_routing_id_changes_nothing(daemon: Daemon, alice: User) -> None:
         try:
             for msg_type in ("whoami_request", "logout_request"):
                 answer = intruder.call(msg_type, timeout=1.0)
-                assert answer is None or answer.get("ename") == "not_authorized", answer
+                assert answer is None or answer.get("ename") == ErrorCode.NOT_AUTHORIZED, answer
         finally:
             intruder.close()
         again = victim.call("whoami_request")
@@ -220,5 +221,5 @@ def test_forged_routing_id_changes_nothing(daemon: Daemon, alice: User) -> None:
     # The victim is gone and the routing id is free: the forger is still just an unbound key.
     forger = zmq.curve_keypair()
     for msg_type in ("whoami_request", "logout_request"):
-        assert call_as(daemon, forger, routing_id, msg_type).get("ename") == "not_authorized"
+        assert call_as(daemon, forger, routing_id, msg_type).get("ename") == ErrorCode.NOT_AUTHORIZED
     assert call_as(daemon, keypair, routing_id, "whoami_request").get("user") == alice.name

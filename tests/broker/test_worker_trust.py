@@ -17,6 +17,7 @@ from ssd.broker.quota import CUT_WINDOW, KILL_AFTER, CutStrikes, LogThrottle, To
 from ssd.broker.registry import Pending, Registry, WorkerRecord
 from ssd.broker.worker_events import WorkerEvents
 from ssd.config import Config, EnvsConfig, KernelsConfig
+from ssd.errors import ErrorCode
 from ssd.kernels.record import KernelRecord
 from ssd.sealed import SealError, open_sealed, seal, sealed_context
 from ssd.state import open_state
@@ -151,7 +152,7 @@ def test_admission_counts_in_the_broker(tmp_path: Path) -> None:
     registry.admit(Pending(b"1", "kernel", [], {}, "c", "kernel_start_request", {}, 0.0, user="bob"))
     refused = admission.kernel_start("bob", {"env": "e"})
     assert refused is not None
-    assert refused["ename"] == "limit_reached"
+    assert refused["ename"] == ErrorCode.LIMIT_REACHED
     assert "per user" in refused["evalue"]
     book.put("alice", "a1", _record("alice", "a1"))
     host = admission.kernel_start("alice", {"env": "e"})
@@ -159,11 +160,11 @@ def test_admission_counts_in_the_broker(tmp_path: Path) -> None:
     assert "3 kernels" in host["evalue"]
     variables = admission.kernel_start("alice", {"env": "e", "env_vars": {"LD_PRELOAD": "x"}})
     assert variables is not None
-    assert variables["ename"] == "env_var_refused"
+    assert variables["ename"] == ErrorCode.ENV_VAR_REFUSED
     assert admission.env_admin("alice", {}) is None
     denied = admission.env_admin("bob", {})
     assert denied is not None
-    assert denied["ename"] == "not_allowed"
+    assert denied["ename"] == ErrorCode.NOT_ALLOWED
 
 
 def test_only_the_server_seals_a_box_that_opens() -> None:

@@ -17,6 +17,7 @@ from conftest import Daemon, logged_in_client, start_daemon
 from ssd import keys
 from ssd.client import AsyncClient, Client, Event, HostSpec, KnownHosts
 from ssd.errors import (
+    ErrorCode,
     RemoteError,
     RequestTimeout,
     ServerKeyMismatch,
@@ -118,7 +119,7 @@ def test_changed_server_key_is_a_hard_error(tmp_path: Path, client_dir: Path, st
         assert str(first.info["fingerprint"]) in message
         assert str(second.info["fingerprint"]) in message
         assert str(known) in message
-        assert info.value.code == "server_key_mismatch"
+        assert info.value.code == ErrorCode.SERVER_KEY_MISMATCH
     assert known.read_text() == pinned
 
 
@@ -148,7 +149,7 @@ def test_pinned_but_stopped_daemon_is_unreachable(tmp_path: Path, client_dir: Pa
     assert time.monotonic() - began < 2.0 + 1.5, "the client waited longer than its connect timeout"
     assert daemon.host in info.value.message
     assert "no answer within 2s" in info.value.message
-    assert info.value.code == "unreachable"
+    assert info.value.code == ErrorCode.UNREACHABLE
 
 
 # -- requests -------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ def test_request_timeout(daemon: Daemon, client_dir: Path) -> None:
         with pytest.raises(RequestTimeout) as info:
             client.request("echo_request", {"data": "slow", "delay": 2})
         assert "echo_request" in info.value.message
-        assert info.value.code == "timeout"
+        assert info.value.code == ErrorCode.TIMEOUT
         with pytest.raises(RequestTimeout):
             client.request("echo_request", {"delay": 2}, timeout=0.3)
         assert client.ping("still here")["data"] == "still here"

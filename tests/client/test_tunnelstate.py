@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ssd.client import tunnelstate
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 
 KERNEL = "480eaad7-edee-4123-be42-84c88af80fc3"
 PORTS = {"shell": 40001, "control": 40002, "stdin": 40003, "iopub": 40004, "hb": 40005}
@@ -59,7 +59,7 @@ def test_a_squatted_socket_folder_is_refused(key: str, squat: str, tmp_path: Pat
             os.chown(folder, 65534, 65534)
     with pytest.raises(SSDError, match="not a private folder of this user") as refused:
         tunnelstate.socket_dir(key)
-    assert refused.value.code == "unsafe_socket_dir"
+    assert refused.value.code == ErrorCode.UNSAFE_SOCKET_DIR
     if folder.is_symlink() or folder.is_file():
         folder.unlink()
 
@@ -85,6 +85,6 @@ def test_a_second_holder_is_refused(client_dir: Path) -> None:
     with tunnelstate.held("h", KERNEL):
         with pytest.raises(SSDError, match="already open") as refused, tunnelstate.held("h", KERNEL):
             pass
-        assert refused.value.code == "tunnel_busy"
+        assert refused.value.code == ErrorCode.TUNNEL_BUSY
     with tunnelstate.held("h", KERNEL):
         pass

@@ -13,6 +13,7 @@ import pytest
 import zmq
 from conftest import Daemon
 
+from ssd.errors import ErrorCode
 from ssd.keys import fingerprint
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
@@ -46,7 +47,7 @@ def test_first_contact_is_refused_until_trusted(daemon: Daemon, client_dir: Path
     assert f"ssd-ctl trust {daemon.host}" in result.stderr
     as_json = ctl("info", daemon.host, "--json", client_dir=client_dir)
     assert as_json.returncode == 4
-    assert json.loads(as_json.stdout)["error"] == "server_untrusted"
+    assert json.loads(as_json.stdout)["error"] == ErrorCode.SERVER_UNTRUSTED
     assert not (client_dir / "known_hosts").exists()
 
 
@@ -165,4 +166,4 @@ def test_error_is_reported_as_json(client_dir: Path, command: str) -> None:
     """With --json, a failure still prints one JSON document naming the error code."""
     result = ctl(command, "127.0.0.1:1", "--json", "--timeout", "0.5", client_dir=client_dir)
     assert result.returncode == 3
-    assert json.loads(result.stdout)["error"] == "unreachable"
+    assert json.loads(result.stdout)["error"] == ErrorCode.UNREACHABLE

@@ -27,8 +27,9 @@ from conftest import Daemon, start_daemon
 from envfixtures import conda_copy, expected, kernel_venv
 from jupyter_client.blocking.client import BlockingKernelClient
 
-from ssd.ctl.kernels import choose_connection_file, resolve_kernel
-from ssd.errors import SSDError
+from ssd.ctl.connfiles import choose_connection_file
+from ssd.ctl.kernelargs import resolve_kernel
+from ssd.errors import ErrorCode, SSDError
 from ssd.kernels.transport import CLASSIC_KEYS
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
@@ -340,13 +341,13 @@ def test_resolve_kernel_by_id_prefix_or_name() -> None:
     assert resolve_kernel(KERNELS, "analysis-not-a-uuid", "h") == KERNELS[2]["kernel_id"]
     with pytest.raises(SSDError, match=r"'4e2d' names 2 kernels: 4e2de951 .*4e2d1111") as ambiguous:
         resolve_kernel(KERNELS, "4e2d", "h")
-    assert ambiguous.value.code == "usage"
+    assert ambiguous.value.code == ErrorCode.USAGE
     with pytest.raises(SSDError, match="'analysis' names 2 kernels") as by_name:  # a name and an id prefix
         resolve_kernel(KERNELS, "analysis", "h")
-    assert by_name.value.code == "usage"
+    assert by_name.value.code == ErrorCode.USAGE
     with pytest.raises(SSDError, match="no kernel 'ff'") as unknown:
         resolve_kernel(KERNELS, "ff", "h")
-    assert unknown.value.code == "kernel_not_found"
+    assert unknown.value.code == ErrorCode.KERNEL_NOT_FOUND
 
 
 def test_the_kernels_own_file_keeps_its_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -363,7 +364,7 @@ def test_the_kernels_own_file_keeps_its_content(tmp_path: Path, monkeypatch: pyt
     assert choose_connection_file(None, reply, other) == tmp_path / f"kernel-ssd-{kernel_id}-client.json"
     with pytest.raises(SSDError, match="the kernel's own connection file") as refused:
         choose_connection_file(str(own), reply, other)
-    assert refused.value.code == "usage"
+    assert refused.value.code == ErrorCode.USAGE
     elsewhere = tmp_path / "mine.json"
     assert choose_connection_file(str(elsewhere), reply, other) == elsewhere
 

@@ -24,7 +24,8 @@ from conftest import Daemon, start_daemon
 from envfixtures import conda_copy, heavy_venv, make_conda_style, make_venv
 
 from ssd.ctl.kernelspec import spec_document, spec_name
-from ssd.provisioner import PROVISIONER_NAME
+from ssd.errors import ErrorCode
+from ssd.provisioner.spec import PROVISIONER_NAME
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
 JUPYTER = str(Path(sys.executable).with_name("jupyter"))
@@ -169,12 +170,12 @@ def test_install_errors(host: Host, tmp_path: Path) -> None:
     prefix = tmp_path / "jupyter"
     where = ("--prefix", str(prefix))
     unknown = host.json("kernelspec", "install", host.daemon.host, "nope", *where, code=1)
-    assert unknown["error"] == "env_not_found"
+    assert unknown["error"] == ErrorCode.ENV_NOT_FOUND
     bare = host.json("kernelspec", "install", host.daemon.host, "bare", *where, code=1)
-    assert bare["error"] == "kernel_package_missing"
+    assert bare["error"] == ErrorCode.KERNEL_PACKAGE_MISSING
     assert f"ssd-ctl env install {host.daemon.host} bare ipykernel" in bare["message"]
     invalid = host.json("kernelspec", "install", host.daemon.host, "ana", "--name", "no/slash", *where, code=2)
-    assert invalid["error"] == "usage"
+    assert invalid["error"] == ErrorCode.USAGE
     assert not (prefix / "share" / "jupyter" / "kernels").exists() or not any(
         (prefix / "share" / "jupyter" / "kernels").iterdir()
     )
@@ -204,5 +205,5 @@ def test_install_logs_in_by_key_without_a_session(host: Host, tmp_path: Path) ->
     refused = stranger.json(
         "kernelspec", "install", host.daemon.host, "ana", "--trust", "--prefix", str(tmp_path / "j2"), code=1
     )
-    assert refused["error"] == "not_authorized"
+    assert refused["error"] == ErrorCode.NOT_AUTHORIZED
     assert f"ssd-ctl login {host.daemon.host} && ssd-ctl copy-id {host.daemon.host}" in refused["message"]

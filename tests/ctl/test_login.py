@@ -15,6 +15,7 @@ from conftest import Daemon, require_root
 from users import User, new_password, system_daemon, users
 
 from ssd.client.identity import client_keypair
+from ssd.errors import ErrorCode
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
 
@@ -68,7 +69,7 @@ class Ctl:
 def test_login_whoami_logout(daemon: Daemon, tmp_path: Path, user: User) -> None:
     """login --password-stdin binds the key; whoami shows the user; logout ends it (then exit 1)."""
     ctl = Ctl(daemon, tmp_path / "client")
-    assert ctl.json("whoami", code=1)["error"] == "not_authorized"
+    assert ctl.json("whoami", code=1)["error"] == ErrorCode.NOT_AUTHORIZED
     logged = ctl.json("login", "--user", user.name, "--password-stdin", stdin=user.password + "\n")
     assert (logged["user"], logged["method"]) == (user.name, "password")
     assert ctl.json("whoami")["user"] == user.name
@@ -91,20 +92,22 @@ def test_failures_and_their_exit_codes(daemon: Daemon, tmp_path: Path, user: Use
     no_tty = ctl.run("login", "--user", user.name)  # the key is not authorized, and no terminal to ask
     assert no_tty.returncode == 2
     assert "--password-stdin" in no_tty.stderr
-    assert ctl.json("login", "--user", "../etc", "--password-stdin", stdin="x\n", code=1)["error"] == "bad_request"
-    assert ctl.json("copy-id", code=1)["error"] == "not_authorized"
-    assert ctl.json("whoami", code=1)["error"] == "not_authorized"
+    assert (
+        ctl.json("login", "--user", "../etc", "--password-stdin", stdin="x\n", code=1)["error"] == ErrorCode.BAD_REQUEST
+    )
+    assert ctl.json("copy-id", code=1)["error"] == ErrorCode.NOT_AUTHORIZED
+    assert ctl.json("whoami", code=1)["error"] == ErrorCode.NOT_AUTHORIZED
     wrong = new_password()  # last: a failure makes this name wait a moment before the next attempt
     result = ctl.run("login", "--json", "--user", user.name, "--password-stdin", stdin=wrong + "\n")
     assert result.returncode == 1
-    assert json.loads(result.stdout)["error"] == "auth_failed"
+    assert json.loads(result.stdout)["error"] == ErrorCode.AUTH_FAILED
     assert wrong not in result.stdout + result.stderr
 
 
 def test_copy_id_then_key_login(daemon: Daemon, tmp_path: Path, user: User) -> None:
     """copy-id after a login authorizes the key; later logins need no password, even with --key-only."""
     ctl = Ctl(daemon, tmp_path / "client")
-    assert ctl.json("login", "--user", user.name, "--key-only", code=1)["error"] == "auth_failed"
+    assert ctl.json("login", "--user", user.name, "--key-only", code=1)["error"] == ErrorCode.AUTH_FAILED
     ctl.json("login", "--user", user.name, "--password-stdin", stdin=user.password + "\n")
     added = ctl.json("copy-id")
     assert (added["user"], added["added"]) == (user.name, True)
@@ -151,12 +154,12 @@ def test_logout_says_the_key_is_authorized_and_revoke_id_removes_it(daemon: Daem
     assert ctl.json("revoke-id")["removed"] == 0
     said = ctl.run("logout")
     assert (said.returncode, said.stdout) == (0, f"logged out of {daemon.host}\n")
-    assert ctl.json("login", "--user", user.name, "--key-only", code=1)["error"] == "auth_failed"
+    assert ctl.json("login", "--user", user.name, "--key-only", code=1)["error"] == ErrorCode.AUTH_FAILED
 
     ctl.json("login", "--user", user.name, "--password-stdin", stdin=user.password + "\n")
-    assert ctl.json("revoke-id not-a-key", code=1)["error"] == "bad_request"
+    assert ctl.json("revoke-id not-a-key", code=1)["error"] == ErrorCode.BAD_REQUEST
     assert ctl.json(f"revoke-id {client_keypair(tmp_path / 'other').public.decode()}")["removed"] == 1
-    assert other.json("login", "--user", user.name, "--key-only", code=1)["error"] == "auth_failed"
+    assert other.json("login", "--user", user.name, "--key-only", code=1)["error"] == ErrorCode.AUTH_FAILED
     ctl.json("copy-id")
     other.json("login", "--user", user.name, "--password-stdin", stdin=user.password + "\n")
     other.json("copy-id")

@@ -17,6 +17,7 @@ from support.eventually import eventually
 from ssd.envs import admin
 from ssd.envs.admin import Operation, OperationState, Progress, ToolFailed
 from ssd.envs.validate import EnvRefused
+from ssd.errors import ErrorCode
 
 BASE_PYTHON = "/usr/bin/python3"
 MISSING = "ssd-no-such-package-xyz"
@@ -242,7 +243,7 @@ def test_failing_standin_conda_executable_raises_with_its_output(
     with pytest.raises(ToolFailed, match="PackagesNotFoundError") as info:
         asyncio.run(admin.install(prefix, ["nope"], lambda r: None, known={prefix}, conda_exe=exe))
     assert info.value.returncode == 1
-    assert info.value.code == "env_tool_failed"
+    assert info.value.code == ErrorCode.ENV_TOOL_FAILED
 
 
 def test_cancel_kills_the_whole_group_of_a_standin_that_ignores_sigterm(

@@ -9,6 +9,7 @@ import pytest
 
 from ssd.envs import validate
 from ssd.envs.validate import EnvRefused
+from ssd.errors import ErrorCode
 
 
 @pytest.mark.parametrize(
@@ -174,5 +175,5 @@ def test_new_prefix_refuses_anything_already_there(tmp_path: Path) -> None:
 
 def test_refusals_carry_a_stable_code_and_are_value_errors() -> None:
     error = EnvRefused("x")
-    assert error.code == "env_refused"
+    assert error.code == ErrorCode.ENV_REFUSED
     assert isinstance(error, ValueError)

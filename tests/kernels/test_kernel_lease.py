@@ -18,7 +18,7 @@ from kerneltools import EventTap, kernel_client, process_state
 from support.eventually import eventually
 
 from ssd.client import Client
-from ssd.errors import RemoteError
+from ssd.errors import ErrorCode, RemoteError
 
 GRACE = 1.0  # kernels.lease_grace of these daemons
 LEASE = 1.0  # the shortest lease a client may ask for
@@ -103,7 +103,7 @@ def test_renewals_keep_a_kernel(site: tuple[Daemon, Client, EventTap]) -> None:
     client.kernel_lease(kept["kernel_id"], "detach")
     with pytest.raises(RemoteError) as refused:
         client.kernel_lease(kept["kernel_id"])  # detached: a renewal must say how long
-    assert refused.value.code == "bad_request"
+    assert refused.value.code == ErrorCode.BAD_REQUEST
     client.kernel_lease(kept["kernel_id"], lease=30)
     assert _listed(client)[kept["kernel_id"]]["lease"] == 30
 
@@ -159,7 +159,7 @@ def test_restart_with_the_environment_gone(site: tuple[Daemon, Client, EventTap]
     try:
         with pytest.raises(RemoteError) as failed:
             client.kernel_restart(kernel["kernel_id"])
-        assert failed.value.code == "env_not_found"
+        assert failed.value.code == ErrorCode.ENV_NOT_FOUND
         assert "doomed" in failed.value.message
         assert _listed(client)[kernel["kernel_id"]]["state"] == "dead"
         assert worker.is_running()

@@ -17,6 +17,7 @@ from kerneltools import EventTap, evaluate, give_env, kernel_client, run, wait_u
 from users import User, error_of, login, system_daemon, users
 
 from ssd.client import Client
+from ssd.errors import ErrorCode
 from ssd.topics import KERNEL, user_topic
 
 MIB = 1024 * 1024
@@ -48,11 +49,11 @@ def test_per_user_and_per_host_limits(tmp_path: Path) -> None:
             a.kernel_start("sci", "ipykernel")
             a.kernel_start("sci", "ipykernel")
             refused = error_of(a.kernel_start, "sci", "ipykernel")
-            assert refused.code == "limit_reached"
+            assert refused.code == ErrorCode.LIMIT_REACHED
             assert "per user" in str(refused)
             b.kernel_start("sci", "ipykernel")
             host = error_of(b.kernel_start, "sci", "ipykernel")
-            assert host.code == "limit_reached"
+            assert host.code == ErrorCode.LIMIT_REACHED
             assert "3 kernels" in str(host)
             a.kernel_shutdown(a.kernel_list()[0]["kernel_id"])
             b.kernel_start("sci", "ipykernel")  # room again
@@ -113,7 +114,7 @@ def test_a_memory_limit_too_small_to_start_says_so(tmp_path: Path) -> None:
     client = logged_in_client(daemon, tmp_path / "client", timeout=60)
     try:
         refused = error_of(client.kernel_start, "sci", "ipykernel")
-        assert refused.code == "kernel_start_failed"
+        assert refused.code == ErrorCode.KERNEL_START_FAILED
         assert "kernels.memory_limit" in str(refused)
         assert client.kernel_list() == []
     finally:

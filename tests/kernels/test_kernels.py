@@ -15,6 +15,7 @@ from kerneltools import EventTap, evaluate, give_env, kernel_client, owner_and_m
 from users import User, error_of, login, system_daemon, users
 
 from ssd.client import Client
+from ssd.errors import ErrorCode
 from ssd.kernels.transport import CLASSIC_KEYS, CURVE_KEYS
 from ssd.topics import KERNEL, user_topic
 
@@ -132,10 +133,10 @@ def test_users_cannot_see_or_touch_each_others_kernels(tmp_path: Path) -> None:
             for call in (b.kernel_info, b.kernel_shutdown, b.kernel_restart, b.kernel_interrupt):
                 mine = error_of(call, kernel_id)
                 none = error_of(call, NO_SUCH_KERNEL)
-                assert mine.code == none.code == "kernel_not_found"
+                assert mine.code == none.code == ErrorCode.KERNEL_NOT_FOUND
                 # Word for word the same answer, but for the id asked about: nothing tells that A's exists.
                 assert str(mine).replace(kernel_id, "ID") == str(none).replace(NO_SUCH_KERNEL, "ID")
-            assert error_of(b.kernel_start, str(where / alice.name / "sci")).code == "env_not_found"
+            assert error_of(b.kernel_start, str(where / alice.name / "sci")).code == ErrorCode.ENV_NOT_FOUND
             assert [k["kernel_id"] for k in a.kernel_list()] == [kernel_id]  # untouched
         finally:
             for kernel in a.kernel_list():

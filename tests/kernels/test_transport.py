@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import require_root
 
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.kernels import sockdir
 from ssd.kernels.transport import ChannelPlan, channel_plan, ipc_paths, kernel_endpoint
 
@@ -49,7 +49,7 @@ def test_private_dir_is_made_again_and_refused_when_not_private(tmp_path: Path) 
     gone.chmod(0o755)
     with pytest.raises(SSDError) as refused:
         sockdir.check_private_dir(gone)
-    assert refused.value.code == "unsafe_socket_dir"
+    assert refused.value.code == ErrorCode.UNSAFE_SOCKET_DIR
     link = tmp_path / "link"
     link.symlink_to(tmp_path)
     with pytest.raises(SSDError):

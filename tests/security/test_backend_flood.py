@@ -32,7 +32,7 @@ from support.eventually import eventually
 from users import User, login, system_daemon, users
 
 from ssd.client import Client
-from ssd.errors import RemoteError
+from ssd.errors import ErrorCode, RemoteError
 
 ATTACKER = Path(__file__).with_name("hostile_flooder.py")
 FLOOD_BYTES = 60_000_000  # on the wire, as in issue 13's finding 1
@@ -135,7 +135,7 @@ def served(client: Client) -> bool:
     try:
         return client.kernel_list() == []
     except RemoteError as exc:
-        if exc.code not in ("service_unavailable", "worker_lost"):
+        if exc.code not in (ErrorCode.SERVICE_UNAVAILABLE, ErrorCode.WORKER_LOST):
             raise
         return False
 

@@ -16,6 +16,8 @@ from envfixtures import public_dir
 from kerneltools import EventTap, give_env
 from users import error_of, login, system_daemon, users
 
+from ssd.errors import ErrorCode
+
 
 def test_a_failed_restart_publishes_no_kernel_output(tmp_path: Path) -> None:
     """The kernel prints a secret and exits on restart: the requester's error shows it, the event does not."""
@@ -36,7 +38,7 @@ def test_a_failed_restart_publishes_no_kernel_output(tmp_path: Path) -> None:
             hook.write_text(f"import os, sys; sys.stderr.write({secret!r} + '\\n'); sys.stderr.flush(); os._exit(3)\n")
             os.chown(hook, alice.uid, alice.gid)
             refused = error_of(client.kernel_restart, kernel_id)
-            assert refused.code == "kernel_start_failed"
+            assert refused.code == ErrorCode.KERNEL_START_FAILED
             assert secret in refused.message  # the requester is told what the kernel said
             dead = tap.kernel_state(kernel_id, "dead")
             assert "exited during start" in dead["reason"]

@@ -20,7 +20,7 @@ import zmq
 from netns import ctl
 
 from ssd.client.kernels import checked_kernel_id
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.protocol import BadMessage, Wire
 
 CONNECTION = {
@@ -118,7 +118,7 @@ def test_only_a_canonical_uuid_is_a_kernel_id(kernel_id: Any) -> None:
     """The boundary check itself: anything but a lower-case canonical UUID is refused with bad_reply."""
     with pytest.raises(SSDError) as refused:
         checked_kernel_id(kernel_id)
-    assert refused.value.code == "bad_reply"
+    assert refused.value.code == ErrorCode.BAD_REPLY
     assert len(refused.value.message) < 200
 
 

@@ -27,7 +27,7 @@ from users import User, error_of, login, new_password, system_daemon, users
 from ssd.client import AsyncClient, Client, KnownHosts
 from ssd.client.hostspec import HostSpec
 from ssd.client.identity import client_keypair
-from ssd.errors import RemoteError
+from ssd.errors import ErrorCode, RemoteError
 
 ATTACKER, ELSEWHERE = "127.0.0.2", "127.0.0.3"
 
@@ -85,7 +85,7 @@ def test_disabled_account_cannot_log_in_by_key(tmp_path: Path, alice: User) -> N
             run(*disable, alice.name)
             refused = error_of(client.login, alice.name)
             assert (refused.code, why in refused.message) == ("account_disabled", True), refused.message
-            assert error_of(client.whoami).code == "not_authorized"
+            assert error_of(client.whoami).code == ErrorCode.NOT_AUTHORIZED
             run(*enable, alice.name)
             assert client.login(alice.name)["method"] == "key"
             client.logout()
@@ -116,7 +116,7 @@ def test_live_sessions_end_when_the_account_is_locked(tmp_path: Path, alice: Use
         assert by_key.whoami()["user"] == by_password.whoami()["user"] == alice.name
         run("usermod", "-L", alice.name)
         ended = eventually(lambda: error_of(by_key.whoami), "alice's key session to end")
-        assert ended.code == "not_authorized"
+        assert ended.code == ErrorCode.NOT_AUTHORIZED
         assert "your session was ended" in ended.message
         assert "locked" in ended.message
         assert "locked" in error_of(by_password.whoami).message
@@ -130,10 +130,10 @@ def test_a_worker_start_rechecks_the_account(tmp_path: Path, alice: User) -> Non
         daemon.authorize(client.aclient.identity.public, alice.name)
         client.login(alice.name)
         # Only the broker asks the auth pool this; a client's request of that type is unknown.
-        assert error_of(client.request, "account_check_request").code == "unknown_message_type"
+        assert error_of(client.request, "account_check_request").code == ErrorCode.UNKNOWN_MESSAGE_TYPE
         run("chage", "-E", "0", alice.name)
         refused = error_of(client.kernel_list)
-        assert refused.code == "not_authorized"
+        assert refused.code == ErrorCode.NOT_AUTHORIZED
         assert "expired" in refused.message
         assert "expired" in error_of(client.whoami).message
         assert f"started worker kernel:{alice.name}" not in daemon.log()
@@ -151,10 +151,10 @@ def test_wrong_passwords_elsewhere_never_lock_the_user_out(tmp_path: Path, alice
     with system_daemon(tmp_path, env) as daemon:
         for n in range(5):
             with client_at(daemon, tmp_path / f"attacker{n}", ATTACKER) as attacker:
-                assert error_of(login, attacker, alice.name, new_password()).code == "auth_failed"
+                assert error_of(login, attacker, alice.name, new_password()).code == ErrorCode.AUTH_FAILED
         with client_at(daemon, tmp_path / "attacker5", ATTACKER) as attacker:
             locked_out = error_of(attacker.login, alice.name, new_password())
-            assert locked_out.code == "login_throttled"
+            assert locked_out.code == ErrorCode.LOGIN_THROTTLED
             assert float(locked_out.details["retry_after"]) > 200
         with client_at(daemon, tmp_path / "key", ATTACKER) as by_key:
             daemon.authorize(by_key.aclient.identity.public, alice.name)
@@ -192,7 +192,7 @@ async def flood_then_login(daemon: Daemon, tmp: Path, bob: User) -> tuple[list[d
     while len(turned_away) < 4:  # then at least 4 are in PAM: a pool's worth on the old main
         done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED, timeout=30)
         assert done, "the flood got no answers"
-        turned_away |= {task for task in done if task.result().get("ename") == "login_throttled"}
+        turned_away |= {task for task in done if task.result().get("ename") == ErrorCode.LOGIN_THROTTLED}
     valid = await attempt(daemon, tmp / "bob", ELSEWHERE, bob.name, bob.password)
     return list(await asyncio.gather(*flood)), valid
 
@@ -222,11 +222,11 @@ def test_empty_password_is_refused_before_pam(tmp_path: Path, alice: User) -> No
     with system_daemon(tmp_path / "strict") as daemon:
         with client_at(daemon, tmp_path / "a") as client, client_at(daemon, tmp_path / "b") as other:
             refused = error_of(client.login, alice.name, "")
-            assert refused.code == "auth_failed"
+            assert refused.code == ErrorCode.AUTH_FAILED
             assert "empty passwords are refused" in refused.message
             unknown = error_of(other.login, "ssdt_nosuchuser", "")
             assert (unknown.code, unknown.message) == (refused.code, refused.message)
-            assert error_of(client.whoami).code == "not_authorized"
+            assert error_of(client.whoami).code == ErrorCode.NOT_AUTHORIZED
         assert f"password login for {alice.name}" not in daemon.log()  # never reached a worker
     permissive = {"SSD_AUTH_PERMIT_EMPTY_PASSWORDS": "true"}
     with system_daemon(tmp_path / "permissive", permissive) as daemon, client_at(daemon, tmp_path / "a") as client:

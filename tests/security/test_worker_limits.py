@@ -24,6 +24,7 @@ from kerneltools import give_env
 from users import User, error_of, login, system_daemon, users
 
 from ssd.client import Client
+from ssd.errors import ErrorCode
 
 MIB = 1 << 20
 
@@ -80,10 +81,10 @@ def test_limits_hold_without_the_users_worker(tmp_path: Path) -> None:
                 assert _hard_address_space(env_worker) is None  # env tools are not kernels
                 with _stopped(kernel_worker, env_worker):
                     refused = error_of(client.request, "env_create_request", {"name": "x", "packages": []})
-                    assert refused.code == "not_allowed", refused
+                    assert refused.code == ErrorCode.NOT_ALLOWED, refused
                     variables = {"env": "sci", "kind": "ipykernel", "env_vars": {"LD_PRELOAD": "/tmp/x.so"}}
                     refused = error_of(client.request, "kernel_start_request", variables)
-                    assert refused.code == "env_var_refused", refused
+                    assert refused.code == ErrorCode.ENV_VAR_REFUSED, refused
                     assert "LD_PRELOAD" in str(refused)
             finally:
                 client.close()

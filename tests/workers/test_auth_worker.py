@@ -16,6 +16,7 @@ import zmq
 from conftest import Daemon, new_client, require_root
 from users import User, chown_tree, error_of, login, stop_and_audit, system_daemon, users
 
+from ssd.errors import ErrorCode
 from ssd.users import lookup
 from ssd.workers.keyfile import append_key, authorized, read_keys
 from ssd.workers.privileges import as_user
@@ -172,11 +173,11 @@ def test_own_key_file_needs_strict_permissions(daemon: Daemon, tmp_path: Path, u
     with new_client(daemon, tmp_path / "c") as client:
         path = key_file(user.home, client.aclient.identity.public + b"\n", mode=0o664)
         chown_tree(user.home / ".config", user)
-        assert error_of(login, client, user.name).code == "auth_failed"
+        assert error_of(login, client, user.name).code == ErrorCode.AUTH_FAILED
         assert f"ignoring authorized keys {path}" in daemon.log()
         path.chmod(0o600)
         path.parent.chmod(0o775)
-        assert error_of(login, client, user.name).code == "auth_failed"
+        assert error_of(login, client, user.name).code == ErrorCode.AUTH_FAILED
         assert f"{path.parent} is writable by group or others" in daemon.log()
         path.parent.chmod(0o700)
         reply = login(client, user.name)
@@ -196,7 +197,7 @@ def test_copy_id_writes_the_users_file(daemon: Daemon, tmp_path: Path, user: Use
     assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (user.uid, user.gid, 0o600)
     assert (path.parent.stat().st_uid, path.parent.stat().st_mode & 0o777) == (user.uid, 0o700)
     with new_client(daemon, tmp_path / "c") as again:  # same keypair, new connection, no session
-        assert error_of(again.whoami).code == "not_authorized"
+        assert error_of(again.whoami).code == ErrorCode.NOT_AUTHORIZED
         assert login(again, user.name)["method"] == "key"
         assert again.whoami()["user"] == user.name
 
@@ -211,7 +212,7 @@ def test_copy_id_never_follows_a_planted_link(daemon: Daemon, tmp_path: Path, us
     chown_tree(user.home / ".config", user)
     with new_client(daemon, tmp_path / "c") as client:
         login(client, user.name, user.password)
-        assert error_of(client.key_add).code == "key_add_failed"
+        assert error_of(client.key_add).code == ErrorCode.KEY_ADD_FAILED
     assert target.read_text() == "root's\n"
 
 
@@ -227,8 +228,8 @@ def test_revoke_id_never_follows_a_planted_link(daemon: Daemon, tmp_path: Path, 
         text = f"{client.aclient.identity.public.decode()} root's line\n"
         target.write_text(text)
         login(client, user.name, user.password)
-        assert error_of(client.key_remove).code == "key_remove_failed"
-        assert error_of(lambda: client.key_remove(all_keys=True)).code == "key_remove_failed"
+        assert error_of(client.key_remove).code == ErrorCode.KEY_REMOVE_FAILED
+        assert error_of(lambda: client.key_remove(all_keys=True)).code == ErrorCode.KEY_REMOVE_FAILED
     assert target.read_text() == text
     assert path.is_symlink()
 
@@ -275,15 +276,15 @@ def test_user_mode_admits_only_its_own_user(tmp_path: Path) -> None:
             assert login(client, owner.name, owner.password)["user"] == owner.name
             assert client.whoami()["user"] == owner.name
         with new_client(daemon, tmp_path / "b") as client:
-            assert error_of(login, client, other.name, other.password).code == "auth_failed"
+            assert error_of(login, client, other.name, other.password).code == ErrorCode.AUTH_FAILED
             # A key file the daemon's user can read and would accept: only the policy stands in the way.
             path = key_file(other.home, client.aclient.identity.public + b"\n", mode=0o644)
             for folder in (path.parent, path.parent.parent):
                 folder.chmod(0o755)
             chown_tree(other.home / ".config", other)
-            assert error_of(login, client, other.name).code == "auth_failed"
+            assert error_of(login, client, other.name).code == ErrorCode.AUTH_FAILED
             assert f"user mode: only {owner.name} may log in, not {other.name}" in daemon.log()
             path.parent.chmod(0o700)  # now unreadable to the daemon: ignored, not an internal error
-            assert error_of(login, client, other.name).code == "auth_failed"
+            assert error_of(login, client, other.name).code == ErrorCode.AUTH_FAILED
             assert f"{path} cannot be checked (Permission denied)" in daemon.log()
-            assert error_of(client.whoami).code == "not_authorized"
+            assert error_of(client.whoami).code == ErrorCode.NOT_AUTHORIZED

@@ -17,7 +17,7 @@ from support.eventually import eventually
 from users import User, login, system_daemon, users
 
 from ssd.client import AsyncClient, Client
-from ssd.errors import RemoteError
+from ssd.errors import ErrorCode, RemoteError
 from ssd.topics import ENV_PROGRESS, user_topic
 
 
@@ -223,7 +223,7 @@ def test_administration_can_be_turned_off(tmp_path: Path, setting: dict[str, str
                     client.request("env_create_request", {"name": "x"})
             finally:
                 client.close()
-        assert refused.value.code == "not_allowed"
+        assert refused.value.code == ErrorCode.NOT_ALLOWED
         assert not (alice.home / ".venvs").exists()
 
 

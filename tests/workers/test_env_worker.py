@@ -14,7 +14,7 @@ from envfixtures import conda_copy, heavy_venv, make_conda_style, make_venv, pub
 from users import User, login, system_daemon, users
 
 from ssd.client import Client
-from ssd.errors import RemoteError
+from ssd.errors import ErrorCode, RemoteError
 
 ALLOWED_ENV = {"HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG"}
 
@@ -119,7 +119,7 @@ def test_env_info_finds_by_name_and_explains_a_missing_env(tmp_path: Path) -> No
             assert env["writable"] is False  # root's copy: alice may read it, not change it
             with pytest.raises(RemoteError) as missing:
                 client.request("env_info_request", {"env": "nope"})
-            assert missing.value.code == "env_not_found"
+            assert missing.value.code == ErrorCode.ENV_NOT_FOUND
         finally:
             client.close()
 

@@ -6,6 +6,7 @@ import asyncio
 
 import zmq
 
+from ssd.errors import ErrorCode
 from ssd.workers import wire
 from ssd.workers.env import EnvWorker
 
@@ -40,6 +41,6 @@ def test_worker_refuses_requests_for_another_user() -> None:
         for other in ("bob", None):
             reply = _ask(worker, other)
             assert reply["status"] == "error"
-            assert reply["ename"] == "not_authorized"
+            assert reply["ename"] == ErrorCode.NOT_AUTHORIZED
     finally:
         worker.ctx.destroy(linger=0)

@@ -1,78 +1,25 @@
-"""The Jupyter kernel provisioner: notebooks and ``jupyter console`` on kernels an ssd daemon runs.
-
-A kernelspec written by ``ssd-ctl kernelspec install|sync`` names this class
-(entry point ``ssd-provisioner`` in ``jupyter_client.kernel_provisioners``)
-with its config: ``host``, ``env`` (a prefix on that host), ``kind``
-(``ipykernel`` or ``spyder``) and ``user``. jupyter_client's KernelManager
-calls it like this:
-
-- start: ``pre_launch`` -> ``launch_kernel`` (``kernel_start`` on the host) -> ``post_launch``;
-- is the kernel alive (the restarter, every few seconds; shutdowns, every 0.1 s): ``poll``;
-- interrupt: ``send_signal(SIGINT)`` -> ``kernel_interrupt`` (the kernelspec's
-  ``interrupt_mode`` is ``signal``, so interrupts go through the daemon, which
-  signals the kernel's process group or asks its control channel as the
-  environment's own kernelspec says);
-- shutdown: the KernelManager sends ``shutdown_request`` to the kernel itself,
-  then ``shutdown_requested`` -> ``poll``/``wait`` -> ``terminate``/``kill``
-  (``kernel_shutdown``: polite, then forced, on the host) -> ``cleanup``, which
-  makes sure nothing is left running there;
-- restart: the same shutdown with ``restart=True``, then ``launch_kernel``.
-  Jupyter's restart keeps the kernel's ports and key (its clients stay
-  connected), so ``shutdown_requested(restart=True)`` (or ``kill``/``terminate``
-  with ``restart=True``) asks for ``kernel_restart`` on the host: same ssd
-  kernel id, same ports and key, a new process. ``restart_kernel(now=True)``
-  (also the restarter's after a crash) kills without saying that a restart
-  follows, then calls ``cleanup(restart=True)``: the kill leaves the kernel
-  listed as dead on the host, and that cleanup restarts it in place. Only if
-  the host forgot the kernel does ``launch_kernel`` start a new one (new ports);
-- lease: the kernel is started with a lease that a thread renews (``lease``
-  seconds, renewed every third of it) until ``cleanup``; when this Jupyter
-  ends however it ends, the renewals stop and the host shuts the kernel down
-  after the lease and its grace (``kernels.lease_grace``), as a local kernel
-  dies with its server. ``ssd-ctl detach HOST KERNEL`` keeps it running.
-
-Transport: the connection info handed to the KernelManager is always what
-``AsyncClient.connection_info`` says for this client: the daemon's CURVE relay
-with ``curve_publickey``/``curve_secretkey`` (jupyter_client 8.9+ reads them),
-or the classic keys of a kernel that binds the host's address itself on a
-host configured for plain LAN transport.
-
-Authentication never prompts (a notebook server has no terminal): the
-client's key must have a live session on the host or be authorized there
-(``ssd-ctl copy-id``), in which case it logs in by key. Anything else fails
-the start at once with the command that fixes it, on a line of its own
-(``ssd.kernelerrors``: Jupyter Server answers it in the REST reply and Lab's
-dialog shows it; a failed restart is logged once). Every call opens its own
-short connection, so the provisioner works in whichever event loop
-jupyter_client runs it.
-"""
+"""SSDProvisioner: the kernel provisioner jupyter_client calls (how and when: ``ssd.provisioner``)."""
 
 from __future__ import annotations
 
 import asyncio
-import getpass
 import signal
-import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from traitlets import Float, Unicode
 
-from ssd import protocol
-from ssd.client import AsyncClient, HostSpec, parse_host
-from ssd.client.discovery import async_resolve_instance
-from ssd.client.hostspec import is_address
+from ssd.client import AsyncClient, HostSpec
 from ssd.client.lease import LeaseKeeper, Trouble
-from ssd.errors import RemoteError, SSDError, TransportError
-from ssd.kernelerrors import KernelStartError, explain
+from ssd.errors import ErrorCode, RemoteError, SSDError, TransportError
+from ssd.kernelerrors import KernelStartError
+from ssd.provisioner.failures import explained, warning
+from ssd.provisioner.hostlink import call_host, for_kernel_manager, resolve_host
+from ssd.provisioner.spec import check_config
 
-__all__ = ["KINDS", "PROVISIONER_NAME", "SSDProvisioner"]
-
-PROVISIONER_NAME = "ssd-provisioner"
-KINDS = ("ipykernel", "spyder")
-
+__all__ = ["SSDProvisioner"]
 T = TypeVar("T")
 
 _GONE = ("dead", "gone")
@@ -133,8 +80,8 @@ class SSDProvisioner(KernelProvisionerBase):
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         """Check the kernelspec's config and keep its ``env`` stanza (KernelManager.pre_start_kernel)."""
         try:
-            self._check_config()
-        except SSDError as exc:
+            check_config(self.host, self.env, self.kind)
+        except Exception as exc:
             raise self._explained(exc) from None
         kwargs = await super().pre_launch(**kwargs)
         environ = kwargs["env"]
@@ -144,21 +91,6 @@ class SSDProvisioner(KernelProvisionerBase):
         self._label = str(environ.get("JPY_SESSION_NAME") or "")[:200]
         kwargs.pop("extra_arguments", None)
         return {**kwargs, "cmd": list(self.kernel_spec.argv)}
-
-    def _check_config(self) -> None:
-        problems = []
-        if not self.host:
-            problems.append("no host")
-        if not self.env:
-            problems.append("no env")
-        if self.kind not in KINDS:
-            problems.append(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
-        if problems:
-            raise SSDError(
-                f"the kernelspec's ssd-provisioner config is incomplete ({'; '.join(problems)}); "
-                f"write it again with: ssd-ctl kernelspec install {self.host or 'HOST'} ENV",
-                code="kernelspec_invalid",
-            )
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Start the kernel on the host (or take the one restarted in place); return its connection info.
@@ -170,7 +102,7 @@ class SSDProvisioner(KernelProvisionerBase):
         restarting, failed = self._replaced, self._restart_failure
         try:
             reply = await self._call(self._attach if self._replaced and self.remote_id else self._start)
-        except SSDError as exc:
+        except Exception as exc:
             # The KernelManager logs this once (and Jupyter Server answers it); a cause chain would repeat it.
             raise self._explained(exc, "restart a kernel" if failed else "start a kernel") from None
         finally:
@@ -182,7 +114,7 @@ class SSDProvisioner(KernelProvisionerBase):
         self._running = True
         self._exit_code = None
         self._gone_on_host = False
-        self.connection_info = _for_kernel_manager(reply["connection"])
+        self.connection_info = for_kernel_manager(reply["connection"])
         self.log.info("ssd-provisioner: kernel %s in %s on %s", self.remote_id, self.env, self.host)
         if reply["kernel"].get("lease"):
             self._keep_lease()
@@ -206,10 +138,10 @@ class SSDProvisioner(KernelProvisionerBase):
     def _fallback(self, exc: RemoteError, options: dict[str, Any]) -> str | None:
         """The option to start again without: a notebook folder the host does not have, or what an older ssd
         does not know (then a warning); None if there is none."""
-        if exc.code == "cwd_refused" and not self.cwd and options["cwd"]:
+        if exc.code == ErrorCode.CWD_REFUSED and not self.cwd and options["cwd"]:
             self.log.info("ssd-provisioner: %s; the kernel starts in the home on %s", exc.message, self.host)
             return "cwd"
-        if exc.code != protocol.BAD_REQUEST:
+        if exc.code != ErrorCode.BAD_REQUEST:
             return None
         if options["label"] and "label" in exc.message:
             return "label"
@@ -234,9 +166,8 @@ class SSDProvisioner(KernelProvisionerBase):
         reply = await client.kernel_info(self.remote_id)
         return {**reply, "connection": client.connection_info(reply)}
 
-    def _explained(self, exc: SSDError, doing: str = "start a kernel") -> KernelStartError:
-        """The error Jupyter shows at kernel start: what went wrong on which host, and what to run."""
-        return explain(exc, host=self.host or "HOST", env=self.env, doing=doing)
+    def _explained(self, exc: BaseException, doing: str = "start a kernel") -> KernelStartError:
+        return explained(exc, host=self.host, env=self.env, doing=doing)
 
     # -- state --------------------------------------------------------------------------
 
@@ -251,7 +182,7 @@ class SSDProvisioner(KernelProvisionerBase):
         try:
             reply = await self._call(lambda c: c.kernel_info(self.remote_id))
         except SSDError as exc:
-            if exc.code != "kernel_not_found":
+            if exc.code != ErrorCode.KERNEL_NOT_FOUND:
                 self._report(exc)  # unreachable, not authorized, untrusted: said once, not every poll
                 return None
             self._exit_code = 0  # shut down and forgotten by the host; its exit code went with it
@@ -282,7 +213,7 @@ class SSDProvisioner(KernelProvisionerBase):
             try:
                 await self._call(lambda c: c.kernel_interrupt(self.remote_id))
             except RemoteError as exc:
-                if exc.code not in ("kernel_not_found", "kernel_dead"):
+                if exc.code not in (ErrorCode.KERNEL_NOT_FOUND, ErrorCode.KERNEL_DEAD):
                     raise
             return
         if signum in (signal.SIGTERM, signal.SIGKILL, signal.SIGQUIT, signal.SIGHUP):
@@ -291,7 +222,7 @@ class SSDProvisioner(KernelProvisionerBase):
         raise SSDError(
             f"ssd cannot send {signal.Signals(signum).name} to a remote kernel: SIGINT interrupts it, "
             "SIGTERM or SIGKILL shuts it down",
-            code="unsupported_signal",
+            code=ErrorCode.UNSUPPORTED_SIGNAL,
         )
 
     async def shutdown_requested(self, restart: bool = False) -> None:
@@ -318,11 +249,11 @@ class SSDProvisioner(KernelProvisionerBase):
         try:
             await self._call(lambda c: c.kernel_shutdown(self.remote_id, keep=True))
         except RemoteError as exc:
-            if exc.code == "kernel_not_found":
+            if exc.code == ErrorCode.KERNEL_NOT_FOUND:
                 self._exit_code, self._gone_on_host = 0, True
-            elif exc.code == protocol.BAD_REQUEST:  # an older ssd, which cannot keep a killed kernel listed
+            elif exc.code == ErrorCode.BAD_REQUEST:  # an older ssd, which cannot keep a killed kernel listed
                 await self._shutdown_remote()
-            elif exc.code != "kernel_busy":
+            elif exc.code != ErrorCode.KERNEL_BUSY:
                 raise
         except TransportError as exc:
             self._report(exc)  # cleanup() tries to shut it down once more, and says so if it cannot
@@ -347,7 +278,7 @@ class SSDProvisioner(KernelProvisionerBase):
             # says why (once): its own error if it fails too, else this one.
             self._restart_failure = self._explained(exc, f"restart kernel {self.remote_id} in place")
             self._restart_failed = True
-            if exc.code == "kernel_not_found":
+            if exc.code == ErrorCode.KERNEL_NOT_FOUND:
                 self._exit_code = 0
                 self._gone_on_host = True
             return False
@@ -361,9 +292,9 @@ class SSDProvisioner(KernelProvisionerBase):
         try:
             reply = await self._call(lambda c: c.kernel_shutdown(self.remote_id))
         except RemoteError as exc:
-            if exc.code == "kernel_busy":  # already stopping there: poll() sees it go
+            if exc.code == ErrorCode.KERNEL_BUSY:  # already stopping there: poll() sees it go
                 return
-            if exc.code != "kernel_not_found":
+            if exc.code != ErrorCode.KERNEL_NOT_FOUND:
                 raise
             reply = {}
         except TransportError as exc:
@@ -401,20 +332,12 @@ class SSDProvisioner(KernelProvisionerBase):
         try:
             await self._call(lambda c: c.kernel_lease(self.remote_id))
         except RemoteError as exc:
-            if exc.code != "kernel_not_found":
+            if exc.code != ErrorCode.KERNEL_NOT_FOUND:
                 raise
 
     def _report(self, exc: SSDError | None) -> None:
         """Warn once about a host that cannot be asked about the kernel; quiet until that changes."""
-        if exc is None:
-            self._trouble.report(None)
-            return
-        # One warning while the host stays unreachable, or stays refusing (not authorized, then throttled).
-        self._trouble.report(
-            "unreachable" if isinstance(exc, TransportError) else "refused",
-            f"ssd-provisioner: cannot reach kernel {self.remote_id} on {self.host}: {exc}; "
-            "Jupyter counts it as running, and it keeps its lease only if the host can be reached again in time",
-        )
+        self._trouble.report(*(warning(exc, self.remote_id, self.host) if exc else (None,)))
 
     # -- timing and persistence ---------------------------------------------------------
 
@@ -446,7 +369,7 @@ class SSDProvisioner(KernelProvisionerBase):
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
         """Take over a kernel from saved info (the inverse of ``get_provisioner_info``); ``poll`` tells if it lives."""
         await super().load_provisioner_info(provisioner_info)
-        self.connection_info = _for_kernel_manager(dict(self.connection_info))
+        self.connection_info = for_kernel_manager(dict(self.connection_info))
         for name in ("host", "env", "kind", "user", "cwd"):
             if provisioner_info.get(name):
                 setattr(self, name, str(provisioner_info[name]))
@@ -459,56 +382,11 @@ class SSDProvisioner(KernelProvisionerBase):
     # -- talking to the daemon ----------------------------------------------------------
 
     async def _call(self, operation: Callable[[AsyncClient], Awaitable[T]]) -> T:
-        """Run *operation* on a fresh connection, logging in by key once if the session is missing."""
-        async with AsyncClient(await self._host_spec()) as client:
-            try:
-                return await operation(client)
-            except RemoteError as exc:
-                if exc.code != protocol.NOT_AUTHORIZED:
-                    raise
-            await self._login(client)
-            return await operation(client)
-
-    async def _login(self, client: AsyncClient) -> None:
-        user = self.user or getpass.getuser()
-        try:
-            await client.login(user)
-        except RemoteError as exc:
-            if exc.code != protocol.AUTH_FAILED:
-                raise
-            raise SSDError(
-                f"This client's key is not authorized for {user} there and has no session.\n"
-                f"Authorize it once with:\n    ssd-ctl login {self.host} --user {user} && ssd-ctl copy-id {self.host}",
-                code="not_authorized",
-            ) from None
+        """Run *operation* on a fresh connection to the host, logging in by key once if the session is missing."""
+        return await call_host(await self._host_spec(), self.host, self.user, operation)
 
     async def _host_spec(self) -> HostSpec:
         """The host, with a bare name that DNS does not know looked up as a discovered ssd instance."""
         if self._spec is None:
             self._spec = await resolve_host(self.host)
         return self._spec
-
-
-async def resolve_host(text: str) -> HostSpec:
-    """HOST as ssd-ctl reads it, without blocking the event loop (mDNS for bare unknown names)."""
-    try:
-        spec = parse_host(text)
-    except ValueError as exc:
-        raise SSDError(f"the kernelspec's host is invalid: {exc}", code="kernelspec_invalid") from None
-    if spec.address is not None or ":" in text or is_address(spec.host):
-        return spec
-    try:
-        await asyncio.get_running_loop().getaddrinfo(spec.host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        found = await async_resolve_instance(spec.host)
-        if found is not None:
-            return HostSpec(spec.host, found.port, found.address)
-    return spec
-
-
-def _for_kernel_manager(info: dict[str, Any]) -> KernelConnectionInfo:
-    """Connection info as KernelManager compares it with its session's: the key as bytes (despite the type)."""
-    result = dict(info)
-    if isinstance(result.get("key"), str):
-        result["key"] = result["key"].encode()
-    return cast(KernelConnectionInfo, result)

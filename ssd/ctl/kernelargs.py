@@ -1,0 +1,88 @@
+"""What the kernel commands (start, console, stop, attach, tunnel, ...) share: options, naming a kernel, a spinner."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ssd.client import Client
+from ssd.ctl.output import Output
+from ssd.errors import ErrorCode, SSDError
+
+__all__ = [
+    "KERNEL_HELP",
+    "KINDS",
+    "SHORT",
+    "TCP_HELP",
+    "resolve",
+    "resolve_kernel",
+    "start_options",
+    "waiting",
+]
+
+KINDS = ("spyder", "ipykernel")
+KERNEL_HELP = "kernel id, a unique start of one, or the kernel's name (see: ssd-ctl kernels HOST)"
+SHORT = 8  # characters of a kernel id shown in tables and hints
+TCP_HELP = (
+    "with --tunnel: TCP on 127.0.0.1 instead of sockets only you can open (any local user can then "
+    "read the kernel's output); for frontends that do not take transport ipc"
+)
+
+
+def start_options(parser: argparse.ArgumentParser) -> None:
+    """The options of start and console that go into kernel_start."""
+    parser.add_argument("--kind", choices=KINDS, default="spyder", help="spyder (default) or ipykernel (Jupyter)")
+    parser.add_argument("--name", default="", help="a name for the kernel (default: ENV (KIND))")
+    parser.add_argument("--cwd", metavar="DIR", help="its working folder on HOST (default: your home there)")
+    parser.add_argument(
+        "--env",
+        dest="env_vars",
+        action="append",
+        type=_assignment,
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the kernel, if the host allows it (SPY_*, LANG, ...; repeatable)",
+    )
+    parser.add_argument("--restart", action="store_true", help="start it again if it dies without being asked to")
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def resolve_kernel(kernels: Sequence[dict[str, Any]], text: str, host: str) -> str:
+    """The one kernel id that *text* names: an exact id, else a unique id prefix or name."""
+    if not text:
+        raise SSDError("KERNEL must not be empty", code=ErrorCode.USAGE)
+    ids = [str(k["kernel_id"]) for k in kernels]
+    if text in ids:
+        return text
+    matches = [k for k in kernels if str(k["kernel_id"]).startswith(text.lower()) or k.get("name") == text]
+    if len(matches) == 1:
+        return str(matches[0]["kernel_id"])
+    if not matches:
+        raise SSDError(
+            f"you have no kernel {text!r} on {host} (see: ssd-ctl kernels {host})", code=ErrorCode.KERNEL_NOT_FOUND
+        )
+    named = ", ".join(f"{str(k['kernel_id'])[:SHORT]} ({k.get('name', '')})" for k in matches)
+    raise SSDError(f"{text!r} names {len(matches)} kernels: {named}; give more of the id", code=ErrorCode.USAGE)
+
+
+def resolve(client: Client, args: argparse.Namespace) -> str:
+    """The kernel id that args.kernel names among this user's kernels on args.host."""
+    return resolve_kernel(client.kernel_list(), args.kernel, args.host)
+
+
+@contextlib.contextmanager
+def waiting(out: Output, text: str) -> Iterator[None]:
+    """A spinner on stderr while a long request runs (only at a terminal, never with --json)."""
+    if out.as_json or not out.err.is_terminal:
+        yield
+        return
+    with out.err.status(text):
+        yield
