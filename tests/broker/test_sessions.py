@@ -119,9 +119,9 @@ def test_session_survives_restart_and_logout_ends_it(tmp_path: Path, alice: User
     second = start_system_daemon(tmp_path, init=False)
     try:
         with new_client(second, tmp_path / "client") as client:
-            assert client.whoami()["user"] == alice.name
-            assert client.whoami()["expires"] == pytest.approx(bound["expires"])
-            assert client.logout()["ended"] is True
+            assert client.whoami().user == alice.name
+            assert client.whoami().expires == pytest.approx(bound.expires)
+            assert client.logout().ended is True
             assert error_of(client.whoami).code == "not_authorized"
     finally:
         stop_and_audit(second)
@@ -142,9 +142,10 @@ def test_session_lifetime_is_enforced(tmp_path: Path, alice: User) -> None:
         new_client(daemon, tmp_path / "c") as client,
     ):
         reply = login(client, alice.name, alice.password)
-        assert reply["expires"] - time.time() <= 5.0
-        assert client.whoami()["user"] == alice.name
-        eventually(lambda: time.time() > reply["expires"], "the session's end")
+        assert reply.expires is not None
+        assert reply.expires - time.time() <= 5.0
+        assert client.whoami().user == alice.name
+        eventually(lambda: time.time() > (reply.expires or 0), "the session's end")
         assert error_of(client.whoami).code == "not_authorized"
 
 
@@ -154,7 +155,7 @@ def test_another_key_cannot_use_the_session(daemon: Daemon, tmp_path: Path, alic
         login(first, alice.name, alice.password)
         assert error_of(second.whoami).code == "not_authorized"
         assert error_of(second.logout).code == "not_authorized"
-        assert first.whoami()["user"] == alice.name
+        assert first.whoami().user == alice.name
 
 
 class Raw:

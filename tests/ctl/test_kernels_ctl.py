@@ -29,8 +29,8 @@ from jupyter_client.blocking.client import BlockingKernelClient
 
 from ssd.ctl.kernels import choose_connection_file, resolve_kernel
 from ssd.errors import SSDError
-from ssd.replies import KernelDescription
 from ssd.kernels.transport import CLASSIC_KEYS
+from ssd.replies import KernelDescription
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
 
