@@ -159,7 +159,7 @@ def measure(top: Path, python: Path, runs: int) -> dict[str, Any]:
     daemon, info = start_daemon(top)
     try:
         client = logged_in(top, info)  # the client key's session, which the provisioner uses
-        user = str(client.whoami()["user"])
+        user = str(client.whoami().user)
         client.close()
         write_specs(top, python, f"127.0.0.1:{info['control_port']}", user)
         server = Server(top)

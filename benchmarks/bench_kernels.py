@@ -84,8 +84,8 @@ def ssd_start(client: Client, kind: str) -> tuple[float, dict[str, float]]:
     began = time.perf_counter()
     reply = client.kernel_start("bench", kind)
     elapsed = time.perf_counter() - began
-    client.kernel_shutdown(reply["kernel"]["kernel_id"])
-    return elapsed, reply["timing"]
+    client.kernel_shutdown(reply.kernel.kernel_id)
+    return elapsed, reply.timing
 
 
 def start_daemon(top: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:

@@ -49,6 +49,7 @@ from ssd.client import Client, KnownHosts
 from ssd.client.identity import client_keypair
 from ssd.client.tunnel import Tunnel
 from ssd.errors import SSDError
+from ssd.replies import KernelStartReply
 
 PATHS = ("direct", "relay", "tunnel")
 TARGET_ADDED_MS = 0.5  # the relay's execute round trip, minus direct's (p50)
@@ -226,7 +227,7 @@ def logged_in(top: Path, info: dict[str, Any]) -> Iterator[Client]:
 
 
 @contextlib.contextmanager
-def kernel(client: Client, kind: str) -> Iterator[dict[str, Any]]:
+def kernel(client: Client, kind: str) -> Iterator[KernelStartReply]:
     """One kernel started through the daemon; yields the kernel_start reply; shuts it down on the way out."""
     progress(f"starting the kernel ({kind})")
     reply = client.kernel_start(ENV_NAME, kind, timeout=START_TIMEOUT)
@@ -234,7 +235,7 @@ def kernel(client: Client, kind: str) -> Iterator[dict[str, Any]]:
         yield reply
     finally:
         try:
-            client.kernel_shutdown(reply["kernel"]["kernel_id"])
+            client.kernel_shutdown(reply.kernel.kernel_id)
         except (SSDError, OSError) as exc:  # kill_leftover_kernels, after the daemon stopped, sees to it
             progress(f"kernel_shutdown failed: {exc}")
 
@@ -261,10 +262,10 @@ def tunnel(relay: dict[str, Any]) -> Iterator[dict[str, Any]]:
         forward.stop()
 
 
-def connection_infos(client: Client, reply: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def connection_infos(client: Client, reply: KernelStartReply) -> tuple[dict[str, Any], dict[str, Any]]:
     """The kernel's own connection info (its file, readable: the daemon runs as this user) and the relay's."""
-    direct: dict[str, Any] = json.loads(Path(reply["connection_file"]).read_text())
-    relay = client.connection_info(reply)
+    direct: dict[str, Any] = json.loads(Path(reply.connection_file).read_text())
+    relay = client.connection_info(reply.connection)
     if "curve_publickey" not in relay:
         raise BenchError("the daemon gave no CURVE relay (transport plain?): nothing to compare")
     if relay["shell_port"] == direct["shell_port"]:

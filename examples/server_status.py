@@ -22,8 +22,8 @@ def main() -> int:
     except SSDError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    free = info["memory_available"] / 2**30
-    print(f"{info['name']}: load {info['load'][0]}, {free:.1f} GiB free, {info['cpus']} CPUs")
+    free = info.memory_available / 2**30
+    print(f"{info.name}: load {info.load[0]}, {free:.1f} GiB free, {info.cpus} CPUs")
     return 0
 
 

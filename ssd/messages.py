@@ -35,13 +35,16 @@ __all__ = [
     "RequestContent",
     "ServerInfoRequest",
     "WhoamiRequest",
+    "decode_content",
     "parse_content",
 ]
 
 MAX_ECHO = 64 * 1024
 
 
-class RequestContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+# omit_defaults: a client sends only what it sets, so an older server, which refuses fields it does not know,
+# still takes a request that leaves a newer field at its default.
+class RequestContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """Base of every request content."""
 
 
@@ -229,4 +232,12 @@ def parse_content(content: Any, kind: type[C]) -> C:
     try:
         return msgspec.convert(content, kind)
     except msgspec.ValidationError as exc:
+        raise ContentError(str(exc).replace("`$.", "`").replace("`$`", "content")) from None
+
+
+def decode_content(data: bytes, kind: type[C]) -> C:
+    """Decode JSON content into *kind* (a worker reading the broker's encoding), or raise ContentError."""
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
         raise ContentError(str(exc).replace("`$.", "`").replace("`$`", "content")) from None

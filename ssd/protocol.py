@@ -28,6 +28,7 @@ JUPYTER_PROTOCOL_VERSION: Final = "5.3"
 __all__ = [
     "PROTOCOL_VERSION",
     "BadMessage",
+    "Content",
     "Message",
     "Wire",
     "error_content",
@@ -42,6 +43,9 @@ PROTOCOL_VERSION: Final = "1.0"
 PROTOCOL_ERROR_TYPE: Final = "protocol_error"
 
 _MAX_MSG_TYPE = 64
+
+# A message's content as a sender hands it over: a struct (ssd.replies, ssd.messages), a dict, or encoded JSON.
+Content = dict[str, Any] | msgspec.Struct | bytes
 
 
 class Header(msgspec.Struct, frozen=True):
@@ -110,7 +114,7 @@ class Wire:
     def serialize(
         self,
         msg_type: str,
-        content: dict[str, Any] | bytes,
+        content: Content,
         *,
         parent: dict[str, Any] | None = None,
         idents: list[bytes] | None = None,

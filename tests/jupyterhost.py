@@ -156,6 +156,6 @@ def host_admin(host: Host, tmp: Path) -> Iterator[Client]:
     try:
         yield client
         for kernel in client.kernel_list():
-            client.kernel_shutdown(kernel["kernel_id"])
+            client.kernel_shutdown(kernel.kernel_id)
     finally:
         client.close()

@@ -56,23 +56,23 @@ def test_the_kernel_dies_with_its_jupyter_server(
     """POST /api/kernels starts an ssd kernel that holds a lease; the server ends by *death* (one SIGINT
     without a terminal stops it at once); the kernel is gone from the host, its process too, within lease
     and grace. A kernel started without a lease stays."""
-    unleased = admin.kernel_start("sci", "ipykernel")["kernel"]
+    unleased = admin.kernel_start("sci", "ipykernel").kernel
     model = server.request("POST", "/api/kernels", {"name": host.spec})
     assert [k["id"] for k in server.request("GET", "/api/kernels")] == [model["id"]]
-    (leased,) = [k for k in admin.kernel_list() if k["kernel_id"] != unleased["kernel_id"]]
-    assert (leased["state"], leased["lease"]) == ("ready", LEASE)
+    (leased,) = [k for k in admin.kernel_list() if k.kernel_id != unleased.kernel_id]
+    assert (leased.state, leased.lease) == ("ready", LEASE)
 
     server.process.send_signal(death)
     server.process.wait(30)  # a single signal ends it: no prompt without a terminal
 
     eventually(
-        lambda: leased["kernel_id"] not in {k["kernel_id"] for k in admin.kernel_list()},
+        lambda: leased.kernel_id not in {k.kernel_id for k in admin.kernel_list()},
         "the kernel gone from the host",
         timeout=LEASE + GRACE + 30,
         interval=0.2,
     )
-    eventually(lambda: _gone(leased["pid"]), "the kernel's process gone")
-    assert [k["kernel_id"] for k in admin.kernel_list()] == [unleased["kernel_id"]]
+    eventually(lambda: _gone(leased.pid), "the kernel's process gone")
+    assert [k.kernel_id for k in admin.kernel_list()] == [unleased.kernel_id]
 
 
 def _gone(pid: int) -> bool:
@@ -128,7 +128,7 @@ def test_a_notebooks_kernel_starts_in_its_folder_and_is_labelled(
     session = {"path": "work/analysis.ipynb", "type": "notebook", "kernel": {"name": host.spec}}
     server.request("POST", "/api/sessions", session)
     (kernel,) = admin.kernel_list()
-    assert (kernel["cwd"], kernel["label"]) == (str(tmp_path / "work"), "work/analysis.ipynb")
+    assert (kernel.cwd, kernel.label) == (str(tmp_path / "work"), "work/analysis.ipynb")
     (listed,) = host.ctl("kernels", host.daemon.host)["kernels"]
     assert listed["label"] == "work/analysis.ipynb"
     table = subprocess.run(

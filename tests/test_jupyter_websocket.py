@@ -100,9 +100,9 @@ async def _open(server: JupyterServer, kernel_id: str) -> Channels:
 
 
 def _pid_of(admin: Client, kernel_id: str) -> int:
-    (kernel,) = [k for k in admin.kernel_list() if k["kernel_id"] == kernel_id]
-    assert kernel["state"] == "ready", kernel
-    return int(kernel["pid"])
+    (kernel,) = [k for k in admin.kernel_list() if k.kernel_id == kernel_id]
+    assert kernel.state == "ready", kernel
+    return int(kernel.pid)
 
 
 @pytest.mark.timeout(300)  # five kernel lifecycles in a row on a loaded machine
@@ -128,7 +128,7 @@ async def _session(server: JupyterServer, admin: Client) -> None:
         assert reply["status"] == "ok"
         first_pid = int(out.split()[1])
         assert out.split()[0] == "42"
-        assert first_pid == hosted["pid"]
+        assert first_pid == hosted.pid
 
         async def interrupt() -> None:
             await asyncio.to_thread(server.request, "POST", f"/api/kernels/{model['id']}/interrupt")
@@ -139,7 +139,7 @@ async def _session(server: JupyterServer, admin: Client) -> None:
         await asyncio.to_thread(server.request, "POST", f"/api/kernels/{model['id']}/restart")
         reply, out = await channels.run("print('x' in globals(), os.getpid() if 'os' in globals() else None)")
         assert (reply["status"], out.split()) == ("ok", ["False", "None"])
-        restarted_pid = await asyncio.to_thread(_pid_of, admin, hosted["kernel_id"])
+        restarted_pid = await asyncio.to_thread(_pid_of, admin, hosted.kernel_id)
         assert restarted_pid != first_pid
 
         await channels.send("execute_request", {"code": "import os; os._exit(1)", "silent": False})
@@ -149,7 +149,7 @@ async def _session(server: JupyterServer, admin: Client) -> None:
         assert out.split()[0] == "alive"
         assert int(out.split()[1]) not in (first_pid, restarted_pid)
         listed = await asyncio.to_thread(admin.kernel_list)
-        assert [k["kernel_id"] for k in listed] == [hosted["kernel_id"]], "restarted in place, not a new kernel"
+        assert [k.kernel_id for k in listed] == [hosted.kernel_id], "restarted in place, not a new kernel"
     finally:
         channels.connection.close()
 
@@ -157,7 +157,7 @@ async def _session(server: JupyterServer, admin: Client) -> None:
     await asyncio.to_thread(
         eventually, lambda: not admin.kernel_list(), "the kernel gone from the host", timeout=60, interval=0.2
     )
-    await asyncio.to_thread(eventually, lambda: _gone(hosted["pid"]), "its first process gone", timeout=30)
+    await asyncio.to_thread(eventually, lambda: _gone(hosted.pid), "its first process gone", timeout=30)
 
 
 def server_spec(server: JupyterServer) -> str:

@@ -36,6 +36,7 @@ from ssd.ctl.kernelspec import spec_document
 from ssd.errors import ErrorCode, SSDError
 from ssd.provisioner import SSDProvisioner
 from ssd.provisioner.hostlink import for_kernel_manager
+from ssd.replies import KernelDescription
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
 ME = pwd.getpwuid(os.geteuid()).pw_name
@@ -101,11 +102,11 @@ def site(module_site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     yield module_site
     left = asyncio.run(remote_kernels(module_site.daemon))
     for kernel in left:
-        asyncio.run(_shutdown(module_site.daemon, kernel["kernel_id"]))
+        asyncio.run(_shutdown(module_site.daemon, kernel.kernel_id))
     assert not left, f"kernels left running on the host: {left}"
 
 
-async def remote_kernels(daemon: Daemon, user: str | None = None) -> list[dict[str, Any]]:
+async def remote_kernels(daemon: Daemon, user: str | None = None) -> list[KernelDescription]:
     """The kernels on the host, asked with this process's (authorized) client key."""
     async with AsyncClient(daemon.host) as client:
         try:
@@ -180,7 +181,7 @@ def test_kernel_manager_start_execute_interrupt_restart_shutdown(site: Site) -> 
         provisioner = km.provisioner
         assert isinstance(provisioner, SSDProvisioner)
         remote_id = provisioner.remote_id
-        assert [k["kernel_id"] for k in await remote_kernels(site.daemon)] == [remote_id]
+        assert [k.kernel_id for k in await remote_kernels(site.daemon)] == [remote_id]
         kc = km.client()
         kc.start_channels()
         try:
@@ -209,7 +210,7 @@ def test_kernel_manager_start_execute_interrupt_restart_shutdown(site: Site) -> 
             reply, printed = await run_cell(kc, "print('kept' in dir())")
             assert printed.strip() == "False"
             (listed,) = await remote_kernels(site.daemon)
-            assert (listed["kernel_id"], listed["restarts"]) == (remote_id, 1)
+            assert (listed.kernel_id, listed.restarts) == (remote_id, 1)
 
             # restart(now=True) kills first without saying that a restart follows (only cleanup hears it):
             # the host kills the process but keeps the kernel, which is then restarted in place, so the
@@ -222,7 +223,7 @@ def test_kernel_manager_start_execute_interrupt_restart_shutdown(site: Site) -> 
             reply, printed = await run_cell(kc, "print('kept' in dir(), 6 * 7)")
             assert printed.split() == ["False", "42"]
             (listed,) = await remote_kernels(site.daemon)
-            assert (listed["kernel_id"], listed["restarts"]) == (remote_id, 2)
+            assert (listed.kernel_id, listed.restarts) == (remote_id, 2)
         finally:
             kc.stop_channels()
 
@@ -284,13 +285,13 @@ def test_a_notebook_folder_the_host_lacks_leaves_the_kernel_in_the_home(site: Si
         km = AsyncKernelManager(kernel_name=site.spec)
         await km.start_kernel(cwd=str(here))
         (kernel,) = await remote_kernels(site.daemon)
-        assert kernel["cwd"] == str(here)  # the same machine: the folder exists there
+        assert kernel.cwd == str(here)  # the same machine: the folder exists there
         await km.shutdown_kernel(now=True)
         km = AsyncKernelManager(kernel_name=site.spec)
         await km.start_kernel(cwd=str(here / "not-on-the-host"))
         (kernel,) = await remote_kernels(site.daemon)
-        assert kernel["cwd"] not in (str(here), str(here / "not-on-the-host"))
-        assert kernel["cwd"] == os.environ.get("HOME", str(Path.home()))  # the daemon's user: this one
+        assert kernel.cwd not in (str(here), str(here / "not-on-the-host"))
+        assert kernel.cwd == os.environ.get("HOME", str(Path.home()))  # the daemon's user: this one
         await km.shutdown_kernel(now=True)
 
     asyncio.run(scenario())

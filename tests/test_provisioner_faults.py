@@ -12,7 +12,6 @@ import pwd
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from jupyter_client.asynchronous.client import AsyncKernelClient
@@ -23,6 +22,7 @@ from jupyterhost import Host, make_host
 from ssd.client import AsyncClient
 from ssd.errors import SSDError
 from ssd.provisioner import SSDProvisioner
+from ssd.replies import KernelDescription
 
 TIMEOUT = 60.0
 
@@ -47,7 +47,7 @@ def jupyter(host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     assert not left, f"kernels left running on the host: {left}"
 
 
-async def _remote_kernels(host: Host) -> list[dict[str, Any]]:
+async def _remote_kernels(host: Host) -> list[KernelDescription]:
     async with AsyncClient(host.daemon.host) as client:
         await client.login(_me())
         return await client.kernel_list()
@@ -158,7 +158,7 @@ def test_a_restart_whose_environment_is_gone_names_it_and_the_fix(
             assert "Is it gone?" in said
             assert str(prefix) in said
             assert said.endswith(f":\n    ssd-ctl kernelspec sync {jupyter.daemon.host}"), said
-            listed = {k["kernel_id"]: k["state"] for k in await _remote_kernels(jupyter)}
+            listed = {k.kernel_id: k.state for k in await _remote_kernels(jupyter)}
             assert listed == {provisioner.remote_id: "dead"}
         finally:
             moved.rename(prefix)

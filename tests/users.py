@@ -23,6 +23,7 @@ from conftest import Daemon, start_daemon
 
 from ssd.client import Client
 from ssd.errors import ErrorCode, RemoteError
+from ssd.replies import LoginReply
 
 # Every password the auth tests used, right or wrong: none may appear in a log or the state store.
 PASSWORDS: list[str] = []
@@ -122,7 +123,7 @@ def stop_and_audit(daemon: Daemon) -> None:
         audit(daemon)
 
 
-def login(client: Client, name: str, password: str | None = None, *, patience: float = 20.0) -> dict[str, Any]:
+def login(client: Client, name: str, password: str | None = None, *, patience: float = 20.0) -> LoginReply:
     """Log in, waiting out ``login_throttled`` from earlier failures of this name or address."""
     deadline = time.monotonic() + patience
     while True:

@@ -24,10 +24,12 @@ from typing import Any
 
 import msgspec
 
-from ssd import protocol
+from ssd import contract, protocol
 from ssd.broker.registry import Pending, Registry
 from ssd.broker.sessions import SessionStore
 from ssd.errors import ErrorCode
+from ssd.messages import AccountCheckRequest
+from ssd.protocol import Content
 
 __all__ = ["AccountChecks", "AccountSchedule"]
 
@@ -36,7 +38,6 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 Answer = Callable[[Pending, dict[str, Any]], None]
 
-CHECK_TYPE = "account_check_request"
 RETRY = 30.0  # seconds before a check without a verdict is tried again
 LONGEST_SLEEP = 60.0
 
@@ -139,20 +140,22 @@ class AccountChecks:
             return  # one in flight already: its verdict serves this caller too
         pending = Pending(
             request_id=b"account-%d" % next(self._ids),
-            service="auth",
+            service="auth",  # contract.ACCOUNT_CHECK's
             idents=[],
             parent={},
             client_key="",  # the broker: the auth worker serves this type to nobody else
-            msg_type=CHECK_TYPE,
-            content={},
+            msg_type=contract.ACCOUNT_CHECK.msg_type,
+            content=AccountCheckRequest(),
             queued_at=time.monotonic(),
             user=user,
             on_answer=lambda content: self._verdict(user, content),
         )
         self._submit(pending)
 
-    def _verdict(self, user: str, content: dict[str, Any] | bytes) -> None:
-        reply: dict[str, Any] = msgspec.json.decode(content) if isinstance(content, bytes) else content
+    def _verdict(self, user: str, content: Content) -> None:
+        reply: dict[str, Any] = msgspec.json.decode(
+            content if isinstance(content, bytes) else msgspec.json.encode(content)
+        )
         waiting = self._then.pop(user, [])
         if reply.get("status") == "ok":
             self.schedule.passed(user)

@@ -23,11 +23,12 @@ from ssd.broker.registry import Registry
 from ssd.config import Config
 from ssd.errors import ErrorCode, SSDError
 from ssd.kernels.launch import check_env_vars
+from ssd.messages import KernelStartRequest, RequestContent
 from ssd.users import Account, lookup
 
 __all__ = ["ADMIN_REQUESTS", "Admission", "Check"]
 
-Check = Callable[[str | None, dict[str, Any]], dict[str, Any] | None]
+Check = Callable[[str | None, RequestContent], dict[str, Any] | None]
 ADMIN_REQUESTS = ("env_create_request", "env_install_request", "env_remove_request")
 KERNEL_START = "kernel_start_request"
 
@@ -53,11 +54,12 @@ class Admission:
         table.update(dict.fromkeys(ADMIN_REQUESTS, self.env_admin))
         return table
 
-    def kernel_start(self, user: str | None, content: dict[str, Any]) -> dict[str, Any] | None:
+    def kernel_start(self, user: str | None, content: RequestContent) -> dict[str, Any] | None:
         """Variables on the allow-list, then the user's and the host's kernel limits."""
+        assert isinstance(content, KernelStartRequest)
         limits = self.config.kernels
         try:
-            check_env_vars(dict(content.get("env_vars") or {}), limits.env_allow)
+            check_env_vars(dict(content.env_vars), limits.env_allow)
         except SSDError as exc:
             return protocol.error_content(exc.code, exc.message)
         if user is not None:
@@ -67,7 +69,7 @@ class Admission:
                 return refused
         return self.kernels.admit_start(limits.max_per_host, self.registry.in_flight(KERNEL_START))
 
-    def env_admin(self, user: str | None, content: dict[str, Any]) -> dict[str, Any] | None:
+    def env_admin(self, user: str | None, content: RequestContent) -> dict[str, Any] | None:
         """Administration off for the host, or for a group the user is in: listing only."""
         envs = self.config.envs
         account = self.account(user) if user is not None else None

@@ -32,6 +32,7 @@ from ssd.broker.registry import Pending, Registry, WorkerRecord
 from ssd.broker.worker_events import WorkerEvents
 from ssd.config import WorkersConfig
 from ssd.errors import ErrorCode
+from ssd.protocol import Content
 from ssd.workers import wire
 
 __all__ = ["WorkerRouter"]
@@ -46,7 +47,7 @@ MAX_FRAMES = 5
 MAX_BODY = {wire.READY: wire.MAX_READY, wire.REPLY: wire.MAX_REPLY, wire.EVENT: wire.MAX_EVENT}
 MAX_BODY[wire.KERNEL] = wire.MAX_RECORD
 
-Answer = Callable[[Pending, dict[str, Any] | bytes], None]
+Answer = Callable[[Pending, Content], None]
 
 
 class _ReplyStatus(msgspec.Struct):
@@ -109,8 +110,9 @@ class WorkerRouter:
 
     def _forward(self, pending: Pending, record: WorkerRecord) -> None:
         self.registry.assign(pending, record)
+        content = msgspec.Raw(wire.encode(pending.content))  # what the broker validated, nothing else
         body = wire.Request(
-            msg_type=pending.msg_type, content=pending.content, client_key=pending.client_key, user=pending.user
+            msg_type=pending.msg_type, content=content, client_key=pending.client_key, user=pending.user
         )
         self._send(record.routing_id, wire.REQUEST, pending.request_id, wire.encode(body))
 
@@ -230,7 +232,7 @@ class WorkerRouter:
         if pending is None:
             log.debug("late or unknown reply from worker %d dropped", record.pid)
             return
-        content: dict[str, Any] | bytes = body  # passed through: no decode and re-encode
+        content: Content = body  # passed through: no decode and re-encode
         try:
             msgspec.json.decode(body, type=_ReplyStatus)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

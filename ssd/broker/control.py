@@ -28,8 +28,9 @@ from ssd.broker.registry import LoginAttempt, Pending
 from ssd.broker.sessions import SessionStore
 from ssd.config import ServerConfig
 from ssd.errors import ErrorCode
-from ssd.messages import ContentError, LoginRequest, parse_content
-from ssd.protocol import BadMessage, Message, Wire
+from ssd.messages import ContentError, LoginRequest, RequestContent, parse_content
+from ssd.protocol import BadMessage, Content, Message, Wire
+from ssd.replies import LoginReply
 from ssd.users import EMPTY_PASSWORD_REFUSED, normalize_username
 
 __all__ = ["ControlHandler"]
@@ -70,7 +71,7 @@ class ControlHandler:
         self.accepting = True
         self._ids = itertools.count(1)
         # Checks a request type must pass before it goes to a worker (ssd.broker.admission): (user, content).
-        self.admission: dict[str, Callable[[str | None, dict[str, Any]], dict[str, Any] | None]] = {}
+        self.admission: dict[str, Callable[[str | None, RequestContent], dict[str, Any] | None]] = {}
 
     async def run(self) -> None:
         """Receive and answer client messages until cancelled."""
@@ -115,20 +116,20 @@ class ControlHandler:
             self._answer_msg(msg, refusal)
             return
         try:
-            content = parse_content(msg.content, route.content)
+            content = parse_content(msg.content, route.request)
         except ContentError as exc:
             self._answer_msg(msg, protocol.error_content(ErrorCode.BAD_REQUEST, f"{msg.msg_type}: {exc}"))
             return
-        if route.handler is not None:
+        if route.service is None:
             context = RequestContext(self.facts, client_key, self.sessions)
-            self._answer_msg(msg, HANDLERS[route.handler](context, content))
+            self._answer_msg(msg, HANDLERS[route.msg_type](context, content))
             return
         login: LoginAttempt | None = None
         if isinstance(content, LoginRequest):
             login = self._admit_login(msg, content, address)
             if login is None:
                 return
-        self._to_worker(msg, route, client_key, login)
+        self._to_worker(msg, route, content, client_key, login)
 
     def _authorize(self, route: Route, client_key: str) -> dict[str, Any] | None:
         if route.auth is Auth.PUBLIC:
@@ -168,7 +169,10 @@ class ControlHandler:
         self.limiter.begin(name, address)
         return LoginAttempt(name, address, pam=True)
 
-    def _to_worker(self, msg: Message, route: Route, client_key: str, login: LoginAttempt | None) -> None:
+    def _to_worker(
+        self, msg: Message, route: Route, content: RequestContent, client_key: str, login: LoginAttempt | None
+    ) -> None:
+        """Hand the validated content on to a worker of the route's service (after the broker's own checks)."""
         assert route.service is not None
         limit = self.config.max_inflight_per_client
         error: dict[str, Any] | None
@@ -182,7 +186,7 @@ class ControlHandler:
             )
         else:
             check = self.admission.get(msg.msg_type)
-            error = check(self.sessions.user_of(client_key), msg.content) if check is not None else None
+            error = check(self.sessions.user_of(client_key), content) if check is not None else None
         if error is not None:
             if login is not None and login.pam:
                 self.limiter.finish(login.name, login.address, success=False, counted=False)
@@ -195,7 +199,7 @@ class ControlHandler:
             parent=msg.header,
             client_key=client_key,
             msg_type=msg.msg_type,
-            content=msg.content,
+            content=content,
             queued_at=time.monotonic(),
             user=self.sessions.user_of(client_key),
             login=login,
@@ -203,7 +207,7 @@ class ControlHandler:
         )
         self.router.submit(pending)
 
-    def answer(self, pending: Pending, content: dict[str, Any] | bytes) -> None:
+    def answer(self, pending: Pending, content: Content) -> None:
         """Send a worker's (or the broker's) reply for *pending* to its client."""
         if pending.on_answer is not None:  # the broker's own request
             pending.on_answer(content)
@@ -212,23 +216,25 @@ class ControlHandler:
             content = self._after_login(pending, content)
         self._reply(pending.idents, pending.parent, protocol.reply_type(pending.msg_type), content)
 
-    def _after_login(self, pending: Pending, content: dict[str, Any] | bytes) -> dict[str, Any]:
+    def _after_login(self, pending: Pending, content: Content) -> Content:
         """Bind the key on success, feed the throttle either way (a worker error is not the user's)."""
         assert pending.login is not None
-        reply: dict[str, Any] = msgspec.json.decode(content) if isinstance(content, bytes) else content
-        ok = reply.get("status") == "ok" and isinstance(reply.get("user"), str)
+        body = content if isinstance(content, bytes) else msgspec.json.encode(content)
+        granted = _login_granted(body)
         login = pending.login
         # Only passwords can be guessed: a refused key (CURVE proved its owner) is no failure to count,
         # and counting it would lock out a shared address after a few `ssd-ctl login` key probes.
         if login.pam:
-            failed = reply.get("ename") == ErrorCode.AUTH_FAILED
-            self.limiter.finish(login.name, login.address, success=ok, counted=ok or failed)
-        if ok:
-            session = self.sessions.bind(pending.client_key, reply["user"], self.session_lifetime)
-            reply = {**reply, "expires": session.expires}
-        return reply
+            failed = granted is None and _ename(body) == ErrorCode.AUTH_FAILED
+            self.limiter.finish(
+                login.name, login.address, success=granted is not None, counted=granted is not None or failed
+            )
+        if granted is None:
+            return content
+        session = self.sessions.bind(pending.client_key, granted.user, self.session_lifetime)
+        return msgspec.structs.replace(granted, expires=session.expires)
 
-    def _answer_msg(self, msg: Message, content: dict[str, Any]) -> None:
+    def _answer_msg(self, msg: Message, content: Content) -> None:
         self._reply(msg.idents, msg.header, protocol.reply_type(msg.msg_type), content)
 
     def _bad(self, idents: list[bytes], header: dict[str, Any] | None, reason: str) -> None:
@@ -238,11 +244,31 @@ class ControlHandler:
         parent = header if header is not None and isinstance(header.get("msg_id"), str) else None
         self._reply(idents, parent, msg_type, protocol.error_content(ErrorCode.BAD_MESSAGE, reason))
 
-    def _reply(
-        self, idents: list[bytes], parent: dict[str, Any] | None, msg_type: str, content: dict[str, Any] | bytes
-    ) -> None:
+    def _reply(self, idents: list[bytes], parent: dict[str, Any] | None, msg_type: str, content: Content) -> None:
         _, frames = self.wire.serialize(msg_type, content, parent=parent, idents=idents)
         self.socket.send_multipart(frames)
+
+
+class _Status(msgspec.Struct):
+    """The status and code of a reply (to tell a refused login from a worker's failure)."""
+
+    status: str = ""
+    ename: str = ""
+
+
+def _login_granted(body: bytes) -> LoginReply | None:
+    """The worker's login reply when it granted the login, else None."""
+    try:
+        return msgspec.json.decode(body, type=LoginReply)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _ename(body: bytes) -> str:
+    try:
+        return msgspec.json.decode(body, type=_Status).ename
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
 
 
 def _internal() -> dict[str, Any]:

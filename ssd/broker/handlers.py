@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from ssd import __version__, hostinfo
+from ssd import __version__, contract, hostinfo
 from ssd.broker.sessions import SessionStore
 from ssd.messages import LogoutRequest, PingRequest, RequestContent, ServerInfoRequest, WhoamiRequest
 from ssd.protocol import PROTOCOL_VERSION
+from ssd.replies import LogoutReply, PingReply, Reply, ServerInfoReply, WhoamiReply
 
 __all__ = ["HANDLERS", "RequestContext", "ServerFacts"]
 
@@ -40,48 +40,55 @@ class RequestContext:
     sessions: SessionStore
 
 
-def ping(ctx: RequestContext, content: RequestContent) -> dict[str, Any]:
+def ping(ctx: RequestContext, content: RequestContent) -> PingReply:
     """Echo the client's data with the server's time."""
     assert isinstance(content, PingRequest)
-    return {"status": "ok", "data": content.data, "server_time": time.time()}
+    return PingReply(data=content.data, server_time=time.time())
 
 
-def server_info(ctx: RequestContext, content: RequestContent) -> dict[str, Any]:
+def server_info(ctx: RequestContext, content: RequestContent) -> ServerInfoReply:
     """Describe this server: identity, version, mode, capabilities and host status."""
     assert isinstance(content, ServerInfoRequest)
     facts = ctx.facts
-    return {
-        "status": "ok",
-        "name": facts.name,
-        "version": __version__,
-        "protocol_version": PROTOCOL_VERSION,
-        "mode": facts.mode,
-        "capabilities": list(facts.capabilities),
-        "fingerprint": facts.fingerprint,
-        "public_key": facts.public_key,
-        "control_port": facts.control_port,
-        "events_port": facts.events_port,
-        "key_port": facts.key_port,
-        "kernel_transport": facts.kernel_transport,
-        "uptime": round(time.time() - facts.started, 3),
+    return ServerInfoReply(
+        name=facts.name,
+        version=__version__,
+        protocol_version=PROTOCOL_VERSION,
+        mode=facts.mode,
+        capabilities=list(facts.capabilities),
+        fingerprint=facts.fingerprint,
+        public_key=facts.public_key,
+        control_port=facts.control_port,
+        events_port=facts.events_port,
+        key_port=facts.key_port,
+        kernel_transport=facts.kernel_transport,
+        uptime=round(time.time() - facts.started, 3),
         **hostinfo.host_status(),
-    }
+    )
 
 
-def logout(ctx: RequestContext, content: RequestContent) -> dict[str, Any]:
+def logout(ctx: RequestContext, content: RequestContent) -> LogoutReply:
     """End this key's session."""
     assert isinstance(content, LogoutRequest)
-    return {"status": "ok", "ended": ctx.sessions.end(ctx.client_key)}
+    return LogoutReply(ended=ctx.sessions.end(ctx.client_key))
 
 
-def whoami(ctx: RequestContext, content: RequestContent) -> dict[str, Any]:
+def whoami(ctx: RequestContext, content: RequestContent) -> WhoamiReply:
     """Tell which user this key is bound to and until when."""
     assert isinstance(content, WhoamiRequest)
     session = ctx.sessions.get(ctx.client_key)
     assert session is not None  # the dispatch table requires a bound key
-    return {"status": "ok", "user": session.user, "since": session.created, "expires": session.expires}
+    return WhoamiReply(user=session.user, since=session.created, expires=session.expires)
 
 
-Handler = Callable[[RequestContext, RequestContent], dict[str, Any]]
+Handler = Callable[[RequestContext, RequestContent], Reply]
 
-HANDLERS: dict[str, Handler] = {"ping": ping, "server_info": server_info, "logout": logout, "whoami": whoami}
+# By msg_type: exactly the registry's types served by the broker (checked here, at import).
+HANDLERS: dict[str, Handler] = {
+    contract.PING.msg_type: ping,
+    contract.SERVER_INFO.msg_type: server_info,
+    contract.LOGOUT.msg_type: logout,
+    contract.WHOAMI.msg_type: whoami,
+}
+if set(HANDLERS) != contract.served_by(contract.BROKER):
+    raise RuntimeError(f"broker handlers {sorted(HANDLERS)} differ from the registry's broker types")

@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ssd.messages import RequestContent
+from ssd.protocol import Content
+
 __all__ = ["MAX_CAPACITY", "LoginAttempt", "Pending", "Registry", "WorkerRecord"]
 
 MAX_CAPACITY = 256  # requests one worker may hold at once, whatever it claims
@@ -36,14 +39,14 @@ class Pending:
     parent: dict[str, Any]
     client_key: str
     msg_type: str
-    content: dict[str, Any]
+    content: RequestContent  # validated by the broker against the registry's struct
     queued_at: float
     user: str | None = None
     worker_key: str | None = None
     login: LoginAttempt | None = None
     per_user: bool = False  # served by the bound user's own worker
     # The broker's own request (an account check): its reply goes here, not to a client.
-    on_answer: Callable[[dict[str, Any] | bytes], None] | None = None
+    on_answer: Callable[[Content], None] | None = None
 
     @property
     def route_user(self) -> str | None:

@@ -15,24 +15,60 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 import zmq
 import zmq.asyncio
 
-from ssd import keys
+from ssd import contract, keys
 from ssd.client.hostspec import DEFAULT_PORT, HostSpec, parse_host
 from ssd.client.identity import client_keypair
 from ssd.client.kernels import KernelCalls
 from ssd.client.known_hosts import KnownHost, KnownHosts
 from ssd.client.verify import Handshake, certified_key, fetch_server_key, wait_handshake
-from ssd.errors import ErrorCode, RemoteError, RequestTimeout, ServerKeyMismatch, ServerUntrusted, Unreachable
+from ssd.errors import ErrorCode, RemoteError, RequestTimeout, ServerKeyMismatch, ServerUntrusted, SSDError, Unreachable
+from ssd.messages import (
+    EchoRequest,
+    EnvCancelRequest,
+    EnvCreateRequest,
+    EnvInfoRequest,
+    EnvInstallRequest,
+    EnvListRequest,
+    EnvRemoveRequest,
+    KeyAddRequest,
+    KeyRemoveRequest,
+    LoginRequest,
+    LogoutRequest,
+    PingRequest,
+    RequestContent,
+    ServerInfoRequest,
+    WhoamiRequest,
+)
 from ssd.paths import client_ca_file
 from ssd.protocol import BadMessage, Wire
+from ssd.replies import (
+    EchoReply,
+    EnvCancelReply,
+    EnvInfoReply,
+    EnvListReply,
+    EnvOperationReply,
+    KeyAddReply,
+    KeyRemoveReply,
+    LoginReply,
+    LogoutReply,
+    PingReply,
+    Reply,
+    ServerInfoReply,
+    WhoamiReply,
+)
 
-__all__ = ["AsyncClient", "Event"]
+__all__ = ["AsyncClient", "Event", "typed_reply"]
 
 log = logging.getLogger(__name__)
+
+Q = TypeVar("Q", bound=RequestContent)
+R = TypeVar("R", bound=Reply)
 
 
 @dataclass(frozen=True)
@@ -201,47 +237,75 @@ class AsyncClient(KernelCalls):
             if future is not None and not future.done():
                 future.set_result(msg.content)
 
-    async def ping(self, data: str = "") -> dict[str, Any]:
+    async def call(self, message: contract.MessageType[Q, R], content: Q, *, timeout: float | None = None) -> R:
+        """Send a request of a registered type and return its typed reply (``bad_reply`` when it does not fit)."""
+        reply = await self.request(message.msg_type, msgspec.to_builtins(content), timeout=timeout)
+        return typed_reply(message, reply)
+
+    async def ping(self, data: str = "") -> PingReply:
         """Round trip through the broker."""
-        return await self.request("ping_request", {"data": data})
+        return await self.call(contract.PING, PingRequest(data=data))
 
-    async def server_info(self) -> dict[str, Any]:
+    async def server_info(self) -> ServerInfoReply:
         """The server's identity, version, capabilities and host status."""
-        return await self.request("server_info_request")
+        return await self.call(contract.SERVER_INFO, ServerInfoRequest())
 
-    async def login(self, username: str, password: str | None = None) -> dict[str, Any]:
+    async def login(self, username: str, password: str | None = None) -> LoginReply:
         """Bind this client's key to *username*: with a password, or (None) an authorized key."""
-        content: dict[str, Any] = {"username": username}
-        if password is not None:
-            content["password"] = password
         # PAM takes seconds to refuse a wrong password; never time out before it answers.
-        return await self.request("login_request", content, timeout=max(self.timeout, 30.0))
+        content = LoginRequest(username=username, password=password)
+        return await self.call(contract.LOGIN, content, timeout=max(self.timeout, 30.0))
 
-    async def logout(self) -> dict[str, Any]:
+    async def logout(self) -> LogoutReply:
         """End this key's session on the server."""
-        return await self.request("logout_request")
+        return await self.call(contract.LOGOUT, LogoutRequest())
 
-    async def whoami(self) -> dict[str, Any]:
+    async def whoami(self) -> WhoamiReply:
         """The user this key is bound to, since and until when."""
-        return await self.request("whoami_request")
+        return await self.call(contract.WHOAMI, WhoamiRequest())
 
-    async def key_add(self, comment: str = "") -> dict[str, Any]:
+    async def key_add(self, comment: str = "") -> KeyAddReply:
         """Authorize this client's key for the logged-in user (copy-id)."""
-        return await self.request("key_add_request", {"comment": comment})
+        return await self.call(contract.KEY_ADD, KeyAddRequest(comment=comment))
 
     async def key_remove(
         self, key: str | None = None, *, all_keys: bool = False, dry_run: bool = False
-    ) -> dict[str, Any]:
+    ) -> KeyRemoveReply:
         """Take *key* (default: this client's), or every key, out of the user's authorized keys (revoke-id)."""
-        content: dict[str, Any] = {"all": all_keys, "dry_run": dry_run}
-        if key is not None:
-            content["key"] = key
-        return await self.request("key_remove_request", content)
+        return await self.call(contract.KEY_REMOVE, KeyRemoveRequest(key=key, all=all_keys, dry_run=dry_run))
+
+    async def env_list(self) -> EnvListReply:
+        """The logged-in user's environments on the host."""
+        return await self.call(contract.ENV_LIST, EnvListRequest())
+
+    async def env_info(self, env: str) -> EnvInfoReply:
+        """One environment, by name or prefix."""
+        return await self.call(contract.ENV_INFO, EnvInfoRequest(env=env))
+
+    async def env_create(self, content: EnvCreateRequest) -> EnvOperationReply:
+        """Start creating an environment; its progress comes as ``env_progress`` events."""
+        return await self.call(contract.ENV_CREATE, content)
+
+    async def env_install(self, content: EnvInstallRequest) -> EnvOperationReply:
+        """Start installing packages into an environment; progress as events."""
+        return await self.call(contract.ENV_INSTALL, content)
+
+    async def env_remove(self, env: str) -> EnvOperationReply:
+        """Start removing an environment; progress as events."""
+        return await self.call(contract.ENV_REMOVE, EnvRemoveRequest(env=env))
+
+    async def env_cancel(self, operation: str) -> EnvCancelReply:
+        """Cancel a running environment operation; returns once it stopped."""
+        return await self.call(contract.ENV_CANCEL, EnvCancelRequest(operation=operation))
+
+    async def echo(self, data: str = "", delay: float = 0.0) -> EchoReply:
+        """Round trip through the diagnostic worker (``[workers] diag = true``)."""
+        return await self.call(contract.ECHO, EchoRequest(data=data, delay=delay))
 
     async def events(self, topics: tuple[str, ...] = ("",), *, port: int | None = None) -> AsyncGenerator[Event, None]:
         """Yield events from the server's PUB socket (all topics by default) until closed."""
         if port is None:
-            port = int((await self.server_info())["events_port"])
+            port = (await self.server_info()).events_port
         sock = self._curve_socket(zmq.SUB)
         for topic in topics:
             sock.subscribe(topic.encode())
@@ -277,6 +341,15 @@ class AsyncClient(KernelCalls):
 
 # "ssd-ctl COMMAND HOST": the server cannot know how this client names it, the client fills it in.
 _HOST_PLACEHOLDER = re.compile(r"(ssd-ctl(?: [a-z][a-z-]*){1,2}) HOST\b")
+
+
+def typed_reply(message: contract.MessageType[Any, R], reply: dict[str, Any]) -> R:
+    """*reply* as its registered struct; a reply that does not fit is ``bad_reply``, naming the field."""
+    try:
+        return msgspec.convert(reply, message.reply)
+    except msgspec.ValidationError as exc:
+        where = str(exc).replace("`$.", "`").replace("`$`", "the reply")
+        raise SSDError(f"the server's {message.reply_type} is malformed: {where}", code=ErrorCode.BAD_REPLY) from None
 
 
 def _name_host(message: str, spec: HostSpec) -> str:

@@ -13,30 +13,53 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar, cast
 
+from ssd import contract
 from ssd.client.hostspec import HostSpec
 from ssd.errors import ErrorCode, SSDError
 from ssd.kernels.transport import client_info
 from ssd.keys import KeyPair
+from ssd.messages import (
+    KernelInfoRequest,
+    KernelInterruptRequest,
+    KernelKind,
+    KernelLeaseRequest,
+    KernelListRequest,
+    KernelRestartRequest,
+    KernelShutdownRequest,
+    KernelStartRequest,
+    RequestContent,
+)
+from ssd.replies import (
+    KernelDescription,
+    KernelInfoReply,
+    KernelInterruptReply,
+    KernelLeaseReply,
+    KernelRestartReply,
+    KernelShutdownReply,
+    KernelStartReply,
+    Reply,
+)
 from ssd.sealed import SealError, open_sealed, sealed_context
 
 __all__ = ["KernelCalls", "checked_kernel_id", "write_connection_file"]
+
+Q = TypeVar("Q", bound=RequestContent)
+R = TypeVar("R", bound=Reply)
 
 # A kernel answers kernel_info within the host's start_timeout (60 s by default); wait a bit longer.
 START_TIMEOUT = 90.0
 
 
 class KernelCalls:
-    """Kernel requests, for a class that has ``request`` and ``spec`` (AsyncClient)."""
+    """Kernel requests, for a class that has ``call`` and ``spec`` (AsyncClient)."""
 
     spec: HostSpec
     identity: KeyPair
     server_key: bytes | None
 
-    async def request(
-        self, msg_type: str, content: dict[str, Any] | None = None, *, timeout: float | None = None
-    ) -> dict[str, Any]:
+    async def call(self, message: contract.MessageType[Q, R], content: Q, *, timeout: float | None = None) -> R:
         """Implemented by AsyncClient."""
         raise NotImplementedError
 
@@ -52,11 +75,12 @@ class KernelCalls:
             plain = open_sealed(sealed, self.identity.public, self.identity.secret, context, sender=self.server_key)
         except SealError:
             return None
-        return self.connection_info({"connection": json.loads(plain)})
+        return self.connection_info(json.loads(plain))
 
-    def connection_info(self, reply: dict[str, Any]) -> dict[str, Any]:
-        """The classic connection info of a kernel_start or kernel_info reply, as this client reaches it."""
-        return client_info(reply["connection"], self.spec.address or self.spec.host)
+    def connection_info(self, connection: dict[str, Any]) -> dict[str, Any]:
+        """The classic connection info of a kernel (a start or info reply's *connection*), as this client
+        reaches it."""
+        return client_info(connection, self.spec.address or self.spec.host)
 
     async def kernel_start(
         self,
@@ -70,61 +94,58 @@ class KernelCalls:
         lease: float | None = None,
         label: str = "",
         timeout: float = START_TIMEOUT,
-    ) -> dict[str, Any]:
+    ) -> KernelStartReply:
         """Start a kernel in *env*; returns once it answered kernel_info (id, connection, kernel_info, timing).
 
         With *lease* (seconds) the kernel is held only while this client renews it (``kernel_lease``).
         *label* says what the frontend shows it for (a notebook's path, "spyder"); an older host has none.
         """
-        content: dict[str, Any] = {"env": env, "kind": kind, "name": name, "restart": restart}
-        if label:
-            content["label"] = label
-        if lease is not None:
-            content["lease"] = lease
-        if cwd is not None:
-            content["cwd"] = cwd
-        if env_vars:
-            content["env_vars"] = env_vars
-        return _with_kernel(await self.request("kernel_start_request", content, timeout=timeout))
+        # The server checks kind, mode and action (a newer server may know values this client does not).
+        content = KernelStartRequest(
+            env=env,
+            kind=cast(KernelKind, kind),
+            cwd=cwd,
+            env_vars=env_vars or {},
+            name=name,
+            label=label,
+            restart=restart,
+            lease=lease,
+        )
+        return _checked(await self.call(contract.KERNEL_START, content, timeout=timeout))
 
-    async def kernel_list(self) -> list[dict[str, Any]]:
+    async def kernel_list(self) -> list[KernelDescription]:
         """This user's kernels on the host."""
-        kernels = (await self.request("kernel_list_request")).get("kernels")
-        if not isinstance(kernels, list):
-            raise SSDError("the server's kernel list is malformed (no list of kernels)", code=ErrorCode.BAD_REPLY)
-        return [_kernel(entry) for entry in kernels]
+        kernels = (await self.call(contract.KERNEL_LIST, KernelListRequest())).kernels
+        for entry in kernels:
+            checked_kernel_id(entry.kernel_id)
+        return kernels
 
-    async def kernel_info(self, kernel: str) -> dict[str, Any]:
+    async def kernel_info(self, kernel: str) -> KernelInfoReply:
         """One kernel, with its connection info (to attach again)."""
-        return _with_kernel(await self.request("kernel_info_request", {"kernel": kernel}))
+        return _checked(await self.call(contract.KERNEL_INFO, KernelInfoRequest(kernel=kernel)))
 
-    async def kernel_interrupt(self, kernel: str, mode: str | None = None) -> dict[str, Any]:
+    async def kernel_interrupt(self, kernel: str, mode: str | None = None) -> KernelInterruptReply:
         """Interrupt the running cell (by the kernelspec's mode unless *mode* is given)."""
-        content: dict[str, Any] = {"kernel": kernel}
-        if mode is not None:
-            content["mode"] = mode
-        return await self.request("kernel_interrupt_request", content)
+        content = KernelInterruptRequest(kernel=kernel, mode=cast(Literal["signal", "message"] | None, mode))
+        return await self.call(contract.KERNEL_INTERRUPT, content)
 
-    async def kernel_restart(self, kernel: str, *, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+    async def kernel_restart(self, kernel: str, *, timeout: float = START_TIMEOUT) -> KernelRestartReply:
         """A new process with the same id, ports and key."""
-        return _with_kernel(await self.request("kernel_restart_request", {"kernel": kernel}, timeout=timeout))
+        reply = await self.call(contract.KERNEL_RESTART, KernelRestartRequest(kernel=kernel), timeout=timeout)
+        return _checked(reply)
 
-    async def kernel_shutdown(self, kernel: str, *, keep: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+    async def kernel_shutdown(self, kernel: str, *, keep: bool = False, timeout: float = 30.0) -> KernelShutdownReply:
         """Stop the kernel (politely, then by force); its connection file is removed.
 
         With *keep* the process is killed at once and the kernel stays listed as dead, restartable in place.
         """
-        content: dict[str, Any] = {"kernel": kernel}
-        if keep:
-            content["keep"] = True
-        return await self.request("kernel_shutdown_request", content, timeout=timeout)
+        content = KernelShutdownRequest(kernel=kernel, keep=keep)
+        return await self.call(contract.KERNEL_SHUTDOWN, content, timeout=timeout)
 
-    async def kernel_lease(self, kernel: str, action: str = "renew", lease: float | None = None) -> dict[str, Any]:
+    async def kernel_lease(self, kernel: str, action: str = "renew", lease: float | None = None) -> KernelLeaseReply:
         """Renew the kernel's lease (for *lease* seconds, default the one it has), or ``detach`` it for good."""
-        content: dict[str, Any] = {"kernel": kernel, "action": action}
-        if lease is not None:
-            content["lease"] = lease
-        return await self.request("kernel_lease_request", content)
+        content = KernelLeaseRequest(kernel=kernel, action=cast(Literal["renew", "detach"], action), lease=lease)
+        return await self.call(contract.KERNEL_LEASE, content)
 
 
 def checked_kernel_id(value: object) -> str:
@@ -140,17 +161,12 @@ def checked_kernel_id(value: object) -> str:
     )
 
 
-def _kernel(entry: object) -> dict[str, Any]:
-    """One kernel description of a reply, its id checked."""
-    if not isinstance(entry, dict):
-        raise SSDError("the server's kernel description is malformed (not an object)", code=ErrorCode.BAD_REPLY)
-    checked_kernel_id(entry.get("kernel_id"))
-    return entry
+KernelReply = TypeVar("KernelReply", KernelStartReply, KernelInfoReply, KernelRestartReply)
 
 
-def _with_kernel(reply: dict[str, Any]) -> dict[str, Any]:
+def _checked(reply: KernelReply) -> KernelReply:
     """A reply about one kernel, its id checked."""
-    _kernel(reply.get("kernel"))
+    checked_kernel_id(reply.kernel.kernel_id)
     return reply
 
 

@@ -12,11 +12,37 @@ from collections.abc import Coroutine, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ssd import contract
 from ssd.client.connection import AsyncClient, Event
+from ssd.messages import EnvCreateRequest, EnvInstallRequest, RequestContent
+from ssd.replies import (
+    EchoReply,
+    EnvCancelReply,
+    EnvInfoReply,
+    EnvListReply,
+    EnvOperationReply,
+    KernelDescription,
+    KernelInfoReply,
+    KernelInterruptReply,
+    KernelLeaseReply,
+    KernelRestartReply,
+    KernelShutdownReply,
+    KernelStartReply,
+    KeyAddReply,
+    KeyRemoveReply,
+    LoginReply,
+    LogoutReply,
+    PingReply,
+    Reply,
+    ServerInfoReply,
+    WhoamiReply,
+)
 
 __all__ = ["Client"]
 
 T = TypeVar("T")
+Q = TypeVar("Q", bound=RequestContent)
+R = TypeVar("R", bound=Reply)
 
 
 class Client:
@@ -69,67 +95,99 @@ class Client:
         """See AsyncClient.request."""
         return self._run(self._async.request(msg_type, content, timeout=timeout))
 
-    def ping(self, data: str = "") -> dict[str, Any]:
+    def call(self, message: contract.MessageType[Q, R], content: Q, *, timeout: float | None = None) -> R:
+        """See AsyncClient.call."""
+        return self._run(self._async.call(message, content, timeout=timeout))
+
+    def ping(self, data: str = "") -> PingReply:
         """See AsyncClient.ping."""
         return self._run(self._async.ping(data))
 
-    def server_info(self) -> dict[str, Any]:
+    def server_info(self) -> ServerInfoReply:
         """See AsyncClient.server_info."""
         return self._run(self._async.server_info())
 
-    def login(self, username: str, password: str | None = None) -> dict[str, Any]:
+    def login(self, username: str, password: str | None = None) -> LoginReply:
         """See AsyncClient.login."""
         return self._run(self._async.login(username, password))
 
-    def logout(self) -> dict[str, Any]:
+    def logout(self) -> LogoutReply:
         """See AsyncClient.logout."""
         return self._run(self._async.logout())
 
-    def whoami(self) -> dict[str, Any]:
+    def whoami(self) -> WhoamiReply:
         """See AsyncClient.whoami."""
         return self._run(self._async.whoami())
 
-    def key_add(self, comment: str = "") -> dict[str, Any]:
+    def key_add(self, comment: str = "") -> KeyAddReply:
         """See AsyncClient.key_add."""
         return self._run(self._async.key_add(comment))
 
-    def key_remove(self, key: str | None = None, *, all_keys: bool = False, dry_run: bool = False) -> dict[str, Any]:
+    def key_remove(self, key: str | None = None, *, all_keys: bool = False, dry_run: bool = False) -> KeyRemoveReply:
         """See AsyncClient.key_remove."""
         return self._run(self._async.key_remove(key, all_keys=all_keys, dry_run=dry_run))
 
-    def connection_info(self, reply: dict[str, Any]) -> dict[str, Any]:
+    def env_list(self) -> EnvListReply:
+        """See AsyncClient.env_list."""
+        return self._run(self._async.env_list())
+
+    def env_info(self, env: str) -> EnvInfoReply:
+        """See AsyncClient.env_info."""
+        return self._run(self._async.env_info(env))
+
+    def env_create(self, content: EnvCreateRequest) -> EnvOperationReply:
+        """See AsyncClient.env_create."""
+        return self._run(self._async.env_create(content))
+
+    def env_install(self, content: EnvInstallRequest) -> EnvOperationReply:
+        """See AsyncClient.env_install."""
+        return self._run(self._async.env_install(content))
+
+    def env_remove(self, env: str) -> EnvOperationReply:
+        """See AsyncClient.env_remove."""
+        return self._run(self._async.env_remove(env))
+
+    def env_cancel(self, operation: str) -> EnvCancelReply:
+        """See AsyncClient.env_cancel."""
+        return self._run(self._async.env_cancel(operation))
+
+    def echo(self, data: str = "", delay: float = 0.0) -> EchoReply:
+        """See AsyncClient.echo."""
+        return self._run(self._async.echo(data, delay))
+
+    def connection_info(self, connection: dict[str, Any]) -> dict[str, Any]:
         """See AsyncClient.connection_info."""
-        return self._async.connection_info(reply)
+        return self._async.connection_info(connection)
 
     def sealed_connection_info(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """See AsyncClient.sealed_connection_info."""
         return self._async.sealed_connection_info(event)
 
-    def kernel_start(self, env: str, kind: str = "spyder", **options: Any) -> dict[str, Any]:
+    def kernel_start(self, env: str, kind: str = "spyder", **options: Any) -> KernelStartReply:
         """See AsyncClient.kernel_start."""
         return self._run(self._async.kernel_start(env, kind, **options))
 
-    def kernel_list(self) -> list[dict[str, Any]]:
+    def kernel_list(self) -> list[KernelDescription]:
         """See AsyncClient.kernel_list."""
         return self._run(self._async.kernel_list())
 
-    def kernel_info(self, kernel: str) -> dict[str, Any]:
+    def kernel_info(self, kernel: str) -> KernelInfoReply:
         """See AsyncClient.kernel_info."""
         return self._run(self._async.kernel_info(kernel))
 
-    def kernel_interrupt(self, kernel: str, mode: str | None = None) -> dict[str, Any]:
+    def kernel_interrupt(self, kernel: str, mode: str | None = None) -> KernelInterruptReply:
         """See AsyncClient.kernel_interrupt."""
         return self._run(self._async.kernel_interrupt(kernel, mode))
 
-    def kernel_restart(self, kernel: str, **options: Any) -> dict[str, Any]:
+    def kernel_restart(self, kernel: str, **options: Any) -> KernelRestartReply:
         """See AsyncClient.kernel_restart."""
         return self._run(self._async.kernel_restart(kernel, **options))
 
-    def kernel_shutdown(self, kernel: str, **options: Any) -> dict[str, Any]:
+    def kernel_shutdown(self, kernel: str, **options: Any) -> KernelShutdownReply:
         """See AsyncClient.kernel_shutdown."""
         return self._run(self._async.kernel_shutdown(kernel, **options))
 
-    def kernel_lease(self, kernel: str, action: str = "renew", lease: float | None = None) -> dict[str, Any]:
+    def kernel_lease(self, kernel: str, action: str = "renew", lease: float | None = None) -> KernelLeaseReply:
         """See AsyncClient.kernel_lease."""
         return self._run(self._async.kernel_lease(kernel, action, lease))
 

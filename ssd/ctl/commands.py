@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
+
 from ssd import keys
 from ssd.client import Client, HostSpec, KnownHosts, parse_host
 from ssd.client.identity import client_keypair, key_stem
@@ -90,23 +92,22 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
     """ssd-ctl info HOST: the server's identity, version and host status."""
     with connected(args, out) as client:
         info = client.server_info()
-    info.pop("status", None)
     if args.json:
-        out.document(info)
+        out.document({k: v for k, v in msgspec.to_builtins(info).items() if k != "status"})
         return 0
     rows = [
-        ("name", info.get("name")),
-        ("version", f"{info.get('version')} (protocol {info.get('protocol_version')})"),
-        ("mode", info.get("mode")),
-        ("fingerprint", info.get("fingerprint")),
-        ("ports", f"control {info.get('control_port')}, events {info.get('events_port')}, key {info.get('key_port')}"),
-        ("kernel channels", _TRANSPORTS.get(str(info.get("kernel_transport")), info.get("kernel_transport"))),
-        ("system", f"{info.get('os')} {info.get('os_release')} {info.get('arch')}"),
-        ("cpus", info.get("cpus")),
-        ("memory", f"{_gib(info.get('memory_available'))} free of {_gib(info.get('memory_total'))}"),
-        ("load", info.get("load")),
-        ("uptime", f"{float(info.get('uptime', 0)):.0f} s"),
-        ("capabilities", info.get("capabilities")),
+        ("name", info.name),
+        ("version", f"{info.version} (protocol {info.protocol_version})"),
+        ("mode", info.mode),
+        ("fingerprint", info.fingerprint),
+        ("ports", f"control {info.control_port}, events {info.events_port}, key {info.key_port}"),
+        ("kernel channels", _TRANSPORTS.get(info.kernel_transport, info.kernel_transport)),
+        ("system", f"{info.os} {info.os_release} {info.arch}"),
+        ("cpus", info.cpus),
+        ("memory", f"{_gib(info.memory_available)} free of {_gib(info.memory_total)}"),
+        ("load", info.load),
+        ("uptime", f"{info.uptime:.0f} s"),
+        ("capabilities", info.capabilities),
     ]
     out.fields(f"ssd server {args.host}", rows)
     return 0
@@ -133,7 +134,7 @@ def cmd_ping(args: argparse.Namespace, out: Output) -> int:
                 time.sleep(args.interval)
             started = time.perf_counter()
             if args.worker:
-                client.request("echo_request", {"data": str(n)})
+                client.echo(str(n))
             else:
                 client.ping(str(n))
             rtts.append((time.perf_counter() - started) * 1000)
@@ -174,7 +175,7 @@ def cmd_trust(args: argparse.Namespace, out: Output) -> int:
         spec, timeout=args.timeout, connect_timeout=args.timeout, known_hosts=_Offered(known.path, spec.key, offered)
     )
     with proof:
-        name = proof.server_info().get("name", "")
+        name = proof.server_info().name
     for gone in known.replace(spec, offered):
         if gone.public_key != offered:
             out.say(f"replaced {gone.host} {gone.fingerprint}")

@@ -19,6 +19,7 @@ from jupyter_core.paths import jupyter_runtime_dir
 from ssd.client import Client
 from ssd.client.kernels import write_connection_file
 from ssd.errors import ErrorCode, SSDError
+from ssd.replies import KernelInfoReply, KernelStartReply
 
 __all__ = [
     "choose_connection_file",
@@ -34,7 +35,7 @@ def default_connection_file(kernel_id: str) -> Path:
     return Path(jupyter_runtime_dir()) / f"kernel-ssd-{kernel_id}.json"
 
 
-def choose_connection_file(requested: str | None, reply: dict[str, Any], info: dict[str, Any]) -> Path:
+def choose_connection_file(requested: str | None, kernel_id: str, server_file: str, info: dict[str, Any]) -> Path:
     """Where to write *info*: PATH, or the default; never over the kernel's own file with other content.
 
     On the server's machine (or with a home shared by NFS) the default path is
@@ -42,9 +43,8 @@ def choose_connection_file(requested: str | None, reply: dict[str, Any], info: d
     content there is harmless; other content (a host name for a wildcard
     address) would break the restart, so the client's copy goes beside it.
     """
-    kernel_id = reply["kernel"]["kernel_id"]
     path = Path(requested).expanduser().absolute() if requested else default_connection_file(kernel_id)
-    if not _holds_other_info(path, reply, info):
+    if not _holds_other_info(path, server_file, info):
         return path
     if requested:
         raise SSDError(
@@ -55,9 +55,9 @@ def choose_connection_file(requested: str | None, reply: dict[str, Any], info: d
     return path.with_name(f"kernel-ssd-{kernel_id}-client.json")
 
 
-def _holds_other_info(path: Path, reply: dict[str, Any], info: dict[str, Any]) -> bool:
-    """True if *path* is the kernel's own connection file and its content differs from *info*."""
-    if str(path) != str(reply.get("connection_file", "")):
+def _holds_other_info(path: Path, server_file: str, info: dict[str, Any]) -> bool:
+    """True if *path* is the kernel's own connection file (*server_file*) and its content differs from *info*."""
+    if str(path) != server_file:
         return False
     try:
         present = json.loads(path.read_text())
@@ -66,10 +66,10 @@ def _holds_other_info(path: Path, reply: dict[str, Any], info: dict[str, Any]) -
     return isinstance(present, dict) and {k: present.get(k) for k in info} != info
 
 
-def write_connection(client: Client, requested: str | None, reply: dict[str, Any]) -> Path:
+def write_connection(client: Client, requested: str | None, reply: KernelStartReply | KernelInfoReply) -> Path:
     """Write the classic connection file of a kernel_start or kernel_info reply; return where."""
-    info = client.connection_info(reply)
-    path = choose_connection_file(requested, reply, info)
+    info = client.connection_info(reply.connection)
+    path = choose_connection_file(requested, reply.kernel.kernel_id, reply.connection_file, info)
     if not requested:  # Jupyter keeps its runtime dir private, as jupyter_core makes it
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     return write_connection_file(path, info)

@@ -52,7 +52,7 @@ def cmd_console(args: argparse.Namespace, out: Output) -> int:
     with connected(args, out) as client:
         reply, took = start_kernel(client, args, out)
         path = write_connection(client, None, reply)
-    kernel_id = reply["kernel"]["kernel_id"]
+    kernel_id = reply.kernel.kernel_id
     document = started_document(args, reply, path, took)
     stop_hint = f"ssd-ctl stop {args.host} {kernel_id[:SHORT]}"
     if program is None:

@@ -7,13 +7,18 @@ import asyncio
 import contextlib
 from typing import Any
 
+import msgspec
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TaskProgressColumn, TextColumn
 from rich.text import Text
 
+from ssd import contract
 from ssd.client import AsyncClient, Event
+from ssd.contract import MessageType
 from ssd.ctl.args import add_host
 from ssd.ctl.commands import connected
 from ssd.ctl.output import Output
+from ssd.messages import EnvCreateRequest, EnvInstallRequest, EnvRemoveRequest, RequestContent
+from ssd.replies import EnvOperationReply
 from ssd.topics import ENV_PROGRESS, user_topic
 
 __all__ = ["ENV_COMMANDS", "add_admin_parser", "add_parser"]
@@ -28,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 def cmd_envs(args: argparse.Namespace, out: Output) -> int:
     """Table: name, kind, python, spyder-kernels, IPython, ipykernel, Spyder served, writable, prefix; then why not."""
     with connected(args, out) as client:
-        envs: list[dict[str, Any]] = client.request("env_list_request")["envs"]
+        envs: list[dict[str, Any]] = msgspec.to_builtins(client.env_list().envs)
     if args.json:
         out.document({"host": args.host, "envs": envs})
         return 0
@@ -88,20 +93,25 @@ def add_admin_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], c
 
 def cmd_env(args: argparse.Namespace, out: Output) -> int:
     """Start the operation, follow its progress events, report how it ended."""
+    message: MessageType[Any, EnvOperationReply]
+    content: RequestContent
     if args.env_action == "create":
-        msg_type = "env_create_request"
-        content: dict[str, Any] = {"name": args.name, "packages": args.package, "tool": args.tool}
-        content.update({k: v for k, v in (("python", args.python), ("spyder", args.spyder)) if v})
+        message = contract.ENV_CREATE
+        content = EnvCreateRequest(
+            name=args.name,
+            packages=args.package,
+            tool=args.tool,
+            python=args.python or None,
+            spyder=args.spyder or None,
+        )
     elif args.env_action == "install":
-        msg_type = "env_install_request"
-        content = {"env": args.env, "packages": args.packages}
-        if args.spyder:
-            content["spyder"] = args.spyder
+        message = contract.ENV_INSTALL
+        content = EnvInstallRequest(env=args.env, packages=args.packages, spyder=args.spyder or None)
     else:
-        msg_type, content = "env_remove_request", {"env": args.env}
+        message, content = contract.ENV_REMOVE, EnvRemoveRequest(env=args.env)
     with connected(args, out) as client:
-        user = client.whoami()["user"]
-        end = client.run(follow_operation(client.aclient, user, msg_type, content, out))
+        user = client.whoami().user
+        end = client.run(follow_operation(client.aclient, user, message, content, out))
     if args.json:
         out.document(end)
     if end["state"] != "done":
@@ -112,7 +122,7 @@ def cmd_env(args: argparse.Namespace, out: Output) -> int:
 
 
 async def follow_operation(
-    client: AsyncClient, user: str, msg_type: str, content: dict[str, Any], out: Output
+    client: AsyncClient, user: str, message: MessageType[Any, EnvOperationReply], content: RequestContent, out: Output
 ) -> dict[str, Any]:
     """Subscribe, send the request, show progress until the operation ends; Ctrl-C cancels it."""
     events = client.events((user_topic(ENV_PROGRESS, user),))
@@ -124,10 +134,10 @@ async def follow_operation(
         console=out.err, transient=True, disable=out.as_json,
     )  # fmt: skip
     try:
-        reply = await client.request(msg_type, content)
-        operation = reply["operation"]
+        reply = await client.call(message, content)
+        operation = reply.operation
         with bar:
-            task = bar.add_task(f"{reply['kind']} {reply['target']}", total=100.0)
+            task = bar.add_task(f"{reply.kind} {reply.target}", total=100.0)
             while True:
                 event = await pending
                 pending = asyncio.ensure_future(anext(events))
@@ -138,7 +148,7 @@ async def follow_operation(
                     return event.content
     except (KeyboardInterrupt, asyncio.CancelledError):
         if operation:
-            await client.request("env_cancel_request", {"operation": operation})
+            await client.env_cancel(operation)
         raise
     finally:
         pending.cancel()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from ssd.client import Client
 from ssd.ctl.output import Output
 from ssd.errors import ErrorCode, SSDError
+from ssd.replies import KernelDescription
 
 __all__ = [
     "KERNEL_HELP",
@@ -55,21 +55,21 @@ def _assignment(text: str) -> tuple[str, str]:
     return name, value
 
 
-def resolve_kernel(kernels: Sequence[dict[str, Any]], text: str, host: str) -> str:
+def resolve_kernel(kernels: Sequence[KernelDescription], text: str, host: str) -> str:
     """The one kernel id that *text* names: an exact id, else a unique id prefix or name."""
     if not text:
         raise SSDError("KERNEL must not be empty", code=ErrorCode.USAGE)
-    ids = [str(k["kernel_id"]) for k in kernels]
+    ids = [k.kernel_id for k in kernels]
     if text in ids:
         return text
-    matches = [k for k in kernels if str(k["kernel_id"]).startswith(text.lower()) or k.get("name") == text]
+    matches = [k for k in kernels if k.kernel_id.startswith(text.lower()) or k.name == text]
     if len(matches) == 1:
-        return str(matches[0]["kernel_id"])
+        return matches[0].kernel_id
     if not matches:
         raise SSDError(
             f"you have no kernel {text!r} on {host} (see: ssd-ctl kernels {host})", code=ErrorCode.KERNEL_NOT_FOUND
         )
-    named = ", ".join(f"{str(k['kernel_id'])[:SHORT]} ({k.get('name', '')})" for k in matches)
+    named = ", ".join(f"{k.kernel_id[:SHORT]} ({k.name})" for k in matches)
     raise SSDError(f"{text!r} names {len(matches)} kernels: {named}; give more of the id", code=ErrorCode.USAGE)
 
 

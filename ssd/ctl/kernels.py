@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from rich.table import Table
 from rich.text import Text
 
@@ -22,6 +23,7 @@ from ssd.ctl.connfiles import remove_default_files, tunnel_file, write_connectio
 from ssd.ctl.kernelargs import KERNEL_HELP, SHORT, TCP_HELP, resolve, start_options, waiting
 from ssd.ctl.output import Output
 from ssd.ctl.tunnel import run_tunnel
+from ssd.replies import KernelShutdownReply, KernelStartReply
 
 __all__ = [
     "KERNEL_COMMANDS",
@@ -70,7 +72,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
     attach.add_argument("--connection-file", metavar="PATH", help="where to write it (default: as start does)")
 
 
-def start_kernel(client: Client, args: argparse.Namespace, out: Output) -> tuple[dict[str, Any], float]:
+def start_kernel(client: Client, args: argparse.Namespace, out: Output) -> tuple[KernelStartReply, float]:
     """kernel_start with the command's options; returns the reply and the seconds it took here."""
     began = time.perf_counter()
     try:
@@ -90,25 +92,25 @@ def start_kernel(client: Client, args: argparse.Namespace, out: Output) -> tuple
     return reply, time.perf_counter() - began
 
 
-def started_document(args: argparse.Namespace, reply: dict[str, Any], path: Path, took: float) -> dict[str, Any]:
+def started_document(args: argparse.Namespace, reply: KernelStartReply, path: Path, took: float) -> dict[str, Any]:
     """What --json prints for a started kernel: no connection info (the key stays in the file)."""
     return {
         "host": args.host,
-        "kernel": reply["kernel"],
+        "kernel": msgspec.to_builtins(reply.kernel),
         "connection_file": str(path),
-        "server_connection_file": reply.get("connection_file"),
-        "kernel_info": reply.get("kernel_info", {}),
-        "timing": {**reply.get("timing", {}), "total": round(took, 3)},
+        "server_connection_file": reply.connection_file,
+        "kernel_info": reply.kernel_info,
+        "timing": {**reply.timing, "total": round(took, 3)},
     }
 
 
-def say_started(out: Output, args: argparse.Namespace, reply: dict[str, Any], path: Path, took: float) -> None:
+def say_started(out: Output, args: argparse.Namespace, reply: KernelStartReply, path: Path, took: float) -> None:
     """Tell a person which kernel started, where its file is, what it runs and how to stop it."""
-    kernel, info = reply["kernel"], reply.get("kernel_info", {})
-    out.say(f"kernel {kernel['kernel_id']} ({kernel['name']}) ready on {args.host} in {took:.1f} s")
+    kernel, info = reply.kernel, reply.kernel_info
+    out.say(f"kernel {kernel.kernel_id} ({kernel.name}) ready on {args.host} in {took:.1f} s")
     out.say(f"connection file: {path}")
-    out.say(f"  {_describe_info(info)}, pid {kernel.get('pid')}, in {kernel.get('cwd')}")
-    out.say(f"stop it with: ssd-ctl stop {args.host} {kernel['kernel_id'][:SHORT]}")
+    out.say(f"  {_describe_info(info)}, pid {kernel.pid}, in {kernel.cwd}")
+    out.say(f"stop it with: ssd-ctl stop {args.host} {kernel.kernel_id[:SHORT]}")
 
 
 def _describe_info(info: dict[str, Any]) -> str:
@@ -125,7 +127,7 @@ def cmd_start(args: argparse.Namespace, out: Output) -> int:
     with connected(args, out) as client:
         reply, took = start_kernel(client, args, out)
         if args.tunnel:
-            remote = client.connection_info(reply)
+            remote = client.connection_info(reply.connection)
         else:
             path = write_connection(client, args.connection_file, reply)
     if args.tunnel:
@@ -138,10 +140,10 @@ def cmd_start(args: argparse.Namespace, out: Output) -> int:
 
 
 def start_tunnel(
-    args: argparse.Namespace, out: Output, reply: dict[str, Any], remote: dict[str, Any], took: float
+    args: argparse.Namespace, out: Output, reply: KernelStartReply, remote: dict[str, Any], took: float
 ) -> int:
     """start --tunnel: the kernel runs; keep a local tunnel to it until Ctrl-C."""
-    kernel_id = str(reply["kernel"]["kernel_id"])
+    kernel_id = reply.kernel.kernel_id
     path = tunnel_file(kernel_id, args.connection_file)
     if not args.json:
         say_started(out, args, reply, path, took)
@@ -154,7 +156,7 @@ def cmd_kernels(args: argparse.Namespace, out: Output) -> int:
     with connected(args, out) as client:
         kernels = client.kernel_list()
     if args.json:
-        listed = [{**k, "short_id": str(k["kernel_id"])[:SHORT]} for k in kernels]
+        listed = [{**msgspec.to_builtins(k), "short_id": k.kernel_id[:SHORT]} for k in kernels]
         out.document({"host": args.host, "kernels": listed})
         return 0
     if not kernels:
@@ -163,19 +165,19 @@ def cmd_kernels(args: argparse.Namespace, out: Output) -> int:
     now = time.time()
     rows = [
         (
-            str(k["kernel_id"])[:SHORT],
-            k.get("name", ""),
-            k.get("label") or "-",
-            k.get("env_name") or k.get("env", ""),
-            k.get("kind", ""),
-            k.get("state", ""),
-            k.get("execution_state", ""),
-            _when(k.get("started"), now),
-            _ago(k.get("last_activity"), now),
-            k.get("connections", 0),
-            f"{k['lease']:g} s" if k.get("lease") else "-",
+            k.kernel_id[:SHORT],
+            k.name,
+            k.label or "-",
+            k.env_name or k.env,
+            k.kind,
+            k.state,
+            k.execution_state,
+            _when(k.started, now),
+            _ago(k.last_activity, now),
+            k.connections,
+            f"{k.lease:g} s" if k.lease else "-",
         )
-        for k in sorted(kernels, key=lambda k: float(k.get("started") or 0))
+        for k in sorted(kernels, key=lambda k: k.started)
     ]
     table = Table(title=Text(f"your kernels on {args.host}"), title_justify="left")
     columns = ("id", "name", "label", "env", "kind", "state", "execution", "started", "active", "clients", "lease")
@@ -214,15 +216,15 @@ def cmd_stop(args: argparse.Namespace, out: Output) -> int:
         reply = shutdown_kernel(client, out, kernel_id, args.timeout)
     removed = remove_default_files(kernel_id)
     if args.json:
-        out.document({"kernel_id": kernel_id, "exit_code": reply.get("exit_code"), "removed": removed})
+        out.document({"kernel_id": kernel_id, "exit_code": reply.exit_code, "removed": removed})
     else:
-        out.say(f"stopped kernel {kernel_id} (exit code {reply.get('exit_code')})")
+        out.say(f"stopped kernel {kernel_id} (exit code {reply.exit_code})")
         for path in removed:
             out.say(f"removed {path}")
     return 0
 
 
-def shutdown_kernel(client: Client, out: Output, kernel_id: str, timeout: float) -> dict[str, Any]:
+def shutdown_kernel(client: Client, out: Output, kernel_id: str, timeout: float) -> KernelShutdownReply:
     """kernel_shutdown with a spinner; the server may take its grace period and then some."""
     with waiting(out, f"stopping kernel {kernel_id[:SHORT]}..."):
         return client.kernel_shutdown(kernel_id, timeout=max(timeout, SHUTDOWN_TIMEOUT))
@@ -234,9 +236,9 @@ def cmd_interrupt(args: argparse.Namespace, out: Output) -> int:
         kernel_id = resolve(client, args)
         reply = client.kernel_interrupt(kernel_id, args.mode)
     if args.json:
-        out.document({"kernel_id": kernel_id, "mode": reply.get("mode")})
+        out.document({"kernel_id": kernel_id, "mode": reply.mode})
     else:
-        out.say(f"interrupted kernel {kernel_id} (by {reply.get('mode')})")
+        out.say(f"interrupted kernel {kernel_id} (by {reply.mode})")
     return 0
 
 
@@ -249,11 +251,11 @@ def cmd_restart(args: argparse.Namespace, out: Output) -> int:
             reply = client.kernel_restart(kernel_id, timeout=max(args.timeout, START_TIMEOUT))
         took = time.perf_counter() - began
     if args.json:
-        timing = {**reply.get("timing", {}), "total": round(took, 3)}
-        out.document({"kernel": reply["kernel"], "kernel_info": reply.get("kernel_info", {}), "timing": timing})
+        timing = {**reply.timing, "total": round(took, 3)}
+        kernel = msgspec.to_builtins(reply.kernel)
+        out.document({"kernel": kernel, "kernel_info": reply.kernel_info, "timing": timing})
     else:
-        kernel = reply["kernel"]
-        out.say(f"restarted kernel {kernel_id} in {took:.1f} s (pid {kernel.get('pid')}, same ports and key)")
+        out.say(f"restarted kernel {kernel_id} in {took:.1f} s (pid {reply.kernel.pid}, same ports and key)")
     return 0
 
 
@@ -276,11 +278,10 @@ def cmd_attach(args: argparse.Namespace, out: Output) -> int:
         reply = client.kernel_info(kernel_id)
         path = write_connection(client, args.connection_file, reply)
     if args.json:
-        out.document(
-            {"kernel": reply["kernel"], "connection_file": str(path), "kernel_info": reply.get("kernel_info", {})}
-        )
+        kernel = msgspec.to_builtins(reply.kernel)
+        out.document({"kernel": kernel, "connection_file": str(path), "kernel_info": reply.kernel_info})
     else:
-        out.say(f"kernel {kernel_id} ({reply['kernel'].get('name')}) on {args.host}")
+        out.say(f"kernel {kernel_id} ({reply.kernel.name}) on {args.host}")
         out.say(f"connection file: {path}")
     return 0
 

@@ -30,6 +30,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_core.paths import jupyter_data_dir
 
@@ -232,7 +233,7 @@ def _server_facts(client: Client, host: str) -> tuple[bool, str]:
     """Whether the host reaches its kernels through the CURVE relay (kernels.transport = curve), and its own
     name (the announced instance name; else HOST as given) for display names."""
     info = client.server_info()
-    return info.get("kernel_transport") == "curve", str(info.get("name") or host)
+    return info.kernel_transport == "curve", info.name or host
 
 
 def _host_facts(client: Client, host: str) -> tuple[str, str, list[dict[str, Any]]]:
@@ -241,19 +242,19 @@ def _host_facts(client: Client, host: str) -> tuple[str, str, list[dict[str, Any
     Without a session, this client's key logs in as the provisioner will (your user name here).
     """
     try:
-        user = str(client.whoami()["user"])
+        user = client.whoami().user
     except RemoteError as exc:
         if exc.code != ErrorCode.NOT_AUTHORIZED:
             raise
         user = _key_login(client, host)
-    envs: list[dict[str, Any]] = client.request("env_list_request")["envs"]
+    envs: list[dict[str, Any]] = msgspec.to_builtins(client.env_list().envs)
     return client.aclient.spec.key, user, envs
 
 
 def _key_login(client: Client, host: str) -> str:
     user = getpass.getuser()
     try:
-        return str(client.login(user)["user"])
+        return client.login(user).user
     except RemoteError as exc:
         if exc.code != ErrorCode.AUTH_FAILED:
             raise

@@ -7,13 +7,13 @@ import getpass
 import socket
 import sys
 import time
-from typing import Any
 
 from ssd.client import Client
 from ssd.ctl.args import add_host
 from ssd.ctl.commands import connected
 from ssd.ctl.output import Output
 from ssd.errors import ErrorCode, RemoteError, SSDError
+from ssd.replies import LoginReply
 
 __all__ = ["SESSION_COMMANDS", "add_parsers"]
 
@@ -54,15 +54,15 @@ def cmd_login(args: argparse.Namespace, out: Output) -> int:
             if args.key_only:
                 raise SSDError(f"this client's key is not authorized for {args.user}", code=ErrorCode.AUTH_FAILED)
             reply = client.login(args.user, _password(args))
-    expires = float(reply["expires"])
+    expires = float(reply.expires or 0)
     if args.json:
-        out.document({"user": reply["user"], "method": reply["method"], "expires": expires})
+        out.document({"user": reply.user, "method": reply.method, "expires": expires})
     else:
-        out.say(f"logged in to {args.host} as {reply['user']} ({reply['method']}) until {_when(expires)}")
+        out.say(f"logged in to {args.host} as {reply.user} ({reply.method}) until {_when(expires)}")
     return 0
 
 
-def _try_key(client: Client, user: str) -> dict[str, Any] | None:
+def _try_key(client: Client, user: str) -> LoginReply | None:
     try:
         return client.login(user)
     except RemoteError as exc:
@@ -87,7 +87,7 @@ def cmd_logout(args: argparse.Namespace, out: Output) -> int:
     """End the session; say so when the key is still authorized (a running Jupyter then logs in again)."""
     with connected(args, out) as client:
         authorized = _still_authorized(client)
-        ended = client.logout()["ended"]
+        ended = client.logout().ended
     if args.json:
         out.document({"ended": ended, "key_authorized": authorized})
         return 0
@@ -103,7 +103,7 @@ def cmd_logout(args: argparse.Namespace, out: Output) -> int:
 def _still_authorized(client: Client) -> bool | None:
     """Is this client's key authorized for its user (None: an older server cannot tell)?"""
     try:
-        return bool(client.key_remove(dry_run=True)["authorized"])
+        return client.key_remove(dry_run=True).authorized
     except RemoteError as exc:
         if exc.code in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_MESSAGE_TYPE):
             return None
@@ -115,9 +115,9 @@ def cmd_whoami(args: argparse.Namespace, out: Output) -> int:
     with connected(args, out) as client:
         reply = client.whoami()
     if args.json:
-        out.document({"user": reply["user"], "since": reply["since"], "expires": reply["expires"]})
+        out.document({"user": reply.user, "since": reply.since, "expires": reply.expires})
     else:
-        out.say(f"{reply['user']} on {args.host}, session until {_when(float(reply['expires']))}")
+        out.say(f"{reply.user} on {args.host}, session until {_when(reply.expires)}")
     return 0
 
 
@@ -126,11 +126,11 @@ def cmd_copy_id(args: argparse.Namespace, out: Output) -> int:
     with connected(args, out) as client:
         reply = client.key_add(f"added by ssd-ctl copy-id from {getpass.getuser()}@{_local_name()}")
     if args.json:
-        out.document({"user": reply["user"], "file": reply["file"], "added": reply["added"]})
-    elif reply["added"]:
-        out.say(f"this client's key now logs in as {reply['user']} on {args.host} without a password")
+        out.document({"user": reply.user, "file": reply.file, "added": reply.added})
+    elif reply.added:
+        out.say(f"this client's key now logs in as {reply.user} on {args.host} without a password")
     else:
-        out.say(f"this client's key was already authorized for {reply['user']} on {args.host}")
+        out.say(f"this client's key was already authorized for {reply.user} on {args.host}")
     return 0
 
 
@@ -139,13 +139,13 @@ def cmd_revoke_id(args: argparse.Namespace, out: Output) -> int:
     with connected(args, out) as client:
         reply = client.key_remove(args.key, all_keys=args.all)
     if args.json:
-        out.document({k: reply[k] for k in ("user", "file", "removed", "authorized", "admin_file")})
+        out.document({k: getattr(reply, k) for k in ("user", "file", "removed", "authorized", "admin_file")})
         return 0
     which = "every key" if args.all else "the key" if args.key else "this client's key"
-    count = f"{reply['removed']} key{'s' * (reply['removed'] != 1)}"
-    out.say(f"removed {count} from {reply['user']}'s authorized keys on {args.host} ({which}, {reply['file']})")
-    if reply["admin_file"]:
-        out.say(f"It is still authorized by the administrator's file {reply['admin_file']}: ask them to remove it.")
+    count = f"{reply.removed} key{'s' * (reply.removed != 1)}"
+    out.say(f"removed {count} from {reply.user}'s authorized keys on {args.host} ({which}, {reply.file})")
+    if reply.admin_file:
+        out.say(f"It is still authorized by the administrator's file {reply.admin_file}: ask them to remove it.")
     elif not args.all and not args.key:
         out.say("This session goes on until ssd-ctl logout; after it, this client needs a password to log in.")
     return 0

@@ -134,7 +134,7 @@ def cmd_tunnel(args: argparse.Namespace, out: Output) -> int:
 
 
 def _remote_info(client: Client, kernel_id: str) -> dict[str, Any]:
-    return client.connection_info(client.kernel_info(kernel_id))
+    return client.connection_info(client.kernel_info(kernel_id).connection)
 
 
 TUNNEL_COMMANDS = {"tunnel": cmd_tunnel}

@@ -18,6 +18,7 @@ from ssd.kernelerrors import KernelStartError
 from ssd.provisioner.failures import explained, warning
 from ssd.provisioner.hostlink import call_host, for_kernel_manager, resolve_host
 from ssd.provisioner.spec import check_config
+from ssd.replies import KernelDescription, KernelStartReply
 
 __all__ = ["SSDProvisioner"]
 T = TypeVar("T")
@@ -101,7 +102,7 @@ class SSDProvisioner(KernelProvisionerBase):
         """
         restarting, failed = self._replaced, self._restart_failure
         try:
-            reply = await self._call(self._attach if self._replaced and self.remote_id else self._start)
+            kernel, connection = await self._call(self._attach if self._replaced and self.remote_id else self._start)
         except Exception as exc:
             # The KernelManager logs this once (and Jupyter Server answers it); a cause chain would repeat it.
             raise self._explained(exc, "restart a kernel" if failed else "start a kernel") from None
@@ -110,17 +111,17 @@ class SSDProvisioner(KernelProvisionerBase):
             self._restart_failure = None
         if failed is not None and not restarting:
             self.log.warning("%s\nA new kernel was started instead (new ports).", failed)
-        self.remote_id = str(reply["kernel"]["kernel_id"])
+        self.remote_id = kernel.kernel_id
         self._running = True
         self._exit_code = None
         self._gone_on_host = False
-        self.connection_info = for_kernel_manager(reply["connection"])
+        self.connection_info = for_kernel_manager(connection)
         self.log.info("ssd-provisioner: kernel %s in %s on %s", self.remote_id, self.env, self.host)
-        if reply["kernel"].get("lease"):
+        if kernel.lease:
             self._keep_lease()
         return self.connection_info
 
-    async def _start(self, client: AsyncClient) -> dict[str, Any]:
+    async def _start(self, client: AsyncClient) -> tuple[KernelDescription, dict[str, Any]]:
         """``kernel_start``: in the notebook's folder where the host has it, else the home (or the spec's cwd)."""
         options: dict[str, Any] = {"cwd": self.cwd or self._notebook_dir or None, "lease": self.lease or None}
         options["label"] = self._label
@@ -133,7 +134,7 @@ class SSDProvisioner(KernelProvisionerBase):
                 if dropped is None:
                     raise
                 options[dropped] = None
-        return {**reply, "connection": client.connection_info(reply)}
+        return reply.kernel, client.connection_info(reply.connection)
 
     def _fallback(self, exc: RemoteError, options: dict[str, Any]) -> str | None:
         """The option to start again without: a notebook folder the host does not have, or what an older ssd
@@ -150,7 +151,7 @@ class SSDProvisioner(KernelProvisionerBase):
             return "lease"
         return None
 
-    async def _start_with(self, client: AsyncClient, options: dict[str, Any]) -> dict[str, Any]:
+    async def _start_with(self, client: AsyncClient, options: dict[str, Any]) -> KernelStartReply:
         return await client.kernel_start(
             self.env,
             self.kind,
@@ -161,10 +162,10 @@ class SSDProvisioner(KernelProvisionerBase):
             label=options["label"] or "",
         )
 
-    async def _attach(self, client: AsyncClient) -> dict[str, Any]:
+    async def _attach(self, client: AsyncClient) -> tuple[KernelDescription, dict[str, Any]]:
         """The kernel the host restarted in place, with its connection info as this client reaches it."""
         reply = await client.kernel_info(self.remote_id)
-        return {**reply, "connection": client.connection_info(reply)}
+        return reply.kernel, client.connection_info(reply.connection)
 
     def _explained(self, exc: BaseException, doing: str = "start a kernel") -> KernelStartError:
         return explained(exc, host=self.host, env=self.env, doing=doing)
@@ -189,9 +190,9 @@ class SSDProvisioner(KernelProvisionerBase):
             self._gone_on_host = True
             return self._exit_code
         self._report(None)
-        if reply["kernel"].get("lease"):
+        if reply.kernel.lease:
             self._keep_lease()  # a no-op while it renews; after load_provisioner_info, from the first poll on
-        if reply["kernel"]["state"] in _GONE:
+        if reply.kernel.state in _GONE:
             self._exit_code = 1
             return self._exit_code
         return None
@@ -290,22 +291,21 @@ class SSDProvisioner(KernelProvisionerBase):
         if self._gone_on_host or not self.remote_id:
             return
         try:
-            reply = await self._call(lambda c: c.kernel_shutdown(self.remote_id))
+            code = (await self._call(lambda c: c.kernel_shutdown(self.remote_id))).exit_code
         except RemoteError as exc:
             if exc.code == ErrorCode.KERNEL_BUSY:  # already stopping there: poll() sees it go
                 return
             if exc.code != ErrorCode.KERNEL_NOT_FOUND:
                 raise
-            reply = {}
+            code = None
         except TransportError as exc:
             self.log.warning(
                 "ssd-provisioner: cannot reach %s to stop kernel %s (%s); it may still run there: ssd-ctl stop %s %s",
                 *(self.host, self.remote_id, exc, self.host, self.remote_id),
             )
             return
-        code = reply.get("exit_code")
         if self._exit_code is None:
-            self._exit_code = code if isinstance(code, int) else 0
+            self._exit_code = code if code is not None else 0
         self._gone_on_host = True
 
     async def cleanup(self, restart: bool = False) -> None:

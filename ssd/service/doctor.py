@@ -207,7 +207,7 @@ async def _live_checks(ctx: _Context) -> list[Finding]:
         try:
             await client.connect()
             info = await client.server_info()
-            found.append(_ok("ports", _ports(ctx.daemon) + f", answering over CURVE as {info.get('name')}"))
+            found.append(_ok("ports", _ports(ctx.daemon) + f", answering over CURVE as {info.name}"))
             found.append(await _check_workers(ctx, client))
         except SSDError as exc:
             found.append(

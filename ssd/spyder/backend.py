@@ -16,12 +16,17 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
+
+from ssd import contract
 from ssd.client import AsyncClient, KnownHosts
+from ssd.client.connection import typed_reply
 from ssd.client.discovery import AsyncBrowser, Change, DiscoveredHost
 from ssd.client.hostspec import HostSpec, parse_host
 from ssd.client.identity import client_keypair
 from ssd.client.kernels import write_connection_file
 from ssd.errors import ErrorCode, SSDError, TransportError
+from ssd.replies import EnvOperationReply, KernelDescription
 from ssd.spyder.loop import LoopThread
 from ssd.spyder.models import ConnectInfo, EnvRow, HostRow, KernelRow, Progress, StartedKernel
 from ssd.spyder.verdict import verdict
@@ -51,16 +56,16 @@ def host_row(host: DiscoveredHost) -> HostRow:
     )
 
 
-def kernel_row(entry: dict[str, Any]) -> KernelRow:
+def kernel_row(entry: KernelDescription) -> KernelRow:
     """One kernel of a reply."""
     return KernelRow(
-        kernel_id=str(entry["kernel_id"]),
-        name=str(entry.get("name") or ""),
-        env=str(entry.get("env_name") or entry.get("env") or ""),
-        kind=str(entry.get("kind") or ""),
-        state=str(entry.get("state") or ""),
-        cwd=str(entry.get("cwd") or ""),
-        leased=bool(entry.get("lease")),
+        kernel_id=entry.kernel_id,
+        name=entry.name,
+        env=entry.env_name or entry.env,
+        kind=entry.kind,
+        state=entry.state,
+        cwd=entry.cwd,
+        leased=bool(entry.lease),
     )
 
 
@@ -138,13 +143,13 @@ class Backend:
             client = await self._client(spec)
             info = await client.server_info()
             try:
-                user: str | None = str((await client.whoami())["user"])
+                user: str | None = (await client.whoami()).user
             except SSDError:
                 user = None
-            status = {k: str(info.get(k, "")) for k in ("os", "cpus", "kernels")}
-            load = info.get("load")
-            status["load"] = f"{load[0]:.1f}" if isinstance(load, list) and load else ""
-            return ConnectInfo(client.fingerprint, str(info.get("name", spec.host)), user, status)
+            # server_info tells no kernel count (the announcement does): the pane keeps the announced one.
+            status = {"os": info.os, "cpus": str(info.cpus), "kernels": ""}
+            status["load"] = f"{info.load[0]:.1f}" if info.load else ""
+            return ConnectInfo(client.fingerprint, info.name or spec.host, user, status)
 
         self._call(run(), callback)
 
@@ -161,7 +166,7 @@ class Backend:
             reply = await client.login(user, password)
             if copy_id:
                 await client.key_add("ssd Spyder plugin")
-            return str(reply.get("user", user))
+            return reply.user
 
         self._call(run(), callback)
 
@@ -171,8 +176,8 @@ class Backend:
         """The user's environments with the verdict for this Spyder."""
 
         async def run() -> list[EnvRow]:
-            reply = await self._request(spec, lambda c: c.request("env_list_request"))
-            return [self._env_row(entry) for entry in reply["envs"]]
+            reply = await self._request(spec, lambda c: c.env_list())
+            return [self._env_row(msgspec.to_builtins(entry)) for entry in reply.envs]
 
         self._call(run(), callback)
 
@@ -197,17 +202,20 @@ class Backend:
         callback: Callback,
     ) -> None:
         """``env_install`` or ``env_create`` (*kind*), progress events to *on_progress*; answers the last Progress."""
-        msg_type = {"install": "env_install_request", "create": "env_create_request"}[kind]
+        message: contract.MessageType[Any, EnvOperationReply] = contract.ENV_INSTALL
+        if kind == "create":
+            message = contract.ENV_CREATE
 
         async def run() -> Progress:
             client = await self._client(spec)
-            user = str((await client.whoami())["user"])
+            user = (await client.whoami()).user
             events = client.events((f"env_progress.{user}",))
             first = asyncio.ensure_future(anext(events))
             await asyncio.sleep(0.3)  # the subscription must reach the server before the first event
             try:
-                reply = await client.request(msg_type, {**content, "spyder": self.spyder_version})
-                operation = str(reply["operation"])
+                # The dialog's fields as they are: the host checks them and names a bad one.
+                raw = await client.request(message.msg_type, {**content, "spyder": self.spyder_version})
+                operation = typed_reply(message, raw).operation
                 pending = first
                 while True:
                     event = await pending
@@ -229,7 +237,7 @@ class Backend:
 
     def env_cancel(self, spec: HostSpec, operation: str, callback: Callback) -> None:
         """Ask the host to stop a running operation."""
-        self._call(self._request(spec, lambda c: c.request("env_cancel_request", {"operation": operation})), callback)
+        self._call(self._request(spec, lambda c: c.env_cancel(operation)), callback)
 
     # -- kernels ------------------------------------------------------------------------
 
@@ -239,7 +247,7 @@ class Backend:
         async def run() -> StartedKernel:
             client = await self._client(spec)
             reply = await client.kernel_start(env, "spyder", cwd=cwd, lease=lease, name=f"spyder {env}"[:100])
-            started = StartedKernel(kernel_row(reply["kernel"]), client.connection_info(reply))
+            started = StartedKernel(kernel_row(reply.kernel), client.connection_info(reply.connection))
             self._keep_lease(spec, started.kernel.kernel_id, lease)
             return started
 
@@ -251,7 +259,7 @@ class Backend:
         async def run() -> StartedKernel:
             reply = await self._request(spec, lambda c: c.kernel_info(kernel_id))
             client = self._clients[spec.key]
-            return StartedKernel(kernel_row(reply["kernel"]), client.connection_info(reply))
+            return StartedKernel(kernel_row(reply.kernel), client.connection_info(reply.connection))
 
         self._call(run(), callback)
 
@@ -274,7 +282,8 @@ class Backend:
             await self._request(spec, lambda c: c.kernel_restart(kernel_id))
             # The restart reply carries no connection info (same ports and key): ask for it, as an attach does.
             reply = await self._request(spec, lambda c: c.kernel_info(kernel_id))
-            return StartedKernel(kernel_row(reply["kernel"]), self._clients[spec.key].connection_info(reply))
+            connection = self._clients[spec.key].connection_info(reply.connection)
+            return StartedKernel(kernel_row(reply.kernel), connection)
 
         self._call(run(), callback)
 

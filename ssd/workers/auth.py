@@ -16,14 +16,16 @@ import os
 import random
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import pamela
 
+from ssd import contract
 from ssd.errors import ErrorCode, SSDError
 from ssd.isolation import python_module
 from ssd.keys import is_valid_public_key
 from ssd.messages import AccountCheckRequest, KeyAddRequest, KeyRemoveRequest, LoginRequest
+from ssd.replies import AccountCheckReply, KeyAddReply, KeyRemoveReply, LoginReply
 from ssd.users import EMPTY_PASSWORD_REFUSED, Account, AccountPolicy, LoginRefused, lookup, normalize_username
 from ssd.workers import keyfile, wire
 from ssd.workers.account import account_refusal
@@ -74,13 +76,14 @@ class AuthWorker(Worker):
         return [(home / self.keys_file, account.uid, home), (admin, os.geteuid(), self.admin_keys_dir)]
 
 
-async def login(worker: AuthWorker, content: LoginRequest, request: wire.Request) -> dict[str, Any]:
+async def login(worker: AuthWorker, content: LoginRequest, request: wire.Request) -> LoginReply:
     """Check a password with PAM (authenticate + account), or the client's key and the account's state."""
     try:
         name = normalize_username(content.username)
     except ValueError as exc:
         raise SSDError(f"invalid user name: {exc}", code=ErrorCode.BAD_REQUEST) from None
     account = lookup(name)
+    method: Literal["key", "password"]
     if content.password is None:
         method, ok = "key", _check_key(worker, account, request.client_key, name)
     elif content.password == "" and not worker.permit_empty_passwords:
@@ -96,7 +99,7 @@ async def login(worker: AuthWorker, content: LoginRequest, request: wire.Request
         log.info("failed %s login for %s", method, name)
         raise SSDError(_FAILED_TEXT, code=ErrorCode.AUTH_FAILED)
     log.info("%s logged in with a %s", name, method)
-    return {"status": "ok", "user": account.name, "uid": account.uid, "method": method}
+    return LoginReply(user=account.name, uid=account.uid, method=method)
 
 
 def _check_key(worker: AuthWorker, account: Account | None, client_key: str, name: str) -> bool:
@@ -136,7 +139,7 @@ def _policy_allows(worker: AuthWorker, account: Account) -> bool:
     return True
 
 
-async def account_check(worker: AuthWorker, content: AccountCheckRequest, request: wire.Request) -> dict[str, Any]:
+async def account_check(worker: AuthWorker, content: AccountCheckRequest, request: wire.Request) -> AccountCheckReply:
     """The broker asks whether the request's user may still log in (at worker start, and periodically)."""
     if request.client_key:
         raise SSDError("account checks come from the broker only", code=ErrorCode.NOT_AUTHORIZED)
@@ -150,7 +153,7 @@ async def account_check(worker: AuthWorker, content: AccountCheckRequest, reques
     reason = await asyncio.to_thread(worker.account_refusal, account)
     if reason is not None:
         raise SSDError(f"{account.name} may no longer log in: {reason}", code=ErrorCode.ACCOUNT_DISABLED)
-    return {"status": "ok", "user": account.name}
+    return AccountCheckReply(user=account.name)
 
 
 def _pam_login(name: str, password: str, service: str) -> bool:
@@ -163,7 +166,7 @@ def _pam_login(name: str, password: str, service: str) -> bool:
     return True
 
 
-async def key_add(worker: AuthWorker, content: KeyAddRequest, request: wire.Request) -> dict[str, Any]:
+async def key_add(worker: AuthWorker, content: KeyAddRequest, request: wire.Request) -> KeyAddReply:
     """copy-id: append the connection's key to its user's authorized keys, written as that user."""
     if request.user is None:
         raise SSDError("copy-id needs a login first", code=ErrorCode.NOT_AUTHORIZED)
@@ -177,10 +180,10 @@ async def key_add(worker: AuthWorker, content: KeyAddRequest, request: wire.Requ
         raise SSDError(
             result.stderr.strip() or "could not write the authorized keys file", code=ErrorCode.KEY_ADD_FAILED
         )
-    return {"status": "ok", "user": account.name, "file": str(path), "added": result.returncode == 0}
+    return KeyAddReply(user=account.name, file=str(path), added=result.returncode == 0)
 
 
-async def key_remove(worker: AuthWorker, content: KeyRemoveRequest, request: wire.Request) -> dict[str, Any]:
+async def key_remove(worker: AuthWorker, content: KeyRemoveRequest, request: wire.Request) -> KeyRemoveReply:
     """revoke-id: take a key (default: the connection's) or all keys out of the user's own file, as that user.
 
     The reply says whether the key is still authorized afterwards (the administrator's file may list it,
@@ -205,23 +208,22 @@ async def key_remove(worker: AuthWorker, content: KeyRemoveRequest, request: wir
                 result.stderr.strip() or "could not change the authorized keys file", code=ErrorCode.KEY_REMOVE_FAILED
             )
         removed = int(result.stdout.strip() or 0)
-    return {
-        "status": "ok",
-        "user": account.name,
-        "file": str(own[0]),
-        "removed": removed,
-        "authorized": keyfile.authorized(key, [own, admin]),  # this key, after the change
-        "admin_file": str(admin[0]) if keyfile.authorized(key, [admin]) else None,
-    }
+    return KeyRemoveReply(
+        user=account.name,
+        file=str(own[0]),
+        removed=removed,
+        authorized=keyfile.authorized(key, [own, admin]),  # this key, after the change
+        admin_file=str(admin[0]) if keyfile.authorized(key, [admin]) else None,
+    )
 
 
 def _run_as(argv: list[str], account: Account) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False, **as_user(account))
 
 
-AuthWorker.routes = {
-    "login_request": (LoginRequest, login),
-    "key_add_request": (KeyAddRequest, key_add),
-    "key_remove_request": (KeyRemoveRequest, key_remove),
-    "account_check_request": (AccountCheckRequest, account_check),
+AuthWorker.handlers = {
+    contract.LOGIN.msg_type: login,
+    contract.KEY_ADD.msg_type: key_add,
+    contract.KEY_REMOVE.msg_type: key_remove,
+    contract.ACCOUNT_CHECK.msg_type: account_check,
 }

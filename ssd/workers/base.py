@@ -1,9 +1,11 @@
 """The loop every worker shares: connect to the broker, register, heartbeat, serve.
 
-A service subclasses ``Worker``, sets ``service`` and fills ``routes`` with
-``msg_type -> (content struct, handler)``. Handlers are coroutines returning the
-reply content; raising ``SSDError`` sends its code and message to the client,
-anything else is logged here and reported as ``internal_error``.
+A service subclasses ``Worker``, sets ``service`` and fills ``handlers`` with
+``msg_type -> handler``: exactly the registry's types for that service
+(``ssd.contract``, checked when the worker starts), whose request structs the
+requests are decoded with. Handlers are coroutines returning the reply struct;
+raising ``SSDError`` sends its code and message to the client, anything else is
+logged here and reported as ``internal_error``.
 """
 
 from __future__ import annotations
@@ -21,16 +23,27 @@ import msgspec
 import zmq
 import zmq.asyncio
 
-from ssd import protocol
+from ssd import contract, protocol
 from ssd.errors import ErrorCode, SSDError
-from ssd.messages import ContentError, RequestContent, parse_content
+from ssd.messages import ContentError, decode_content
+from ssd.replies import Reply
 from ssd.workers import wire
 
-__all__ = ["Handler", "Worker"]
+__all__ = ["Handler", "Worker", "check_handlers"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Any, Any, wire.Request], Awaitable[dict[str, Any]]]
+Handler = Callable[[Any, Any, wire.Request], Awaitable[Reply]]
+
+
+def check_handlers(service: str, handlers: dict[str, Handler]) -> None:
+    """Refuse a worker whose handlers are not exactly the registry's types for its service."""
+    expected = contract.served_by(service)
+    if set(handlers) != expected:
+        missing, extra = sorted(expected - set(handlers)), sorted(set(handlers) - expected)
+        raise RuntimeError(
+            f"the {service} worker's handlers differ from the registry: missing {missing}, extra {extra}"
+        )
 
 
 class Worker:
@@ -38,9 +51,10 @@ class Worker:
 
     service: ClassVar[str] = ""
     capacity: ClassVar[int] = 64
-    routes: ClassVar[dict[str, tuple[type[RequestContent], Handler]]] = {}
+    handlers: ClassVar[dict[str, Handler]] = {}
 
     def __init__(self, credentials: wire.Credentials) -> None:
+        check_handlers(self.service, self.handlers)
         self.credentials = credentials
         self.ctx = zmq.asyncio.Context()
         self.socket = self.ctx.socket(zmq.DEALER)
@@ -133,27 +147,27 @@ class Worker:
         with contextlib.suppress(zmq.ZMQError):
             await self.socket.send_multipart([wire.TAG, wire.REPLY, request_id, encoded])
 
-    async def _answer(self, body: bytes) -> dict[str, Any]:
+    async def _answer(self, body: bytes) -> Reply | dict[str, Any]:
         try:
             request = wire.decode(body, wire.Request)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return protocol.error_content(ErrorCode.BAD_MESSAGE, f"worker could not read the request: {exc}")
-        route = self.routes.get(request.msg_type)
-        if route is None:
+        handler = self.handlers.get(request.msg_type)
+        if handler is None:
             return protocol.error_content(
                 ErrorCode.UNKNOWN_MESSAGE_TYPE, f"the {self.service} service does not handle {request.msg_type}"
             )
-        kind, handler = route
         serves = self.credentials.options.get("user")
         if serves is not None and request.user != serves:
             # A per-user worker acts with its user's rights only for that user.
             log.error("%s worker of %s refused a request for %s", self.service, serves, request.user)
             return protocol.error_content(ErrorCode.NOT_AUTHORIZED, f"this worker serves only {serves}")
         try:
-            content = parse_content(request.content, kind)
-            return await handler(self, content, request)
+            content = decode_content(request.content, contract.MESSAGES[request.msg_type].request)
         except ContentError as exc:
             return protocol.error_content(ErrorCode.BAD_REQUEST, f"{request.msg_type}: {exc}")
+        try:
+            return await handler(self, content, request)
         except SSDError as exc:
             return protocol.error_content(exc.code, exc.message)
         except Exception:

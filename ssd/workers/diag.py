@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
 
+from ssd import contract
 from ssd.messages import EchoRequest
+from ssd.replies import EchoReply
 from ssd.workers import wire
 from ssd.workers.base import Worker
 
 __all__ = ["DiagWorker"]
 
 
-async def echo(worker: Worker, content: EchoRequest, request: wire.Request) -> dict[str, Any]:
+async def echo(worker: Worker, content: EchoRequest, request: wire.Request) -> EchoReply:
     """Return the data after the requested delay, with this worker's pid."""
     if content.delay:
         await asyncio.sleep(content.delay)
-    return {"status": "ok", "data": content.data, "pid": os.getpid()}
+    return EchoReply(data=content.data, pid=os.getpid())
 
 
 class DiagWorker(Worker):
@@ -30,4 +31,4 @@ class DiagWorker(Worker):
 
     service = "diag"
     capacity = 1024  # echo only sleeps; let many keys share it
-    routes = {"echo_request": (EchoRequest, echo)}
+    handlers = {contract.ECHO.msg_type: echo}

@@ -14,10 +14,11 @@ import grp
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
+from ssd import contract
 from ssd.envs import DiscoveryOptions, EnvDiscovery, EnvInfo, admin, find_env, validate
 from ssd.errors import ErrorCode, SSDError
 from ssd.messages import (
@@ -28,6 +29,7 @@ from ssd.messages import (
     EnvListRequest,
     EnvRemoveRequest,
 )
+from ssd.replies import EnvCancelReply, EnvDescription, EnvInfoReply, EnvListReply, EnvOperationReply
 from ssd.workers import wire
 from ssd.workers.base import Worker
 
@@ -69,14 +71,14 @@ class EnvWorker(Worker):
                     found[name] = str(candidate)
         return found
 
-    def launch(self, kind: str, target: str, work: Any) -> dict[str, Any]:
+    def launch(self, kind: Literal["create", "install", "remove"], target: str, work: Any) -> EnvOperationReply:
         """Start an operation whose progress goes out as events; reply with its id at once."""
         made: list[admin.Operation] = []
         operation = admin.Operation(kind, target, on_progress=lambda record: self._progress(made[0], record))
         made.append(operation)
         self.operations[operation.id] = operation
         operation.start(work)
-        return {"status": "ok", "operation": operation.id, "kind": kind, "target": target}
+        return EnvOperationReply(operation=operation.id, kind=kind, target=target)
 
     def _progress(self, operation: admin.Operation, record: admin.Progress) -> None:
         """Publish one progress record (tool output is not a secret; no credentials pass here)."""
@@ -99,16 +101,20 @@ def _group_name(gid: int) -> str | None:
         return None
 
 
-async def env_list(worker: EnvWorker, content: EnvListRequest, request: wire.Request) -> dict[str, Any]:
+async def env_list(worker: EnvWorker, content: EnvListRequest, request: wire.Request) -> EnvListReply:
     """Every environment the user can see."""
     envs = await asyncio.to_thread(worker.discovery.list)
-    return {"status": "ok", "envs": msgspec.to_builtins(envs)}
+    return EnvListReply(envs=[_described(env) for env in envs])
 
 
-async def env_info(worker: EnvWorker, content: EnvInfoRequest, request: wire.Request) -> dict[str, Any]:
+async def env_info(worker: EnvWorker, content: EnvInfoRequest, request: wire.Request) -> EnvInfoReply:
     """One environment, by name or prefix."""
     envs = await asyncio.to_thread(worker.discovery.list)
-    return {"status": "ok", "env": msgspec.to_builtins(find_env(envs, content.env))}
+    return EnvInfoReply(env=_described(find_env(envs, content.env)))
+
+
+def _described(env: EnvInfo) -> EnvDescription:
+    return EnvDescription(**msgspec.structs.asdict(env))
 
 
 def _specs(packages: list[str], spyder: str | None) -> list[str]:
@@ -123,7 +129,7 @@ def _specs(packages: list[str], spyder: str | None) -> list[str]:
     return specs
 
 
-async def env_create(worker: EnvWorker, content: EnvCreateRequest, request: wire.Request) -> dict[str, Any]:
+async def env_create(worker: EnvWorker, content: EnvCreateRequest, request: wire.Request) -> EnvOperationReply:
     """Create a venv (pip) or a conda environment; progress as events."""
     worker.check_admin()
     try:
@@ -144,7 +150,7 @@ async def env_create(worker: EnvWorker, content: EnvCreateRequest, request: wire
     return worker.launch("create", name, lambda p: admin.create_conda(exe, name, python, specs, p))
 
 
-async def env_install(worker: EnvWorker, content: EnvInstallRequest, request: wire.Request) -> dict[str, Any]:
+async def env_install(worker: EnvWorker, content: EnvInstallRequest, request: wire.Request) -> EnvOperationReply:
     """Install packages into a discovered, writable environment with its own tool."""
     worker.check_admin()
     specs = _specs(content.packages, content.spyder)
@@ -158,7 +164,7 @@ async def env_install(worker: EnvWorker, content: EnvInstallRequest, request: wi
     return worker.launch("install", env.prefix, lambda p: admin.install(prefix, specs, p, known=known, conda_exe=exe))
 
 
-async def env_remove(worker: EnvWorker, content: EnvRemoveRequest, request: wire.Request) -> dict[str, Any]:
+async def env_remove(worker: EnvWorker, content: EnvRemoveRequest, request: wire.Request) -> EnvOperationReply:
     """Remove a discovered, writable environment (a name is checked as env create checks one: "-rf" is refused)."""
     worker.check_admin()
     if not content.env.startswith("/"):
@@ -181,20 +187,20 @@ def _conda_exe(worker: EnvWorker, env: EnvInfo, tool: str) -> str | None:
         raise SSDError(str(exc), code=ErrorCode.BAD_REQUEST) from None
 
 
-async def env_cancel(worker: EnvWorker, content: EnvCancelRequest, request: wire.Request) -> dict[str, Any]:
+async def env_cancel(worker: EnvWorker, content: EnvCancelRequest, request: wire.Request) -> EnvCancelReply:
     """Cancel a running operation; its tool's process group is stopped."""
     operation = worker.operations.get(content.operation)
     if operation is None:
         raise SSDError(f"no operation {content.operation!r}", code=ErrorCode.NOT_FOUND)
     operation.cancel()
-    return {"status": "ok", "state": (await operation.wait()).value}
+    return EnvCancelReply(state=(await operation.wait()).value)
 
 
-EnvWorker.routes = {
-    "env_list_request": (EnvListRequest, env_list),
-    "env_info_request": (EnvInfoRequest, env_info),
-    "env_create_request": (EnvCreateRequest, env_create),
-    "env_install_request": (EnvInstallRequest, env_install),
-    "env_remove_request": (EnvRemoveRequest, env_remove),
-    "env_cancel_request": (EnvCancelRequest, env_cancel),
+EnvWorker.handlers = {
+    contract.ENV_LIST.msg_type: env_list,
+    contract.ENV_INFO.msg_type: env_info,
+    contract.ENV_CREATE.msg_type: env_create,
+    contract.ENV_INSTALL.msg_type: env_install,
+    contract.ENV_REMOVE.msg_type: env_remove,
+    contract.ENV_CANCEL.msg_type: env_cancel,
 }

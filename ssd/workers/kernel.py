@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from ssd import contract
 from ssd.config import KernelsConfig
 from ssd.envs import DiscoveryOptions, EnvDiscovery, EnvInfo, find_env
 from ssd.errors import ErrorCode, SSDError
@@ -38,6 +39,16 @@ from ssd.messages import (
     KernelRestartRequest,
     KernelShutdownRequest,
     KernelStartRequest,
+)
+from ssd.replies import (
+    KernelDescription,
+    KernelInfoReply,
+    KernelInterruptReply,
+    KernelLeaseReply,
+    KernelListReply,
+    KernelRestartReply,
+    KernelShutdownReply,
+    KernelStartReply,
 )
 from ssd.workers import wire
 from ssd.workers.base import Worker
@@ -230,27 +241,27 @@ class KernelWorker(Worker):
             )
         return kernel
 
-    def describe(self, kernel: ManagedKernel) -> dict[str, Any]:
+    def describe(self, kernel: ManagedKernel) -> KernelDescription:
         """A kernel as kernel_list shows it (no secrets)."""
         record = kernel.record
-        return {
-            "kernel_id": record.kernel_id,
-            "name": record.name,
-            "label": record.label,
-            "env": record.env,
-            "env_name": record.env_name,
-            "kind": record.kind,
-            "state": kernel.state,
-            "execution_state": kernel.link.execution_state,
-            "started": record.started,
-            "last_activity": self.last_activity(kernel),
-            "connections": self.clients(kernel),
-            "pid": record.pid,
-            "restarts": record.restarts,
-            "cwd": record.cwd,
-            "lease": record.lease,
-            "lease_left": round(kernel.lease.left(), 1) if kernel.lease is not None else None,
-        }
+        return KernelDescription(
+            kernel_id=record.kernel_id,
+            name=record.name,
+            label=record.label,
+            env=record.env,
+            env_name=record.env_name,
+            kind=record.kind,
+            state=kernel.state,
+            execution_state=kernel.link.execution_state,
+            started=record.started,
+            last_activity=self.last_activity(kernel),
+            connections=self.clients(kernel),
+            pid=record.pid,
+            restarts=record.restarts,
+            cwd=record.cwd,
+            lease=record.lease,
+            lease_left=round(kernel.lease.left(), 1) if kernel.lease is not None else None,
+        )
 
     def new_record(self, content: KernelStartRequest, env: EnvInfo) -> KernelRecord:
         """Check the request against the environment and the host's rules; build the kernel's record."""
@@ -307,7 +318,7 @@ def _interrupt_mode(prefix: str) -> str:
     return "message" if mode == "message" else "signal"
 
 
-async def kernel_start(worker: KernelWorker, content: KernelStartRequest, request: wire.Request) -> dict[str, Any]:
+async def kernel_start(worker: KernelWorker, content: KernelStartRequest, request: wire.Request) -> KernelStartReply:
     """Start a kernel; the reply comes once it answered kernel_info."""
     began = time.monotonic()
     worker.check_limit()
@@ -326,36 +337,34 @@ async def kernel_start(worker: KernelWorker, content: KernelStartRequest, reques
     except BaseException:
         kernel.abandon()  # nothing of a failed start may keep running
         raise
-    return {
-        "status": "ok",
-        "kernel": worker.describe(kernel),
-        "connection": worker.connection(kernel),
-        "connection_file": record.connection_file,
-        "kernel_info": kernel.summary,
-        "timing": timing,
-    }
+    return KernelStartReply(
+        kernel=worker.describe(kernel),
+        connection=worker.connection(kernel),
+        connection_file=record.connection_file,
+        kernel_info=kernel.summary,
+        timing=timing,
+    )
 
 
-async def kernel_list(worker: KernelWorker, content: KernelListRequest, request: wire.Request) -> dict[str, Any]:
+async def kernel_list(worker: KernelWorker, content: KernelListRequest, request: wire.Request) -> KernelListReply:
     """The user's own kernels."""
-    return {"status": "ok", "kernels": [worker.describe(k) for k in worker.kernels.values()]}
+    return KernelListReply(kernels=[worker.describe(k) for k in worker.kernels.values()])
 
 
-async def kernel_info(worker: KernelWorker, content: KernelInfoRequest, request: wire.Request) -> dict[str, Any]:
+async def kernel_info(worker: KernelWorker, content: KernelInfoRequest, request: wire.Request) -> KernelInfoReply:
     """One kernel with its connection info (attach after a lost connection)."""
     kernel = worker.get(content.kernel)
-    return {
-        "status": "ok",
-        "kernel": worker.describe(kernel),
-        "connection": worker.connection(kernel),
-        "connection_file": kernel.record.connection_file,
-        "kernel_info": kernel.summary,
-    }
+    return KernelInfoReply(
+        kernel=worker.describe(kernel),
+        connection=worker.connection(kernel),
+        connection_file=kernel.record.connection_file,
+        kernel_info=kernel.summary,
+    )
 
 
 async def kernel_interrupt(
     worker: KernelWorker, content: KernelInterruptRequest, request: wire.Request
-) -> dict[str, Any]:
+) -> KernelInterruptReply:
     """Interrupt by SIGINT to the process group, or by interrupt_request on the control channel."""
     kernel = worker.get(content.kernel)
     mode = content.mode or kernel.record.interrupt_mode
@@ -368,30 +377,32 @@ async def kernel_interrupt(
             raise SSDError(
                 f"the kernel did not answer interrupt_request: {exc}", code=ErrorCode.KERNEL_SILENT
             ) from None
-    return {"status": "ok", "mode": mode}
+    return KernelInterruptReply(mode="signal" if mode == "signal" else "message")
 
 
-async def kernel_restart(worker: KernelWorker, content: KernelRestartRequest, request: wire.Request) -> dict[str, Any]:
+async def kernel_restart(
+    worker: KernelWorker, content: KernelRestartRequest, request: wire.Request
+) -> KernelRestartReply:
     """A new process with the same id, ports and key."""
     kernel = worker.get(content.kernel)
     if kernel.state not in ("ready", "dead"):
         raise SSDError(f"the kernel is {kernel.state}; try again when it is ready", code=ErrorCode.KERNEL_BUSY)
     timing = await kernel.restart()
-    return {"status": "ok", "kernel": worker.describe(kernel), "kernel_info": kernel.summary, "timing": timing}
+    return KernelRestartReply(kernel=worker.describe(kernel), kernel_info=kernel.summary, timing=timing)
 
 
 async def kernel_shutdown(
     worker: KernelWorker, content: KernelShutdownRequest, request: wire.Request
-) -> dict[str, Any]:
+) -> KernelShutdownReply:
     """Polite, then forced after the grace period; the connection file is removed."""
     kernel = worker.get(content.kernel)
     if kernel.state in ("stopping", "gone") or (content.keep and kernel.state in ("starting", "restarting")):
         raise SSDError(f"the kernel is {kernel.state}; try again in a moment", code=ErrorCode.KERNEL_BUSY)
     await (kernel.kill_keeping() if content.keep else kernel.shutdown())
-    return {"status": "ok", "kernel_id": content.kernel, "exit_code": kernel.exit_code()}
+    return KernelShutdownReply(kernel_id=content.kernel, exit_code=kernel.exit_code())
 
 
-async def kernel_lease(worker: KernelWorker, content: KernelLeaseRequest, request: wire.Request) -> dict[str, Any]:
+async def kernel_lease(worker: KernelWorker, content: KernelLeaseRequest, request: wire.Request) -> KernelLeaseReply:
     """Renew a kernel's lease (its frontend lives), or detach it: it then runs until it is stopped."""
     kernel = worker.get(content.kernel)
     seconds = None if content.action == "detach" else content.lease or kernel.record.lease
@@ -401,15 +412,15 @@ async def kernel_lease(worker: KernelWorker, content: KernelLeaseRequest, reques
         kernel.record = msgspec.structs.replace(kernel.record, lease=seconds)
         worker.remember(kernel)
     kernel.lease = Lease(seconds) if seconds is not None else None
-    return {"status": "ok", "kernel_id": content.kernel, "lease": seconds}
+    return KernelLeaseReply(kernel_id=content.kernel, lease=seconds)
 
 
-KernelWorker.routes = {
-    "kernel_start_request": (KernelStartRequest, kernel_start),
-    "kernel_list_request": (KernelListRequest, kernel_list),
-    "kernel_info_request": (KernelInfoRequest, kernel_info),
-    "kernel_interrupt_request": (KernelInterruptRequest, kernel_interrupt),
-    "kernel_restart_request": (KernelRestartRequest, kernel_restart),
-    "kernel_shutdown_request": (KernelShutdownRequest, kernel_shutdown),
-    "kernel_lease_request": (KernelLeaseRequest, kernel_lease),
+KernelWorker.handlers = {
+    contract.KERNEL_START.msg_type: kernel_start,
+    contract.KERNEL_LIST.msg_type: kernel_list,
+    contract.KERNEL_INFO.msg_type: kernel_info,
+    contract.KERNEL_INTERRUPT.msg_type: kernel_interrupt,
+    contract.KERNEL_RESTART.msg_type: kernel_restart,
+    contract.KERNEL_SHUTDOWN.msg_type: kernel_shutdown,
+    contract.KERNEL_LEASE.msg_type: kernel_lease,
 }

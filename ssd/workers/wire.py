@@ -61,10 +61,14 @@ class Ready(msgspec.Struct, frozen=True):
 
 
 class Request(msgspec.Struct, frozen=True):
-    """A client request forwarded to a worker, with who sent it."""
+    """A client request forwarded to a worker, with who sent it.
+
+    *content* is the broker's encoding of the request struct it validated; the worker decodes it with the
+    same struct (ssd.contract), so what it acts on is checked again, and parsed once more by nothing else.
+    """
 
     msg_type: str
-    content: dict[str, Any]
+    content: msgspec.Raw
     client_key: str
     user: str | None = None
 

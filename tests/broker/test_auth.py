@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import msgspec
 import pytest
 from conftest import Daemon, new_client, require_root
 from users import User, audit, error_of, login, new_password, system_daemon, users
@@ -44,11 +45,11 @@ def test_correct_password_binds_the_key(daemon: Daemon, tmp_path: Path, pair: li
     user = pair[0]
     with new_client(daemon, tmp_path / "c") as client:
         reply = login(client, user.name, user.password)
-        assert (reply["user"], reply["uid"], reply["method"]) == (user.name, user.uid, "password")
+        assert (reply.user, reply.uid, reply.method) == (user.name, user.uid, "password")
         me = client.whoami()
-        assert me["user"] == user.name
-        assert me["expires"] - me["since"] == pytest.approx(43200)
-        assert me["expires"] == pytest.approx(reply["expires"])
+        assert me.user == user.name
+        assert me.expires - me.since == pytest.approx(43200)
+        assert me.expires == pytest.approx(reply.expires)
 
 
 def refusal(daemon: Daemon, directory: Path, name: str, password: str | None) -> tuple[str, str]:
@@ -97,10 +98,10 @@ def test_root_and_system_accounts_when_configured(tmp_path: Path) -> None:
         with system_daemon(tmp_path, env) as daemon:
             with new_client(daemon, tmp_path / "root") as root:
                 daemon.authorize(root.aclient.identity.public, "root")
-                assert login(root, "root")["method"] == "key"
-                assert root.whoami()["user"] == "root"
+                assert login(root, "root").method == "key"
+                assert root.whoami().user == "root"
             with new_client(daemon, tmp_path / "sys") as client:
-                assert login(client, system.name, system.password)["user"] == system.name
+                assert login(client, system.name, system.password).user == system.name
 
 
 Setting = Callable[[User, User], dict[str, str]]
@@ -121,7 +122,7 @@ def test_allow_and_deny_lists(tmp_path: Path, pair: list[User], setting: Setting
     allowed, refused = pair
     with system_daemon(tmp_path, setting(allowed, refused)) as daemon:
         with new_client(daemon, tmp_path / "a") as client:
-            assert login(client, allowed.name, allowed.password)["user"] == allowed.name
+            assert login(client, allowed.name, allowed.password).user == allowed.name
         assert refusal(daemon, tmp_path / "b", refused.name, refused.password)[0] == "auth_failed"
         assert f"login of {refused.name} refused" in daemon.log()
 
@@ -142,8 +143,8 @@ def test_lookalike_name_is_normalized(daemon: Daemon, tmp_path: Path, pair: list
     wide = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in user.name)
     assert wide != user.name
     with new_client(daemon, tmp_path / "c") as client:
-        assert login(client, wide, user.password)["user"] == user.name
-        assert client.whoami()["user"] == user.name
+        assert login(client, wide, user.password).user == user.name
+        assert client.whoami().user == user.name
 
 
 async def attempt(daemon: Daemon, directory: Path, name: str, password: str) -> dict[str, object]:
@@ -153,7 +154,7 @@ async def attempt(daemon: Daemon, directory: Path, name: str, password: str) -> 
     )
     try:
         await client.connect()
-        return await client.login(name, password)
+        return msgspec.to_builtins(await client.login(name, password))  # type: ignore[no-any-return]
     except RemoteError as exc:
         return exc.details
     finally:
@@ -188,7 +189,7 @@ def test_key_probes_do_not_lock_out_the_address(daemon: Daemon, tmp_path: Path, 
         for n in range(16):
             assert error_of(client.login, f"ssdt_probe{n}").code == ErrorCode.AUTH_FAILED
         user = pair[0]
-        assert client.login(user.name, user.password)["user"] == user.name
+        assert client.login(user.name, user.password).user == user.name
 
 
 def test_no_password_in_logs_or_state(daemon: Daemon, tmp_path: Path, pair: list[User]) -> None:

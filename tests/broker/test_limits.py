@@ -38,7 +38,7 @@ def test_flooding_client_does_not_starve_others(daemon: Daemon, tmp_path: Path) 
     client.connect()
     try:
         flooder.start()
-        answered = [client.ping(str(n))["data"] for n in range(50)]
+        answered = [client.ping(str(n)).data for n in range(50)]
     finally:
         flooder.join(60)
         client.close()

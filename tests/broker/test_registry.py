@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from ssd.broker.registry import Pending, Registry, WorkerRecord
+from ssd.messages import EchoRequest
 
 _ids = itertools.count(1)
 
@@ -20,7 +21,7 @@ def pending(client: str = "client-a", service: str = "diag", queued_at: float = 
         parent={"msg_id": "m"},
         client_key=client,
         msg_type="echo_request",
-        content={},
+        content=EchoRequest(),
         queued_at=queued_at,
     )
 

@@ -120,10 +120,10 @@ def test_session_survives_restart_and_logout_ends_it(tmp_path: Path, alice: User
     second = start_system_daemon(tmp_path, init=False)
     try:
         with new_client(second, tmp_path / "client") as client:
-            assert client.whoami()["user"] == alice.name
-            assert client.whoami()["expires"] == pytest.approx(bound["expires"])
-            assert client.logout()["ended"] is True
-            assert error_of(client.whoami).code == ErrorCode.NOT_AUTHORIZED
+            assert client.whoami().user == alice.name
+            assert client.whoami().expires == pytest.approx(bound.expires)
+            assert client.logout().ended is True
+            assert error_of(client.whoami).code == "not_authorized"
     finally:
         stop_and_audit(second)
     third = start_system_daemon(tmp_path, init=False)
@@ -143,19 +143,20 @@ def test_session_lifetime_is_enforced(tmp_path: Path, alice: User) -> None:
         new_client(daemon, tmp_path / "c") as client,
     ):
         reply = login(client, alice.name, alice.password)
-        assert reply["expires"] - time.time() <= 5.0
-        assert client.whoami()["user"] == alice.name
-        eventually(lambda: time.time() > reply["expires"], "the session's end")
-        assert error_of(client.whoami).code == ErrorCode.NOT_AUTHORIZED
+        assert reply.expires is not None
+        assert reply.expires - time.time() <= 5.0
+        assert client.whoami().user == alice.name
+        eventually(lambda: time.time() > (reply.expires or 0), "the session's end")
+        assert error_of(client.whoami).code == "not_authorized"
 
 
 def test_another_key_cannot_use_the_session(daemon: Daemon, tmp_path: Path, alice: User) -> None:
     """A second client key is not bound by the first one's login, nor can it end that session."""
     with new_client(daemon, tmp_path / "a") as first, new_client(daemon, tmp_path / "b") as second:
         login(first, alice.name, alice.password)
-        assert error_of(second.whoami).code == ErrorCode.NOT_AUTHORIZED
-        assert error_of(second.logout).code == ErrorCode.NOT_AUTHORIZED
-        assert first.whoami()["user"] == alice.name
+        assert error_of(second.whoami).code == "not_authorized"
+        assert error_of(second.logout).code == "not_authorized"
+        assert first.whoami().user == alice.name
 
 
 class Raw:

@@ -19,6 +19,7 @@ from ssd.broker.worker_events import WorkerEvents
 from ssd.config import Config, EnvsConfig, KernelsConfig
 from ssd.errors import ErrorCode
 from ssd.kernels.record import KernelRecord
+from ssd.messages import EnvRemoveRequest, KernelStartRequest
 from ssd.sealed import SealError, open_sealed, seal, sealed_context
 from ssd.state import open_state
 from ssd.topics import KERNEL, user_topic
@@ -147,22 +148,23 @@ def test_admission_counts_in_the_broker(tmp_path: Path) -> None:
     registry = Registry()
     groups = {"alice": frozenset({"alice"}), "bob": frozenset({"bob", "students"})}
     admission = Admission(config, book, registry, lambda name: Account(name, 1, 1, "/", groups[name]))
-    assert admission.kernel_start("bob", {"env": "e"}) is None
+    assert admission.kernel_start("bob", KernelStartRequest(env="e")) is None
     book.put("bob", "b1", _record("bob", "b1"))
-    registry.admit(Pending(b"1", "kernel", [], {}, "c", "kernel_start_request", {}, 0.0, user="bob"))
-    refused = admission.kernel_start("bob", {"env": "e"})
+    start = KernelStartRequest(env="e")
+    registry.admit(Pending(b"1", "kernel", [], {}, "c", "kernel_start_request", start, 0.0, user="bob"))
+    refused = admission.kernel_start("bob", KernelStartRequest(env="e"))
     assert refused is not None
     assert refused["ename"] == ErrorCode.LIMIT_REACHED
     assert "per user" in refused["evalue"]
     book.put("alice", "a1", _record("alice", "a1"))
-    host = admission.kernel_start("alice", {"env": "e"})
+    host = admission.kernel_start("alice", KernelStartRequest(env="e"))
     assert host is not None
     assert "3 kernels" in host["evalue"]
-    variables = admission.kernel_start("alice", {"env": "e", "env_vars": {"LD_PRELOAD": "x"}})
+    variables = admission.kernel_start("alice", KernelStartRequest(env="e", env_vars={"LD_PRELOAD": "x"}))
     assert variables is not None
-    assert variables["ename"] == ErrorCode.ENV_VAR_REFUSED
-    assert admission.env_admin("alice", {}) is None
-    denied = admission.env_admin("bob", {})
+    assert variables["ename"] == "env_var_refused"
+    assert admission.env_admin("alice", EnvRemoveRequest(env="e")) is None
+    denied = admission.env_admin("bob", EnvRemoveRequest(env="e"))
     assert denied is not None
     assert denied["ename"] == ErrorCode.NOT_ALLOWED
 

@@ -78,7 +78,7 @@ def test_ca_signed_server_is_accepted_without_tofu(site: tuple[Daemon, Path], tm
     """No known-hosts entry, trust=False, a CA file: it connects, and nothing is pinned."""
     daemon, ca_file = site
     with client(daemon.host, tmp_path, ca_file) as server:
-        assert server.server_info()["fingerprint"] == daemon.info["fingerprint"]
+        assert server.server_info().fingerprint == daemon.info["fingerprint"]
     assert KnownHosts(tmp_path / "client" / "known_hosts").entries() == []
 
 

@@ -82,14 +82,14 @@ def test_first_contact_needs_trust_then_pins(daemon: Daemon, client_dir: Path) -
     assert info.value.public_key == str(daemon.info["public_key"]).encode()
     assert not known.exists()
     with Client(daemon.host, trust=True, connect_timeout=CONNECT_TIMEOUT) as client:
-        assert client.ping("pinned")["data"] == "pinned"
+        assert client.ping("pinned").data == "pinned"
         assert client.aclient.fingerprint == daemon.info["fingerprint"]
     assert mode(known) == 0o600
     entry = KnownHosts(known).get(daemon.host)
     assert entry is not None
     assert entry.fingerprint == daemon.info["fingerprint"]
     with Client(daemon.host, connect_timeout=CONNECT_TIMEOUT) as client:
-        assert client.server_info()["fingerprint"] == daemon.info["fingerprint"]
+        assert client.server_info().fingerprint == daemon.info["fingerprint"]
 
 
 def test_changed_server_key_is_a_hard_error(tmp_path: Path, client_dir: Path, stopped: list[Daemon]) -> None:
@@ -164,7 +164,7 @@ def test_request_timeout(daemon: Daemon, client_dir: Path) -> None:
         assert info.value.code == ErrorCode.TIMEOUT
         with pytest.raises(RequestTimeout):
             client.request("echo_request", {"delay": 2}, timeout=0.3)
-        assert client.ping("still here")["data"] == "still here"
+        assert client.ping("still here").data == "still here"
 
 
 @pytest.mark.parametrize(
@@ -188,7 +188,7 @@ def test_error_reply_raises_remote_error(
         assert info.value.code == code
         assert says in info.value.message
         assert "Traceback" not in info.value.message
-        assert client.ping()["status"] == "ok"
+        assert client.ping().status == "ok"
 
 
 def check_host_status(event: Event) -> None:
@@ -209,7 +209,7 @@ def test_async_client_events(daemon: Daemon, client_dir: Path) -> None:
 
     async def first_status() -> Event:
         async with AsyncClient(daemon.host, trust=True) as client:
-            assert (await client.ping("async"))["data"] == "async"
+            assert (await client.ping("async")).data == "async"
             stream = client.events()
             try:
                 while True:
@@ -233,7 +233,7 @@ def test_sync_client_events(daemon: Daemon, client_dir: Path) -> None:
         check_host_status(first)
         check_host_status(second)
         assert second.content["time"] > first.content["time"]
-        assert client.ping()["status"] == "ok"
+        assert client.ping().status == "ok"
 
 
 def test_async_and_sync_clients_side_by_side(daemon: Daemon, client_dir: Path) -> None:
@@ -244,7 +244,7 @@ def test_async_and_sync_clients_side_by_side(daemon: Daemon, client_dir: Path) -
         await client.connect()
         try:
             replies = await asyncio.gather(*(client.ping(str(i)) for i in range(5)))
-            return "".join(reply["data"] for reply in replies)
+            return "".join(reply.data for reply in replies)
         finally:
             await client.close()
 
@@ -252,7 +252,7 @@ def test_async_and_sync_clients_side_by_side(daemon: Daemon, client_dir: Path) -
     sync.connect()
     try:
         assert asyncio.run(use_async()) == "01234"
-        assert sync.server_info()["name"] == daemon.info["name"]
+        assert sync.server_info().name == daemon.info["name"]
     finally:
         sync.close()
     sync.close()  # closing twice is harmless

@@ -80,7 +80,7 @@ class EventTap:
         self.sock.curve_secretkey = aclient.identity.secret
         self.sock.subscribe(topic.encode())
         self.sock.subscribe(b"host_status")  # heard within status_interval: proof the subscription is live
-        self.sock.connect(aclient.spec.endpoint(int(client.server_info()["events_port"])))
+        self.sock.connect(aclient.spec.endpoint(int(client.server_info().events_port)))
         self.wire = Wire(username="test")
         self.seen: list[tuple[str, str, dict[str, Any]]] = []
         self.wait_for(lambda topic, kind, content: kind == "host_status")

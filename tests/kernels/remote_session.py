@@ -146,13 +146,13 @@ def relay(host: str, client_dir: str, marker: str) -> dict[str, Any]:
     client = _client(host, client_dir)
     try:
         reply = client.kernel_start("sci", "ipykernel")
-        kernel_id, pid = reply["kernel"]["kernel_id"], reply["kernel"]["pid"]
-        info = client.connection_info(reply)
+        kernel_id, pid = reply.kernel.kernel_id, reply.kernel.pid
+        info = client.connection_info(reply.connection)
         kc = _kc(info)
         try:
             result = use_kernel(kc, marker, lambda: client.kernel_interrupt(kernel_id))
             result["two_clients"] = two_clients(info)
-            result["connections_seen"] = client.kernel_info(kernel_id)["kernel"]["connections"]
+            result["connections_seen"] = client.kernel_info(kernel_id).kernel.connections
             result["heartbeat"] = heartbeat_after_kill(kc, pid)
         finally:
             kc.stop_channels()
@@ -172,7 +172,7 @@ def direct(host: str, client_dir: str, path: str, kernel_id: str, marker: str, t
         result = use_kernel(kc, marker, lambda: client.kernel_interrupt(kernel_id))
         if finish:
             result["two_clients"] = two_clients(info)
-            result["heartbeat"] = heartbeat_after_kill(kc, client.kernel_info(kernel_id)["kernel"]["pid"])
+            result["heartbeat"] = heartbeat_after_kill(kc, client.kernel_info(kernel_id).kernel.pid)
         return {"info_keys": sorted(info), **result}
     finally:
         kc.stop_channels()
@@ -194,7 +194,7 @@ def stranger(host: str, client_dir: str, kernel_id: str) -> dict[str, Any]:
     the HMAC key) but has a keypair of its own, and one that has the wrong server key."""
     client = _client(host, client_dir)
     try:
-        info = client.connection_info(client.kernel_info(kernel_id))
+        info = client.connection_info(client.kernel_info(kernel_id).connection)
     finally:
         client.close()
     public, secret = zmq.curve_keypair()
@@ -236,10 +236,10 @@ def start(host: str, client_dir: str) -> dict[str, Any]:
     try:
         reply = client.kernel_start("sci", "ipykernel")
         return {
-            "kernel_id": reply["kernel"]["kernel_id"],
-            "pid": reply["kernel"]["pid"],
-            "connection_file": reply["connection_file"],
-            "relay": client.connection_info(reply),
+            "kernel_id": reply.kernel.kernel_id,
+            "pid": reply.kernel.pid,
+            "connection_file": reply.connection_file,
+            "relay": client.connection_info(reply.connection),
         }
     finally:
         client.close()

@@ -33,7 +33,7 @@ def _client(daemon: Daemon, tmp: Path, user: User) -> Client:
 def _stop_all(*clients: Client) -> None:
     for client in clients:
         for kernel in client.kernel_list():
-            client.kernel_shutdown(kernel["kernel_id"])
+            client.kernel_shutdown(kernel.kernel_id)
         client.close()
 
 
@@ -55,7 +55,7 @@ def test_per_user_and_per_host_limits(tmp_path: Path) -> None:
             host = error_of(b.kernel_start, "sci", "ipykernel")
             assert host.code == ErrorCode.LIMIT_REACHED
             assert "3 kernels" in str(host)
-            a.kernel_shutdown(a.kernel_list()[0]["kernel_id"])
+            a.kernel_shutdown(a.kernel_list()[0].kernel_id)
             b.kernel_start("sci", "ipykernel")  # room again
             assert len(b.kernel_list()) == 2
         finally:
@@ -72,15 +72,15 @@ def test_idle_culling_spares_spyder_and_connected_kernels(tmp_path: Path) -> Non
             client = _client(daemon, tmp_path, alice)
             tap = EventTap(client, user_topic(KERNEL, alice.name))
             try:
-                spyder = client.kernel_start("sci", "spyder")["kernel"]["kernel_id"]
+                spyder = client.kernel_start("sci", "spyder").kernel.kernel_id
                 watched = client.kernel_start("sci", "ipykernel")
-                with kernel_client(client.connection_info(watched)):
+                with kernel_client(client.connection_info(watched.connection)):
                     lonely = client.kernel_start("sci", "ipykernel")
-                    culled = tap.kernel_state(lonely["kernel"]["kernel_id"], "culled")
+                    culled = tap.kernel_state(lonely.kernel.kernel_id, "culled")
                     assert culled["exit_code"] is not None
-                    assert not Path(lonely["connection_file"]).exists()
-                    alive = {k["kernel_id"] for k in client.kernel_list()}
-                    assert alive == {spyder, watched["kernel"]["kernel_id"]}
+                    assert not Path(lonely.connection_file).exists()
+                    alive = {k.kernel_id for k in client.kernel_list()}
+                    assert alive == {spyder, watched.kernel.kernel_id}
             finally:
                 tap.close()
                 _stop_all(client)
@@ -95,7 +95,7 @@ def test_memory_limit_applies_to_the_kernel(tmp_path: Path) -> None:
         with system_daemon(tmp_path, {"SSD_KERNELS_MEMORY_LIMIT": "1024"}) as daemon:
             client = _client(daemon, tmp_path, alice)
             try:
-                info = client.connection_info(client.kernel_start("sci", "ipykernel"))
+                info = client.connection_info(client.kernel_start("sci", "ipykernel").connection)
                 limit = evaluate(info, "__import__('resource').getrlimit(__import__('resource').RLIMIT_AS)")
                 assert limit == (1024 * MIB, 1024 * MIB)
                 with kernel_client(info) as kc:
@@ -130,20 +130,20 @@ def test_a_client_connecting_through_the_relay_counts_as_activity(tmp_path: Path
     client = logged_in_client(daemon, tmp_path / "client", timeout=60)
     try:
         reply = client.kernel_start("sci", "ipykernel")
-        kernel_id = reply["kernel"]["kernel_id"]
+        kernel_id = reply.kernel.kernel_id
         (before,) = client.kernel_list()
-        assert before["connections"] == 0
+        assert before.connections == 0
         time.sleep(0.2)  # so that a new activity stamp is visibly later
         kc = BlockingKernelClient()
-        kc.load_connection_info(cast(KernelConnectionInfo, client.connection_info(reply)))
+        kc.load_connection_info(cast(KernelConnectionInfo, client.connection_info(reply.connection)))
         kc.start_channels(iopub=False, stdin=False, hb=False, control=False)  # connects; sends nothing
         try:
-            wait_until(lambda: client.kernel_list()[0]["connections"] == 1, what="one client counted")
+            wait_until(lambda: client.kernel_list()[0].connections == 1, what="one client counted")
             (during,) = client.kernel_list()
-            assert during["last_activity"] > before["last_activity"]
+            assert during.last_activity > before.last_activity
         finally:
             kc.stop_channels()
-        wait_until(lambda: client.kernel_list()[0]["connections"] == 0, what="client gone")
+        wait_until(lambda: client.kernel_list()[0].connections == 0, what="client gone")
         client.kernel_shutdown(kernel_id)
     finally:
         client.close()

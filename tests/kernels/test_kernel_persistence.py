@@ -9,7 +9,6 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 from conftest import Daemon, new_client, require_root
@@ -18,6 +17,7 @@ from kerneltools import EventTap, evaluate, give_env, process_state, wait_until
 from users import User, login, start_system_daemon, stop_and_audit, users
 
 from ssd.client import Client
+from ssd.replies import KernelDescription
 from ssd.topics import KERNEL, user_topic
 
 
@@ -55,26 +55,26 @@ def test_kernel_worker_killed_kernel_adopted_then_reaped(tmp_path: Path) -> None
         try:
             first = client.kernel_start("sci", "ipykernel")
             second = client.kernel_start("sci", "ipykernel")
-            info = client.connection_info(first)
+            info = client.connection_info(first.connection)
             worker = _kernel_worker(daemon, alice)
             worker.kill()
             worker.wait(10)
             wait_until(lambda: _has_new_worker(daemon, alice, worker.pid), what="kernel worker restarted")
-            listed = {k["kernel_id"]: k for k in _list_when_back(client)}
-            assert set(listed) == {first["kernel"]["kernel_id"], second["kernel"]["kernel_id"]}
-            assert client.connection_info(client.kernel_info(first["kernel"]["kernel_id"])) == info
+            listed = {k.kernel_id: k for k in _list_when_back(client)}
+            assert set(listed) == {first.kernel.kernel_id, second.kernel.kernel_id}
+            assert client.connection_info(client.kernel_info(first.kernel.kernel_id).connection) == info
             assert evaluate(info, "os.getuid()") == alice.uid
-            pid = second["kernel"]["pid"]
+            pid = second.kernel.pid
             os.kill(pid, signal.SIGKILL)
-            tap.kernel_state(second["kernel"]["kernel_id"], "dead")
+            tap.kernel_state(second.kernel.kernel_id, "dead")
             wait_until(lambda: process_state(pid) is None, what="orphaned kernel reaped by the daemon")
-            client.kernel_shutdown(first["kernel"]["kernel_id"])
-            gone = first["kernel"]["pid"]
+            client.kernel_shutdown(first.kernel.kernel_id)
+            gone = first.kernel.pid
             wait_until(lambda: process_state(gone) is None, what="adopted kernel reaped after shutdown")
-            assert [(k["kernel_id"], k["state"]) for k in client.kernel_list()] == [
-                (second["kernel"]["kernel_id"], "dead")  # kept a while for a restart
+            assert [(k.kernel_id, k.state) for k in client.kernel_list()] == [
+                (second.kernel.kernel_id, "dead")  # kept a while for a restart
             ]
-            client.kernel_shutdown(second["kernel"]["kernel_id"])
+            client.kernel_shutdown(second.kernel.kernel_id)
             assert client.kernel_list() == []
         finally:
             tap.close()
@@ -86,7 +86,7 @@ def _has_new_worker(daemon: Daemon, user: User, old: int) -> bool:
     return any(c.uids().real == user.uid and c.pid != old for c in psutil.Process(daemon.process.pid).children())
 
 
-def _list_when_back(client: Client) -> list[dict[str, Any]]:
+def _list_when_back(client: Client) -> list[KernelDescription]:
     deadline = time.monotonic() + 20
     while True:
         kernels = client.kernel_list()
@@ -110,21 +110,21 @@ def test_daemon_killed_kernels_survive_and_are_readopted(tmp_path: Path) -> None
         finally:
             client.close()
         _kill_daemon(daemon)
-        os.kill(doomed["kernel"]["pid"], signal.SIGKILL)
-        wait_until(lambda: process_state(doomed["kernel"]["pid"]) in (None, "Z"), what="kernel killed")
-        assert process_state(alive["kernel"]["pid"]) not in (None, "Z")
+        os.kill(doomed.kernel.pid, signal.SIGKILL)
+        wait_until(lambda: process_state(doomed.kernel.pid) in (None, "Z"), what="kernel killed")
+        assert process_state(alive.kernel.pid) not in (None, "Z")
         daemon = start_system_daemon(tmp_path, init=False)
         client = _client(daemon, tmp_path, alice, log_in=False)  # the session survived in the state store
         try:
             (listed,) = _list_when_back(client)
-            assert listed["kernel_id"] == alive["kernel"]["kernel_id"]
-            assert listed["state"] == "ready"
-            info = client.connection_info(client.kernel_info(listed["kernel_id"]))
-            assert info == client.connection_info(alive)
+            assert listed.kernel_id == alive.kernel.kernel_id
+            assert listed.state == "ready"
+            info = client.connection_info(client.kernel_info(listed.kernel_id).connection)
+            assert info == client.connection_info(alive.connection)
             assert evaluate(info, "os.getuid()") == alice.uid
-            assert not Path(doomed["connection_file"]).exists()
-            client.kernel_shutdown(listed["kernel_id"])
-            assert not Path(alive["connection_file"]).exists()
+            assert not Path(doomed.connection_file).exists()
+            client.kernel_shutdown(listed.kernel_id)
+            assert not Path(alive.connection_file).exists()
             assert client.kernel_list() == []
         finally:
             client.close()
@@ -144,13 +144,13 @@ def test_daemon_stop_keeps_kernels_unless_configured(tmp_path: Path) -> None:
         finally:
             client.close()
         stop_and_audit(daemon)
-        assert process_state(kept["kernel"]["pid"]) not in (None, "Z")
+        assert process_state(kept.kernel.pid) not in (None, "Z")
         daemon = start_system_daemon(tmp_path, init=False, extra_env={"SSD_KERNELS_STOP_ON_EXIT": "true"})
         client = _client(daemon, tmp_path, alice, log_in=False)
         try:
-            assert [k["kernel_id"] for k in _list_when_back(client)] == [kept["kernel"]["kernel_id"]]
+            assert [k.kernel_id for k in _list_when_back(client)] == [kept.kernel.kernel_id]
         finally:
             client.close()
         stop_and_audit(daemon)
-        wait_until(lambda: process_state(kept["kernel"]["pid"]) in (None, "Z"), what="kernel stopped")
-        assert not Path(kept["connection_file"]).exists()
+        wait_until(lambda: process_state(kept.kernel.pid) in (None, "Z"), what="kernel stopped")
+        assert not Path(kept.connection_file).exists()

@@ -38,16 +38,16 @@ def test_spyder_kernel_runs_as_the_user_in_the_environment(tmp_path: Path) -> No
         client = _client(daemon, tmp_path, alice)
         try:
             reply = client.kernel_start("sci", "spyder", env_vars={"SPY_TEST_FLAG": "on"}, name="analysis")
-            kernel = reply["kernel"]
-            info = client.connection_info(reply)
+            kernel = reply.kernel
+            info = client.connection_info(reply.connection)
             assert set(info) == {*CLASSIC_KEYS, *CURVE_KEYS}  # through the CURVE relay (the default)
-            assert reply["kernel_info"]["spyder_kernels"] == "3.1.6"
-            assert reply["kernel_info"]["language"] == "python"
-            assert kernel["name"] == "analysis"
-            assert kernel["kind"] == "spyder"
-            assert kernel["env"] == str(prefix)
-            assert owner_and_mode(reply["connection_file"]) == (alice.uid, 0o600)
-            assert reply["connection_file"].startswith(str(alice.home))
+            assert reply.kernel_info["spyder_kernels"] == "3.1.6"
+            assert reply.kernel_info["language"] == "python"
+            assert kernel.name == "analysis"
+            assert kernel.kind == "spyder"
+            assert kernel.env == str(prefix)
+            assert owner_and_mode(reply.connection_file) == (alice.uid, 0o600)
+            assert reply.connection_file.startswith(str(alice.home))
             facts = evaluate(
                 info,
                 "(os.getuid(), sys.prefix, os.environ.get('CONDA_PREFIX'), os.environ.get('SPY_TEST_FLAG'),"
@@ -61,10 +61,10 @@ def test_spyder_kernel_runs_as_the_user_in_the_environment(tmp_path: Path) -> No
                 kc.kernel_info()
                 raw = kc.get_shell_msg(timeout=30)["content"]
             assert raw["spyder_kernels_info"][0] == "3.1.6"
-            assert os.getsid(kernel["pid"]) == kernel["pid"]  # its own session: it outlives the worker
+            assert os.getsid(kernel.pid) == kernel.pid  # its own session: it outlives the worker
         finally:
             for kernel in client.kernel_list():
-                client.kernel_shutdown(kernel["kernel_id"])
+                client.kernel_shutdown(kernel.kernel_id)
             client.close()
 
 
@@ -77,8 +77,8 @@ def test_ipykernel_interrupt_restart_shutdown(tmp_path: Path) -> None:
         client = _client(daemon, tmp_path, alice)
         try:
             reply = client.kernel_start("sci", "ipykernel", cwd=str(where))
-            kernel_id, info = reply["kernel"]["kernel_id"], client.connection_info(reply)
-            assert reply["kernel_info"]["spyder_kernels"] is None
+            kernel_id, info = reply.kernel.kernel_id, client.connection_info(reply.connection)
+            assert reply.kernel_info["spyder_kernels"] is None
             assert evaluate(info, "(os.getuid(), os.getcwd())") == (alice.uid, str(where))
             with kernel_client(info) as kc:
                 assert run(kc, "state = 42")[0]["status"] == "ok"
@@ -86,32 +86,32 @@ def test_ipykernel_interrupt_restart_shutdown(tmp_path: Path) -> None:
                     # stop_on_error=False: the interrupted cell must not abort the next one sent right after.
                     msg_id = kc.execute("import time; time.sleep(60)", stop_on_error=False)
                     wait_until(lambda: _busy(client, kernel_id), what="kernel busy")
-                    assert client.kernel_interrupt(kernel_id, mode)["mode"] == mode
+                    assert client.kernel_interrupt(kernel_id, mode).mode == mode
                     answer = _reply_to(kc, msg_id)
                     assert answer["status"] == "error"
                     assert answer["ename"] == "KeyboardInterrupt"
                     wait_until(lambda: not _busy(client, kernel_id), what="kernel idle again")
-            old_pid = reply["kernel"]["pid"]
+            old_pid = reply.kernel.pid
             restarted = client.kernel_restart(kernel_id)
-            assert restarted["kernel"]["kernel_id"] == kernel_id
-            assert restarted["kernel"]["pid"] != old_pid
+            assert restarted.kernel.kernel_id == kernel_id
+            assert restarted.kernel.pid != old_pid
             assert process_state(old_pid) is None  # reaped, not a zombie
-            again = client.connection_info(client.kernel_info(kernel_id))
+            again = client.connection_info(client.kernel_info(kernel_id).connection)
             assert again == info  # same ports and key
             assert evaluate(info, "'state' in globals()") is False
-            pid, file = restarted["kernel"]["pid"], reply["connection_file"]
+            pid, file = restarted.kernel.pid, reply.connection_file
             client.kernel_shutdown(kernel_id)
             assert process_state(pid) is None
             assert not Path(file).exists()
             assert client.kernel_list() == []
         finally:
             for kernel in client.kernel_list():
-                client.kernel_shutdown(kernel["kernel_id"])
+                client.kernel_shutdown(kernel.kernel_id)
             client.close()
 
 
 def _busy(client: Client, kernel_id: str) -> bool:
-    return any(k["execution_state"] == "busy" for k in client.kernel_list() if k["kernel_id"] == kernel_id)
+    return any(k.execution_state == "busy" for k in client.kernel_list() if k.kernel_id == kernel_id)
 
 
 def _reply_to(kc: object, msg_id: str) -> dict[str, object]:
@@ -128,7 +128,7 @@ def test_users_cannot_see_or_touch_each_others_kernels(tmp_path: Path) -> None:
         give_env(alice, where)
         a, b = _client(daemon, tmp_path, alice), _client(daemon, tmp_path, bob)
         try:
-            kernel_id = a.kernel_start("sci", "ipykernel")["kernel"]["kernel_id"]
+            kernel_id = a.kernel_start("sci", "ipykernel").kernel.kernel_id
             assert b.kernel_list() == []
             for call in (b.kernel_info, b.kernel_shutdown, b.kernel_restart, b.kernel_interrupt):
                 mine = error_of(call, kernel_id)
@@ -136,11 +136,11 @@ def test_users_cannot_see_or_touch_each_others_kernels(tmp_path: Path) -> None:
                 assert mine.code == none.code == ErrorCode.KERNEL_NOT_FOUND
                 # Word for word the same answer, but for the id asked about: nothing tells that A's exists.
                 assert str(mine).replace(kernel_id, "ID") == str(none).replace(NO_SUCH_KERNEL, "ID")
-            assert error_of(b.kernel_start, str(where / alice.name / "sci")).code == ErrorCode.ENV_NOT_FOUND
-            assert [k["kernel_id"] for k in a.kernel_list()] == [kernel_id]  # untouched
+            assert error_of(b.kernel_start, str(where / alice.name / "sci")).code == "env_not_found"
+            assert [k.kernel_id for k in a.kernel_list()] == [kernel_id]  # untouched
         finally:
             for kernel in a.kernel_list():
-                a.kernel_shutdown(kernel["kernel_id"])
+                a.kernel_shutdown(kernel.kernel_id)
             a.close()
             b.close()
 
@@ -184,32 +184,32 @@ def test_kernel_death_is_published_and_reaped(tmp_path: Path) -> None:
         tap = EventTap(client, user_topic(KERNEL, alice.name))
         try:
             reply = client.kernel_start("sci", "ipykernel")
-            plain, info = reply["kernel"], client.connection_info(reply)
-            os.kill(plain["pid"], signal.SIGKILL)
-            dead = tap.kernel_state(plain["kernel_id"], "dead")
+            plain, info = reply.kernel, client.connection_info(reply.connection)
+            os.kill(plain.pid, signal.SIGKILL)
+            dead = tap.kernel_state(plain.kernel_id, "dead")
             assert dead["exit_code"] == -9
             assert "key" not in dead
             assert "connection" not in dead
-            wait_until(lambda: process_state(plain["pid"]) is None, what="dead kernel reaped")
-            assert [k["state"] for k in client.kernel_list()] == ["dead"]
-            revived = client.kernel_restart(plain["kernel_id"])["kernel"]
-            assert revived["state"] == "ready"
-            assert revived["pid"] != plain["pid"]
+            wait_until(lambda: process_state(plain.pid) is None, what="dead kernel reaped")
+            assert [k.state for k in client.kernel_list()] == ["dead"]
+            revived = client.kernel_restart(plain.kernel_id).kernel
+            assert revived.state == "ready"
+            assert revived.pid != plain.pid
             assert evaluate(info, "os.getuid()") == alice.uid  # same ports and key as before
-            client.kernel_shutdown(plain["kernel_id"])
+            client.kernel_shutdown(plain.kernel_id)
             reply = client.kernel_start("sci", "ipykernel", restart=True)
-            kept, info = reply["kernel"], client.connection_info(reply)
-            os.kill(kept["pid"], signal.SIGKILL)
-            tap.kernel_state(kept["kernel_id"], "dead")
-            tap.kernel_state(kept["kernel_id"], "restarted")
+            kept, info = reply.kernel, client.connection_info(reply.connection)
+            os.kill(kept.pid, signal.SIGKILL)
+            tap.kernel_state(kept.kernel_id, "dead")
+            tap.kernel_state(kept.kernel_id, "restarted")
             (listed,) = client.kernel_list()
-            assert listed["kernel_id"] == kept["kernel_id"]
-            assert listed["restarts"] == 1
+            assert listed.kernel_id == kept.kernel_id
+            assert listed.restarts == 1
             assert evaluate(info, "os.getuid()") == alice.uid
         finally:
             tap.close()
             for kernel in client.kernel_list():
-                client.kernel_shutdown(kernel["kernel_id"])
+                client.kernel_shutdown(kernel.kernel_id)
             client.close()
 
 
@@ -222,10 +222,10 @@ def test_kernel_info_summary_fields(tmp_path: Path, kind: str) -> None:
         client = _client(daemon, tmp_path, alice)
         try:
             reply = client.kernel_start("sci", kind)
-            assert reply["timing"]["ready"] >= reply["timing"]["spawn"] > 0
-            assert reply["kernel_info"]["implementation"] == "ipython"
-            assert reply["kernel"]["state"] == "ready"
+            assert reply.timing["ready"] >= reply.timing["spawn"] > 0
+            assert reply.kernel_info["implementation"] == "ipython"
+            assert reply.kernel.state == "ready"
         finally:
             for kernel in client.kernel_list():
-                client.kernel_shutdown(kernel["kernel_id"])
+                client.kernel_shutdown(kernel.kernel_id)
             client.close()

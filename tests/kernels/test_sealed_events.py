@@ -26,13 +26,13 @@ def test_ready_event_carries_the_connection_sealed_for_the_users_keys(tmp_path: 
     taps = {name: EventTap(client, "kernel.") for name, client in (("b", b), ("c", c))}
     try:
         reply = a.kernel_start("sci", "ipykernel")
-        kernel_id = reply["kernel"]["kernel_id"]
+        kernel_id = reply.kernel.kernel_id
         heard = {name: tap.kernel_state(kernel_id, "ready") for name, tap in taps.items()}
         raw = json.dumps(heard["c"])
-        assert reply["connection"]["key"] not in raw
-        assert reply["connection"]["curve_secretkey"] not in raw
+        assert reply.connection["key"] not in raw
+        assert reply.connection["curve_secretkey"] not in raw
         opened = b.sealed_connection_info(heard["b"])
-        assert opened == a.connection_info(reply)
+        assert opened == a.connection_info(reply.connection)
         assert evaluate(opened, "1 + 1") == 2
         assert c.sealed_connection_info(heard["c"]) is None
         identity = b.aclient.identity

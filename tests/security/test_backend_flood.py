@@ -88,7 +88,7 @@ class Prober:
         while not self._stop.is_set():
             sent = time.monotonic()
             try:
-                assert self.client.ping("probe")["status"] == "ok"
+                assert self.client.ping("probe").status == "ok"
                 self.client.kernel_list()
             except Exception as exc:  # every failure is a finding, reported by the test
                 self.failures.append(repr(exc))

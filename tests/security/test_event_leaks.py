@@ -32,7 +32,7 @@ def test_a_failed_restart_publishes_no_kernel_output(tmp_path: Path) -> None:
         tap = EventTap(stranger)
         try:
             login(client, alice.name, alice.password)
-            kernel_id = client.kernel_start("sci", "ipykernel")["kernel"]["kernel_id"]
+            kernel_id = client.kernel_start("sci", "ipykernel").kernel.kernel_id
             (site,) = prefix.glob("lib/python3*/site-packages")
             hook = site / "zz-test-leak.pth"  # its import line runs at every start of the environment's Python
             hook.write_text(f"import os, sys; sys.stderr.write({secret!r} + '\\n'); sys.stderr.flush(); os._exit(3)\n")

@@ -25,6 +25,7 @@ from kerneltools import EventTap, give_env
 from users import User, login, system_daemon, users
 
 from ssd.client import Client
+from ssd.replies import KernelStartReply
 
 HOSTILE = Path(__file__).with_name("hostile_worker.py")
 PER_USER, PER_HOST = 3, 5
@@ -86,7 +87,7 @@ def test_bobs_hostile_worker_reaches_nothing_of_alice(tmp_path: Path) -> None:
         tap = EventTap(a, "")  # everything the events socket sends, whatever alice would subscribe to
         try:
             mine = a.kernel_start("sci", "ipykernel")
-            kernel_id = mine["kernel"]["kernel_id"]
+            kernel_id = mine.kernel.kernel_id
             b.kernel_list()  # bob's kernel worker starts
             (worker,) = _workers_of(bob)
             broker = int(str(daemon.info["pid"]))
@@ -95,7 +96,7 @@ def test_bobs_hostile_worker_reaches_nothing_of_alice(tmp_path: Path) -> None:
                 "pid": worker, "user": bob.name, "alice": alice.name, "alice_kernel": kernel_id,
                 "alice_key": a.aclient.identity.public.decode(), "records": 150, "oversize": OVERSIZE, "flood": 20000,
             }  # fmt: skip
-            server_key = str(a.server_info()["public_key"])
+            server_key = str(a.server_info().public_key)
             report = _as_user(bob, [sys.executable, str(HOSTILE), json.dumps(plan)], server_key + "\n")
             assert report["stole"]
             after = time.time()  # a host_status of a later time comes after everything the attacker sent
@@ -113,12 +114,12 @@ def test_bobs_hostile_worker_reaches_nothing_of_alice(tmp_path: Path) -> None:
             tap.close()
             for client in (a, b):
                 for kernel in client.kernel_list():
-                    client.kernel_shutdown(kernel["kernel_id"])
+                    client.kernel_shutdown(kernel.kernel_id)
                 client.close()
 
 
 def _check_alice_saw_nothing(
-    seen: list[tuple[str, str, dict[str, Any]]], alice: User, kernel_id: str, a: Client, mine: dict[str, Any]
+    seen: list[tuple[str, str, dict[str, Any]]], alice: User, kernel_id: str, a: Client, mine: KernelStartReply
 ) -> None:
     """Finding 3: no event under alice's topics but her own kernels' lifecycle; no event of bob's about her
     kernel; no box that alice opens but the one the server sealed for her kernel."""
@@ -132,4 +133,4 @@ def _check_alice_saw_nothing(
         opened = a.sealed_connection_info(content)
         assert opened is None or "203.0.113.66" not in json.dumps(opened), "alice opened a forged box"
         if content.get("kernel_id") == kernel_id and opened is not None:
-            assert opened == a.connection_info(mine)
+            assert opened == a.connection_info(mine.connection)

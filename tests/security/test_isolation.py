@@ -74,9 +74,9 @@ def test_no_worker_or_helper_imports_from_the_daemon_cwd_or_the_users_home(tmp_p
             try:
                 login(client, alice.name, alice.password)  # the auth pool: root, started by the daemon
                 assert client.request("env_list_request")["envs"]  # alice's env worker
-                assert client.key_add("isolation test")["user"] == alice.name  # the keyfile helper as alice
-                kernel = client.kernel_start("sci", "ipykernel")["kernel"]  # alice's kernel worker
-                client.kernel_shutdown(kernel["kernel_id"])
+                assert client.key_add("isolation test").user == alice.name  # the keyfile helper as alice
+                kernel = client.kernel_start("sci", "ipykernel").kernel  # alice's kernel worker
+                client.kernel_shutdown(kernel.kernel_id)
             finally:
                 client.close()
         finally:

@@ -61,7 +61,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             yield Site(daemon, alice, bob, client)
         finally:
             for kernel in client.kernel_list():
-                client.kernel_shutdown(kernel["kernel_id"])
+                client.kernel_shutdown(kernel.kernel_id)
             client.close()
 
 
@@ -172,12 +172,12 @@ def test_another_user_cannot_reach_a_kernel(site: Site, kind: str) -> None:
     EACCES on the sockets and nothing on any TCP port of hers while her kernel prints a marker, which she
     reads through the relay. Shutdown removes the sockets and the folder."""
     reply = site.client.kernel_start("sci", kind)
-    kernel_id, pid = reply["kernel"]["kernel_id"], reply["kernel"]["pid"]
-    own = json.loads(Path(reply["connection_file"]).read_text())
+    kernel_id, pid = reply.kernel.kernel_id, reply.kernel.pid
+    own = json.loads(Path(reply.connection_file).read_text())
     paths = socket_paths(own)
     kernel_ports = {str(port) for port in tcp_listeners(pid)}
     marker = f"SECRET-{secrets.token_hex(8)}"
-    relay = site.client.connection_info(reply)
+    relay = site.client.connection_info(reply.connection)
     with stranger(site.bob, site.alice, paths) as bob:
         assert marker in printed_through(relay, marker)
         received = bob.received()
@@ -223,7 +223,7 @@ def test_another_user_cannot_reach_a_tunnel(site: Site) -> None:
     """Alice's tunnel (run as Alice) binds ipc sockets in her 0700 folder; Bob gets EACCES on them and
     nothing on any TCP port of hers while she prints a marker through the tunnel; closing it removes them."""
     reply = site.client.kernel_start("sci", "ipykernel")
-    relay = site.client.connection_info(reply)
+    relay = site.client.connection_info(reply.connection)
     tunnel = UserTunnel(site.alice, relay)
     try:
         paths = socket_paths(tunnel.local)
@@ -241,7 +241,7 @@ def test_another_user_cannot_reach_a_tunnel(site: Site) -> None:
         assert not Path(paths[0]).parent.exists()
     finally:
         tunnel.close()
-        site.client.kernel_shutdown(reply["kernel"]["kernel_id"])
+        site.client.kernel_shutdown(reply.kernel.kernel_id)
 
 
 def _end(process: subprocess.Popen[str]) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import pytest
 from conftest import Daemon, require_root
 from support.eventually import eventually
@@ -79,7 +80,7 @@ def test_disabled_account_cannot_log_in_by_key(tmp_path: Path, alice: User) -> N
     """Locked, expired and nologin accounts are refused by key, saying why; enabled again, the key works."""
     with system_daemon(tmp_path) as daemon, client_at(daemon, tmp_path / "c") as client:
         daemon.authorize(client.aclient.identity.public, alice.name)
-        assert client.login(alice.name)["method"] == "key"
+        assert client.login(alice.name).method == "key"
         client.logout()
         for disable, enable, why in DISABLE:
             run(*disable, alice.name)
@@ -87,7 +88,7 @@ def test_disabled_account_cannot_log_in_by_key(tmp_path: Path, alice: User) -> N
             assert (refused.code, why in refused.message) == ("account_disabled", True), refused.message
             assert error_of(client.whoami).code == ErrorCode.NOT_AUTHORIZED
             run(*enable, alice.name)
-            assert client.login(alice.name)["method"] == "key"
+            assert client.login(alice.name).method == "key"
             client.logout()
         assert f"login of {alice.name} refused: the account is locked" in daemon.log()
 
@@ -99,7 +100,7 @@ def test_nologin_shell_by_key_when_configured(tmp_path: Path, alice: User) -> No
     settings = {"SSD_AUTH_REQUIRE_LISTED_SHELL": "false"}
     with system_daemon(tmp_path, settings) as daemon, client_at(daemon, tmp_path / "c") as client:
         daemon.authorize(client.aclient.identity.public, alice.name)
-        assert client.login(alice.name)["method"] == "key"
+        assert client.login(alice.name).method == "key"
 
 
 @pytest.mark.root
@@ -113,7 +114,7 @@ def test_live_sessions_end_when_the_account_is_locked(tmp_path: Path, alice: Use
         daemon.authorize(by_key.aclient.identity.public, alice.name)
         by_key.login(alice.name)
         login(by_password, alice.name, alice.password)
-        assert by_key.whoami()["user"] == by_password.whoami()["user"] == alice.name
+        assert by_key.whoami().user == by_password.whoami().user == alice.name
         run("usermod", "-L", alice.name)
         ended = eventually(lambda: error_of(by_key.whoami), "alice's key session to end")
         assert ended.code == ErrorCode.NOT_AUTHORIZED
@@ -158,9 +159,9 @@ def test_wrong_passwords_elsewhere_never_lock_the_user_out(tmp_path: Path, alice
             assert float(locked_out.details["retry_after"]) > 200
         with client_at(daemon, tmp_path / "key", ATTACKER) as by_key:
             daemon.authorize(by_key.aclient.identity.public, alice.name)
-            assert by_key.login(alice.name)["method"] == "key"
+            assert by_key.login(alice.name).method == "key"
         with client_at(daemon, tmp_path / "elsewhere", ELSEWHERE) as elsewhere:
-            assert elsewhere.login(alice.name, alice.password)["method"] == "password"
+            assert elsewhere.login(alice.name, alice.password).method == "password"
 
 
 async def attempt(daemon: Daemon, directory: Path, source: str, name: str, password: str) -> dict[str, object]:
@@ -173,7 +174,7 @@ async def attempt(daemon: Daemon, directory: Path, source: str, name: str, passw
     )
     try:
         await client.connect()
-        return await client.login(name, password)
+        return msgspec.to_builtins(await client.login(name, password))  # type: ignore[no-any-return]
     except RemoteError as exc:
         return exc.details
     finally:
@@ -230,4 +231,4 @@ def test_empty_password_is_refused_before_pam(tmp_path: Path, alice: User) -> No
         assert f"password login for {alice.name}" not in daemon.log()  # never reached a worker
     permissive = {"SSD_AUTH_PERMIT_EMPTY_PASSWORDS": "true"}
     with system_daemon(tmp_path / "permissive", permissive) as daemon, client_at(daemon, tmp_path / "a") as client:
-        assert client.login(alice.name, "")["user"] == alice.name  # pam_unix nullok (Debian's default)
+        assert client.login(alice.name, "").user == alice.name  # pam_unix nullok (Debian's default)

@@ -114,7 +114,7 @@ def test_daemon_started_like_the_unit_reports_ready_then_stopping(
             known_hosts=KnownHosts(tmp_path / "client" / "known_hosts"),
             ca_file="",
         ) as client:
-            assert client.server_info()["mode"] == mode
+            assert client.server_info().mode == mode
         found = asyncio.run(async_resolve_instance(name, 5.0, interfaces=["127.0.0.1"]))
         assert found is not None
         assert found.port == info["control_port"]

@@ -46,6 +46,7 @@ from spyderhost import SpyderWorld, announcing_system_daemon, unique_name  # noq
 from users import SSD, chown_tree, users  # noqa: E402
 
 from ssd.client import Client  # noqa: E402
+from ssd.replies import KernelDescription  # noqa: E402
 from ssd.spyder.dialogs import ChoiceDialog, LoginDialog, TrustDialog  # noqa: E402
 
 pytestmark = [
@@ -91,7 +92,7 @@ def world(qapp: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sp
     assert not _own_threads(), f"the plugin left threads: {_own_threads()}"
 
 
-def _kernels(world: SpyderWorld) -> list[dict[str, Any]]:
+def _kernels(world: SpyderWorld) -> list[KernelDescription]:
     """The user's kernels on the host, asked through a client of the plugin's own key (logged in as the user)."""
     with Client(world.daemon.host, trust=True) as client:
         return client.kernel_list()
@@ -191,7 +192,7 @@ def test_new_console_runs_as_the_user_in_the_env_and_the_variable_explorer_shows
 def test_restart_from_the_menu_gives_a_new_process_and_a_live_variable_explorer(world: SpyderWorld, qtbot: Any) -> None:
     """Restart (the console's action): a new kernel process; the Variable Explorer follows it."""
     console = world.window.plugin.consoles.consoles[-1]
-    (before,) = [k["pid"] for k in _kernels(world) if k["kernel_id"] == console.kernel_id]
+    (before,) = [k.pid for k in _kernels(world) if k.kernel_id == console.kernel_id]
     handler = console.client.kernel_handler
     world.window.ipyconsole.get_widget().restart_action.trigger()
     try:
@@ -209,11 +210,11 @@ def test_closing_the_console_asks_and_shuts_the_kernel_down(world: SpyderWorld, 
     """Closing the tab asks; "Shut down" stops the kernel on the host."""
     consoles = world.window.plugin.consoles
     console = consoles.consoles[-1]
-    assert any(k["kernel_id"] == console.kernel_id for k in _kernels(world))
+    assert any(k.kernel_id == console.kernel_id for k in _kernels(world))
     world.window.ipyconsole.get_widget().close_client(client=console.client)
     qtbot.waitUntil(lambda: isinstance(consoles.pending_dialog, ChoiceDialog), timeout=10000)
     click(qtbot, consoles.pending_dialog.buttons["shutdown"])
-    qtbot.waitUntil(lambda: all(k["kernel_id"] != console.kernel_id for k in _kernels(world)), timeout=30000)
+    qtbot.waitUntil(lambda: all(k.kernel_id != console.kernel_id for k in _kernels(world)), timeout=30000)
 
 
 def test_attach_to_a_kernel_started_by_ssd_ctl(world: SpyderWorld, qtbot: Any) -> None:
@@ -268,4 +269,4 @@ def test_quitting_spyder_lists_the_kernels_and_shuts_them_down(world: SpyderWorl
 
     QTimer.singleShot(0, answer)
     assert plugin.can_close()
-    assert all(k["kernel_id"] not in kernel_ids for k in _kernels(world))
+    assert all(k.kernel_id not in kernel_ids for k in _kernels(world))

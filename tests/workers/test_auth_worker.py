@@ -181,7 +181,7 @@ def test_own_key_file_needs_strict_permissions(daemon: Daemon, tmp_path: Path, u
         assert f"{path.parent} is writable by group or others" in daemon.log()
         path.parent.chmod(0o700)
         reply = login(client, user.name)
-        assert (reply["user"], reply["method"]) == (user.name, "key")
+        assert (reply.user, reply.method) == (user.name, "key")
 
 
 def test_copy_id_writes_the_users_file(daemon: Daemon, tmp_path: Path, user: User) -> None:
@@ -190,16 +190,16 @@ def test_copy_id_writes_the_users_file(daemon: Daemon, tmp_path: Path, user: Use
     with new_client(daemon, tmp_path / "c") as client:
         login(client, user.name, user.password)
         added = client.key_add("from the test")
-        assert (added["added"], added["file"], added["user"]) == (True, str(path), user.name)
-        assert client.key_add()["added"] is False
+        assert (added.added, added.file, added.user) == (True, str(path), user.name)
+        assert client.key_add().added is False
         client.logout()
     info = path.stat()
     assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (user.uid, user.gid, 0o600)
     assert (path.parent.stat().st_uid, path.parent.stat().st_mode & 0o777) == (user.uid, 0o700)
     with new_client(daemon, tmp_path / "c") as again:  # same keypair, new connection, no session
-        assert error_of(again.whoami).code == ErrorCode.NOT_AUTHORIZED
-        assert login(again, user.name)["method"] == "key"
-        assert again.whoami()["user"] == user.name
+        assert error_of(again.whoami).code == "not_authorized"
+        assert login(again, user.name).method == "key"
+        assert again.whoami().user == user.name
 
 
 def test_copy_id_never_follows_a_planted_link(daemon: Daemon, tmp_path: Path, user: User) -> None:
@@ -273,8 +273,8 @@ def test_user_mode_admits_only_its_own_user(tmp_path: Path) -> None:
         assert daemon.info["mode"] == "user"
         assert int(str(daemon.info["pid"])) == daemon.process.pid
         with new_client(daemon, tmp_path / "a") as client:
-            assert login(client, owner.name, owner.password)["user"] == owner.name
-            assert client.whoami()["user"] == owner.name
+            assert login(client, owner.name, owner.password).user == owner.name
+            assert client.whoami().user == owner.name
         with new_client(daemon, tmp_path / "b") as client:
             assert error_of(login, client, other.name, other.password).code == ErrorCode.AUTH_FAILED
             # A key file the daemon's user can read and would accept: only the policy stands in the way.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import msgspec
 import zmq
 
 from ssd.errors import ErrorCode
@@ -28,9 +30,11 @@ def _worker(user: str | None) -> EnvWorker:
     return EnvWorker(credentials)
 
 
-def _ask(worker: EnvWorker, user: str | None) -> dict[str, object]:
-    body = wire.encode(wire.Request(msg_type="env_list_request", content={}, client_key="k" * 40, user=user))
-    return asyncio.run(worker._answer(body))
+def _ask(worker: EnvWorker, user: str | None) -> dict[str, Any]:
+    content = msgspec.Raw(b"{}")
+    body = wire.encode(wire.Request(msg_type="env_list_request", content=content, client_key="k" * 40, user=user))
+    answer = asyncio.run(worker._answer(body))
+    return msgspec.to_builtins(answer)  # type: ignore[no-any-return]
 
 
 def test_worker_refuses_requests_for_another_user() -> None:
