@@ -3,7 +3,9 @@
 ``discovery`` lists them (cached by modification times), ``metadata`` reads
 versions from package metadata, ``compat`` holds the spyder-kernels ↔ Spyder
 table and the verdict (known IPython/ipykernel breaks included), ``locations``
-the usual install places, ``condarc`` the ``envs_dirs`` key.
+the usual install places, ``condarc`` the ``envs_dirs`` key, ``stamps`` the
+modification-time cache; ``admin`` creates, installs into and removes
+environments, after ``validate`` checked what the client asked for.
 """
 
 from __future__ import annotations

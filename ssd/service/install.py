@@ -22,6 +22,7 @@ import platformdirs
 
 from ssd import certs, config, keys
 from ssd.errors import SSDError
+from ssd.files import write_atomic
 from ssd.paths import APP, SYSTEM_UNIT_DIR, UNIT_NAME, Mode, ServerPaths, server_paths, user_unit_dir
 from ssd.service.unit import system_unit, user_unit
 
@@ -149,10 +150,7 @@ def _fix_system_modes(paths: ServerPaths) -> None:
 
 
 def _write_public(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o644)
-    tmp.replace(path)
+    write_atomic(path, text, mode=0o644, durable=True)
 
 
 def _enable_commands(mode: Mode, root: Path | None) -> list[list[str]]:

@@ -121,7 +121,7 @@ class Backend:
 
         async def start() -> None:
             self._browser = AsyncBrowser(known_hosts=self.known_hosts, on_change=changed)
-            await self._browser.async_start()
+            await self._browser.start()
 
         def started(_result: object, error: BaseException | None) -> None:
             if error is not None:
@@ -353,7 +353,7 @@ class Backend:
 
         async def run() -> None:
             if self._browser is not None:
-                await self._browser.async_close()
+                await self._browser.close()
             for client in list(self._clients.values()):
                 await client.close()
             self._clients.clear()
