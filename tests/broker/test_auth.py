@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, new_client, require_root
+from support.ci import require_root
+from support.daemon import Daemon, new_client
 from users import User, audit, error_of, login, new_password, system_daemon, users
 
 from ssd.client import AsyncClient, KnownHosts
