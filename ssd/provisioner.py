@@ -66,11 +66,12 @@ from ssd.client.hostspec import is_address
 from ssd.client.lease import LeaseKeeper, Trouble
 from ssd.errors import RemoteError, SSDError, TransportError
 from ssd.kernelerrors import KernelStartError, explain
+from ssd.messages import KERNEL_KINDS
 
 __all__ = ["KINDS", "PROVISIONER_NAME", "SSDProvisioner"]
 
 PROVISIONER_NAME = "ssd-provisioner"
-KINDS = ("ipykernel", "spyder")
+KINDS = KERNEL_KINDS
 
 T = TypeVar("T")
 

@@ -26,6 +26,7 @@ from ssd.client.kernels import START_TIMEOUT, write_connection_file
 from ssd.ctl.commands import connected
 from ssd.ctl.output import Output
 from ssd.errors import SSDError
+from ssd.messages import KERNEL_KINDS
 
 __all__ = [
     "KERNEL_COMMANDS",
@@ -41,7 +42,7 @@ __all__ = [
     "write_connection",
 ]
 
-KINDS = ("spyder", "ipykernel")
+KINDS = KERNEL_KINDS
 HOST_HELP = "server as HOST[:PORT], an address or a discovered name"
 KERNEL_HELP = "kernel id, a unique start of one, or the kernel's name (see: ssd-ctl kernels HOST)"
 SHORT = 8  # characters of a kernel id shown in tables and hints
