@@ -21,7 +21,7 @@ from ssd.service import commands
 from ssd.service.install import initialize
 from ssd.service.notify import Notifier
 
-__all__ = ["main"]
+__all__ = ["config_markdown", "main"]
 
 log = logging.getLogger("ssd")
 

@@ -19,14 +19,17 @@ import msgspec
 from ssd.errors import ConfigError
 
 __all__ = [
+    "SECTIONS",
     "AuthConfig",
     "Config",
     "DiscoveryConfig",
+    "EnvsConfig",
     "KernelsConfig",
     "ServerConfig",
     "WorkersConfig",
     "default_toml",
     "load_config",
+    "reference",
 ]
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]

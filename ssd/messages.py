@@ -14,6 +14,7 @@ import msgspec
 __all__ = [
     "KERNEL_KINDS",
     "AccountCheckRequest",
+    "ContentError",
     "EchoRequest",
     "EnvCancelRequest",
     "EnvCreateRequest",
@@ -21,8 +22,10 @@ __all__ = [
     "EnvInstallRequest",
     "EnvListRequest",
     "EnvRemoveRequest",
+    "KernelId",
     "KernelInfoRequest",
     "KernelInterruptRequest",
+    "KernelKind",
     "KernelLeaseRequest",
     "KernelListRequest",
     "KernelRestartRequest",

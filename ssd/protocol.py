@@ -25,14 +25,7 @@ DELIM: Final = b"<IDS|MSG>"
 # The Jupyter messaging protocol version written in headers.
 JUPYTER_PROTOCOL_VERSION: Final = "5.3"
 
-__all__ = [
-    "PROTOCOL_VERSION",
-    "BadMessage",
-    "Message",
-    "Wire",
-    "error_content",
-    "reply_type",
-]
+__all__ = ["DELIM", "PROTOCOL_VERSION", "BadMessage", "Message", "Wire", "error_content", "reply_type"]
 
 PROTOCOL_VERSION: Final = "1.0"
 

@@ -28,7 +28,7 @@ from ssd import protocol
 from ssd.broker.registry import Pending, Registry
 from ssd.broker.sessions import SessionStore
 
-__all__ = ["AccountChecks", "AccountSchedule"]
+__all__ = ["LONGEST_SLEEP", "AccountChecks", "AccountSchedule"]
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from ssd.errors import ConfigError
 from ssd.protocol import PROTOCOL_VERSION
 
 __all__ = [
+    "MAX_INSTANCE_NAME",
     "SERVICE_TYPE",
     "AnnouncePlan",
     "Announcer",

@@ -21,7 +21,7 @@ from ssd.kernels.transport import client_info
 from ssd.keys import KeyPair
 from ssd.sealed import SealError, open_sealed, sealed_context
 
-__all__ = ["KernelCalls", "checked_kernel_id", "write_connection_file"]
+__all__ = ["START_TIMEOUT", "KernelCalls", "checked_kernel_id", "write_connection_file"]
 
 # A kernel answers kernel_info within the host's start_timeout (60 s by default); wait a bit longer.
 START_TIMEOUT = 90.0

@@ -22,7 +22,7 @@ from ssd.files import write_atomic
 from ssd.keys import fingerprint, is_valid_public_key
 from ssd.paths import client_dir
 
-__all__ = ["KnownHosts"]
+__all__ = ["KnownHost", "KnownHosts"]
 
 _HEADER = "# ssd known hosts: HOST:PORT PUBLIC-KEY (Z85). Delete a line to forget that host.\n"
 

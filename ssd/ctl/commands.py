@@ -18,7 +18,7 @@ from ssd.client.verify import fetch_server_key
 from ssd.ctl.output import Output
 from ssd.errors import ServerKeyMismatch, ServerUntrusted, SSDError, Unreachable
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "connected"]
 
 
 @contextlib.contextmanager

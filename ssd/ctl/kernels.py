@@ -29,7 +29,11 @@ from ssd.errors import SSDError
 from ssd.messages import KERNEL_KINDS
 
 __all__ = [
+    "HOST_HELP",
     "KERNEL_COMMANDS",
+    "KERNEL_HELP",
+    "SHORT",
+    "TCP_HELP",
     "add_parsers",
     "choose_connection_file",
     "remove_default_files",

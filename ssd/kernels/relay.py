@@ -33,7 +33,16 @@ from zmq.utils.monitor import parse_monitor_message
 from ssd.kernels.proxy import ChannelProxy, channel_pair, monitor_socket, stop_proxies
 from ssd.kernels.transport import kernel_endpoint
 
-__all__ = ["CHANNELS", "PortBusy", "Relay", "RelayGate", "new_relay_keys", "relay_connection_info"]
+__all__ = [
+    "CHANNELS",
+    "HEARTBEAT_IVL_MS",
+    "HEARTBEAT_TIMEOUT_MS",
+    "PortBusy",
+    "Relay",
+    "RelayGate",
+    "new_relay_keys",
+    "relay_connection_info",
+]
 
 log = logging.getLogger(__name__)
 

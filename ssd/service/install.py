@@ -26,7 +26,7 @@ from ssd.files import write_atomic
 from ssd.paths import APP, SYSTEM_UNIT_DIR, UNIT_NAME, Mode, ServerPaths, server_paths, user_unit_dir
 from ssd.service.unit import system_unit, user_unit
 
-__all__ = ["InstallReport", "initialize", "install", "uninstall"]
+__all__ = ["InstallReport", "initialize", "install", "uninstall", "unit_path"]
 
 Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
 

@@ -26,7 +26,7 @@ from ssd.spyder.loop import LoopThread
 from ssd.spyder.models import ConnectInfo, EnvRow, HostRow, KernelRow, Progress, StartedKernel
 from ssd.spyder.verdict import verdict
 
-__all__ = ["Backend", "Callback", "parse_host"]
+__all__ = ["Backend", "Callback", "connection_file", "parse_host"]
 
 log = logging.getLogger(__name__)
 
