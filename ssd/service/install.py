@@ -20,7 +20,7 @@ from pathlib import Path
 
 import platformdirs
 
-from ssd import certs, config, keys
+from ssd import certs, config, configdoc, keys
 from ssd.errors import SSDError
 from ssd.files import write_atomic
 from ssd.paths import APP, SYSTEM_UNIT_DIR, UNIT_NAME, Mode, ServerPaths, server_paths, user_unit_dir
@@ -62,7 +62,7 @@ def initialize(paths: ServerPaths) -> list[str]:
             directory.mkdir(parents=True, mode=mode)
             made.append(str(directory))
     if not paths.config_file.exists():
-        _write_private(paths.config_file, config.default_toml())
+        _write_private(paths.config_file, configdoc.default_toml())
         made.append(str(paths.config_file))
     pair, created = keys.load_or_create_keypair(paths.key_stem)
     if created:
