@@ -49,7 +49,7 @@ async def measure_first_host(runs: int) -> list[float]:
         await asyncio.sleep(1.1)
         started = time.perf_counter()
         async with AsyncBrowser(known_hosts=known) as view:
-            if not await view.async_wait(lambda hosts: bool(hosts), 5):
+            if not await view.wait_until(lambda hosts: bool(hosts), 5):
                 raise SystemExit("no host found within 5 s")
             times.append((time.perf_counter() - started) * 1000)
     return times
@@ -91,17 +91,17 @@ async def announce_txt_changes(runs: int, marker: Path, address: str) -> None:
         refresh_interval=60,
         txt_min_interval=0,
     )
-    await announcer.async_start()
+    await announcer.start()
     try:
         while not await asyncio.to_thread(marker.exists):  # noqa: ASYNC110 (written in the other namespace)
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.5)
         for n in range(1, runs + 2):
             state.update(kernels=str(n), sent=f"{time.time():.6f}")
-            await announcer.async_update_txt(dict(state))
+            await announcer.update_txt(dict(state))
             await asyncio.sleep(1.1)
     finally:
-        await announcer.async_stop()
+        await announcer.stop()
 
 
 def _inner(args: argparse.Namespace) -> None:

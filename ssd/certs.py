@@ -16,7 +16,6 @@ import datetime
 import ipaddress
 import os
 import socket
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from ssd import hostinfo, keys
 from ssd.errors import CertificateError
+from ssd.files import write_atomic
 
 __all__ = [
     "CURVE_URI_SCHEME",
@@ -142,13 +142,7 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
 
 def _replace(path: Path, data: bytes, mode: int) -> None:
     """Write *path* atomically (a temporary file renamed over it) with *mode*."""
-    fd, name = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(name, mode)
-    os.replace(name, path)
+    write_atomic(path, data, mode=mode, durable=True)
 
 
 def make_self_signed(

@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Any
 
-from ssd import __version__, certs, config, hostinfo, keys
+from ssd import __version__, certs, config, configdoc, hostinfo, keys
 from ssd.broker.server import Broker, BrokerOptions
 from ssd.errors import CertificateError, ErrorCode, SSDError
 from ssd.isolation import drop_cwd_from_sys_path
@@ -21,7 +21,7 @@ from ssd.service import commands
 from ssd.service.install import initialize
 from ssd.service.notify import Notifier
 
-__all__ = ["main"]
+__all__ = ["config_markdown", "main"]
 
 log = logging.getLogger("ssd")
 
@@ -204,14 +204,14 @@ def _setup_logging(level: str) -> None:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """``ssd config``: print the configuration reference as a commented TOML file (or a Markdown table)."""
-    print(config_markdown() if args.markdown else config.default_toml(), end="")
+    print(config_markdown() if args.markdown else configdoc.default_toml(), end="")
     return 0
 
 
 def config_markdown() -> str:
     """Every configuration key with its default and meaning, as the README's table."""
     lines = ["| key | default | meaning |", "|---|---|---|"]
-    for section, key, default, text in config.reference():
+    for section, key, default, text in configdoc.reference():
         value = f"0o{default:03o}" if isinstance(default, int) and "octal" in text else json.dumps(default)
         cells = (f"`{section}.{key}`", f"`{value}`", text)  # JSON of these values is TOML too
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")

@@ -19,13 +19,15 @@ import msgspec
 from ssd.errors import ConfigError
 
 __all__ = [
+    "SECTIONS",
     "AuthConfig",
     "Config",
     "DiscoveryConfig",
+    "EnvsConfig",
     "KernelsConfig",
     "ServerConfig",
     "WorkersConfig",
-    "default_toml",
+    "fields_of",
     "load_config",
 ]
 
@@ -40,14 +42,6 @@ def _doc(text: str) -> msgspec.Meta:
 
 # A TXT string holds 255 bytes; "desc=" and some room stay free.
 MAX_DESCRIPTION_BYTES = 200
-
-
-def _is_address(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -134,8 +128,10 @@ class DiscoveryConfig(_Section, frozen=True):
         if len(self.description.encode()) > MAX_DESCRIPTION_BYTES:
             raise ValueError(f"discovery.description is longer than {MAX_DESCRIPTION_BYTES} bytes (a TXT string)")
         for value in self.interfaces:
-            if value != "all" and not _is_address(value):
-                raise ValueError(f"discovery.interfaces: {value!r} is neither an IP address nor all")
+            try:
+                ipaddress.ip_address("127.0.0.1" if value == "all" else value)
+            except ValueError:
+                raise ValueError(f"discovery.interfaces: {value!r} is neither an IP address nor all") from None
 
 
 class AuthConfig(_Section, frozen=True):
@@ -365,7 +361,7 @@ def _apply(config: Config, overrides: Overrides, *, strict: bool, source: str) -
         model = SECTIONS.get(section)
         if model is None or key not in model.__struct_fields__:
             raise ConfigError(f"{source}: unknown configuration key {section}.{key}")
-        field_type = _fields(model)[model.__struct_fields__.index(key)].type
+        field_type = fields_of(model)[model.__struct_fields__.index(key)].type
         if isinstance(value, str) and isinstance(_unwrap(field_type), msgspec.inspect.ListType):
             value = [part.strip() for part in value.split(",") if part.strip()]  # SSD_AUTH_DENY_USERS=a,b
         try:
@@ -380,7 +376,8 @@ def _apply(config: Config, overrides: Overrides, *, strict: bool, source: str) -
         raise ConfigError(f"{source}: {_describe(exc)}") from None
 
 
-def _fields(model: type[_Section]) -> tuple[msgspec.inspect.Field, ...]:
+def fields_of(model: type[_Section]) -> tuple[msgspec.inspect.Field, ...]:
+    """The fields of a section model, with their types, defaults and descriptions."""
     info = msgspec.inspect.type_info(model)
     assert isinstance(info, msgspec.inspect.StructType)
     return info.fields
@@ -400,37 +397,3 @@ def _python_type(info: msgspec.inspect.Type) -> type:
         msgspec.inspect.ListType: list,
     }
     return mapping.get(type(info), object)
-
-
-def reference() -> list[tuple[str, str, Any, str]]:
-    """Return (section, key, default, description) for every configuration key."""
-    rows = []
-    for section, model in SECTIONS.items():
-        for field in _fields(model):
-            extra = getattr(field.type, "extra_json_schema", None) or {}
-            default = field.default if field.default is not msgspec.NODEFAULT else field.default_factory()
-            rows.append((section, field.name, default, str(extra.get("description", ""))))
-    return rows
-
-
-def default_toml() -> str:
-    """Render a commented configuration file holding every key at its default."""
-    lines = ["# ssd configuration. Every key is shown at its default; see `ssd config`.", ""]
-    current = ""
-    for section, key, default, text in reference():
-        if section != current:
-            if current:
-                lines.append("")
-            lines.append(f"[{section}]")
-            current = section
-        lines.append(f"# {text}")
-        lines.append(f"# {key} = {_toml_value(default)}")
-    return "\n".join(lines) + "\n"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(value)

@@ -15,10 +15,11 @@ from typing import Any
 
 import msgspec
 
-from ssd import protocol, topics
+from ssd import topics
 from ssd.broker import events as broker_events
 from ssd.broker.worker_events import EVENTS
 from ssd.contract import MESSAGES, Auth, MessageType
+from ssd.errors import ErrorCode
 from ssd.replies import EnvDescription, KernelDescription
 
 __all__ = ["PAGE", "error_codes", "markdown"]
@@ -45,27 +46,7 @@ that user.
 
 def error_codes() -> list[tuple[str, str]]:
     """The stable error codes (``ename``) and what each means; the one source of the errors section."""
-    return [(value, _ERROR_MEANINGS.get(value, "")) for name, value in vars(protocol).items() if _is_code(name, value)]
-
-
-_ERROR_MEANINGS = {
-    "bad_message": "the message could not be parsed (frames, JSON, header)",
-    "bad_request": "the content does not match the request type; the message names the field",
-    "unknown_message_type": "the server does not know the request type",
-    "not_authorized": "the request needs a login (or the session ended)",
-    "service_unavailable": "no worker of the service is running or free",
-    "worker_lost": "the worker handling the request stopped; try again",
-    "too_many_requests": "this client has too many requests in progress",
-    "shutting_down": "the server is shutting down",
-    "internal_error": "a server bug; details are in the server log only",
-    "auth_failed": "a refused login, whatever the reason",
-    "login_throttled": "too many failed logins; the reply's retry_after says how long to wait",
-    "account_disabled": "the account is locked or expired (told only to a holder of its key)",
-}
-
-
-def _is_code(name: str, value: object) -> bool:
-    return name.isupper() and isinstance(value, str) and value in _ERROR_MEANINGS
+    return [(code.value, code.meaning) for code in ErrorCode]
 
 
 def markdown() -> str:

@@ -21,7 +21,7 @@ import zmq.utils.z85
 
 from ssd.errors import KeyFileError
 
-__all__ = ["KeyPair", "create_keypair", "fingerprint", "load_keypair", "load_or_create_keypair"]
+__all__ = ["KeyPair", "create_keypair", "fingerprint", "is_valid_public_key", "load_keypair", "load_or_create_keypair"]
 
 _TEMPLATE = """#   ****  Generated on {date} by ssd  ****
 #   ZeroMQ CURVE {kind} Certificate

@@ -7,12 +7,14 @@ and workers do the same before acting, so raw dicts never travel inward.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import msgspec
 
 __all__ = [
+    "KERNEL_KINDS",
     "AccountCheckRequest",
+    "ContentError",
     "EchoRequest",
     "EnvCancelRequest",
     "EnvCreateRequest",
@@ -20,8 +22,10 @@ __all__ = [
     "EnvInstallRequest",
     "EnvListRequest",
     "EnvRemoveRequest",
+    "KernelId",
     "KernelInfoRequest",
     "KernelInterruptRequest",
+    "KernelKind",
     "KernelLeaseRequest",
     "KernelListRequest",
     "KernelRestartRequest",
@@ -156,6 +160,7 @@ class EnvCancelRequest(RequestContent, frozen=True):
 EnvName = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 KernelId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 KernelKind = Literal["spyder", "ipykernel"]
+KERNEL_KINDS: tuple[KernelKind, ...] = get_args(KernelKind)  # the one list of kernel kinds
 VarName = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 VarValue = Annotated[str, msgspec.Meta(max_length=4096, pattern=r"^[^\x00]*$")]
 

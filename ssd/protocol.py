@@ -26,6 +26,7 @@ DELIM: Final = b"<IDS|MSG>"
 JUPYTER_PROTOCOL_VERSION: Final = "5.3"
 
 __all__ = [
+    "DELIM",
     "PROTOCOL_VERSION",
     "BadMessage",
     "Content",

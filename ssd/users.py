@@ -14,7 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-__all__ = ["EMPTY_PASSWORD_REFUSED", "Account", "AccountPolicy", "LoginRefused", "normalize_username"]
+__all__ = ["EMPTY_PASSWORD_REFUSED", "Account", "AccountPolicy", "LoginRefused", "lookup", "normalize_username"]
 
 # The same answer for every name: "" is no secret, and the refusal says nothing about the account.
 EMPTY_PASSWORD_REFUSED = "empty passwords are refused on this server (auth.permit_empty_passwords = false)"  # noqa: S105

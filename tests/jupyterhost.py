@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, logged_in_client, start_daemon
 from envfixtures import conda_copy, kernel_venv
+from support.daemon import Daemon, logged_in_client, start_daemon
 from support.eventually import eventually
 
 from ssd.client import Client

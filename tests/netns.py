@@ -12,12 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import Daemon
+from support.daemon import Daemon
+from support.eventually import eventually
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
 
@@ -79,7 +79,7 @@ def start_announcing_daemon(
     env: dict[str, str] | None = None,
     netns: Namespace | None = None,
 ) -> Daemon:
-    """Start ``ssd run`` with announcing on (conftest's start_daemon turns it off), wait for daemon.json."""
+    """Start ``ssd run`` with announcing on (support.daemon's start_daemon turns it off), wait for daemon.json."""
     config_dir, state_dir = tmp / "server-config", tmp / "server-state"
     full_env = {
         **os.environ,
@@ -192,7 +192,7 @@ def avahi_peer(tmp: Path, ns: Namespace) -> Iterator[AvahiPeer]:
                     stderr=log,
                 )
             )
-        _wait_for(socket_path.exists, 10, "dbus-daemon did not create its socket")
+        eventually(socket_path.exists, "dbus-daemon to create its socket", timeout=10)
         # avahi keeps its pid file and socket in /run/avahi-daemon: give this one a private
         # tmpfs there (ip netns exec runs in its own mount namespace), so it cannot clash.
         Path("/run/avahi-daemon").mkdir(exist_ok=True)
@@ -205,7 +205,8 @@ def avahi_peer(tmp: Path, ns: Namespace) -> Iterator[AvahiPeer]:
                 subprocess.Popen(peer.command("sh", "-c", script), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
             )
         log_path = tmp / "avahi.log"
-        _wait_for(lambda: "Server startup complete" in log_path.read_text(errors="replace"), 20, "avahi did not start")
+        started = "Server startup complete"
+        eventually(lambda: started in log_path.read_text(errors="replace"), "avahi to start", timeout=20)
         yield peer
     finally:
         for process in reversed(processes):
@@ -216,12 +217,3 @@ def avahi_peer(tmp: Path, ns: Namespace) -> Iterator[AvahiPeer]:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-
-
-def _wait_for(condition: object, timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(message)

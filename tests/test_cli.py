@@ -8,7 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from conftest import start_daemon
+from support.daemon import start_daemon
 
 
 def ssd(*args: str, tmp: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

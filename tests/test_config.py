@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ssd.config import SECTIONS, Config, default_toml, load_config, reference
+from ssd.config import SECTIONS, Config, load_config
+from ssd.configdoc import default_toml, reference
 from ssd.errors import ConfigError, ErrorCode
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssd import config
+from ssd import configdoc
 from ssd.cli import config_markdown
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -32,7 +32,7 @@ def test_every_key_is_listed_with_its_default() -> None:
     """Each (section, key) of the model appears once, in its own row."""
     rows = [line for line in reference_table().splitlines() if line.startswith("| `")]
     listed = [row.split("`")[1] for row in rows]
-    assert listed == [f"{section}.{key}" for section, key, _, _ in config.reference()]
+    assert listed == [f"{section}.{key}" for section, key, _, _ in configdoc.reference()]
 
 
 def test_the_table_lives_in_one_place() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import zmq
 import zmq.auth
-from conftest import start_daemon
+from support.daemon import start_daemon
 
 from ssd.errors import ErrorCode, KeyFileError
 from ssd.keys import KeyPair, create_keypair, fingerprint, load_keypair, load_or_create_keypair

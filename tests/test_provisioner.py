@@ -22,12 +22,13 @@ from typing import Any
 
 import nbformat
 import pytest
-from conftest import Daemon, new_client, require_root, start_daemon
 from envfixtures import conda_copy, kernel_venv, make_conda_style, make_venv
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 from nbclient import NotebookClient
 from netns import announcing_daemon, ctl, namespace_pair
+from support.ci import require_root
+from support.daemon import Daemon, new_client, start_daemon
 from users import login, system_daemon, users
 
 from ssd.client import AsyncClient

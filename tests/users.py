@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conftest import Daemon, start_daemon
+from support.daemon import Daemon, start_daemon
 
 from ssd.client import Client
 from ssd.errors import ErrorCode, RemoteError

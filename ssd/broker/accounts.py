@@ -31,7 +31,7 @@ from ssd.errors import ErrorCode
 from ssd.messages import AccountCheckRequest
 from ssd.protocol import Content
 
-__all__ = ["AccountChecks", "AccountSchedule"]
+__all__ = ["LONGEST_SLEEP", "AccountChecks", "AccountSchedule"]
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from ssd.errors import ConfigError
 from ssd.protocol import PROTOCOL_VERSION
 
 __all__ = [
+    "MAX_INSTANCE_NAME",
     "SERVICE_TYPE",
     "AnnouncePlan",
     "Announcer",
@@ -162,7 +163,7 @@ def _order(address: str) -> tuple[int, str]:
 class Announcer:
     """Registers this host as ``NAME._ssd._tcp.local.`` and keeps the record current.
 
-    The broker calls ``async_start`` after binding its ports and ``async_stop``
+    The broker calls ``start`` after binding its ports and ``stop``
     on shutdown; ``run`` is a broker task. ``summary`` returns the TXT
     key/value strings; it is read again every refresh interval. *host_tag*
     (e.g. from the key fingerprint) makes the SRV target name unique.
@@ -207,7 +208,7 @@ class Announcer:
             return None
         return self._info.name.removesuffix("." + SERVICE_TYPE)
 
-    async def async_start(self) -> None:
+    async def start(self) -> None:
         """Open zeroconf on the planned interfaces and register (probing first)."""
         self._plan = plan_announcement(*self._config, self._addresses())
         if not self._plan.addresses:
@@ -236,8 +237,8 @@ class Announcer:
             parsed_addresses=list(self._plan.addresses),
         )
 
-    def async_refresh(self) -> None:
-        """Ask for an early check of the summary (a kernel started or stopped); event loop only."""
+    def refresh_soon(self) -> None:
+        """Ask for an early check of the summary (a kernel started or stopped); call it from the event loop only."""
         self._wake.set()
 
     async def run(self) -> None:
@@ -245,13 +246,13 @@ class Announcer:
         while True:
             try:
                 if self._zc is None:
-                    await self.async_start()
+                    await self.start()
                 else:
                     await self._check()
             except (OSError, RuntimeError, NonUniqueNameException) as exc:
                 # A vanished interface or a busy socket must not stop the broker.
                 log.warning("zeroconf announcement failed (%s); retrying in %gs", exc, self.refresh_interval)
-                await self.async_stop()
+                await self.stop()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.refresh_interval)
             self._wake.clear()
@@ -270,9 +271,9 @@ class Announcer:
         if wait > 0:  # coalesce: the latest summary goes out when the interval has passed
             await asyncio.sleep(wait)
             txt = self.summary()
-        await self.async_update_txt(txt)
+        await self.update_txt(txt)
 
-    async def async_update_txt(self, txt: dict[str, str]) -> None:
+    async def update_txt(self, txt: dict[str, str]) -> None:
         """Announce a new TXT record now."""
         if self._zc is None or self._info is None:
             return
@@ -284,10 +285,10 @@ class Announcer:
 
     async def _restart(self) -> None:
         """Goodbye on the old interfaces, then register again on the new ones."""
-        await self.async_stop()
-        await self.async_start()
+        await self.stop()
+        await self.start()
 
-    async def async_stop(self) -> None:
+    async def stop(self) -> None:
         """Send goodbye packets and close zeroconf (its sockets and tasks)."""
         zc, self._zc, self._info = self._zc, None, None
         if zc is not None:

@@ -1,4 +1,4 @@
-"""The events PUB socket: host status now, kernel and environment events later.
+"""The events PUB socket: the periodic host status, and the kernel and environment events the broker passes on.
 
 Anything published here can be read by every connected client (any subscriber
 can subscribe to any topic), so events never carry secrets.

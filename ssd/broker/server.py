@@ -42,6 +42,7 @@ from ssd.broker.zap import Authenticator
 from ssd.config import Config
 from ssd.edge.link import EDGE_DOMAIN, EdgeCredentials
 from ssd.errors import ConfigError, ErrorCode
+from ssd.files import write_atomic
 from ssd.floodguard.guard import Cut, FloodGuard
 from ssd.floodguard.policy import FloodPolicy
 from ssd.kernels.transport import channel_plan
@@ -335,7 +336,7 @@ class Broker:
     def kernels_changed(self) -> None:
         """Tell the announcer the kernel count moved (it updates TXT, rate-limited); event loop only."""
         if self.announcer is not None:
-            self.announcer.async_refresh()
+            self.announcer.refresh_soon()
 
     def _seal_kernel_connection(self, worker: WorkerRecord, kind: str, content: dict[str, Any]) -> None:
         """A kernel became ready: its connection info goes out sealed to each key bound to its user, so that
@@ -458,9 +459,7 @@ class Broker:
             **{f"{name}_port": port for name, port in self.ports.items()},
         }
         path = self.options.state_dir / "daemon.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-        tmp.replace(path)
+        write_atomic(path, json.dumps(info, indent=2) + "\n", mode=0o644)
 
     async def wait_stopped(self) -> None:
         """Return once stop() was called."""
@@ -481,7 +480,7 @@ class Broker:
             self._announcing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._announcing
-            await self.announcer.async_stop()
+            await self.announcer.stop()
         deadline = time.monotonic() + grace
         while self.registry.by_request and time.monotonic() < deadline:  # noqa: ASYNC110 (bounded poll on shutdown)
             await asyncio.sleep(0.05)

@@ -1,8 +1,9 @@
 """The async client: connect with a verified server key, send requests, read events.
 
 Everything that talks to a daemon (``ssd-ctl``, the Jupyter provisioner, Spyder)
-uses this class or its sync twin ``ssd.client.Client``. Methods without the
-``async_`` prefix here are coroutines: this whole class lives in one event loop.
+uses this class or its sync twin ``ssd.client.Client``. Its methods are
+coroutines without an ``async_`` prefix (which in ssd marks a coroutine
+beside a blocking twin of the same name): the whole class lives in one loop.
 """
 
 from __future__ import annotations

@@ -6,8 +6,11 @@ name and any fingerprint. Each host is marked against known hosts as
 pinned) or ``mismatched`` (a different key is pinned: shown loudly). Only the
 CURVE handshake, made when connecting, proves who the server is.
 
-Names: ``AsyncBrowser`` is the live view (``async_`` methods run in its loop);
-``browse`` and ``resolve_host`` are blocking helpers for scripts and ssd-ctl.
+Names: ``AsyncBrowser`` is the live view (its coroutines run in one loop);
+``async_browse``, ``async_resolve_instance`` and ``async_resolve_name`` are
+coroutines whose blocking twins ``browse``, ``resolve_instance`` and
+``resolve_name`` serve scripts and ssd-ctl (the ``async_`` prefix means just
+that, here as everywhere in ssd).
 ``SSD_DISCOVERY_INTERFACES`` (addresses, comma-separated) restricts the
 interfaces zeroconf uses, as it does for the daemon.
 """
@@ -51,10 +54,13 @@ __all__ = [
     "Trust",
     "async_browse",
     "async_resolve_instance",
+    "async_resolve_name",
     "browse",
     "client_interfaces",
+    "host_from_info",
     "install_name_resolver",
     "resolve_instance",
+    "resolve_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -217,15 +223,15 @@ class AsyncBrowser:
         self._local = _local_addresses()
 
     async def __aenter__(self) -> AsyncBrowser:
-        await self.async_start()
+        await self.start()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.async_close()
+        await self.close()
 
-    async def async_start(self) -> None:
+    async def start(self) -> None:
         """Open zeroconf and start browsing; the first question goes out at once."""
         self._zc = _open_zeroconf(self.interfaces)
         await self._zc.zeroconf.async_wait_for_start()
@@ -289,7 +295,7 @@ class AsyncBrowser:
         finally:
             self._queues.remove(queue)
 
-    async def async_wait(self, predicate: Callable[[dict[str, DiscoveredHost]], bool], timeout: float) -> bool:
+    async def wait_until(self, predicate: Callable[[dict[str, DiscoveredHost]], bool], timeout: float) -> bool:
         """Wait until *predicate(hosts)* holds; tell whether it did within *timeout* seconds."""
         if predicate(self.hosts):
             return True
@@ -300,7 +306,7 @@ class AsyncBrowser:
                         return True
         return False
 
-    async def async_close(self) -> None:
+    async def close(self) -> None:
         """Stop browsing, cancel lookups in progress and close zeroconf (no thread is left)."""
         for name in list(self._resolving):
             self._cancel_resolve(name)
@@ -353,20 +359,20 @@ def resolve_instance(name: str, timeout: float = RESOLVE_TIMEOUT) -> DiscoveredH
     return asyncio.run(async_resolve_instance(name, timeout))
 
 
-def _resolves_in_dns(name: str) -> bool:
+async def async_resolve_name(name: str) -> HostSpec | None:
+    """DNS (or /etc/hosts) first, else mDNS: a bare *name* DNS does not know, found as an instance; else None."""
     try:
-        socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return False
-    return True
-
-
-def _name_resolver(name: str) -> HostSpec | None:
-    """A bare name that DNS (or /etc/hosts) does not know is looked up as an instance name."""
-    if _resolves_in_dns(name):
+        await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
         return None
-    host = resolve_instance(name)
+    except (OSError, UnicodeError):
+        pass
+    host = await async_resolve_instance(name)
     return None if host is None else HostSpec(name, host.port, host.address)
+
+
+def resolve_name(name: str) -> HostSpec | None:
+    """Blocking ``async_resolve_name`` (not from inside a running event loop)."""
+    return asyncio.run(async_resolve_name(name))
 
 
 def install_name_resolver() -> None:
@@ -378,4 +384,4 @@ def install_name_resolver() -> None:
     connects to its SRV port and address while known hosts pins it as
     ``NAME:PORT``.
     """
-    set_name_resolver(_name_resolver)
+    set_name_resolver(resolve_name)

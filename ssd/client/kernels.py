@@ -10,7 +10,6 @@ trusted to choose paths on the client.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -18,6 +17,7 @@ from typing import Any, Literal, TypeVar, cast
 from ssd import contract
 from ssd.client.hostspec import HostSpec
 from ssd.errors import ErrorCode, SSDError
+from ssd.files import write_atomic
 from ssd.kernels.transport import client_info
 from ssd.keys import KeyPair
 from ssd.messages import (
@@ -43,7 +43,7 @@ from ssd.replies import (
 )
 from ssd.sealed import SealError, open_sealed, sealed_context
 
-__all__ = ["KernelCalls", "checked_kernel_id", "write_connection_file"]
+__all__ = ["START_TIMEOUT", "KernelCalls", "checked_kernel_id", "write_connection_file"]
 
 Q = TypeVar("Q", bound=RequestContent)
 R = TypeVar("R", bound=Reply)
@@ -174,10 +174,4 @@ def write_connection_file(path: str | Path, info: dict[str, Any]) -> Path:
     """Write a classic connection file, 0600, replacing any file there (atomically)."""
     target = Path(path).expanduser()
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(info, fh, indent=1)
-        fh.write("\n")
-    tmp.replace(target)
-    return target
+    return write_atomic(target, json.dumps(info, indent=1) + "\n")

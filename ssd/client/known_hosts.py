@@ -13,16 +13,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ssd.client.hostspec import HostSpec
+from ssd.files import write_atomic
 from ssd.keys import fingerprint, is_valid_public_key
 from ssd.paths import client_dir
 
-__all__ = ["KnownHosts"]
+__all__ = ["KnownHost", "KnownHosts"]
 
 _HEADER = "# ssd known hosts: HOST:PORT PUBLIC-KEY (Z85). Delete a line to forget that host.\n"
 
@@ -107,15 +107,8 @@ class KnownHosts:
             os.close(fd)
 
     def _write(self, entries: list[KnownHost]) -> None:
-        fd, name = tempfile.mkstemp(prefix=self.path.name + ".", dir=self.path.parent)
-        tmp = Path(name)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(_HEADER)
-            for entry in entries:
-                fh.write(f"{entry.host} {entry.public_key.decode()}\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.path)
+        lines = "".join(f"{entry.host} {entry.public_key.decode()}\n" for entry in entries)
+        write_atomic(self.path, _HEADER + lines, durable=True)
 
 
 def _speaks_for(host: str, spec: HostSpec) -> bool:

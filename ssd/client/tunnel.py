@@ -36,8 +36,8 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from ssd.kernels import sockdir
-from ssd.kernels.proxy import ChannelProxy, monitor_socket
-from ssd.kernels.relay import CHANNELS, HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, QUEUE_HWM
+from ssd.kernels.proxy import ChannelProxy, channel_pair, monitor_socket, stop_proxies
+from ssd.kernels.relay import CHANNELS, HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS
 from ssd.kernels.transport import CHANNEL_PORTS, classic_info, ipc_paths
 
 __all__ = ["DEFAULT_TRANSPORT", "Tunnel"]
@@ -81,14 +81,7 @@ class Tunnel:
     def start(self) -> dict[str, Any]:
         """Bind the local sockets, connect to the relay, start the proxies; return the local info."""
         for channel in CHANNELS:
-            local = self.ctx.socket(zmq.XPUB if channel == "iopub" else zmq.ROUTER)
-            remote = self.ctx.socket(zmq.XSUB if channel == "iopub" else zmq.DEALER)
-            for sock in (local, remote):
-                sock.linger = 0
-                sock.sndhwm = sock.rcvhwm = QUEUE_HWM
-            if channel == "iopub":
-                local.xpub_verbose = True
-                remote.rcvhwm = 0  # the local front drops for a slow frontend, as the relay's does
+            local, remote = channel_pair(self.ctx, channel)
             self.ports[channel] = self._bind_local(local, channel)
             self._connect_remote(remote, channel)
             self._proxies.append(ChannelProxy(self.ctx, channel, local, remote))
@@ -162,9 +155,7 @@ class Tunnel:
 
     def stop(self) -> None:
         """Stop the proxies and close everything."""
-        for proxy in self._proxies:
-            proxy.stop()
-        self._proxies.clear()
+        stop_proxies(self._proxies)
         if self._monitor is not None:
             self._monitor.close(linger=0)
             self._monitor = None

@@ -23,6 +23,7 @@ from typing import Literal
 import msgspec
 
 from ssd.errors import ErrorCode, SSDError
+from ssd.files import write_atomic
 from ssd.kernels.relay import CHANNELS
 from ssd.kernels.sockdir import SOCKET_ROOT, check_private_dir
 from ssd.paths import client_dir
@@ -95,11 +96,7 @@ def save(record: TunnelRecord) -> None:
     folder = _folder()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = folder / f"{tunnel_key(record.host, record.kernel_id)}.json"
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(msgspec.json.encode(record))
-    tmp.replace(target)
+    write_atomic(target, msgspec.json.encode(record), durable=True)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from ssd.client.hostspec import HostSpec
 from ssd.ctl.output import Output
 from ssd.errors import ErrorCode, SSDError
 
-__all__ = ["DISCOVER_COMMANDS", "add_parser", "cmd_discover"]
+__all__ = ["DEFAULT_TIMEOUT", "DISCOVER_COMMANDS", "add_parser", "cmd_discover"]
 
 DEFAULT_TIMEOUT = 2.0
 COLUMNS = ["name", "address", "system", "load", "kernels", "trust"]

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from ssd.client import Client
 from ssd.ctl.output import Output
 from ssd.errors import ErrorCode, SSDError
+from ssd.messages import KERNEL_KINDS
 from ssd.replies import KernelDescription
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
     "waiting",
 ]
 
-KINDS = ("spyder", "ipykernel")
+KINDS = KERNEL_KINDS
 KERNEL_HELP = "kernel id, a unique start of one, or the kernel's name (see: ssd-ctl kernels HOST)"
 SHORT = 8  # characters of a kernel id shown in tables and hints
 TCP_HELP = (

@@ -27,6 +27,9 @@ from ssd.replies import KernelShutdownReply, KernelStartReply
 
 __all__ = [
     "KERNEL_COMMANDS",
+    "KERNEL_HELP",
+    "SHORT",
+    "TCP_HELP",
     "add_parsers",
     "say_started",
     "shutdown_kernel",

@@ -45,7 +45,8 @@ from ssd.provisioner.spec import KINDS, PROVISIONER_NAME
 
 __all__ = ["KERNELSPEC_COMMANDS", "add_parser", "spec_document", "spec_name"]
 
-_PACKAGE = {"ipykernel": ("ipykernel", "ipykernel"), "spyder": ("spyder_kernels", "spyder-kernels")}
+HOST_HELP = "server as HOST[:PORT], an address or a discovered name"
+_PACKAGE = {"ipykernel": ("ipykernel", "ipykernel"), "spyder": ("spyder_kernels", "spyder-kernels")}  # preferred first
 _UNSAFE = re.compile(r"[^a-z0-9._]+")  # runs of anything else (dashes too) become one dash
 
 
@@ -158,7 +159,7 @@ def _kinds_of(env: dict[str, Any]) -> list[str]:
     """The kernels an environment can run, the preferred first."""
     if not env.get("python"):
         return []
-    return [kind for kind in KINDS if env.get(_PACKAGE[kind][0])]
+    return [kind for kind, (module, _) in _PACKAGE.items() if env.get(module)]
 
 
 # -- reading and writing specs ----------------------------------------------------------

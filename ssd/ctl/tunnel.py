@@ -31,7 +31,7 @@ from ssd.ctl.kernelargs import KERNEL_HELP, SHORT, TCP_HELP, resolve
 from ssd.ctl.output import Output
 from ssd.errors import ErrorCode, SSDError
 
-__all__ = ["TUNNEL_COMMANDS", "add_parser", "run_tunnel"]
+__all__ = ["TUNNEL_COMMANDS", "add_parser", "run_tunnel", "tunnel_file"]
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:

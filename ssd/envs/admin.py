@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssd.envs import validate
-from ssd.envs.compat import install_specs, kernels_spec_for
+from ssd.envs.compat import install_specs
 from ssd.errors import ErrorCode, SSDError
 
 __all__ = ["Operation", "OperationState", "Progress", "ProgressCallback", "ToolFailed", "create_conda", "create_venv"]
-__all__ += ["install", "pick_tool", "remove", "run_tool", "spyder_kernels_spec", "spyder_specs"]
+__all__ += ["install", "pick_tool", "remove", "run_tool", "spyder_specs"]
 
 log = logging.getLogger(__name__)
 
@@ -214,14 +214,6 @@ def pick_tool(kind: str, configured: str | None, available: Mapping[str, str]) -
     if configured not in available:
         raise ValueError(f"{configured} is not installed for you")
     return configured, available[configured]
-
-
-def spyder_kernels_spec(spyder_version: str) -> str:
-    """The spyder-kernels requirement for a Spyder version (6.1.x -> ``spyder-kernels>=3.1.0,<3.2.0``)."""
-    spec = kernels_spec_for(spyder_version)
-    if spec is None:
-        raise ValueError(f"no known spyder-kernels series for Spyder {spyder_version[:20]!r}")
-    return spec
 
 
 def spyder_specs(spyder_version: str) -> list[str]:

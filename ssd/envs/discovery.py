@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -25,7 +25,7 @@ from ssd.envs.metadata import Kind, PrefixFacts, read_prefix, site_packages_dirs
 from ssd.envs.stamps import Stamp, StampCache, stamp
 from ssd.errors import ErrorCode, SSDError
 
-__all__ = ["DiscoveryOptions", "EnvDiscovery", "EnvInfo", "discover", "find_env"]
+__all__ = ["DiscoveryOptions", "EnvDiscovery", "EnvInfo", "discover", "discovery_options", "find_env"]
 
 
 def _doc(text: str) -> msgspec.Meta:
@@ -44,6 +44,11 @@ class DiscoveryOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
         msgspec.field(default_factory=lambda: ["_*"])
     )
     known_roots: Annotated[bool, _doc("Search the usual install places (~/miniconda3, /opt/conda, ...).")] = True
+
+
+def discovery_options(envs: Mapping[str, Any]) -> DiscoveryOptions:
+    """The discovery options of an ``[envs]`` section (its other keys are for administration)."""
+    return msgspec.convert({k: v for k, v in envs.items() if k in DiscoveryOptions.__struct_fields__}, DiscoveryOptions)
 
 
 class EnvInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,6 +18,7 @@ import msgspec
 from ssd.envs.compat import parse_version
 
 __all__ = [
+    "Kind",
     "PrefixFacts",
     "conda_versions",
     "dist_versions",

@@ -40,8 +40,3 @@ class StampCache(Generic[T]):
         value = self._loader(path)
         self._entries[path] = (current, value)
         return value
-
-    def retain(self, paths: set[Path]) -> None:
-        """Forget every path not in *paths* (so the cache does not grow without bound)."""
-        for path in self._entries.keys() - paths:
-            del self._entries[path]

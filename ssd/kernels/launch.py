@@ -21,6 +21,7 @@ from jupyter_core.paths import jupyter_runtime_dir
 
 from ssd.envs import EnvInfo
 from ssd.errors import ErrorCode, SSDError
+from ssd.files import write_atomic
 from ssd.kernels import sockdir
 from ssd.kernels.record import KernelRecord
 
@@ -132,11 +133,7 @@ def new_connection_file(kernel_id: str, transport: str, ip: str) -> tuple[str, d
 
 def write_kernel_file(path: str, info: dict[str, Any]) -> None:
     """(Re)write a kernel's own connection file, 0600, atomically."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(info, fh, indent=1)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(info, indent=1))
 
 
 def spawn(record: KernelRecord) -> subprocess.Popen[bytes]:

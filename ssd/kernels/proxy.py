@@ -14,9 +14,13 @@ from typing import Any
 
 import zmq
 
-__all__ = ["ChannelProxy", "monitor_socket"]
+__all__ = ["QUEUE_HWM", "ChannelProxy", "channel_pair", "monitor_socket", "stop_proxies"]
 
 log = logging.getLogger(__name__)
+
+# Messages queued per socket (libzmq's default): an iopub subscriber that falls this far behind loses
+# messages, exactly as it would on the kernel's own PUB socket, instead of the worker buffering without bound.
+QUEUE_HWM = 1000
 
 _NAMES = itertools.count(1)
 
@@ -31,6 +35,30 @@ def monitor_socket(ctx: zmq.Context[Any], sock: zmq.Socket[Any], events: int) ->
     monitor.linger = 0
     monitor.connect(address)
     return monitor
+
+
+def channel_pair(ctx: zmq.Context[Any], channel: str) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+    """The two ends of one forwarded channel: the front (ROUTER; XPUB for iopub) and the back (DEALER; XSUB)."""
+    front: zmq.Socket[Any] = ctx.socket(zmq.XPUB if channel == "iopub" else zmq.ROUTER)
+    try:
+        back: zmq.Socket[Any] = ctx.socket(zmq.XSUB if channel == "iopub" else zmq.DEALER)
+    except BaseException:
+        front.close(linger=0)
+        raise
+    for sock in (front, back):
+        sock.linger = 0
+        sock.sndhwm = sock.rcvhwm = QUEUE_HWM
+    if channel == "iopub":
+        front.xpub_verbose = True  # every new subscription reaches the kernel (its iopub welcome)
+        back.rcvhwm = 0  # take all the kernel sends; the front drops for a slow client, as a kernel's PUB does
+    return front, back
+
+
+def stop_proxies(proxies: list[ChannelProxy]) -> None:
+    """Stop every proxy in *proxies* (their threads close the sockets) and empty the list."""
+    for proxy in proxies:
+        proxy.stop()
+    proxies.clear()
 
 
 class ChannelProxy:

@@ -30,10 +30,19 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
-from ssd.kernels.proxy import ChannelProxy, monitor_socket
+from ssd.kernels.proxy import ChannelProxy, channel_pair, monitor_socket, stop_proxies
 from ssd.kernels.transport import kernel_endpoint
 
-__all__ = ["CHANNELS", "PortBusy", "Relay", "RelayGate", "new_relay_keys", "relay_connection_info"]
+__all__ = [
+    "CHANNELS",
+    "HEARTBEAT_IVL_MS",
+    "HEARTBEAT_TIMEOUT_MS",
+    "PortBusy",
+    "Relay",
+    "RelayGate",
+    "new_relay_keys",
+    "relay_connection_info",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +51,6 @@ CHANNELS = ("shell", "control", "stdin", "iopub", "hb")
 RELAY_IDENTITY = b"ssd-relay"
 # libzmq heartbeats on the client side of the relay: a dead peer is noticed (and the
 # connection dropped and re-made by the client) within seconds, not at TCP's pace.
-# Messages queued per socket (libzmq's default): an iopub subscriber that falls this far behind loses
-# messages, exactly as it would on the kernel's own PUB socket, instead of the worker buffering without bound.
-QUEUE_HWM = 1000
 HEARTBEAT_IVL_MS = 2000
 HEARTBEAT_TIMEOUT_MS = 6000
 
@@ -113,13 +119,8 @@ class Relay:
         return dict(self.ports)
 
     def _pair(self, channel: str, made: list[zmq.Socket[Any]]) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
-        front = self.ctx.socket(zmq.XPUB if channel == "iopub" else zmq.ROUTER)
-        made.append(front)  # at once: if the next socket cannot be made, this one is still closed
-        back = self.ctx.socket(zmq.XSUB if channel == "iopub" else zmq.DEALER)
-        made.append(back)
-        for sock in (front, back):
-            sock.linger = 0
-            sock.sndhwm = sock.rcvhwm = QUEUE_HWM
+        front, back = channel_pair(self.ctx, channel)
+        made += (front, back)
         # After a restart in place the kernel binds again: reconnect as fast as the worker's own link does
         # (ssd.kernels.link), so that the iopub subscription reaches the new kernel before the restart is
         # answered and the first cell's output is not lost to a relay still waiting out libzmq's 100 ms.
@@ -130,9 +131,6 @@ class Relay:
         front.zap_domain = (f"{self.domain}:hb" if channel == "hb" else self.domain).encode()
         front.heartbeat_ivl = HEARTBEAT_IVL_MS
         front.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
-        if channel == "iopub":
-            front.xpub_verbose = True
-            back.rcvhwm = 0  # take all the kernel sends; the front drops for a slow client, as a kernel's PUB does
         if channel in ("shell", "stdin"):
             back.routing_id = RELAY_IDENTITY
         if channel == "shell":
@@ -182,9 +180,7 @@ class Relay:
 
     def stop(self) -> None:
         """Stop every proxy (their threads close the sockets) and the monitor."""
-        for proxy in self._proxies:
-            proxy.stop()
-        self._proxies.clear()
+        stop_proxies(self._proxies)
         if self.monitor is not None:
             self.monitor.close(linger=0)
             self.monitor = None

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ssd.errors import ErrorCode, SSDError
 
-__all__ = ["MAX_SOCKET_PATH", "check_private_dir", "new_private_dir", "remove_sockets"]
+__all__ = ["MAX_SOCKET_PATH", "SOCKET_ROOT", "check_private_dir", "new_private_dir", "remove_sockets"]
 
 SOCKET_ROOT = "/tmp"  # noqa: S108 (a 0700 folder made by mkdtemp; see the module docstring)
 # The longest socket path accepted: macOS's sun_path (104 bytes) less its NUL, with a margin.

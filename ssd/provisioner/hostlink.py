@@ -7,16 +7,14 @@ notebook server has no terminal).
 
 from __future__ import annotations
 
-import asyncio
 import getpass
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 from jupyter_client.connect import KernelConnectionInfo
 
 from ssd.client import AsyncClient, HostSpec, parse_host
-from ssd.client.discovery import async_resolve_instance
+from ssd.client.discovery import async_resolve_name
 from ssd.client.hostspec import is_address
 from ssd.errors import ErrorCode, RemoteError, SSDError, translate
 
@@ -69,13 +67,7 @@ async def resolve_host(text: str) -> HostSpec:
         raise SSDError(f"the kernelspec's host is invalid: {exc}", code=ErrorCode.KERNELSPEC_INVALID) from None
     if spec.address is not None or ":" in text or is_address(spec.host):
         return spec
-    try:
-        await asyncio.get_running_loop().getaddrinfo(spec.host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        found = await async_resolve_instance(spec.host)
-        if found is not None:
-            return HostSpec(spec.host, found.port, found.address)
-    return spec
+    return await async_resolve_name(spec.host) or spec
 
 
 def for_kernel_manager(info: dict[str, Any]) -> KernelConnectionInfo:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from ssd.errors import ErrorCode, SSDError
+from ssd.messages import KERNEL_KINDS
 
 __all__ = ["KINDS", "PROVISIONER_NAME", "check_config"]
 
 PROVISIONER_NAME = "ssd-provisioner"
-KINDS = ("ipykernel", "spyder")
+KINDS = KERNEL_KINDS
 
 
 def check_config(host: str, env: str, kind: str) -> None:

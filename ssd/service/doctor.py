@@ -295,7 +295,7 @@ async def _check_announcement(ctx: _Context) -> Finding:
     fingerprint = ctx.pair.fingerprint
     try:
         async with AsyncBrowser(interfaces=[i for i in interfaces if i != "all"] or None) as view:
-            seen = await view.async_wait(
+            seen = await view.wait_until(
                 lambda hosts: any(h.fingerprint == fingerprint for h in hosts.values()), ANNOUNCE_WAIT
             )
     except OSError as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-from ssd.envs import DiscoveryOptions, discover
+from ssd.envs import discover, discovery_options
 
 __all__ = ["main"]
 
@@ -20,9 +20,7 @@ __all__ = ["main"]
 def main() -> int:
     """Discover with the options on stdin and print the result."""
     envs = msgspec.json.decode(sys.stdin.buffer.read() or b"{}")
-    options = msgspec.convert(
-        {k: v for k, v in envs.items() if k in DiscoveryOptions.__struct_fields__}, DiscoveryOptions
-    )
+    options = discovery_options(envs)
     found = discover(options, Path(os.environ.get("HOME", "~")).expanduser(), dict(os.environ))
     sys.stdout.buffer.write(msgspec.json.encode(found) + b"\n")
     return 0

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import platformdirs
 
-from ssd import certs, config, keys
+from ssd import certs, config, configdoc, keys
 from ssd.errors import ErrorCode, SSDError
+from ssd.files import write_atomic
 from ssd.paths import APP, SYSTEM_UNIT_DIR, UNIT_NAME, Mode, ServerPaths, server_paths, user_unit_dir
 from ssd.service.unit import system_unit, user_unit
 
-__all__ = ["InstallReport", "initialize", "install", "uninstall"]
+__all__ = ["InstallReport", "initialize", "install", "uninstall", "unit_path"]
 
 Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
 
@@ -61,7 +62,7 @@ def initialize(paths: ServerPaths) -> list[str]:
             directory.mkdir(parents=True, mode=mode)
             made.append(str(directory))
     if not paths.config_file.exists():
-        _write_private(paths.config_file, config.default_toml())
+        _write_private(paths.config_file, configdoc.default_toml())
         made.append(str(paths.config_file))
     pair, created = keys.load_or_create_keypair(paths.key_stem)
     if created:
@@ -149,10 +150,7 @@ def _fix_system_modes(paths: ServerPaths) -> None:
 
 
 def _write_public(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o644)
-    tmp.replace(path)
+    write_atomic(path, text, mode=0o644, durable=True)
 
 
 def _enable_commands(mode: Mode, root: Path | None) -> list[list[str]]:

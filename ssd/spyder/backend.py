@@ -31,7 +31,7 @@ from ssd.spyder.loop import LoopThread
 from ssd.spyder.models import ConnectInfo, EnvRow, HostRow, KernelRow, Progress, StartedKernel
 from ssd.spyder.verdict import verdict
 
-__all__ = ["Backend", "Callback", "parse_host"]
+__all__ = ["Backend", "Callback", "connection_file", "parse_host"]
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class Backend:
 
         async def start() -> None:
             self._browser = AsyncBrowser(known_hosts=self.known_hosts, on_change=changed)
-            await self._browser.async_start()
+            await self._browser.start()
 
         def started(_result: object, error: BaseException | None) -> None:
             if error is not None:
@@ -362,7 +362,7 @@ class Backend:
 
         async def run() -> None:
             if self._browser is not None:
-                await self._browser.async_close()
+                await self._browser.close()
             for client in list(self._clients.values()):
                 await client.close()
             self._clients.clear()

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import msgspec
 
 from ssd import contract
-from ssd.envs import DiscoveryOptions, EnvDiscovery, EnvInfo, admin, find_env, validate
+from ssd.envs import EnvDiscovery, EnvInfo, admin, discovery_options, find_env, validate
 from ssd.errors import ErrorCode, SSDError
 from ssd.messages import (
     EnvCancelRequest,
@@ -35,8 +35,6 @@ from ssd.workers.base import Worker
 
 __all__ = ["EnvWorker"]
 
-_DISCOVERY_KEYS = set(DiscoveryOptions.__struct_fields__)
-
 
 class EnvWorker(Worker):
     """Serves the ``env_*`` requests for its one user."""
@@ -47,7 +45,7 @@ class EnvWorker(Worker):
     def __init__(self, credentials: wire.Credentials) -> None:
         super().__init__(credentials)
         envs: dict[str, Any] = dict(credentials.options.get("envs", {}))
-        options = msgspec.convert({k: v for k, v in envs.items() if k in _DISCOVERY_KEYS}, DiscoveryOptions)
+        options = discovery_options(envs)
         self.home = Path(os.environ.get("HOME", "~")).expanduser()
         self.discovery = EnvDiscovery(options, self.home, dict(os.environ))
         self.administration = bool(envs.get("administration", True))

@@ -21,7 +21,7 @@ import msgspec
 
 from ssd import contract
 from ssd.config import KernelsConfig
-from ssd.envs import DiscoveryOptions, EnvDiscovery, EnvInfo, find_env
+from ssd.envs import EnvDiscovery, EnvInfo, discovery_options, find_env
 from ssd.errors import ErrorCode, SSDError
 from ssd.kernels import launch
 from ssd.kernels.clients import count_clients
@@ -57,7 +57,6 @@ __all__ = ["KernelWorker"]
 
 log = logging.getLogger(__name__)
 
-_DISCOVERY_KEYS = set(DiscoveryOptions.__struct_fields__)
 # How long an adopted kernel's relay waits for its old ports before taking new ones (seconds).
 RELAY_PORT_WAIT = 10.0
 
@@ -78,9 +77,8 @@ class KernelWorker(Worker):
         # ipc behind the relay: no kernel socket another local user could reach (tcp: the plain LAN mode).
         self.kernel_transport = str(options.get("kernel_transport", "ipc" if relay_ip else "tcp"))
         self.relays = RelayHost(str(relay_ip)) if relay_ip else None
-        envs = {k: v for k, v in dict(options.get("envs", {})).items() if k in _DISCOVERY_KEYS}
         self.home = os.environ.get("HOME") or str(Path("~").expanduser())
-        self.discovery = EnvDiscovery(msgspec.convert(envs, DiscoveryOptions), Path(self.home), dict(os.environ))
+        self.discovery = EnvDiscovery(discovery_options(options.get("envs", {})), Path(self.home), dict(os.environ))
         self.kernels: dict[str, ManagedKernel] = {}
         self.hooks = KernelHooks(
             on_state=self._on_state,

@@ -14,9 +14,9 @@ import logging
 import os
 import stat
 import sys
-import tempfile
 from pathlib import Path
 
+from ssd.files import write_atomic
 from ssd.keys import is_valid_public_key
 
 __all__ = ["append_key", "authorized", "read_keys", "remove_keys"]
@@ -110,16 +110,7 @@ def remove_keys(path: Path, key: bytes | None) -> int:
     if len(kept) == len(lines):
         return 0
     # A new file renamed over the old one: a crash leaves either, never half of one.
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".authorized_keys.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.writelines(kept)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    write_atomic(path, b"".join(kept), durable=True)
     return len(lines) - len(kept)
 
 

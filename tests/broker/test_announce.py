@@ -97,17 +97,17 @@ def test_txt_change_reaches_a_browser(tmp_path: Path) -> None:
                     host = view.hosts.get("txt-probe._ssd._tcp.local.")
                     return host is not None and host.txt.get("kernels") == n
 
-                assert await view.async_wait(lambda hosts: kernels_are("0"), 10)
+                assert await view.wait_until(lambda hosts: kernels_are("0"), 10)
                 host = view.hosts["txt-probe._ssd._tcp.local."]
                 assert host.port == 4242
                 assert host.fingerprint == "SHA256:test"
                 kernels[0] = 3
-                announcer.async_refresh()
-                assert await view.async_wait(lambda hosts: kernels_are("3"), 10)
+                announcer.refresh_soon()
+                assert await view.wait_until(lambda hosts: kernels_are("3"), 10)
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            await announcer.async_stop()
+            await announcer.stop()
 
     asyncio.run(scenario())

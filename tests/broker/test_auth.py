@@ -16,7 +16,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from conftest import Daemon, new_client, require_root
+from support.ci import require_root
+from support.daemon import Daemon, new_client
 from users import User, audit, error_of, login, new_password, system_daemon, users
 
 from ssd.client import AsyncClient, KnownHosts

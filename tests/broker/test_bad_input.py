@@ -15,10 +15,11 @@ from typing import Any
 import psutil
 import pytest
 import zmq
-from conftest import Daemon, start_daemon
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jupyter_client.session import DELIM, Session
+from support.daemon import Daemon, start_daemon
+from support.eventually import eventually
 
 from ssd.broker.keyport import KEY_HEADER, KEY_REQUEST, parse_header
 
@@ -246,12 +247,7 @@ def test_key_port_answers_key_request_and_ignores_garbage(clients: Clients) -> N
 def test_sigterm_exits_zero_and_leaves_nothing(daemon: Daemon) -> None:
     """SIGTERM stops the daemon with exit 0, reaps every worker and removes daemon.json."""
     parent = psutil.Process(daemon.process.pid)
-    children: list[psutil.Process] = []
-    deadline = time.monotonic() + 10
-    while not children and time.monotonic() < deadline:
-        children = parent.children(recursive=True)
-        time.sleep(0.05)
-    assert children, "the diag worker never started"
+    children = eventually(lambda: parent.children(recursive=True) or None, "the diag worker", timeout=10)
     assert daemon.stop() == 0, daemon.log()
     assert [c.pid for c in children if c.is_running()] == []
     assert not (daemon.state_dir / "daemon.json").exists()

@@ -8,7 +8,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import Daemon, new_client, require_root
+from support.ci import require_root
+from support.daemon import Daemon, new_client
 from users import error_of, login, system_daemon, users
 
 from ssd.broker.dispatch import PUBLIC_TYPES, ROUTES, Auth

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 import zmq
-from conftest import Daemon, new_client
+from support.daemon import Daemon, new_client
 
 from ssd.protocol import Wire
 

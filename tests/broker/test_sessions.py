@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 import zmq
-from conftest import Daemon, new_client, require_root
+from support.ci import require_root
+from support.daemon import Daemon, new_client
 from support.eventually import eventually
 from users import User, error_of, login, start_system_daemon, stop_and_audit, system_daemon, users
 

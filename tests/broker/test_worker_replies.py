@@ -6,7 +6,7 @@ import os
 import pwd
 from pathlib import Path
 
-from conftest import new_client, start_daemon
+from support.daemon import new_client, start_daemon
 
 
 def test_large_worker_reply_does_not_cycle_the_worker(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import zmq
-from conftest import start_daemon
+from support.daemon import start_daemon
 from zmq.utils.monitor import recv_monitor_message
 
 from ssd.broker.policy import ConnectionThrottle

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import zmq
 from certfixtures import SiteCA, server_names
-from conftest import Daemon, start_daemon
 from cryptography import x509
+from support.daemon import Daemon, start_daemon
 
 from ssd import hostinfo
 from ssd.client import Client, KnownHosts

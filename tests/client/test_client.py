@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from conftest import Daemon, logged_in_client, start_daemon
+from support.daemon import Daemon, logged_in_client, start_daemon
 
 from ssd import keys
 from ssd.client import AsyncClient, Client, Event, HostSpec, KnownHosts

@@ -28,7 +28,7 @@ def test_daemon_is_discovered_with_port_fingerprint_and_txt(tmp_path: Path) -> N
 
         async def look() -> None:
             async with AsyncBrowser(interfaces=LOOPBACK, known_hosts=known) as view:
-                assert await view.async_wait(lambda hosts: f"{name}.{SERVICE_TYPE}" in hosts, 15), daemon.log()
+                assert await view.wait_until(lambda hosts: f"{name}.{SERVICE_TYPE}" in hosts, 15), daemon.log()
                 host = view.hosts[f"{name}.{SERVICE_TYPE}"]
                 assert host.name == name
                 assert host.port == daemon.port
@@ -71,10 +71,10 @@ def test_shutdown_is_seen_as_removal(tmp_path: Path) -> None:
             async with AsyncBrowser(
                 interfaces=LOOPBACK, known_hosts=KnownHosts(tmp_path / "kh"), on_change=changes.append
             ) as view:
-                assert await view.async_wait(lambda hosts: key in hosts, 15), daemon.log()
+                assert await view.wait_until(lambda hosts: key in hosts, 15), daemon.log()
                 await asyncio.to_thread(daemon.stop_and_check)
                 # Goodbye packets, not the 75-minute TTL, end the entry.
-                assert await view.async_wait(lambda hosts: key not in hosts, 5)
+                assert await view.wait_until(lambda hosts: key not in hosts, 5)
 
         asyncio.run(watch())
     kinds = [c.kind for c in changes if c.host.name == name]
@@ -89,7 +89,7 @@ def test_two_daemons_with_one_name_both_appear(tmp_path: Path) -> None:
 
         async def wait_for(names: set[str]) -> dict[str, int]:
             async with AsyncBrowser(interfaces=LOOPBACK, known_hosts=KnownHosts(tmp_path / "kh")) as view:
-                ok = await view.async_wait(lambda hosts: names <= {h.name for h in hosts.values()}, 20)
+                ok = await view.wait_until(lambda hosts: names <= {h.name for h in hosts.values()}, 20)
                 assert ok, f"saw {[h.name for h in view.hosts.values()]}"
                 return {h.name: h.port for h in view.hosts.values() if h.name in names}
 

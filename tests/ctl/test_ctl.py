@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from conftest import Daemon
+from support.daemon import Daemon
 
 from ssd.errors import ErrorCode
 from ssd.keys import fingerprint

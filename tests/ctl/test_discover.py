@@ -11,8 +11,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import require_root
 from netns import CTL, announcing_daemon, avahi_peer, ctl, namespace_pair
+from support.ci import require_root
 
 LOOPBACK_ONLY = {"SSD_DISCOVERY_INTERFACES": "127.0.0.1", "COLUMNS": "200"}  # wide: no wrapped cells
 

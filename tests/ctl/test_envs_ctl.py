@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import start_daemon
 from envfixtures import broken_kernel_venv, conda_copy, kernel_venv
+from support.daemon import start_daemon
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
 

@@ -14,8 +14,7 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,10 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import Daemon, start_daemon
 from envfixtures import conda_copy, expected, kernel_venv
 from jupyter_client.blocking.client import BlockingKernelClient
+from support.daemon import Daemon, start_daemon
+from support.eventually import eventually
 
 from ssd.ctl.connfiles import choose_connection_file
 from ssd.ctl.kernelargs import resolve_kernel
@@ -129,14 +129,6 @@ def run_cell(client: BlockingKernelClient, code: str) -> tuple[str, dict[str, An
     return "".join(printed), reply["content"]
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Wait until *condition* holds (a deadline against hanging, not a speed check)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"still not {what}"
-        time.sleep(0.05)
-
-
 def process_gone(pid: int) -> bool:
     """The kernel process has exited and was reaped (no zombie left)."""
     return not psutil.pid_exists(pid)
@@ -190,7 +182,7 @@ def test_start_writes_a_classic_connection_file_that_runs_code(host: Host) -> No
     assert stopped["removed"] == [str(path)]
     assert not path.exists()
     assert host.kernels() == []
-    wait_for(lambda: process_gone(kernel["pid"]), "gone")
+    eventually(lambda: process_gone(kernel["pid"]), "the kernel process gone", timeout=10)
 
 
 def test_interrupt_stops_a_sleeping_cell(host: Host) -> None:
@@ -201,7 +193,7 @@ def test_interrupt_stops_a_sleeping_cell(host: Host) -> None:
         # stop_on_error=False: ipykernel aborts the requests that arrive while it handles an error of a cell
         # that had it (the next cell, sent at once, would come back "aborted").
         msg_id = client.execute("import time; print('sleeping', flush=True); time.sleep(60)", stop_on_error=False)
-        wait_for(lambda: _printed(client, msg_id, "sleeping"), "sleeping", timeout=30)
+        eventually(lambda: _printed(client, msg_id, "sleeping"), "sleeping printed", timeout=30)
         result = host.ctl("interrupt", host.daemon.host, kernel_id[:6])
         assert result.returncode == 0, result.stderr
         assert f"interrupted kernel {kernel_id} (by signal)" in result.stdout
@@ -256,7 +248,7 @@ def test_ipykernel_options_restart_and_attach(host: Host) -> None:
     assert restarted["kernel"]["kernel_id"] == kernel_id
     assert restarted["kernel"]["pid"] != first_pid
     assert restarted["kernel"]["restarts"] == 1
-    wait_for(lambda: process_gone(first_pid), "gone")
+    eventually(lambda: process_gone(first_pid), "the kernel process gone", timeout=10)
 
     again = host.tmp / "files" / "again.json"
     attached = host.json("attach", host.daemon.host, kernel_id[:4], "--connection-file", str(again))
@@ -269,7 +261,7 @@ def test_ipykernel_options_restart_and_attach(host: Host) -> None:
         # stop_on_error=False: ipykernel aborts the requests that arrive while it handles an error of a cell
         # that had it (the next cell, sent at once, would come back "aborted").
         msg_id = client.execute("import time; print('sleeping', flush=True); time.sleep(60)", stop_on_error=False)
-        wait_for(lambda: _printed(client, msg_id, "sleeping"), "sleeping", timeout=30)
+        eventually(lambda: _printed(client, msg_id, "sleeping"), "sleeping printed", timeout=30)
         assert host.json("interrupt", host.daemon.host, kernel_id, "--mode", "message")["mode"] == "message"
         assert client.get_shell_msg(timeout=30)["content"]["ename"] == "KeyboardInterrupt"
 
@@ -438,4 +430,4 @@ def test_console_runs_on_the_new_kernel_then_stops_it_unless_keep(host: Host, ke
     else:
         assert f"stopped kernel {kernel_id}" in result.stdout
         assert host.kernels() == []
-    wait_for(lambda: process_gone(pid), "gone")
+    eventually(lambda: process_gone(pid), "the kernel process gone", timeout=10)

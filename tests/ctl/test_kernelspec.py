@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, start_daemon
 from envfixtures import conda_copy, heavy_venv, make_conda_style, make_venv
+from support.daemon import Daemon, start_daemon
 
 from ssd.ctl.kernelspec import spec_document, spec_name
 from ssd.errors import ErrorCode

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, require_root
+from support.ci import require_root
+from support.daemon import Daemon
 from users import User, new_password, system_daemon, users
 
 from ssd.client.identity import client_keypair

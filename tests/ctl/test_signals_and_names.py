@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import start_daemon
+from support.daemon import start_daemon
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
 

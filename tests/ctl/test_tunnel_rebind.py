@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from conftest import Daemon, start_daemon
 from envfixtures import conda_copy, kernel_venv
 from jupyter_client.blocking.client import BlockingKernelClient
+from support.daemon import Daemon, start_daemon
 from support.eventually import eventually
 
 from ssd.client.tunnelstate import tunnel_key

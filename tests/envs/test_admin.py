@@ -291,9 +291,9 @@ def test_pick_tool() -> None:
             admin.pick_tool(kind, configured, available)
 
 
-def test_spyder_kernels_spec_follows_the_compatibility_table() -> None:
-    assert admin.spyder_kernels_spec("6.1.2") == "spyder-kernels>=3.1.0,<3.2.0"
-    assert admin.spyder_kernels_spec("5.5.6") == "spyder-kernels>=2.5.0,<2.6.0"
+def test_spyder_specs_follow_the_compatibility_table() -> None:
+    assert admin.spyder_specs("6.1.2")[0] == "spyder-kernels>=3.1.0,<3.2.0"
+    assert admin.spyder_specs("5.5.6")[0] == "spyder-kernels>=2.5.0,<2.6.0"
     for unknown in ("9.9.9", "six", "6"):
         with pytest.raises(ValueError, match="no known spyder-kernels series"):
-            admin.spyder_kernels_spec(unknown)
+            admin.spyder_specs(unknown)

@@ -129,15 +129,6 @@ def process_state(pid: int) -> str | None:
     return stat[stat.rfind(")") + 2]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll *condition* until true; fail after *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(0.05)
-
-
 def owner_and_mode(path: str) -> tuple[int, int]:
     """(uid, permission bits) of a file."""
     st = os.stat(path)

@@ -12,9 +12,9 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import Daemon, logged_in_client, start_daemon
 from envfixtures import conda_copy, kernel_venv
 from kerneltools import EventTap, kernel_client, process_state
+from support.daemon import Daemon, logged_in_client, start_daemon
 from support.eventually import eventually
 
 from ssd.client import Client

@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 from typing import cast
 
-from conftest import Daemon, logged_in_client, new_client, require_root, start_daemon
 from envfixtures import conda_copy, kernel_venv, public_dir
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import KernelConnectionInfo
-from kerneltools import EventTap, evaluate, give_env, kernel_client, run, wait_until
+from kerneltools import EventTap, evaluate, give_env, kernel_client, run
+from support.ci import require_root
+from support.daemon import Daemon, logged_in_client, new_client, start_daemon
+from support.eventually import eventually
 from users import User, error_of, login, system_daemon, users
 
 from ssd.client import Client
@@ -138,12 +140,12 @@ def test_a_client_connecting_through_the_relay_counts_as_activity(tmp_path: Path
         kc.load_connection_info(cast(KernelConnectionInfo, client.connection_info(reply.connection)))
         kc.start_channels(iopub=False, stdin=False, hb=False, control=False)  # connects; sends nothing
         try:
-            wait_until(lambda: client.kernel_list()[0].connections == 1, what="one client counted")
+            eventually(lambda: client.kernel_list()[0].connections == 1, what="one client counted")
             (during,) = client.kernel_list()
             assert during.last_activity > before.last_activity
         finally:
             kc.stop_channels()
-        wait_until(lambda: client.kernel_list()[0].connections == 0, what="client gone")
+        eventually(lambda: client.kernel_list()[0].connections == 0, what="client gone")
         client.kernel_shutdown(kernel_id)
     finally:
         client.close()

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import psutil
-from conftest import Daemon, new_client, require_root
 from envfixtures import public_dir
-from kerneltools import EventTap, evaluate, give_env, process_state, wait_until
+from kerneltools import EventTap, evaluate, give_env, process_state
+from support.ci import require_root
+from support.daemon import Daemon, new_client
+from support.eventually import eventually
 from users import User, login, start_system_daemon, stop_and_audit, users
 
 from ssd.client import Client
@@ -59,7 +60,7 @@ def test_kernel_worker_killed_kernel_adopted_then_reaped(tmp_path: Path) -> None
             worker = _kernel_worker(daemon, alice)
             worker.kill()
             worker.wait(10)
-            wait_until(lambda: _has_new_worker(daemon, alice, worker.pid), what="kernel worker restarted")
+            eventually(lambda: _has_new_worker(daemon, alice, worker.pid), what="kernel worker restarted")
             listed = {k.kernel_id: k for k in _list_when_back(client)}
             assert set(listed) == {first.kernel.kernel_id, second.kernel.kernel_id}
             assert client.connection_info(client.kernel_info(first.kernel.kernel_id).connection) == info
@@ -67,10 +68,10 @@ def test_kernel_worker_killed_kernel_adopted_then_reaped(tmp_path: Path) -> None
             pid = second.kernel.pid
             os.kill(pid, signal.SIGKILL)
             tap.kernel_state(second.kernel.kernel_id, "dead")
-            wait_until(lambda: process_state(pid) is None, what="orphaned kernel reaped by the daemon")
+            eventually(lambda: process_state(pid) is None, what="orphaned kernel reaped by the daemon")
             client.kernel_shutdown(first.kernel.kernel_id)
             gone = first.kernel.pid
-            wait_until(lambda: process_state(gone) is None, what="adopted kernel reaped after shutdown")
+            eventually(lambda: process_state(gone) is None, what="adopted kernel reaped after shutdown")
             assert [(k.kernel_id, k.state) for k in client.kernel_list()] == [
                 (second.kernel.kernel_id, "dead")  # kept a while for a restart
             ]
@@ -87,12 +88,7 @@ def _has_new_worker(daemon: Daemon, user: User, old: int) -> bool:
 
 
 def _list_when_back(client: Client) -> list[KernelDescription]:
-    deadline = time.monotonic() + 20
-    while True:
-        kernels = client.kernel_list()
-        if kernels or time.monotonic() > deadline:
-            return kernels
-        time.sleep(0.1)
+    return eventually(lambda: client.kernel_list() or None, "the kernels listed again", timeout=20, interval=0.1)
 
 
 def test_daemon_killed_kernels_survive_and_are_readopted(tmp_path: Path) -> None:
@@ -111,7 +107,7 @@ def test_daemon_killed_kernels_survive_and_are_readopted(tmp_path: Path) -> None
             client.close()
         _kill_daemon(daemon)
         os.kill(doomed.kernel.pid, signal.SIGKILL)
-        wait_until(lambda: process_state(doomed.kernel.pid) in (None, "Z"), what="kernel killed")
+        eventually(lambda: process_state(doomed.kernel.pid) in (None, "Z"), what="kernel killed")
         assert process_state(alive.kernel.pid) not in (None, "Z")
         daemon = start_system_daemon(tmp_path, init=False)
         client = _client(daemon, tmp_path, alice, log_in=False)  # the session survived in the state store
@@ -152,5 +148,5 @@ def test_daemon_stop_keeps_kernels_unless_configured(tmp_path: Path) -> None:
         finally:
             client.close()
         stop_and_audit(daemon)
-        wait_until(lambda: process_state(kept.kernel.pid) in (None, "Z"), what="kernel stopped")
+        eventually(lambda: process_state(kept.kernel.pid) in (None, "Z"), what="kernel stopped")
         assert not Path(kept.connection_file).exists()

@@ -9,9 +9,11 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, new_client, require_root
 from envfixtures import public_dir
-from kerneltools import EventTap, evaluate, give_env, kernel_client, owner_and_mode, process_state, run, wait_until
+from kerneltools import EventTap, evaluate, give_env, kernel_client, owner_and_mode, process_state, run
+from support.ci import require_root
+from support.daemon import Daemon, new_client
+from support.eventually import eventually
 from users import User, error_of, login, system_daemon, users
 
 from ssd.client import Client
@@ -85,12 +87,12 @@ def test_ipykernel_interrupt_restart_shutdown(tmp_path: Path) -> None:
                 for mode in ("signal", "message"):
                     # stop_on_error=False: the interrupted cell must not abort the next one sent right after.
                     msg_id = kc.execute("import time; time.sleep(60)", stop_on_error=False)
-                    wait_until(lambda: _busy(client, kernel_id), what="kernel busy")
+                    eventually(lambda: _busy(client, kernel_id), what="kernel busy")
                     assert client.kernel_interrupt(kernel_id, mode).mode == mode
                     answer = _reply_to(kc, msg_id)
                     assert answer["status"] == "error"
                     assert answer["ename"] == "KeyboardInterrupt"
-                    wait_until(lambda: not _busy(client, kernel_id), what="kernel idle again")
+                    eventually(lambda: not _busy(client, kernel_id), what="kernel idle again")
             old_pid = reply.kernel.pid
             restarted = client.kernel_restart(kernel_id)
             assert restarted.kernel.kernel_id == kernel_id
@@ -190,7 +192,7 @@ def test_kernel_death_is_published_and_reaped(tmp_path: Path) -> None:
             assert dead["exit_code"] == -9
             assert "key" not in dead
             assert "connection" not in dead
-            wait_until(lambda: process_state(plain.pid) is None, what="dead kernel reaped")
+            eventually(lambda: process_state(plain.pid) is None, what="dead kernel reaped")
             assert [k.state for k in client.kernel_list()] == ["dead"]
             revived = client.kernel_restart(plain.kernel_id).kernel
             assert revived.state == "ready"

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, require_root
 from envfixtures import conda_copy, kernel_venv
 from netns import CTL, Namespace, announcing_daemon, ctl, namespace_pair
+from support.ci import require_root
+from support.daemon import Daemon
 from support.procnet import tcp_listeners
 
 from ssd.client.identity import client_keypair

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import Daemon, logged_in_client, new_client, start_daemon
 from envfixtures import conda_copy, kernel_venv
 from kerneltools import EventTap, evaluate
+from support.daemon import Daemon, logged_in_client, new_client, start_daemon
 
 from ssd.sealed import SealError, open_sealed, sealed_context
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import require_root
+from support.ci import require_root
 
 from ssd.errors import ErrorCode, SSDError
 from ssd.kernels import sockdir

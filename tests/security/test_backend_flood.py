@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, new_client, require_root
+from support.ci import require_root
+from support.daemon import Daemon, new_client
 from support.eventually import eventually
 from users import User, login, system_daemon, users
 

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Daemon, new_client, require_root
+from support.ci import require_root
+from support.daemon import Daemon, new_client
 from support.eventually import eventually
 from users import User, login, system_daemon, users
 

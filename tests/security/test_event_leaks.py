@@ -11,9 +11,10 @@ import os
 import secrets
 from pathlib import Path
 
-from conftest import new_client, require_root
 from envfixtures import public_dir
 from kerneltools import EventTap, give_env
+from support.ci import require_root
+from support.daemon import new_client
 from users import error_of, login, system_daemon, users
 
 from ssd.errors import ErrorCode

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, new_client, require_root
 from envfixtures import public_dir
 from kerneltools import EventTap, give_env
+from support.ci import require_root
+from support.daemon import Daemon, new_client
 from users import User, login, system_daemon, users
 
 from ssd.client import Client

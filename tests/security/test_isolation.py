@@ -13,9 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Daemon, new_client, require_root
 from envfixtures import public_dir
 from kerneltools import give_env
+from support.ci import require_root
+from support.daemon import Daemon, new_client
 from users import SSD, User, chown_tree, login, stop_and_audit, users
 
 # Written into every planted package: record, then step aside for the real module.

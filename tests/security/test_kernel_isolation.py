@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from conftest import Daemon, new_client, require_root
 from envfixtures import conda_copy, kernel_venv, list_in_environments_txt, public_dir
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import KernelConnectionInfo
+from support.ci import require_root
+from support.daemon import Daemon, new_client
 from support.procnet import tcp_listeners
 from users import User, chown_tree, login, system_daemon, users
 

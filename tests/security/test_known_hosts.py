@@ -12,8 +12,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from conftest import start_daemon
 from netns import announcing_daemon, ctl
+from support.daemon import start_daemon
 
 LOOPBACK_ONLY = {"SSD_DISCOVERY_INTERFACES": "127.0.0.1"}
 EXIT_TRUST = 4  # ssd-ctl: trust failure (unknown or changed server key)

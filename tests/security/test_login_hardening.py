@@ -21,7 +21,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from conftest import Daemon, require_root
+from support.ci import require_root
+from support.daemon import Daemon
 from support.eventually import eventually
 from users import User, error_of, login, new_password, system_daemon, users
 

@@ -18,9 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import new_client, require_root
 from envfixtures import public_dir
 from kerneltools import give_env
+from support.ci import require_root
+from support.daemon import new_client
 from users import User, error_of, login, system_daemon, users
 
 from ssd.client import Client

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Daemon, require_root
+from support.ci import require_root
+from support.daemon import Daemon
 from users import chown_tree, users
 
 SSD = str(Path(sys.executable).with_name("ssd"))

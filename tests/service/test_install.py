@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, require_root
+from support.ci import IN_CI, require_root
 
 from ssd import keys
 

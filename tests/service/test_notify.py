@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import require_root
+from support.ci import require_root
 
 from ssd.client import Client, KnownHosts
 from ssd.client.discovery import async_resolve_instance

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import IN_CI, require_root
 from slurmcluster import SlurmCluster, missing_commands, slurm_cluster
+from support.ci import IN_CI, require_root
 
 
 @pytest.fixture(scope="session")

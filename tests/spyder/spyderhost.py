@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conftest import Daemon
+from support.daemon import Daemon
 from users import SSD, User
 
 __all__ = ["SpyderWorld", "announcing_system_daemon", "unique_name"]

@@ -29,7 +29,6 @@ from collections.abc import Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
-from conftest import require_root  # noqa: E402
 from envfixtures import list_in_environments_txt, make_conda_style, make_venv, public_dir  # noqa: E402
 from kerneltools import give_env  # noqa: E402
 from pytestqt.exceptions import TimeoutError as QtWaitTimeout  # noqa: E402
@@ -43,6 +42,7 @@ from spyderdriver import (  # noqa: E402
     wait_ready,
 )
 from spyderhost import SpyderWorld, announcing_system_daemon, unique_name  # noqa: E402
+from support.ci import require_root  # noqa: E402
 from users import SSD, chown_tree, users  # noqa: E402
 
 from ssd.client import Client  # noqa: E402

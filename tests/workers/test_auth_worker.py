@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import zmq
-from conftest import Daemon, new_client, require_root
+from support.ci import require_root
+from support.daemon import Daemon, new_client
 from users import User, chown_tree, error_of, login, stop_and_audit, system_daemon, users
 
 from ssd.errors import ErrorCode

@@ -11,8 +11,9 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import Daemon, new_client, require_root
 from envfixtures import make_conda_style, make_venv, public_dir
+from support.ci import require_root
+from support.daemon import Daemon, new_client
 from support.eventually import eventually
 from users import User, login, system_daemon, users
 

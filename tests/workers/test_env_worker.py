@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Daemon, new_client, require_root
 from envfixtures import conda_copy, heavy_venv, make_conda_style, make_venv, public_dir
+from support.ci import require_root
+from support.daemon import Daemon, new_client
+from support.eventually import eventually
 from users import User, login, system_daemon, users
 
 from ssd.client import Client
@@ -28,13 +29,11 @@ def _client(daemon: Daemon, tmp: Path, user: User) -> Client:
 
 def _env_worker(daemon: Daemon, user: User) -> psutil.Process:
     """The daemon's child process running as *user* (the env worker)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        mine = [p for p in psutil.Process(daemon.process.pid).children() if p.uids().real == user.uid]
-        if mine:
-            return mine[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no worker runs as {user.name}")
+
+    def mine() -> psutil.Process | None:
+        return next((p for p in psutil.Process(daemon.process.pid).children() if p.uids().real == user.uid), None)
+
+    return eventually(mine, f"a worker running as {user.name}", timeout=10)
 
 
 def _status(pid: int) -> dict[str, str]:

@@ -8,14 +8,15 @@ import pwd
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
 import pytest
 import zmq
-from conftest import Daemon, start_daemon
+from support.daemon import Daemon, start_daemon
+from support.eventually import eventually
 from zmq.utils.monitor import parse_monitor_message
 
 from ssd.protocol import Wire
@@ -112,16 +113,6 @@ def running(tmp: Path, diag: bool = True, **env: str) -> Iterator[Daemon]:
         daemon.stop_and_check()
 
 
-def wait_until(probe: Callable[[], T | None], timeout: float = 15.0) -> T:
-    """Poll *probe* until it returns something other than None."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (value := probe()) is not None:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting after {timeout}s")
-
-
 def worker_pids(daemon: Daemon, service: str = "diag") -> set[int]:
     """Pids of the daemon's live worker processes of *service* (not the auth pool, say)."""
     started = {int(pid) for pid in re.findall(rf"\(service {re.escape(service)}, pid (\d+)\)", daemon.log())}
@@ -183,7 +174,7 @@ def test_killed_worker_fails_inflight_request_and_is_restarted(tmp_path: Path, s
         took = time.monotonic() - killed_at
         assert_error(reply, "worker_lost")
         assert took < DELAY, f"worker_lost came after {took:.2f}s"
-        new = wait_until(lambda: next(iter(worker_pids(daemon) - {old}), None))
+        new = eventually(lambda: next(iter(worker_pids(daemon) - {old}), None), "a new worker", timeout=15)
         second = conn.call("echo_request", {"data": "second"})
         assert second["status"] == "ok", second
         assert second["pid"] == new != old
@@ -209,7 +200,7 @@ def test_silent_worker_is_declared_dead_killed_and_restarted(tmp_path: Path, soc
         finally:
             with contextlib.suppress(psutil.NoSuchProcess):
                 old.resume()
-        new = wait_until(lambda: next(iter(worker_pids(daemon) - {old_pid}), None))
+        new = eventually(lambda: next(iter(worker_pids(daemon) - {old_pid}), None), "a new worker", timeout=15)
         second = conn.call("echo_request", {"data": "again"})
         assert second["status"] == "ok", second
         assert second["pid"] == new != old_pid
