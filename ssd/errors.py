@@ -104,6 +104,11 @@ class ErrorCode(StrEnum):
     LOCAL_ERROR = "local_error", "this machine refused an operation (a file, a socket, a permission)"
     USAGE = "usage", "the command line is wrong"
     NOT_FOUND = "not_found", "the named thing (a known host, a user, an operation) does not exist"
+    # -- kernels in Slurm jobs
+    SLURM_ERROR = "slurm_error", "a Slurm command refused or failed; the message carries Slurm's own words"
+    SLURM_UNAVAILABLE = "slurm_unavailable", "Slurm placement is disabled on this host, or a Slurm command is missing"
+    SLURM_LIMIT = "slurm_limit", "a resource option is malformed or outside the host's [slurm] limits"
+    SLURM_OUTPUT = "slurm_output", "a Slurm command printed something ssd cannot read"
     # -- administration
     CONFIG_INVALID = "config_invalid", "the configuration (file, environment or flags) is invalid"
     KEY_FILE_INVALID = "key_file_invalid", "a key file is missing, malformed or has unsafe permissions"

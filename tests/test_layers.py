@@ -26,6 +26,8 @@ LAYERS = {
     ),
     **dict.fromkeys(["ssd.protocol", "ssd.messages", "ssd.config", "ssd.keys", "ssd.certs", "ssd.sealed"], BASE),
     "ssd.kernelerrors": BASE,
+    # the one contract of message types and their replies; shared small utilities; the config reference
+    **dict.fromkeys(["ssd.contract", "ssd.replies", "ssd.files", "ssd.configdoc"], BASE),
     # the contracts between the daemon's processes (and the key port's, which the client speaks too)
     "ssd.workers.wire": WIRE,
     "ssd.edge.link": WIRE,
@@ -36,7 +38,8 @@ LAYERS = {
     "ssd.workers": WORKERS,
     "ssd.broker": BROKER,
     "ssd.edge": EDGE,
-    # what people and other programs run
+    # what people and other programs run (contract_doc renders the protocol page, events included)
+    "ssd.contract_doc": FRONTENDS,
     **dict.fromkeys(["ssd.ctl", "ssd.service", "ssd.provisioner", "ssd.spyder", "ssd.cli", "ssd.__main__"], FRONTENDS),
 }
 

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 
 __all__ = ["SlurmError", "SlurmLimitError", "SlurmOutputError", "SlurmUnavailable"]
 
@@ -19,22 +19,22 @@ __all__ = ["SlurmError", "SlurmLimitError", "SlurmOutputError", "SlurmUnavailabl
 class SlurmError(SSDError):
     """A Slurm command refused or failed; the message carries Slurm's own words."""
 
-    code = "slurm_error"
+    code = ErrorCode.SLURM_ERROR
 
 
 class SlurmUnavailable(SlurmError):
     """Slurm placement is disabled here, or one of its commands cannot be found."""
 
-    code = "slurm_unavailable"
+    code = ErrorCode.SLURM_UNAVAILABLE
 
 
 class SlurmLimitError(SlurmError):
     """A resource option is malformed or outside a limit of ``[slurm]``, which the message names."""
 
-    code = "slurm_limit"
+    code = ErrorCode.SLURM_LIMIT
 
 
 class SlurmOutputError(SlurmError):
     """A Slurm command's output did not have the expected shape (a version this module does not know)."""
 
-    code = "slurm_output"
+    code = ErrorCode.SLURM_OUTPUT
