@@ -1,7 +1,7 @@
 """ssd-ctl start, kernels, stop, interrupt, restart and attach: your kernels on a host (console: ssd.ctl.console).
 
 A kernel's connection file is written on this machine with only the classic
-keys (``ssd.kernels.transport.CLASSIC_KEYS``), 0600, so that Spyder's
+keys (``ssd.kernels.connection.CLASSIC_KEYS``), 0600, so that Spyder's
 "Connect to an existing kernel" dialog, ``jupyter console --existing`` and
 any jupyter_client accept it. The HMAC key goes into that file and nowhere
 else: never on stdout, not even with ``--json``.

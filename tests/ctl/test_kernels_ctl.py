@@ -29,7 +29,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 
 from ssd.ctl.kernels import choose_connection_file, resolve_kernel
 from ssd.errors import SSDError
-from ssd.kernels.transport import CLASSIC_KEYS
+from ssd.kernels.connection import CLASSIC_KEYS
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]
 

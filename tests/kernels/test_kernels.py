@@ -15,7 +15,7 @@ from kerneltools import EventTap, evaluate, give_env, kernel_client, owner_and_m
 from users import User, error_of, login, system_daemon, users
 
 from ssd.client import Client
-from ssd.kernels.transport import CLASSIC_KEYS, CURVE_KEYS
+from ssd.kernels.connection import CLASSIC_KEYS, CURVE_KEYS
 from ssd.topics import KERNEL, user_topic
 
 NO_SUCH_KERNEL = "00000000-0000-0000-0000-000000000000"

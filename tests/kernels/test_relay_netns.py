@@ -29,7 +29,7 @@ from netns import CTL, Namespace, announcing_daemon, ctl, namespace_pair
 from support.procnet import tcp_listeners
 
 from ssd.client.identity import client_keypair
-from ssd.kernels.transport import CLASSIC_KEYS, CURVE_KEYS
+from ssd.kernels.connection import CLASSIC_KEYS, CURVE_KEYS
 
 REMOTE = str(Path(__file__).with_name("remote_session.py"))
 
