@@ -266,29 +266,40 @@ class WorkerRouter:
             self._answer(pending, _lost(pending))
 
     async def watch(self) -> None:
-        """Send heartbeats, declare silent workers dead, expire parked requests."""
-        interval = self.config.heartbeat_interval
+        """Send heartbeats, declare silent workers dead, retire idle ones, expire parked requests."""
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.config.heartbeat_interval)
             now = time.monotonic()
-            for record in list(self.registry.workers.values()):
-                self._send(record.routing_id, wire.HEARTBEAT)
-            for record in self.registry.silent_workers(now - interval * self.config.heartbeat_liveness):
-                log.warning("worker pid %d missed %d heartbeats", record.pid, self.config.heartbeat_liveness)
-                self.worker_exited(record.key)
-                self.supervisor.kill(record.key)
-            for record in self.registry.idle_workers(now - self.config.idle_timeout):
-                if self.kernels.keeps_worker(record):
-                    continue
-                log.info(
-                    "%s worker of %s idle for %gs; stopping it", record.service, record.user, self.config.idle_timeout
-                )
-                self.supervisor.retire(record.key)
-                self.worker_exited(record.key)
+            self._heartbeat(now)
+            self._retire_idle(now)
             self.kernels.reap_orphans()
-            for pending in self.registry.expired_queued(now - self.config.service_wait):
-                busy = any(r.service == pending.service for r in self.registry.workers.values())
-                self._answer(pending, _unavailable(pending, busy=busy))
+            self._expire_queued(now)
+
+    def _heartbeat(self, now: float) -> None:
+        """Beat every worker; stop one that missed heartbeat_liveness beats."""
+        for record in list(self.registry.workers.values()):
+            self._send(record.routing_id, wire.HEARTBEAT)
+        liveness = self.config.heartbeat_liveness
+        for record in self.registry.silent_workers(now - self.config.heartbeat_interval * liveness):
+            log.warning("worker pid %d missed %d heartbeats", record.pid, liveness)
+            self.worker_exited(record.key)
+            self.supervisor.kill(record.key)
+
+    def _retire_idle(self, now: float) -> None:
+        """Stop per-user workers idle for idle_timeout, but a kernel worker that watches kernels."""
+        timeout = self.config.idle_timeout
+        for record in self.registry.idle_workers(now - timeout):
+            if self.kernels.keeps_worker(record):
+                continue
+            log.info("%s worker of %s idle for %gs; stopping it", record.service, record.user, timeout)
+            self.supervisor.retire(record.key)
+            self.worker_exited(record.key)
+
+    def _expire_queued(self, now: float) -> None:
+        """Answer requests parked longer than service_wait."""
+        for pending in self.registry.expired_queued(now - self.config.service_wait):
+            busy = any(r.service == pending.service for r in self.registry.workers.values())
+            self._answer(pending, _unavailable(pending, busy=busy))
 
     def stop_workers(self) -> None:
         """Ask every worker to finish and exit."""

@@ -61,9 +61,8 @@ def relay_connection_info(
 
 
 def served_connection(record: KernelRecord) -> dict[str, Any]:
-    """What a client connects to for *record*'s kernel: its relay (with the CURVE keys), or the kernel itself.
-
-    From the record, so that it is right while an adopted kernel's relay is still reopening."""
+    """What a client connects to for *record*'s kernel: its relay (with the CURVE keys), or the kernel itself."""
+    # From the record, not the relay: right while an adopted kernel's relay is still reopening.
     relay = record.relay
     if relay is None:
         return dict(record.connection)
