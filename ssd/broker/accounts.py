@@ -110,7 +110,7 @@ class AccountChecks:
         *,
         sessions: SessionStore,
         registry: Registry,
-        submit: Callable[[Pending], None],
+        submit: Callable[[Pending], object],
         answer: Answer,
     ) -> None:
         self.schedule = schedule

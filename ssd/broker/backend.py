@@ -8,8 +8,10 @@ time out are answered ``service_unavailable``. No request is ever left silent.
 A per-user worker is its user's to control (DESIGN §1, rule 1), so what it
 sends is metered (``ssd.broker.quota``: a worker that floods is stopped), sized
 (``wire.MAX_*``), and checked: its events against a schema and its own ids
-(``ssd.broker.worker_events``), its kernel records against its user's cap
-(``KernelBook``). Complaints about one worker are logged at most every 10 s.
+(``ssd.broker.worker_events``), its kernel records by the kernel service
+(``ssd.broker.kernel_service``). Complaints about one worker are logged at most
+every 10 s. Worker processes are the supervisor's: the router asks it to stop
+one, and follows the exits it reports (``Supervisor.exits``).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ import zmq
 import zmq.asyncio
 
 from ssd import protocol
-from ssd.broker.kernels import KernelBook, RecordRefused
+from ssd.broker.kernel_service import KernelService
+from ssd.broker.kernels import RecordRefused
 from ssd.broker.quota import CutStrikes, LogThrottle, Verdict, WorkerQuota
 from ssd.broker.registry import Pending, Registry, WorkerRecord
+from ssd.broker.supervisor import Supervisor
 from ssd.broker.worker_events import WorkerEvents
 from ssd.config import WorkersConfig
 from ssd.errors import ErrorCode
@@ -70,43 +74,35 @@ class WorkerRouter:
         *,
         answer: Answer,
         publish: Publish,
-        kill: Callable[[str], None],
-        spawn: Callable[[str, str], None] = lambda service, user: None,
-        retire: Callable[[str], None] = lambda key: None,
-        kernels: KernelBook | None = None,
+        supervisor: Supervisor,
+        kernels: KernelService,
     ) -> None:
         self.socket = socket
         self.registry = registry
         self.config = config
         self._answer = answer
         self._publish = publish
-        self._kill = kill
-        self._spawn = spawn
-        self._retire = retire
+        self.supervisor = supervisor
         self.kernels = kernels
         self.events = WorkerEvents(kernels, self._refused)
         self._quotas: dict[str, WorkerQuota] = {}
         self._strikes = CutStrikes()
         self._complaints = LogThrottle()
-        self.kernels_changed: Callable[[], None] = lambda: None
-        # Adds what only the broker may add to a worker's event (sealed secrets for the user's keys).
-        self.complete_event: Callable[[WorkerRecord, str, dict[str, Any]], None] = lambda record, kind, content: None
 
     # -- requests from clients ---------------------------------------------------------
 
-    def submit(self, pending: Pending) -> None:
-        """Forward *pending* to a worker now, or park it until one has room."""
+    def submit(self, pending: Pending) -> bool:
+        """Forward *pending* to a worker now, or park it until one has room (True: parked)."""
         if self.registry.queued(pending.service, pending.route_user) >= MAX_QUEUED:
             self._answer(pending, _unavailable(pending, busy=True))
-            return
+            return False
         self.registry.admit(pending)
         record = self.registry.pick(pending.service, pending.route_user)
         if record is None:
             self.registry.enqueue(pending)
-            if pending.route_user is not None:
-                self._spawn(pending.service, pending.route_user)  # started on the user's first request
-        else:
-            self._forward(pending, record)
+            return True
+        self._forward(pending, record)
+        return False
 
     def _forward(self, pending: Pending, record: WorkerRecord) -> None:
         self.registry.assign(pending, record)
@@ -181,7 +177,7 @@ class WorkerRouter:
                 "%s worker pid %d of %s keeps flooding the broker: stopping it", record.service, record.pid, record.user
             )
             self.worker_exited(record.key)
-            self._kill(record.key)
+            self.supervisor.kill(record.key)
         return False
 
     def connection_cut(self, uid: int | None) -> bool:
@@ -196,7 +192,7 @@ class WorkerRouter:
         log.error("the workers of %s keep flooding the broker: stopping %d of them", user, len(keys))
         for key in keys:
             self.worker_exited(key)
-            self._kill(key)
+            self.supervisor.kill(key)
         return True
 
     def _complain(self, key: str, now: float, what: str, *args: object) -> None:
@@ -222,9 +218,9 @@ class WorkerRouter:
             self._send(routing_id, wire.STOP)
             return
         log.info("worker pid %d ready for service %s", record.pid, record.service)
-        if record.service == "kernel" and record.user and self.kernels is not None:
-            # Before any request (same connection, so in order): the kernels to take over.
-            self._send(routing_id, wire.ADOPT, self.kernels.records_of(record.user))
+        adoption = self.kernels.adoption(record)
+        if adoption is not None:  # before any request (same connection, so in order): the kernels to take over
+            self._send(routing_id, wire.ADOPT, adoption)
         self._drain_queue(record.service, record.user)
 
     def _on_reply(self, record: WorkerRecord, request_id: bytes, body: bytes) -> None:
@@ -249,57 +245,64 @@ class WorkerRouter:
         if accepted is None:
             return
         topic, msg_type, content = accepted
-        self.complete_event(record, msg_type, content)
-        self._publish(topic, msg_type, content)
+        self._publish(topic, msg_type, self.kernels.complete_event(record, msg_type, content))
 
     def _on_kernel(self, record: WorkerRecord, kernel_id: bytes, body: bytes) -> None:
         """A kernel worker's record of one kernel (empty body: forget it)."""
-        if record.service != "kernel" or record.user is None or self.kernels is None:
-            self._complain(record.key, time.monotonic(), "a kernel record")
-            return
-        name = kernel_id.decode(errors="replace")
         try:
-            changed = self.kernels.put(record.user, name, body) if body else self.kernels.drop(record.user, name)
+            self.kernels.record(record, kernel_id.decode(errors="replace"), body)
         except RecordRefused as exc:
             self._complain(record.key, time.monotonic(), "%s", exc)
-            return
-        if changed:
-            self.kernels_changed()
 
     # -- liveness ----------------------------------------------------------------------
 
+    async def follow_exits(self) -> None:
+        """Answer what each worker process that ended held (the supervisor's exits), until cancelled."""
+        while True:
+            self.worker_exited(await self.supervisor.exits.get())
+
     def worker_exited(self, key: str) -> None:
-        """The supervisor saw a worker process end: answer what it held."""
+        """A worker process ended, or is given up on: answer what it held."""
         self._quotas.pop(key, None)
         self.events.forget(key)
         for pending in self.registry.forget_worker(key):
             self._answer(pending, _lost(pending))
 
     async def watch(self) -> None:
-        """Send heartbeats, declare silent workers dead, expire parked requests."""
-        interval = self.config.heartbeat_interval
+        """Send heartbeats, declare silent workers dead, retire idle ones, expire parked requests."""
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.config.heartbeat_interval)
             now = time.monotonic()
-            for record in list(self.registry.workers.values()):
-                self._send(record.routing_id, wire.HEARTBEAT)
-            for record in self.registry.silent_workers(now - interval * self.config.heartbeat_liveness):
-                log.warning("worker pid %d missed %d heartbeats", record.pid, self.config.heartbeat_liveness)
-                self.worker_exited(record.key)
-                self._kill(record.key)
-            for record in self.registry.idle_workers(now - self.config.idle_timeout):
-                if record.service == "kernel" and self.kernels is not None and self.kernels.count(record.user):
-                    continue  # it watches the user's kernels
-                log.info(
-                    "%s worker of %s idle for %gs; stopping it", record.service, record.user, self.config.idle_timeout
-                )
-                self._retire(record.key)
-                self.worker_exited(record.key)
-            if self.kernels is not None:
-                self.kernels.reap_orphans()
-            for pending in self.registry.expired_queued(now - self.config.service_wait):
-                busy = any(r.service == pending.service for r in self.registry.workers.values())
-                self._answer(pending, _unavailable(pending, busy=busy))
+            self._heartbeat(now)
+            self._retire_idle(now)
+            self.kernels.reap_orphans()
+            self._expire_queued(now)
+
+    def _heartbeat(self, now: float) -> None:
+        """Beat every worker; stop one that missed heartbeat_liveness beats."""
+        for record in list(self.registry.workers.values()):
+            self._send(record.routing_id, wire.HEARTBEAT)
+        liveness = self.config.heartbeat_liveness
+        for record in self.registry.silent_workers(now - self.config.heartbeat_interval * liveness):
+            log.warning("worker pid %d missed %d heartbeats", record.pid, liveness)
+            self.worker_exited(record.key)
+            self.supervisor.kill(record.key)
+
+    def _retire_idle(self, now: float) -> None:
+        """Stop per-user workers idle for idle_timeout, but a kernel worker that watches kernels."""
+        timeout = self.config.idle_timeout
+        for record in self.registry.idle_workers(now - timeout):
+            if self.kernels.keeps_worker(record):
+                continue
+            log.info("%s worker of %s idle for %gs; stopping it", record.service, record.user, timeout)
+            self.supervisor.retire(record.key)
+            self.worker_exited(record.key)
+
+    def _expire_queued(self, now: float) -> None:
+        """Answer requests parked longer than service_wait."""
+        for pending in self.registry.expired_queued(now - self.config.service_wait):
+            busy = any(r.service == pending.service for r in self.registry.workers.values())
+            self._answer(pending, _unavailable(pending, busy=busy))
 
     def stop_workers(self) -> None:
         """Ask every worker to finish and exit."""

@@ -4,6 +4,8 @@ The client is identified by the CURVE public key that ZAP reported for its
 connection (the ``User-Id`` message property), never by its routing id, which
 the client chooses. Every message gets a reply when one is possible: an
 unparseable one gets ``bad_message``, never silence and never a traceback.
+Replies leave through ``ssd.broker.answers``; requests for a worker through
+*submit* (``UserWorkers.submit``: the backend, starting the user's worker).
 """
 
 from __future__ import annotations
@@ -13,24 +15,22 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import msgspec
-
 from ssd import protocol
-from ssd.broker.backend import WorkerRouter
+from ssd.broker.admission import Check
+from ssd.broker.answers import Replies
 from ssd.broker.dispatch import ROUTES, Auth, Route
 from ssd.broker.edgelink import ClientFrame, ClientSocket
 from ssd.broker.handlers import HANDLERS, RequestContext, ServerFacts
 from ssd.broker.limiter import LoginLimiter
-from ssd.broker.registry import LoginAttempt, Pending
+from ssd.broker.registry import LoginAttempt, Pending, Registry
 from ssd.broker.sessions import SessionStore
 from ssd.config import ServerConfig
 from ssd.errors import ErrorCode
 from ssd.messages import ContentError, LoginRequest, RequestContent, parse_content
-from ssd.protocol import BadMessage, Content, Message, Wire
-from ssd.replies import LoginReply
+from ssd.protocol import BadMessage, Message, Wire
 from ssd.users import EMPTY_PASSWORD_REFUSED, normalize_username
 
 __all__ = ["ControlHandler"]
@@ -48,30 +48,33 @@ class ControlHandler:
         self,
         socket: ClientSocket,
         wire: Wire,
+        replies: Replies,
         facts: ServerFacts,
-        router: WorkerRouter,
         config: ServerConfig,
         *,
+        registry: Registry,
+        submit: Callable[[Pending], None],
+        admission: Mapping[str, Check],
         services: set[str],
         sessions: SessionStore,
         limiter: LoginLimiter,
-        session_lifetime: float,
-        permit_empty_passwords: bool = False,
+        permit_empty_passwords: bool,
     ) -> None:
         self.socket = socket
         self.wire = wire
+        self.replies = replies
         self.facts = facts
-        self.router = router
         self.config = config
+        self.registry = registry
+        self._submit = submit
+        # Checks a request type must pass before it goes to a worker (ssd.broker.admission): (user, content).
+        self.admission = admission
         self.services = services
         self.sessions = sessions  # client key -> Unix user, with a deadline
         self.limiter = limiter
-        self.session_lifetime = session_lifetime
         self.permit_empty_passwords = permit_empty_passwords
         self.accepting = True
         self._ids = itertools.count(1)
-        # Checks a request type must pass before it goes to a worker (ssd.broker.admission): (user, content).
-        self.admission: dict[str, Callable[[str | None, RequestContent], dict[str, Any] | None]] = {}
 
     async def run(self) -> None:
         """Receive and answer client messages until cancelled."""
@@ -82,19 +85,19 @@ class ControlHandler:
             except Exception:  # a bug in one request must not stop the broker
                 log.exception("error handling a client message")
                 with contextlib.suppress(Exception):
-                    self._reply([frames[0].bytes], None, protocol.PROTOCOL_ERROR_TYPE, _internal())
+                    self.replies.send([frames[0].bytes], None, protocol.PROTOCOL_ERROR_TYPE, _internal())
 
     def handle(self, frames: list[ClientFrame]) -> None:
         """Parse, authorize and dispatch one client message."""
         client_key = str(frames[0].get("User-Id"))
         routing_id = frames[0].bytes
         if len(frames) > MAX_FRAMES:
-            self._bad([routing_id], None, f"too many frames ({len(frames)} > {MAX_FRAMES})")
+            self.replies.bad_message([routing_id], None, f"too many frames ({len(frames)} > {MAX_FRAMES})")
             return
         try:
             msg = self.wire.parse([f.bytes for f in frames], has_idents=True)
         except BadMessage as exc:
-            self._bad([routing_id], exc.header, exc.reason)
+            self.replies.bad_message([routing_id], exc.header, exc.reason)
             return
         address = str(frames[0].get("Peer-Address")) if msg.msg_type == "login_request" else ""
         self.dispatch(msg, client_key, address)
@@ -106,23 +109,23 @@ class ControlHandler:
             error = protocol.error_content(
                 ErrorCode.UNKNOWN_MESSAGE_TYPE, f"this server does not know the message type {msg.msg_type!r}"
             )
-            self._answer_msg(msg, error)
+            self.replies.to_message(msg, error)
             return
         if not self.accepting:
-            self._answer_msg(msg, protocol.error_content(ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
+            self.replies.to_message(msg, protocol.error_content(ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
             return
         refusal = self._authorize(route, client_key)
         if refusal is not None:
-            self._answer_msg(msg, refusal)
+            self.replies.to_message(msg, refusal)
             return
         try:
             content = parse_content(msg.content, route.request)
         except ContentError as exc:
-            self._answer_msg(msg, protocol.error_content(ErrorCode.BAD_REQUEST, f"{msg.msg_type}: {exc}"))
+            self.replies.to_message(msg, protocol.error_content(ErrorCode.BAD_REQUEST, f"{msg.msg_type}: {exc}"))
             return
         if route.service is None:
             context = RequestContext(self.facts, client_key, self.sessions)
-            self._answer_msg(msg, HANDLERS[route.msg_type](context, content))
+            self.replies.to_message(msg, HANDLERS[route.msg_type](context, content))
             return
         login: LoginAttempt | None = None
         if isinstance(content, LoginRequest):
@@ -149,13 +152,13 @@ class ControlHandler:
         try:
             name = normalize_username(content.username)
         except ValueError as exc:
-            self._answer_msg(msg, protocol.error_content(ErrorCode.BAD_REQUEST, f"invalid user name: {exc}"))
+            self.replies.to_message(msg, protocol.error_content(ErrorCode.BAD_REQUEST, f"invalid user name: {exc}"))
             return None
         if content.password is None:
             return LoginAttempt(name, address, pam=False)  # a key cannot be guessed: never throttled
         if content.password == "" and not self.permit_empty_passwords:
             # Whatever the name: the answer tells nothing about the account, and "" is no secret.
-            self._answer_msg(msg, protocol.error_content(ErrorCode.AUTH_FAILED, EMPTY_PASSWORD_REFUSED))
+            self.replies.to_message(msg, protocol.error_content(ErrorCode.AUTH_FAILED, EMPTY_PASSWORD_REFUSED))
             return None
         wait = self.limiter.retry_after(name, address)
         if wait > 0:
@@ -164,7 +167,7 @@ class ControlHandler:
                 f"too many login attempts for this user name from this address, or from this address; "
                 f"try again in {math.ceil(wait)} s",
             )
-            self._answer_msg(msg, {**error, "retry_after": wait})
+            self.replies.to_message(msg, {**error, "retry_after": wait})
             return None
         self.limiter.begin(name, address)
         return LoginAttempt(name, address, pam=True)
@@ -180,7 +183,7 @@ class ControlHandler:
             error = protocol.error_content(
                 ErrorCode.SERVICE_UNAVAILABLE, f"the {route.service} service is not enabled on this server"
             )
-        elif self.router.registry.client_load(client_key) >= limit:
+        elif self.registry.client_load(client_key) >= limit:
             error = protocol.error_content(
                 ErrorCode.TOO_MANY_REQUESTS, f"this client already has {limit} requests in progress; wait for replies"
             )
@@ -190,7 +193,7 @@ class ControlHandler:
         if error is not None:
             if login is not None and login.pam:
                 self.limiter.finish(login.name, login.address, success=False, counted=False)
-            self._answer_msg(msg, error)
+            self.replies.to_message(msg, error)
             return
         pending = Pending(
             request_id=b"%d" % next(self._ids),
@@ -205,70 +208,7 @@ class ControlHandler:
             login=login,
             per_user=route.per_user,
         )
-        self.router.submit(pending)
-
-    def answer(self, pending: Pending, content: Content) -> None:
-        """Send a worker's (or the broker's) reply for *pending* to its client."""
-        if pending.on_answer is not None:  # the broker's own request
-            pending.on_answer(content)
-            return
-        if pending.login is not None:
-            content = self._after_login(pending, content)
-        self._reply(pending.idents, pending.parent, protocol.reply_type(pending.msg_type), content)
-
-    def _after_login(self, pending: Pending, content: Content) -> Content:
-        """Bind the key on success, feed the throttle either way (a worker error is not the user's)."""
-        assert pending.login is not None
-        body = content if isinstance(content, bytes) else msgspec.json.encode(content)
-        granted = _login_granted(body)
-        login = pending.login
-        # Only passwords can be guessed: a refused key (CURVE proved its owner) is no failure to count,
-        # and counting it would lock out a shared address after a few `ssd-ctl login` key probes.
-        if login.pam:
-            failed = granted is None and _ename(body) == ErrorCode.AUTH_FAILED
-            self.limiter.finish(
-                login.name, login.address, success=granted is not None, counted=granted is not None or failed
-            )
-        if granted is None:
-            return content
-        session = self.sessions.bind(pending.client_key, granted.user, self.session_lifetime)
-        return msgspec.structs.replace(granted, expires=session.expires)
-
-    def _answer_msg(self, msg: Message, content: Content) -> None:
-        self._reply(msg.idents, msg.header, protocol.reply_type(msg.msg_type), content)
-
-    def _bad(self, idents: list[bytes], header: dict[str, Any] | None, reason: str) -> None:
-        msg_type = protocol.PROTOCOL_ERROR_TYPE
-        if header is not None and isinstance(header.get("msg_type"), str):
-            msg_type = protocol.reply_type(header["msg_type"])
-        parent = header if header is not None and isinstance(header.get("msg_id"), str) else None
-        self._reply(idents, parent, msg_type, protocol.error_content(ErrorCode.BAD_MESSAGE, reason))
-
-    def _reply(self, idents: list[bytes], parent: dict[str, Any] | None, msg_type: str, content: Content) -> None:
-        _, frames = self.wire.serialize(msg_type, content, parent=parent, idents=idents)
-        self.socket.send_multipart(frames)
-
-
-class _Status(msgspec.Struct):
-    """The status and code of a reply (to tell a refused login from a worker's failure)."""
-
-    status: str = ""
-    ename: str = ""
-
-
-def _login_granted(body: bytes) -> LoginReply | None:
-    """The worker's login reply when it granted the login, else None."""
-    try:
-        return msgspec.json.decode(body, type=LoginReply)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-
-
-def _ename(body: bytes) -> str:
-    try:
-        return msgspec.json.decode(body, type=_Status).ename
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return ""
+        self._submit(pending)
 
 
 def _internal() -> dict[str, Any]:

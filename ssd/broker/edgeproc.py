@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +22,16 @@ from typing import Any
 import msgspec
 import zmq
 
+from ssd.broker.sockets import endpoint
 from ssd.broker.supervisor import describe_exit
+from ssd.config import Config
 from ssd.edge.link import EdgeCredentials
+from ssd.errors import ConfigError
 from ssd.isolation import python_module
-from ssd.users import Account
+from ssd.keys import KeyPair
+from ssd.users import Account, lookup
 
-__all__ = ["EdgeKeeper", "EdgeSpec"]
+__all__ = ["EdgeKeeper", "EdgeSpec", "edge_account", "edge_credentials"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,46 @@ class EdgeSpec:
 
     credentials: EdgeCredentials
     account: Account | None
+
+
+def edge_account(mode: str, edge_user: str) -> Account | None:
+    """Whom the edge runs as: ``server.edge_user`` in system mode, ourselves (None) in user mode."""
+    if mode == "user":
+        return None
+    account = lookup(edge_user)
+    if account is None:
+        raise ConfigError(
+            f"server.edge_user is {edge_user!r}, which is no account on this host; "
+            "create it (useradd --system --no-create-home --shell /usr/sbin/nologin NAME) or name another"
+        )
+    return account
+
+
+def edge_credentials(
+    config: Config, keys: KeyPair, listeners: dict[str, socket.socket], link_port: int
+) -> EdgeCredentials:
+    """What every edge gets (the link keypair is made per spawn): the public listeners and the limits."""
+    server, auth = config.server, config.auth
+    ports = {name: sock.getsockname()[1] for name, sock in listeners.items()}
+    return EdgeCredentials(
+        link_endpoint=f"tcp://127.0.0.1:{link_port}",
+        link_public="",  # made per spawn by EdgeKeeper
+        link_secret="",
+        server_public=keys.public.decode(),
+        server_secret=keys.secret.decode(),
+        control_fd=listeners["control"].fileno(),
+        events_fd=listeners["events"].fileno(),
+        control_endpoint=endpoint(server.bind, ports["control"]),
+        events_endpoint=endpoint(server.bind, ports["events"]),
+        ipv6=server.bind == "*" or ":" in server.bind,
+        hwm=server.hwm,
+        max_message_size=server.max_message_size,
+        connection_burst=auth.connection_burst,
+        connection_rate=auth.connection_rate,
+        memory_limit=server.edge_memory_limit << 20,
+        flood_threshold=server.edge_flood_threshold << 20,
+        log_level=server.log_level,
+    )
 
 
 class EdgeKeeper:

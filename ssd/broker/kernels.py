@@ -23,15 +23,11 @@ import pwd
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 
-from ssd import protocol
-from ssd.errors import ErrorCode
 from ssd.kernels.proc import reap, start_ticks
 from ssd.kernels.record import KernelRecord
-from ssd.kernels.relay import relay_connection_info
 from ssd.workers import wire
 
 __all__ = ["KernelBook", "RecordRefused", "become_subreaper", "may_reap", "process_uids", "record_cap"]
@@ -192,37 +188,12 @@ class KernelBook:
         for owner, record, _ in self._records.values():  # listed but dead (kept for a restart): reap now
             self._reap_own(record.pid, record.start_ticks, owner)
 
-    def connection_of(self, user: str, kernel_id: str) -> dict[str, Any] | None:
-        """What a client of *user* connects to for that kernel: its relay (with the CURVE keys), or itself."""
+    def record_of(self, user: str, kernel_id: str) -> KernelRecord | None:
+        """*user*'s record of *kernel_id* (None: no such record, or another user's)."""
         entry = self._records.get(kernel_id)
-        if entry is None or entry[0] != user:
-            return None
-        record = entry[1]
-        if record.relay is None:
-            return dict(record.connection)
-        return relay_connection_info(record.connection, record.relay["ip"], record.relay["ports"], record.relay)
+        return entry[1] if entry is not None and entry[0] == user else None
 
     def records_of(self, user: str) -> bytes:
         """The JSON list of *user*'s records, for the ADOPT message."""
         bodies = [body for owner, _, body in self._records.values() if owner == user]
         return b"[" + b",".join(bodies) + b"]"
-
-    def admit_start(self, limit: int, starting: int) -> dict[str, Any] | None:
-        """Refuse a kernel_start beyond the host limit (counting starts still in flight)."""
-        if limit and self.count() + starting >= limit:
-            return protocol.error_content(
-                ErrorCode.LIMIT_REACHED, f"this host runs {limit} kernels, the most it allows; try again later"
-            )
-        return None
-
-    def admit_user_start(self, user: str, limit: int, starting: int) -> dict[str, Any] | None:
-        """Refuse a kernel_start of *user* beyond the per-user limit (counting the user's starts in flight)."""
-        running = self.count(user)
-        if limit and running + starting >= limit:
-            also = f" and start {starting} more" if starting else ""
-            return protocol.error_content(
-                ErrorCode.LIMIT_REACHED,
-                f"you already run {running} kernels here{also}, the most this host allows per user "
-                "(stop one: ssd-ctl stop HOST KERNEL)",
-            )
-        return None

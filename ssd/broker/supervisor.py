@@ -71,7 +71,6 @@ class Supervisor:
         log_level: str,
         backoff_max: float,
         expect: Callable[[str, str, str | None], None],
-        on_exit: Callable[[str], None],
     ) -> None:
         self._endpoint = endpoint
         self._server_key = server_key.decode()
@@ -79,7 +78,8 @@ class Supervisor:
         self._log_level = log_level
         self._backoff_max = backoff_max
         self._expect = expect
-        self._on_exit = on_exit
+        # The key of each worker process that ended, for the backend to answer what it held (WorkerRouter).
+        self.exits: asyncio.Queue[str] = asyncio.Queue()
         self._children: dict[str, _Child] = {}
         self._stopping = False
 
@@ -203,7 +203,7 @@ class Supervisor:
         try:
             return await process.wait()
         finally:
-            self._on_exit(child.key)
+            self.exits.put_nowait(child.key)
 
     async def stop_all(self, grace: float) -> None:
         """Stop every worker: SIGTERM, SIGKILL what is left after *grace* seconds, reap all."""

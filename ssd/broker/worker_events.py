@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
 from ssd import topics
-from ssd.broker.kernels import KernelBook
 from ssd.broker.registry import WorkerRecord
 from ssd.messages import KernelId, KernelKind
 from ssd.workers import wire
@@ -86,10 +85,17 @@ class _OperationReply(msgspec.Struct):
 Refused = Callable[[WorkerRecord, str], None]
 
 
+class KernelOwners(Protocol):
+    """Who owns a kernel, by the broker's records (KernelService, KernelBook)."""
+
+    def owner(self, kernel_id: str) -> str | None:
+        """The user whose kernel *kernel_id* is (None: no such record)."""
+
+
 class WorkerEvents:
     """Turns what a worker sends into an event to publish (topic, type, content), or refuses it."""
 
-    def __init__(self, kernels: KernelBook | None, refused: Refused) -> None:
+    def __init__(self, kernels: KernelOwners, refused: Refused) -> None:
         self.kernels = kernels
         self._refused = refused
         self._operations: dict[str, dict[str, None]] = {}  # worker key -> announced operation ids, in order
@@ -117,7 +123,7 @@ class WorkerEvents:
     def _owns(self, worker: WorkerRecord, event: _Event) -> bool:
         assert worker.user is not None
         if isinstance(event, KernelStateEvent):
-            return self.kernels is not None and self.kernels.owner(event.kernel_id) == worker.user
+            return self.kernels.owner(event.kernel_id) == worker.user
         if isinstance(event, EnvProgressEvent):
             announced = self._operations.get(worker.key, {})
             if event.operation not in announced:

@@ -1,7 +1,7 @@
 """Kernel requests of the client: start, list, info, interrupt, restart, shut down.
 
 A mixin of ``AsyncClient``. Connection info in replies is rewritten for this
-client's side of the network by ``ssd.kernels.transport.client_info``. Every
+client's side of the network by ``ssd.kernels.connection.client_info``. Every
 kernel id a reply carries is checked to be a UUID here, at the boundary:
 ssd-ctl and the provisioner build file names from it, and a server is not
 trusted to choose paths on the client.
@@ -18,7 +18,7 @@ from ssd import contract
 from ssd.client.hostspec import HostSpec
 from ssd.errors import ErrorCode, SSDError
 from ssd.files import write_atomic
-from ssd.kernels.transport import client_info
+from ssd.kernels.connection import client_info
 from ssd.keys import KeyPair
 from ssd.messages import (
     KernelInfoRequest,

@@ -36,9 +36,10 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from ssd.kernels import sockdir
+from ssd.kernels.connection import classic_info
 from ssd.kernels.proxy import ChannelProxy, channel_pair, monitor_socket, stop_proxies
 from ssd.kernels.relay import CHANNELS, HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS
-from ssd.kernels.transport import CHANNEL_PORTS, classic_info, ipc_paths
+from ssd.kernels.transport import CHANNEL_PORTS, ipc_paths
 
 __all__ = ["DEFAULT_TRANSPORT", "Tunnel"]
 

@@ -30,19 +30,11 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
+from ssd.kernels.connection import relay_connection_info
 from ssd.kernels.proxy import ChannelProxy, channel_pair, monitor_socket, stop_proxies
 from ssd.kernels.transport import kernel_endpoint
 
-__all__ = [
-    "CHANNELS",
-    "HEARTBEAT_IVL_MS",
-    "HEARTBEAT_TIMEOUT_MS",
-    "PortBusy",
-    "Relay",
-    "RelayGate",
-    "new_relay_keys",
-    "relay_connection_info",
-]
+__all__ = ["CHANNELS", "HEARTBEAT_IVL_MS", "HEARTBEAT_TIMEOUT_MS", "PortBusy", "Relay", "RelayGate", "new_relay_keys"]
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +55,6 @@ def new_relay_keys() -> dict[str, str]:
     """A fresh per-kernel CURVE keypair, as jupyter_client's connection-file keys."""
     public, secret = zmq.curve_keypair()
     return {"curve_publickey": public.decode(), "curve_secretkey": secret.decode()}
-
-
-def relay_connection_info(
-    kernel_info: dict[str, Any], ip: str, ports: dict[str, int], keys: dict[str, str]
-) -> dict[str, Any]:
-    """The classic keys with the relay's address and ports, plus the relay's CURVE keys."""
-    info = {key: kernel_info[key] for key in ("key", "signature_scheme", "kernel_name")}
-    info.update({f"{channel}_port": port for channel, port in ports.items()})
-    keypair = {key: keys[key] for key in ("curve_publickey", "curve_secretkey")}
-    return {**info, "ip": ip, "transport": "tcp", **keypair}
 
 
 class Relay:

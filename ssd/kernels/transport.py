@@ -1,4 +1,4 @@
-"""Who binds where, and which address a client is given: the one seam for kernel channels.
+"""Who binds where: the one seam for kernel channels (what a client is given: ``ssd.kernels.connection``).
 
 ``curve`` (the default): the kernel binds ``ipc`` sockets in a 0700 folder of
 its user (``ssd.kernels.sockdir``), so no other local user can connect to it,
@@ -20,47 +20,25 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ssd.kernels.connection import WILDCARDS
+
 __all__ = [
     "CHANNEL_PORTS",
-    "CLASSIC_KEYS",
-    "CURVE_KEYS",
     "ChannelPlan",
     "channel_plan",
-    "classic_info",
-    "client_info",
     "ipc_paths",
     "kernel_bind_ip",
     "kernel_endpoint",
 ]
 
-# The keys of a classic connection file: exactly what Spyder's "Connect to an
-# existing kernel" dialog and older jupyter_client versions accept.
-CLASSIC_KEYS = (
-    "shell_port",
-    "iopub_port",
-    "stdin_port",
-    "control_port",
-    "hb_port",
-    "ip",
-    "key",
-    "transport",
-    "signature_scheme",
-    "kernel_name",
-)
-
-# Added to the classic keys for an encrypted kernel (jupyter_client 8.9+, ipykernel 7.4+).
-CURVE_KEYS = ("curve_publickey", "curve_secretkey")
-
 # The five "<channel>_port" keys of a connection info.
 CHANNEL_PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
-
-_WILDCARDS = {"*", "0.0.0.0", "::", ""}  # noqa: S104 (recognized, not bound)
 
 
 def kernel_bind_ip(kernels_ip: str, server_bind: str) -> str:
     """The address a kernel binds with the plain transport."""
     address = kernels_ip or server_bind
-    if address in _WILDCARDS:
+    if address in WILDCARDS:
         return "0.0.0.0"  # noqa: S104 (plain transport on all interfaces is what the host asked for)
     return address
 
@@ -87,7 +65,7 @@ def kernel_endpoint(info: dict[str, Any], channel: str) -> str:
     if info.get("transport", "tcp") == "ipc":
         return f"ipc://{info['ip']}-{port}"
     ip = str(info["ip"])
-    if ip in _WILDCARDS:
+    if ip in WILDCARDS:
         ip = "127.0.0.1"  # a kernel that bound every interface (plain transport)
     return f"tcp://{ip}:{port}"
 
@@ -97,17 +75,3 @@ def ipc_paths(info: dict[str, Any]) -> list[str]:
     if info.get("transport", "tcp") != "ipc":
         return []
     return [f"{info['ip']}-{int(info[key])}" for key in CHANNEL_PORTS]
-
-
-def classic_info(info: dict[str, Any]) -> dict[str, Any]:
-    """Only the classic keys of a connection info, in their usual order."""
-    return {key: info[key] for key in CLASSIC_KEYS if key in info}
-
-
-def client_info(info: dict[str, Any], host: str) -> dict[str, Any]:
-    """Connection info as a client on another machine uses it (classic keys, plus the CURVE keys of an
-    encrypted kernel): a wildcard ip becomes *host*."""
-    result = classic_info(info) | {key: info[key] for key in CURVE_KEYS if key in info}
-    if str(result.get("ip", "")) in _WILDCARDS:
-        result["ip"] = host
-    return result

@@ -25,12 +25,12 @@ from ssd.envs import EnvDiscovery, EnvInfo, discovery_options, find_env
 from ssd.errors import ErrorCode, SSDError
 from ssd.kernels import launch
 from ssd.kernels.clients import count_clients
+from ssd.kernels.connection import classic_info, served_connection
 from ssd.kernels.lease import Lease, lease_lapsed
 from ssd.kernels.managed import KernelHooks, ManagedKernel
 from ssd.kernels.record import KernelRecord
-from ssd.kernels.relay import PortBusy, new_relay_keys, relay_connection_info
+from ssd.kernels.relay import PortBusy, new_relay_keys
 from ssd.kernels.relayhost import RelayHost
-from ssd.kernels.transport import classic_info
 from ssd.messages import (
     KernelInfoRequest,
     KernelInterruptRequest,
@@ -208,11 +208,7 @@ class KernelWorker(Worker):
 
     def connection(self, kernel: ManagedKernel) -> dict[str, Any]:
         """What a client connects to: the relay (with its CURVE keys), or the kernel itself."""
-        planned = kernel.record.relay
-        if planned is None:
-            return dict(kernel.record.connection)
-        # From the record, so that it is right while an adopted kernel's relay is still reopening.
-        return relay_connection_info(kernel.record.connection, planned["ip"], planned["ports"], planned)
+        return served_connection(kernel.record)
 
     def last_activity(self, kernel: ManagedKernel) -> float:
         """The kernel's last iopub message (every client request makes one), or a client (dis)connecting."""

@@ -12,13 +12,16 @@ import pytest
 import zmq
 
 from ssd.broker.admission import Admission
+from ssd.broker.kernel_service import ConnectionSealer, KernelService
 from ssd.broker.kernels import KernelBook, RecordRefused, record_cap
 from ssd.broker.quota import CUT_WINDOW, KILL_AFTER, CutStrikes, LogThrottle, TokenBucket, Verdict, WorkerQuota
 from ssd.broker.registry import Pending, Registry, WorkerRecord
+from ssd.broker.sessions import SessionStore
 from ssd.broker.worker_events import WorkerEvents
 from ssd.config import Config, EnvsConfig, KernelsConfig
 from ssd.errors import ErrorCode
 from ssd.kernels.record import KernelRecord
+from ssd.keys import KeyPair
 from ssd.messages import EnvRemoveRequest, KernelStartRequest
 from ssd.sealed import SealError, open_sealed, seal, sealed_context
 from ssd.state import open_state
@@ -144,23 +147,27 @@ def test_admission_counts_in_the_broker(tmp_path: Path) -> None:
     config = Config(
         kernels=KernelsConfig(max_per_user=2, max_per_host=3), envs=EnvsConfig(admin_deny_groups=["students"])
     )
-    book = KernelBook(open_state(tmp_path), per_user=2)
+    db = open_state(tmp_path)
+    book = KernelBook(db, per_user=2)
     registry = Registry()
+    sealer = ConnectionSealer(SessionStore(db), KeyPair(*zmq.curve_keypair()))
+    kernels = KernelService(book, registry, config.kernels, sealer=sealer, changed=None)
     groups = {"alice": frozenset({"alice"}), "bob": frozenset({"bob", "students"})}
-    admission = Admission(config, book, registry, lambda name: Account(name, 1, 1, "/", groups[name]))
-    assert admission.kernel_start("bob", KernelStartRequest(env="e")) is None
+    admission = Admission(config.envs, kernels, lambda name: Account(name, 1, 1, "/", groups[name]))
+    kernel_start = admission.checks()["kernel_start_request"]
+    assert kernel_start("bob", KernelStartRequest(env="e")) is None
     book.put("bob", "b1", _record("bob", "b1"))
     start = KernelStartRequest(env="e")
     registry.admit(Pending(b"1", "kernel", [], {}, "c", "kernel_start_request", start, 0.0, user="bob"))
-    refused = admission.kernel_start("bob", KernelStartRequest(env="e"))
+    refused = kernel_start("bob", KernelStartRequest(env="e"))
     assert refused is not None
     assert refused["ename"] == ErrorCode.LIMIT_REACHED
     assert "per user" in refused["evalue"]
     book.put("alice", "a1", _record("alice", "a1"))
-    host = admission.kernel_start("alice", KernelStartRequest(env="e"))
+    host = kernel_start("alice", KernelStartRequest(env="e"))
     assert host is not None
     assert "3 kernels" in host["evalue"]
-    variables = admission.kernel_start("alice", KernelStartRequest(env="e", env_vars={"LD_PRELOAD": "x"}))
+    variables = kernel_start("alice", KernelStartRequest(env="e", env_vars={"LD_PRELOAD": "x"}))
     assert variables is not None
     assert variables["ename"] == "env_var_refused"
     assert admission.env_admin("alice", EnvRemoveRequest(env="e")) is None

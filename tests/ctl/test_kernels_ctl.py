@@ -30,7 +30,7 @@ from support.eventually import eventually
 from ssd.ctl.connfiles import choose_connection_file
 from ssd.ctl.kernelargs import resolve_kernel
 from ssd.errors import ErrorCode, SSDError
-from ssd.kernels.transport import CLASSIC_KEYS
+from ssd.kernels.connection import CLASSIC_KEYS
 from ssd.replies import KernelDescription
 
 CTL = [sys.executable, "-m", "ssd.ctl.main"]

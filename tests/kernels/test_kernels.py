@@ -18,7 +18,7 @@ from users import User, error_of, login, system_daemon, users
 
 from ssd.client import Client
 from ssd.errors import ErrorCode
-from ssd.kernels.transport import CLASSIC_KEYS, CURVE_KEYS
+from ssd.kernels.connection import CLASSIC_KEYS, CURVE_KEYS
 from ssd.topics import KERNEL, user_topic
 
 NO_SUCH_KERNEL = "00000000-0000-0000-0000-000000000000"

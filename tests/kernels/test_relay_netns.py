@@ -30,7 +30,7 @@ from support.daemon import Daemon
 from support.procnet import tcp_listeners
 
 from ssd.client.identity import client_keypair
-from ssd.kernels.transport import CLASSIC_KEYS, CURVE_KEYS
+from ssd.kernels.connection import CLASSIC_KEYS, CURVE_KEYS
 
 REMOTE = str(Path(__file__).with_name("remote_session.py"))
 
