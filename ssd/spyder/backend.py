@@ -264,8 +264,9 @@ class Backend:
         self._call(run(), callback)
 
     def kernel_interrupt(self, spec: HostSpec, kernel_id: str, callback: Callback) -> None:
-        """Interrupt the running cell through the host (a signal to the kernel process)."""
-        self._call(self._request(spec, lambda c: c.kernel_interrupt(kernel_id)), callback)
+        """Interrupt the running cell through the host: always a signal (an env's kernelspec may ask for a message,
+        which the kernel's control thread would turn into a signal to itself: see ConsoleManager.interrupt)."""
+        self._call(self._request(spec, lambda c: c.kernel_interrupt(kernel_id, "signal")), callback)
 
     def kernel_restart(self, spec: HostSpec, kernel_id: str, callback: Callback) -> None:
         """A new process with the same id, ports and key; answers StartedKernel."""

@@ -3,7 +3,7 @@
 Spyder treats a kernel it did not start as "external": its interrupt button,
 its restart and its close know nothing of ssd. For the consoles this plugin
 opens (and only those), the console's own methods are replaced on the
-instance so that they go through ssd: interrupt by ``kernel_interrupt``,
+instance so that they go through ssd: interrupt by ``kernel_interrupt`` (a signal),
 restart by ``kernel_restart`` and re-attaching (which sends Spyder's kernel
 configuration to the new process, so the Variable Explorer is live again),
 close asks whether to shut the kernel down. Spyder offers no hook for these;
@@ -136,18 +136,16 @@ class ConsoleManager:
         return spec
 
     def interrupt(self, console: SSDConsole) -> None:
-        """The stop button (or Ctrl+C): interrupt the running cell.
+        """The stop button (or Ctrl+C): interrupt the running cell, by a SIGINT the host sends the kernel.
 
-        As Spyder does for its own kernels: the kernel raises the signal in itself when asked over the
-        control channel (the comm), which reaches it through the relay. A kernel whose comm is not up (not a
-        Spyder kernel yet) is interrupted by the host instead (``kernel_interrupt``, a signal).
+        Not through the comm as Spyder does for its own kernels: there the kernel's control thread signals its
+        own process, Linux may hand the signal to that sending thread, and the main thread's ``time.sleep``
+        is restarted unaware (CPython runs Python handlers in the main thread only), so the cell runs on. A
+        signal from another process (the host's kernel worker) wakes the main thread itself.
         """
         shell = console.client.shellwidget
         shell._execute_queue = []
         shell._reading = False
-        if shell.spyder_kernel_ready:
-            shell.call_kernel(interrupt=True).raise_interrupt_signal()
-            return
         spec = self._spec(console)
         if spec is None:
             return
@@ -155,8 +153,6 @@ class ConsoleManager:
         def done(_reply: object, error: BaseException | None) -> None:
             if error is not None:
                 self.status(f"could not interrupt the kernel on {console.host_label}: {advice(error)}")
-            else:
-                self.status(f"interrupted the kernel on {console.host_label}")
 
         self.backend.kernel_interrupt(spec, console.kernel_id, done)
 

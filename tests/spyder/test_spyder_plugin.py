@@ -35,6 +35,7 @@ from kerneltools import give_env  # noqa: E402
 from pytestqt.exceptions import TimeoutError as QtWaitTimeout  # noqa: E402
 from spyderdriver import (  # noqa: E402
     click,
+    console_text,
     log_in,
     namespace,
     run,
@@ -186,6 +187,25 @@ def test_new_console_runs_as_the_user_in_the_env_and_the_variable_explorer_shows
     assert f"sci@{world.name}" in tabs.tabText(tabs.indexOf(console.client))
     assert console.connection.get("curve_publickey"), "the console did not get the CURVE relay's keys"
     screenshot(world.window.main, "spyder-console")
+
+
+def test_interrupt_button_stops_a_sleep_and_the_kernel_lives_on(world: SpyderWorld, qtbot: Any) -> None:
+    """Spyder's interrupt action on ``time.sleep(60)``: the cell ends with KeyboardInterrupt long before its
+    60 s, the same kernel process runs code after. (Through the comm, as Spyder interrupts its own kernels,
+    the signal the kernel sends itself could land on its control thread and the sleep went on.)"""
+    console = world.window.plugin.consoles.consoles[-1]
+    shell = console.client.shellwidget
+    (pid,) = [k["pid"] for k in _kernels(world) if k["kernel_id"] == console.kernel_id]
+    shell.execute("import time; print('SLEEPING'); time.sleep(60)")
+    qtbot.waitUntil(lambda: "SLEEPING" in console_text(shell) and shell._executing, timeout=30000)
+    world.window.ipyconsole.get_widget().interrupt_action.trigger()
+    try:
+        qtbot.waitUntil(lambda: "KeyboardInterrupt" in console_text(shell) and not shell._executing, timeout=20000)
+    except QtWaitTimeout:
+        said = f"{world.window.pane.status.text()}\n{console_text(shell)[-600:]}"
+        raise AssertionError(f"not interrupted: {said}") from None
+    text = run(qtbot, shell, "import os; print('AFTER', os.getpid())", "AFTER ")
+    assert text.split("AFTER ")[-1].split()[0] == str(pid), "the interrupt must not restart the kernel"
 
 
 def test_restart_from_the_menu_gives_a_new_process_and_a_live_variable_explorer(world: SpyderWorld, qtbot: Any) -> None:
