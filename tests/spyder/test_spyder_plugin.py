@@ -30,7 +30,14 @@ from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 from conftest import require_root  # noqa: E402
-from envfixtures import list_in_environments_txt, make_conda_style, make_venv, public_dir  # noqa: E402
+from envfixtures import (  # noqa: E402
+    broken_kernel_venv,
+    conda_copy,
+    list_in_environments_txt,
+    make_conda_style,
+    make_venv,
+    public_dir,
+)
 from kerneltools import give_env  # noqa: E402
 from pytestqt.exceptions import TimeoutError as QtWaitTimeout  # noqa: E402
 from spyderdriver import (  # noqa: E402
@@ -47,7 +54,7 @@ from spyderhost import SpyderWorld, announcing_system_daemon, unique_name  # noq
 from users import SSD, chown_tree, users  # noqa: E402
 
 from ssd.client import Client  # noqa: E402
-from ssd.spyder.dialogs import ChoiceDialog, LoginDialog, TrustDialog  # noqa: E402
+from ssd.spyder.dialogs import ChoiceDialog, LoginDialog, ProgressDialog, TrustDialog  # noqa: E402
 
 pytestmark = [
     pytest.mark.root,
@@ -169,8 +176,90 @@ def test_environments_with_this_spyders_verdict(world: SpyderWorld, qtbot: Any) 
     by_name = {e.name: e for e in pane.envs}
     assert by_name["sci"].verdict.ok, by_name["sci"].verdict
     assert not by_name["bare"].verdict.ok
-    assert by_name["bare"].verdict.fix == "spyder-kernels>=3.1.0,<3.2.0"
+    assert by_name["bare"].verdict.fix == "spyder-kernels>=3.1.0,<3.2.0 ipython<9.18"
     screenshot(pane, "spyder-envs")
+
+
+def _own_env(world: SpyderWorld, prefix: Path) -> Path:
+    """Give *prefix* to the user and list it in their environments.txt, as conda does."""
+    chown_tree(prefix, world.user)
+    list_in_environments_txt(world.user.home, prefix)
+    chown_tree(world.user.home / ".conda", world.user)
+    return prefix
+
+
+def _env_row(world: SpyderWorld, qtbot: Any, name: str) -> Any:
+    """Refresh the pane and answer the row of environment *name*."""
+    pane = world.window.pane
+    pane.select_host(world.name)
+    click(qtbot, pane.refresh_button)
+    qtbot.waitUntil(lambda: any(e.name == name for e in pane.envs), timeout=20000)
+    return next(e for e in pane.envs if e.name == name)
+
+
+def test_install_spyder_kernels_from_the_pane_fixes_a_broken_ipython_with_progress(
+    world: SpyderWorld, qtbot: Any
+) -> None:
+    """An env with the real broken pair (spyder-kernels 3.1.6, IPython 9.18.1) is flagged; Install runs pip there
+    as the user, its lines reach the progress dialog through env_progress, and the env serves this Spyder after."""
+    broken = conda_copy(broken_kernel_venv(), world.prefix.parent / "broken")
+    subprocess.run([f"{broken}/bin/python", "-I", "-m", "ensurepip"], check=True, capture_output=True, timeout=60)
+    _own_env(world, broken)
+    log_in(world, qtbot)
+    row = _env_row(world, qtbot, "broken")
+    assert not row.verdict.ok
+    assert row.verdict.reason.startswith("IPython 9.18.1 breaks spyder-kernels 3.1.6"), row.verdict.reason
+    assert row.verdict.fix == "ipython<9.18"
+    pane, controller = world.window.pane, world.window.plugin.controller
+    pane.select_env("broken")
+    click(qtbot, pane.install_button)
+    qtbot.waitUntil(lambda: isinstance(controller.dialog, ProgressDialog), timeout=10000)
+    dialog = controller.dialog
+    qtbot.waitUntil(lambda: dialog.line.text() != "", timeout=30000)  # pip's first line, through env_progress
+    screenshot(dialog, "spyder-install")
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=50000)
+    assert "done" in pane.status.text(), pane.status.text()
+    assert (dialog.bar.maximum(), dialog.bar.value()) == (100, 100)
+    assert "Successfully installed ipython-9.17" in dialog.line.text(), dialog.line.text()
+    qtbot.waitUntil(lambda: any(e.name == "broken" and e.verdict.ok for e in pane.envs), timeout=20000)
+
+
+CONDA_STAND_IN = """#!/usr/bin/python3
+# A STAND-IN for conda (conda cannot be installed here): one line of progress, then it hangs.
+import time
+print("Collecting package metadata (repodata.json): done", flush=True)
+time.sleep(600)
+"""
+
+
+def test_cancel_an_install_into_a_conda_env_with_a_stand_in_conda(world: SpyderWorld, qtbot: Any) -> None:
+    """Install into a conda env runs that root's conda (a hanging STAND-IN here); Cancel in the progress dialog
+    ends the operation as cancelled and no process of the tool is left."""
+    import psutil
+
+    root = make_conda_style(world.user.home / "miniconda3")
+    make_conda_style(make_venv(root / "envs" / "slow"))
+    (root / "condabin").mkdir()
+    (root / "condabin" / "conda").write_text(CONDA_STAND_IN)
+    (root / "condabin" / "conda").chmod(0o755)
+    chown_tree(root, world.user)
+
+    def tool() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"]) if str(root / "condabin") in " ".join(p.info["cmdline"] or [])]
+
+    log_in(world, qtbot)
+    assert not _env_row(world, qtbot, "slow").verdict.ok
+    pane, controller = world.window.pane, world.window.plugin.controller
+    pane.select_env("slow")
+    click(qtbot, pane.install_button)
+    qtbot.waitUntil(lambda: isinstance(controller.dialog, ProgressDialog), timeout=10000)
+    dialog = controller.dialog
+    qtbot.waitUntil(lambda: "Collecting package metadata" in dialog.line.text(), timeout=30000)
+    assert tool(), "the stand-in conda is not running"
+    click(qtbot, dialog.cancel_button)
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=20000)
+    assert "cancelled" in pane.status.text(), pane.status.text()
+    qtbot.waitUntil(lambda: not tool(), timeout=10000)
 
 
 def test_new_console_runs_as_the_user_in_the_env_and_the_variable_explorer_shows_it(
@@ -190,15 +279,17 @@ def test_new_console_runs_as_the_user_in_the_env_and_the_variable_explorer_shows
 
 
 def test_interrupt_button_stops_a_sleep_and_the_kernel_lives_on(world: SpyderWorld, qtbot: Any) -> None:
-    """Spyder's interrupt action on ``time.sleep(60)``: the cell ends with KeyboardInterrupt long before its
+    """The console's stop button on ``time.sleep(60)``: the cell ends with KeyboardInterrupt long before its
     60 s, the same kernel process runs code after. (Through the comm, as Spyder interrupts its own kernels,
     the signal the kernel sends itself could land on its control thread and the sleep went on.)"""
     console = world.window.plugin.consoles.consoles[-1]
     shell = console.client.shellwidget
     (pid,) = [k["pid"] for k in _kernels(world) if k["kernel_id"] == console.kernel_id]
     shell.execute("import time; print('SLEEPING'); time.sleep(60)")
-    qtbot.waitUntil(lambda: "SLEEPING" in console_text(shell) and shell._executing, timeout=30000)
-    world.window.ipyconsole.get_widget().interrupt_action.trigger()
+    stop = world.window.ipyconsole.get_widget().stop_button
+    # As a user: the stop button is clicked once Spyder has enabled it (a disabled one does nothing).
+    qtbot.waitUntil(lambda: "SLEEPING" in console_text(shell) and stop.isEnabled(), timeout=30000)
+    click(qtbot, stop)
     try:
         qtbot.waitUntil(lambda: "KeyboardInterrupt" in console_text(shell) and not shell._executing, timeout=20000)
     except QtWaitTimeout:
