@@ -23,6 +23,8 @@ os.environ["SPYDER_PYTEST"] = "True"  # Spyder's own test mode: a clean configur
 os.environ["JUPYTER_RUNTIME_DIR"] = str(_SPYDER_HOME / "runtime")
 
 import json  # noqa: E402
+import secrets  # noqa: E402
+import socket  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -50,7 +52,7 @@ from spyderdriver import (  # noqa: E402
     submit_password,
     wait_ready,
 )
-from spyderhost import SpyderWorld, announcing_system_daemon, unique_name  # noqa: E402
+from spyderhost import SpyderWorld, announcing_system_daemon, capture, namespace_beside, unique_name  # noqa: E402
 from users import SSD, chown_tree, users  # noqa: E402
 
 from ssd.client import Client  # noqa: E402
@@ -105,11 +107,11 @@ def _kernels(world: SpyderWorld) -> list[dict[str, Any]]:
         return client.kernel_list()
 
 
-def _console(world: SpyderWorld, qtbot: Any, env: str = "sci") -> Any:
-    """Open a new console on *env* from the pane and wait until it is ready."""
+def _console(world: SpyderWorld, qtbot: Any, env: str = "sci", host: str = "") -> Any:
+    """Open a new console on *env* of *host* (the world's) from the pane and wait until it is ready."""
     pane, consoles = world.window.pane, world.window.plugin.consoles
     before = len(consoles.consoles)
-    pane.select_host(world.name)
+    pane.select_host(host or world.name)
     qtbot.waitUntil(lambda: any(e.name == env for e in pane.envs), timeout=20000)
     pane.select_env(env)
     click(qtbot, pane.console_button)
@@ -359,6 +361,59 @@ def test_console_recovers_after_the_daemon_restarts(world: SpyderWorld, qtbot: A
     shell = wait_ready(qtbot, console.client)
     run(qtbot, shell, "print('BACK', 20 + 22)", "BACK 42", timeout=60000)
     assert console in world.window.plugin.consoles.consoles
+
+
+def _add_host_by_address(world: SpyderWorld, qtbot: Any, address: str) -> None:
+    """Add... with *address* typed into its dialog; trust the key shown; log in by password."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication, QInputDialog
+
+    pane, controller = world.window.pane, world.window.plugin.controller
+
+    def answer() -> None:
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, QInputDialog):
+            QTimer.singleShot(50, answer)
+            return
+        dialog.setTextValue(address)
+        dialog.accept()
+
+    QTimer.singleShot(0, answer)
+    click(qtbot, pane.add_button)
+    qtbot.waitUntil(lambda: isinstance(controller.dialog, TrustDialog) and controller.dialog.isVisible(), timeout=20000)
+    click(qtbot, controller.dialog.trust_button)
+    qtbot.waitUntil(lambda: isinstance(controller.dialog, LoginDialog) and controller.dialog.isVisible(), timeout=20000)
+    submit_password(world, qtbot, controller.dialog, world.user.password, host=address)
+
+
+def test_console_traffic_to_a_host_in_a_network_namespace_holds_no_marker_in_clear(
+    world: SpyderWorld, qtbot: Any
+) -> None:
+    """A daemon in a network namespace, added by address: a console's code, output and Variable Explorer carry a
+    marker across the veth, where tcpdump sees plain bytes sent beside them but never the marker."""
+    marker, plain = f"SECRET-{secrets.token_hex(8)}", f"CLEAR-{secrets.token_hex(8)}"
+    consoles = world.window.plugin.consoles
+    with namespace_beside("sp") as (ns, _here):
+        daemon = announcing_system_daemon(world.tmp / "netns-daemon", unique_name("ns"), bind=ns.address, netns=ns)
+        try:
+            address = f"{ns.address}:{daemon.port}"
+            with capture(ns, world.tmp / "spyder.pcap") as pcap:
+                with socket.create_connection((ns.address, daemon.port), timeout=5) as sock:
+                    sock.sendall(plain.encode())  # the control: the capture does see payloads
+                _add_host_by_address(world, qtbot, address)
+                console = _console(world, qtbot, host=address)
+                shell = console.client.shellwidget
+                run(qtbot, shell, f"secret = {marker!r}; print('OUT', secret)", f"OUT {marker}")
+                qtbot.waitUntil(lambda: "secret" in namespace(world, shell), timeout=30000)
+                world.window.ipyconsole.get_widget().close_client(client=console.client)
+                qtbot.waitUntil(lambda: isinstance(consoles.pending_dialog, ChoiceDialog), timeout=10000)
+                click(qtbot, consoles.pending_dialog.buttons["shutdown"])
+                qtbot.waitUntil(lambda: "shut down" in world.window.pane.status.text(), timeout=30000)
+            wire = pcap.read_bytes()
+        finally:
+            daemon.stop_and_check()
+    assert plain.encode() in wire
+    assert marker.encode() not in wire
 
 
 def test_quitting_spyder_lists_the_kernels_and_shuts_them_down(world: SpyderWorld, qtbot: Any) -> None:
