@@ -56,6 +56,7 @@ from spyderhost import SpyderWorld, announcing_system_daemon, capture, namespace
 from users import SSD, chown_tree, users  # noqa: E402
 
 from ssd.client import Client  # noqa: E402
+from ssd.spyder.backend import curve_capable  # noqa: E402
 from ssd.spyder.dialogs import ChoiceDialog, LoginDialog, ProgressDialog, TrustDialog  # noqa: E402
 
 pytestmark = [
@@ -247,7 +248,8 @@ def test_cancel_an_install_into_a_conda_env_with_a_stand_in_conda(world: SpyderW
     chown_tree(root, world.user)
 
     def tool() -> list[psutil.Process]:
-        return [p for p in psutil.process_iter(["cmdline"]) if str(root / "condabin") in " ".join(p.info["cmdline"] or [])]
+        where = str(root / "condabin")
+        return [p for p in psutil.process_iter(["cmdline"]) if where in " ".join(p.info["cmdline"] or [])]
 
     log_in(world, qtbot)
     assert not _env_row(world, qtbot, "slow").verdict.ok
@@ -277,6 +279,8 @@ def test_new_console_runs_as_the_user_in_the_env_and_the_variable_explorer_shows
     tabs = world.window.ipyconsole.get_widget().tabwidget
     assert f"sci@{world.name}" in tabs.tabText(tabs.indexOf(console.client))
     assert console.connection.get("curve_publickey"), "the console did not get the CURVE relay's keys"
+    assert console.end.tunnel is None, "a capable jupyter_client connects to the relay directly, no tunnel"
+    assert json.loads(console.end.file.read_text())["curve_publickey"] == console.connection["curve_publickey"]
     screenshot(world.window.main, "spyder-console")
 
 
@@ -287,9 +291,10 @@ def test_interrupt_button_stops_a_sleep_and_the_kernel_lives_on(world: SpyderWor
     console = world.window.plugin.consoles.consoles[-1]
     shell = console.client.shellwidget
     (pid,) = [k["pid"] for k in _kernels(world) if k["kernel_id"] == console.kernel_id]
-    shell.execute("import time; print('SLEEPING'); time.sleep(60)")
+    shell.execute("import time; print('SLEE' + 'PING'); time.sleep(60)")
     stop = world.window.ipyconsole.get_widget().stop_button
-    # As a user: the stop button is clicked once Spyder has enabled it (a disabled one does nothing).
+    # As a user: the stop button is clicked once Spyder has enabled it (a disabled one does nothing) and the cell
+    # runs (its output, not the echo of its input: a SIGINT that comes before the cell starts is ignored).
     qtbot.waitUntil(lambda: "SLEEPING" in console_text(shell) and stop.isEnabled(), timeout=30000)
     click(qtbot, stop)
     try:
@@ -299,6 +304,33 @@ def test_interrupt_button_stops_a_sleep_and_the_kernel_lives_on(world: SpyderWor
         raise AssertionError(f"not interrupted: {said}") from None
     text = run(qtbot, shell, "import os; print('AFTER', os.getpid())", "AFTER ")
     assert text.split("AFTER ")[-1].split()[0] == str(pid), "the interrupt must not restart the kernel"
+
+
+def test_forced_tunnel_fallback_console_runs_code_and_closing_ends_the_tunnel(
+    world: SpyderWorld, qtbot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-process tunnel FORCED (SSD_SPYDER_TUNNEL=1): this Spyder's jupyter_client reads CURVE keys, so only
+    forcing reaches the fallback. The console's file is then a classic one on ipc sockets in a private folder,
+    code runs as the user, the Variable Explorer follows; closing the console ends the tunnel and its folder."""
+    assert curve_capable(), "Spyder 6.1.8's jupyter_client 8.10 reads CURVE keys: no fallback unless forced"
+    monkeypatch.setenv("SSD_SPYDER_TUNNEL", "1")
+    console = _console(world, qtbot)
+    info = json.loads(console.end.file.read_text())
+    assert console.end.tunnel is not None
+    assert "curve_publickey" not in info
+    assert info["transport"] == "ipc"
+    folder = Path(info["ip"]).parent
+    assert folder.stat().st_mode & 0o777 == 0o700
+    shell = console.client.shellwidget
+    run(qtbot, shell, "import os; tunneled = os.getuid(); print('TUN', tunneled)", f"TUN {world.user.uid}")
+    qtbot.waitUntil(lambda: "tunneled" in namespace(world, shell), timeout=30000)
+    consoles = world.window.plugin.consoles
+    world.window.ipyconsole.get_widget().close_client(client=console.client)
+    qtbot.waitUntil(lambda: isinstance(consoles.pending_dialog, ChoiceDialog), timeout=10000)
+    click(qtbot, consoles.pending_dialog.buttons["shutdown"])
+    qtbot.waitUntil(lambda: all(k["kernel_id"] != console.kernel_id for k in _kernels(world)), timeout=30000)
+    assert not folder.exists()
+    assert not console.end.file.exists()
 
 
 def test_restart_from_the_menu_gives_a_new_process_and_a_live_variable_explorer(world: SpyderWorld, qtbot: Any) -> None:
