@@ -3,7 +3,7 @@
 Spyder treats a kernel it did not start as "external": its interrupt button,
 its restart and its close know nothing of ssd. For the consoles this plugin
 opens (and only those), the console's own methods are replaced on the
-instance so that they go through ssd: interrupt by ``kernel_interrupt``,
+instance so that they go through ssd: interrupt by ``kernel_interrupt`` (a signal),
 restart by ``kernel_restart`` and re-attaching (which sends Spyder's kernel
 configuration to the new process, so the Variable Explorer is live again),
 close asks whether to shut the kernel down. Spyder offers no hook for these;
@@ -23,7 +23,7 @@ from qtpy.QtWidgets import QWidget
 
 from ssd.client.hostspec import HostSpec
 from ssd.spyder.advice import advice
-from ssd.spyder.backend import Backend, connection_file
+from ssd.spyder.backend import Backend, LocalEnd, local_end
 from ssd.spyder.dialogs import ChoiceDialog
 from ssd.spyder.models import StartedKernel
 
@@ -41,7 +41,7 @@ class SSDConsole:
     env: str
     kernel_id: str
     connection: dict[str, Any]
-    file: Path
+    end: LocalEnd  # the connection file Spyder reads (and the in-process tunnel, if one was needed)
     client: Any  # Spyder's ClientWidget
     closing: bool = False
 
@@ -98,11 +98,11 @@ class ConsoleManager:
         spec = self.spec_of(host_key)
         assert spec is not None
         kernel = started.kernel
-        path = connection_file(self.folder, spec, kernel.kernel_id, started.connection)
-        client = self.ipyconsole.create_client_for_kernel(str(path), give_focus=True)
+        end = local_end(self.folder, spec, kernel.kernel_id, started.connection)
+        client = self.ipyconsole.create_client_for_kernel(str(end.file), give_focus=True)
         env = Path(kernel.env).name or kernel.env
         client.given_name = f"{env}@{host_label}"
-        console = SSDConsole(host_key, host_label, kernel.env, kernel.kernel_id, started.connection, path, client)
+        console = SSDConsole(host_key, host_label, kernel.env, kernel.kernel_id, started.connection, end, client)
         self._hook(console)
         self.consoles.append(console)
         self.ipyconsole.get_widget().update_tabs_text()
@@ -136,18 +136,16 @@ class ConsoleManager:
         return spec
 
     def interrupt(self, console: SSDConsole) -> None:
-        """The stop button (or Ctrl+C): interrupt the running cell.
+        """The stop button (or Ctrl+C): interrupt the running cell, by a SIGINT the host sends the kernel.
 
-        As Spyder does for its own kernels: the kernel raises the signal in itself when asked over the
-        control channel (the comm), which reaches it through the relay. A kernel whose comm is not up (not a
-        Spyder kernel yet) is interrupted by the host instead (``kernel_interrupt``, a signal).
+        Not through the comm as Spyder does for its own kernels: there the kernel's control thread signals its
+        own process, Linux may hand the signal to that sending thread, and the main thread's ``time.sleep``
+        is restarted unaware (CPython runs Python handlers in the main thread only), so the cell runs on. A
+        signal from another process (the host's kernel worker) wakes the main thread itself.
         """
         shell = console.client.shellwidget
         shell._execute_queue = []
         shell._reading = False
-        if shell.spyder_kernel_ready:
-            shell.call_kernel(interrupt=True).raise_interrupt_signal()
-            return
         spec = self._spec(console)
         if spec is None:
             return
@@ -156,7 +154,7 @@ class ConsoleManager:
             if error is not None:
                 self.status(f"could not interrupt the kernel on {console.host_label}: {advice(error)}")
             else:
-                self.status(f"interrupted the kernel on {console.host_label}")
+                self.status(f"interrupt sent to the kernel on {console.host_label}")
 
         self.backend.kernel_interrupt(spec, console.kernel_id, done)
 
@@ -182,8 +180,9 @@ class ConsoleManager:
         console.connection = started.connection
         spec = self.spec_of(console.host_key)
         assert spec is not None
-        console.file = connection_file(self.folder, spec, console.kernel_id, started.connection)
-        handler = KernelHandler.from_connection_file(str(console.file))
+        console.end.close()
+        console.end = local_end(self.folder, spec, console.kernel_id, started.connection)
+        handler = KernelHandler.from_connection_file(str(console.end.file))
         # shutdown_kernel=True shuts nothing down here (Spyder has no manager for an ssd kernel) and avoids the
         # QThread Spyder warns of when it is False (spyder-ide/spyder#23973).
         console.client.replace_kernel(handler, shutdown_kernel=True, clear=False, reconnect=reconnect)
@@ -194,7 +193,7 @@ class ConsoleManager:
         """The tab was closed: shut the kernel down, or leave it running, as the user says (or said before)."""
         if console in self.consoles:
             self.consoles.remove(console)
-        console.file.unlink(missing_ok=True)
+        console.end.close()
         if self.quitting:
             return  # the quit dialog decided for every kernel at once
         remembered = str(self.conf("on_close") or "ask")
@@ -243,6 +242,8 @@ class ConsoleManager:
         """Shut down (or detach) every console's kernel and wait; answers the errors, as sentences."""
         self.quitting = True
         targets = [(spec, c.kernel_id) for c in self.consoles if (spec := self.spec_of(c.host_key)) is not None]
+        for console in self.consoles:
+            console.end.close()
         self.consoles.clear()
         if how == "shutdown":
             return self.backend.shutdown_now(targets)

@@ -134,6 +134,7 @@ class ProgressDialog(QDialog):
         self.bar.setRange(0, 0)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._cancel)
+        self.setMinimumWidth(480)  # room for the tool's line, which wraps
         layout = QVBoxLayout(self)
         for widget in (self.phase, self.bar, self.line, self.cancel_button):
             layout.addWidget(widget)

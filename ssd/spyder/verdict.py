@@ -23,18 +23,12 @@ def series_of(spyder_version: str) -> str:
 
 def verdict(env: Mapping[str, object], spyder_version: str) -> Verdict:
     """Can the environment described by *env* (an ``env_list`` entry) run a kernel for this Spyder?"""
-    fix = compat.kernels_spec_for(spyder_version)
-    kernels = env.get("spyder_kernels")
-    if not isinstance(kernels, str) or not kernels:
-        return Verdict(False, "spyder-kernels is not installed", fix)
-    if env.get("python") is None:
+    if env.get("spyder_kernels") and env.get("python") is None:
         return Verdict(False, "no Python found in it", None)
-    series = series_of(spyder_version)
-    # The one place the table is asked; it knows every constraint that breaks a pairing.
-    served = compat.spyder_versions(kernels)
-    if series not in served:
-        serves = ", ".join(served) or "no Spyder this table knows"
-        return Verdict(False, f"spyder-kernels {kernels} serves {serves}, not Spyder {series}", fix)
-    if not env.get("spyder_ready", True):
-        return Verdict(False, "the host says it cannot run a Spyder kernel (ipykernel missing?)", fix)
-    return Verdict(True, f"works with Spyder {series}", None)
+    # The one place the table is asked; it knows every constraint that breaks a pairing (the spyder-kernels
+    # range, and the IPython or ipykernel versions known to break that spyder-kernels).
+    checked = compat.check_spyder(spyder_version, env)
+    if checked.ok:
+        return Verdict(True, f"works with Spyder {series_of(spyder_version)}", None)
+    reason = (checked.problem or "ssd's compatibility table does not know it").split(": install ")[0]
+    return Verdict(False, reason, " ".join(checked.install) or None)

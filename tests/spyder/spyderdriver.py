@@ -53,9 +53,11 @@ def log_in(world: SpyderWorld, qtbot: Any) -> None:
     submit_password(world, qtbot, controller.dialog, world.user.password)
 
 
-def submit_password(world: SpyderWorld, qtbot: Any, dialog: LoginDialog, password: str) -> None:
-    """Type the user's name and *password* and log in, waiting out a throttle the dialog reports."""
+def submit_password(world: SpyderWorld, qtbot: Any, dialog: LoginDialog, password: str, host: str = "") -> None:
+    """Type the user's name and *password* and log in to *host* (the world's), waiting out a throttle the
+    dialog reports."""
     controller = world.window.plugin.controller
+    host = host or world.name
     for _attempt in range(5):
         dialog.user.setText(world.user.name)
         dialog.password.setText(password)
@@ -66,7 +68,7 @@ def submit_password(world: SpyderWorld, qtbot: Any, dialog: LoginDialog, passwor
         assert "wait" in dialog.error.text(), dialog.error.text()
         seconds = float(dialog.error.text().split("wait ")[1].split(" s")[0])
         qtbot.wait(int((seconds + 0.5) * 1000))  # the server said when to retry: that is the condition
-    qtbot.waitUntil(lambda: bool(controller.connected[world.name].user), timeout=20000)
+    qtbot.waitUntil(lambda: bool(controller.connected[host].user), timeout=20000)
 
 
 def wait_ready(qtbot: Any, client: Any) -> Any:

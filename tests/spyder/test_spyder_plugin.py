@@ -23,17 +23,27 @@ os.environ["SPYDER_PYTEST"] = "True"  # Spyder's own test mode: a clean configur
 os.environ["JUPYTER_RUNTIME_DIR"] = str(_SPYDER_HOME / "runtime")
 
 import json  # noqa: E402
+import secrets  # noqa: E402
+import socket  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
-from envfixtures import list_in_environments_txt, make_conda_style, make_venv, public_dir  # noqa: E402
+from envfixtures import (  # noqa: E402
+    broken_kernel_venv,
+    conda_copy,
+    list_in_environments_txt,
+    make_conda_style,
+    make_venv,
+    public_dir,
+)
 from kerneltools import give_env  # noqa: E402
 from pytestqt.exceptions import TimeoutError as QtWaitTimeout  # noqa: E402
 from spyderdriver import (  # noqa: E402
     click,
+    console_text,
     log_in,
     namespace,
     run,
@@ -41,13 +51,14 @@ from spyderdriver import (  # noqa: E402
     submit_password,
     wait_ready,
 )
-from spyderhost import SpyderWorld, announcing_system_daemon, unique_name  # noqa: E402
+from spyderhost import SpyderWorld, announcing_system_daemon, capture, namespace_beside, unique_name  # noqa: E402
 from support.ci import require_root  # noqa: E402
 from users import SSD, chown_tree, users  # noqa: E402
 
 from ssd.client import Client  # noqa: E402
 from ssd.replies import KernelDescription  # noqa: E402
-from ssd.spyder.dialogs import ChoiceDialog, LoginDialog, TrustDialog  # noqa: E402
+from ssd.spyder.backend import curve_capable  # noqa: E402
+from ssd.spyder.dialogs import ChoiceDialog, LoginDialog, ProgressDialog, TrustDialog  # noqa: E402
 
 pytestmark = [
     pytest.mark.root,
@@ -98,11 +109,11 @@ def _kernels(world: SpyderWorld) -> list[KernelDescription]:
         return client.kernel_list()
 
 
-def _console(world: SpyderWorld, qtbot: Any, env: str = "sci") -> Any:
-    """Open a new console on *env* from the pane and wait until it is ready."""
+def _console(world: SpyderWorld, qtbot: Any, env: str = "sci", host: str = "") -> Any:
+    """Open a new console on *env* of *host* (the world's) from the pane and wait until it is ready."""
     pane, consoles = world.window.pane, world.window.plugin.consoles
     before = len(consoles.consoles)
-    pane.select_host(world.name)
+    pane.select_host(host or world.name)
     qtbot.waitUntil(lambda: any(e.name == env for e in pane.envs), timeout=20000)
     pane.select_env(env)
     click(qtbot, pane.console_button)
@@ -169,8 +180,91 @@ def test_environments_with_this_spyders_verdict(world: SpyderWorld, qtbot: Any) 
     by_name = {e.name: e for e in pane.envs}
     assert by_name["sci"].verdict.ok, by_name["sci"].verdict
     assert not by_name["bare"].verdict.ok
-    assert by_name["bare"].verdict.fix == "spyder-kernels>=3.1.0,<3.2.0"
+    assert by_name["bare"].verdict.fix == "spyder-kernels>=3.1.0,<3.2.0 ipython<9.18"
     screenshot(pane, "spyder-envs")
+
+
+def _own_env(world: SpyderWorld, prefix: Path) -> Path:
+    """Give *prefix* to the user and list it in their environments.txt, as conda does."""
+    chown_tree(prefix, world.user)
+    list_in_environments_txt(world.user.home, prefix)
+    chown_tree(world.user.home / ".conda", world.user)
+    return prefix
+
+
+def _env_row(world: SpyderWorld, qtbot: Any, name: str) -> Any:
+    """Refresh the pane and answer the row of environment *name*."""
+    pane = world.window.pane
+    pane.select_host(world.name)
+    click(qtbot, pane.refresh_button)
+    qtbot.waitUntil(lambda: any(e.name == name for e in pane.envs), timeout=20000)
+    return next(e for e in pane.envs if e.name == name)
+
+
+def test_install_spyder_kernels_from_the_pane_fixes_a_broken_ipython_with_progress(
+    world: SpyderWorld, qtbot: Any
+) -> None:
+    """An env with the real broken pair (spyder-kernels 3.1.6, IPython 9.18.1) is flagged; Install runs pip there
+    as the user, its lines reach the progress dialog through env_progress, and the env serves this Spyder after."""
+    broken = conda_copy(broken_kernel_venv(), world.prefix.parent / "broken")
+    subprocess.run([f"{broken}/bin/python", "-I", "-m", "ensurepip"], check=True, capture_output=True, timeout=60)
+    _own_env(world, broken)
+    log_in(world, qtbot)
+    row = _env_row(world, qtbot, "broken")
+    assert not row.verdict.ok
+    assert row.verdict.reason.startswith("IPython 9.18.1 breaks spyder-kernels 3.1.6"), row.verdict.reason
+    assert row.verdict.fix == "ipython<9.18"
+    pane, controller = world.window.pane, world.window.plugin.controller
+    pane.select_env("broken")
+    click(qtbot, pane.install_button)
+    qtbot.waitUntil(lambda: isinstance(controller.dialog, ProgressDialog), timeout=10000)
+    dialog = controller.dialog
+    qtbot.waitUntil(lambda: dialog.line.text() != "", timeout=30000)  # pip's first line, through env_progress
+    screenshot(dialog, "spyder-install")
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=50000)
+    assert "done" in pane.status.text(), pane.status.text()
+    assert (dialog.bar.maximum(), dialog.bar.value()) == (100, 100)
+    assert "Successfully installed ipython-9.17" in dialog.line.text(), dialog.line.text()
+    qtbot.waitUntil(lambda: any(e.name == "broken" and e.verdict.ok for e in pane.envs), timeout=20000)
+
+
+CONDA_STAND_IN = """#!/usr/bin/python3
+# A STAND-IN for conda (conda cannot be installed here): one line of progress, then it hangs.
+import time
+print("Collecting package metadata (repodata.json): done", flush=True)
+time.sleep(600)
+"""
+
+
+def test_cancel_an_install_into_a_conda_env_with_a_stand_in_conda(world: SpyderWorld, qtbot: Any) -> None:
+    """Install into a conda env runs that root's conda (a hanging STAND-IN here); Cancel in the progress dialog
+    ends the operation as cancelled and no process of the tool is left."""
+    import psutil
+
+    root = make_conda_style(world.user.home / "miniconda3")
+    make_conda_style(make_venv(root / "envs" / "slow"))
+    (root / "condabin").mkdir()
+    (root / "condabin" / "conda").write_text(CONDA_STAND_IN)
+    (root / "condabin" / "conda").chmod(0o755)
+    chown_tree(root, world.user)
+
+    def tool() -> list[psutil.Process]:
+        where = str(root / "condabin")
+        return [p for p in psutil.process_iter(["cmdline"]) if where in " ".join(p.info["cmdline"] or [])]
+
+    log_in(world, qtbot)
+    assert not _env_row(world, qtbot, "slow").verdict.ok
+    pane, controller = world.window.pane, world.window.plugin.controller
+    pane.select_env("slow")
+    click(qtbot, pane.install_button)
+    qtbot.waitUntil(lambda: isinstance(controller.dialog, ProgressDialog), timeout=10000)
+    dialog = controller.dialog
+    qtbot.waitUntil(lambda: "Collecting package metadata" in dialog.line.text(), timeout=30000)
+    assert tool(), "the stand-in conda is not running"
+    click(qtbot, dialog.cancel_button)
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=20000)
+    assert "cancelled" in pane.status.text(), pane.status.text()
+    qtbot.waitUntil(lambda: not tool(), timeout=10000)
 
 
 def test_new_console_runs_as_the_user_in_the_env_and_the_variable_explorer_shows_it(
@@ -186,7 +280,58 @@ def test_new_console_runs_as_the_user_in_the_env_and_the_variable_explorer_shows
     tabs = world.window.ipyconsole.get_widget().tabwidget
     assert f"sci@{world.name}" in tabs.tabText(tabs.indexOf(console.client))
     assert console.connection.get("curve_publickey"), "the console did not get the CURVE relay's keys"
+    assert console.end.tunnel is None, "a capable jupyter_client connects to the relay directly, no tunnel"
+    assert json.loads(console.end.file.read_text())["curve_publickey"] == console.connection["curve_publickey"]
     screenshot(world.window.main, "spyder-console")
+
+
+def test_interrupt_button_stops_a_sleep_and_the_kernel_lives_on(world: SpyderWorld, qtbot: Any) -> None:
+    """The console's stop button on ``time.sleep(60)``: the cell ends with KeyboardInterrupt long before its
+    60 s, the same kernel process runs code after. (Through the comm, as Spyder interrupts its own kernels,
+    the signal the kernel sends itself could land on its control thread and the sleep went on.)"""
+    console = world.window.plugin.consoles.consoles[-1]
+    shell = console.client.shellwidget
+    (pid,) = [k.pid for k in _kernels(world) if k.kernel_id == console.kernel_id]
+    shell.execute("import time; print('SLEE' + 'PING'); time.sleep(60)")
+    stop = world.window.ipyconsole.get_widget().stop_button
+    # As a user: the stop button is clicked once Spyder has enabled it (a disabled one does nothing) and the cell
+    # runs (its output, not the echo of its input: a SIGINT that comes before the cell starts is ignored).
+    qtbot.waitUntil(lambda: "SLEEPING" in console_text(shell) and stop.isEnabled(), timeout=30000)
+    click(qtbot, stop)
+    try:
+        qtbot.waitUntil(lambda: "KeyboardInterrupt" in console_text(shell) and not shell._executing, timeout=20000)
+    except QtWaitTimeout:
+        said = f"{world.window.pane.status.text()}\n{console_text(shell)[-600:]}"
+        raise AssertionError(f"not interrupted: {said}") from None
+    text = run(qtbot, shell, "import os; print('AFTER', os.getpid())", "AFTER ")
+    assert text.split("AFTER ")[-1].split()[0] == str(pid), "the interrupt must not restart the kernel"
+
+
+def test_forced_tunnel_fallback_console_runs_code_and_closing_ends_the_tunnel(
+    world: SpyderWorld, qtbot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-process tunnel FORCED (SSD_SPYDER_TUNNEL=1): this Spyder's jupyter_client reads CURVE keys, so only
+    forcing reaches the fallback. The console's file is then a classic one on ipc sockets in a private folder,
+    code runs as the user, the Variable Explorer follows; closing the console ends the tunnel and its folder."""
+    assert curve_capable(), "Spyder 6.1.8's jupyter_client 8.10 reads CURVE keys: no fallback unless forced"
+    monkeypatch.setenv("SSD_SPYDER_TUNNEL", "1")
+    console = _console(world, qtbot)
+    info = json.loads(console.end.file.read_text())
+    assert console.end.tunnel is not None
+    assert "curve_publickey" not in info
+    assert info["transport"] == "ipc"
+    folder = Path(info["ip"]).parent
+    assert folder.stat().st_mode & 0o777 == 0o700
+    shell = console.client.shellwidget
+    run(qtbot, shell, "import os; tunneled = os.getuid(); print('TUN', tunneled)", f"TUN {world.user.uid}")
+    qtbot.waitUntil(lambda: "tunneled" in namespace(world, shell), timeout=30000)
+    consoles = world.window.plugin.consoles
+    world.window.ipyconsole.get_widget().close_client(client=console.client)
+    qtbot.waitUntil(lambda: isinstance(consoles.pending_dialog, ChoiceDialog), timeout=10000)
+    click(qtbot, consoles.pending_dialog.buttons["shutdown"])
+    qtbot.waitUntil(lambda: all(k.kernel_id != console.kernel_id for k in _kernels(world)), timeout=30000)
+    assert not folder.exists()
+    assert not console.end.file.exists()
 
 
 def test_restart_from_the_menu_gives_a_new_process_and_a_live_variable_explorer(world: SpyderWorld, qtbot: Any) -> None:
@@ -249,6 +394,59 @@ def test_console_recovers_after_the_daemon_restarts(world: SpyderWorld, qtbot: A
     shell = wait_ready(qtbot, console.client)
     run(qtbot, shell, "print('BACK', 20 + 22)", "BACK 42", timeout=60000)
     assert console in world.window.plugin.consoles.consoles
+
+
+def _add_host_by_address(world: SpyderWorld, qtbot: Any, address: str) -> None:
+    """Add... with *address* typed into its dialog; trust the key shown; log in by password."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication, QInputDialog
+
+    pane, controller = world.window.pane, world.window.plugin.controller
+
+    def answer() -> None:
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, QInputDialog):
+            QTimer.singleShot(50, answer)
+            return
+        dialog.setTextValue(address)
+        dialog.accept()
+
+    QTimer.singleShot(0, answer)
+    click(qtbot, pane.add_button)
+    qtbot.waitUntil(lambda: isinstance(controller.dialog, TrustDialog) and controller.dialog.isVisible(), timeout=20000)
+    click(qtbot, controller.dialog.trust_button)
+    qtbot.waitUntil(lambda: isinstance(controller.dialog, LoginDialog) and controller.dialog.isVisible(), timeout=20000)
+    submit_password(world, qtbot, controller.dialog, world.user.password, host=address)
+
+
+def test_console_traffic_to_a_host_in_a_network_namespace_holds_no_marker_in_clear(
+    world: SpyderWorld, qtbot: Any
+) -> None:
+    """A daemon in a network namespace, added by address: a console's code, output and Variable Explorer carry a
+    marker across the veth, where tcpdump sees plain bytes sent beside them but never the marker."""
+    marker, plain = f"SECRET-{secrets.token_hex(8)}", f"CLEAR-{secrets.token_hex(8)}"
+    consoles = world.window.plugin.consoles
+    with namespace_beside("sp") as (ns, _here):
+        daemon = announcing_system_daemon(world.tmp / "netns-daemon", unique_name("ns"), bind=ns.address, netns=ns)
+        try:
+            address = f"{ns.address}:{daemon.port}"
+            with capture(ns, world.tmp / "spyder.pcap") as pcap:
+                with socket.create_connection((ns.address, daemon.port), timeout=5) as sock:
+                    sock.sendall(plain.encode())  # the control: the capture does see payloads
+                _add_host_by_address(world, qtbot, address)
+                console = _console(world, qtbot, host=address)
+                shell = console.client.shellwidget
+                run(qtbot, shell, f"secret = {marker!r}; print('OUT', secret)", f"OUT {marker}")
+                qtbot.waitUntil(lambda: "secret" in namespace(world, shell), timeout=30000)
+                world.window.ipyconsole.get_widget().close_client(client=console.client)
+                qtbot.waitUntil(lambda: isinstance(consoles.pending_dialog, ChoiceDialog), timeout=10000)
+                click(qtbot, consoles.pending_dialog.buttons["shutdown"])
+                qtbot.waitUntil(lambda: "shut down" in world.window.pane.status.text(), timeout=30000)
+            wire = pcap.read_bytes()
+        finally:
+            daemon.stop_and_check()
+    assert plain.encode() in wire
+    assert marker.encode() not in wire
 
 
 def test_quitting_spyder_lists_the_kernels_and_shuts_them_down(world: SpyderWorld, qtbot: Any) -> None:
