@@ -23,8 +23,9 @@ from qtpy.QtWidgets import QWidget
 
 from ssd.client.hostspec import HostSpec
 from ssd.spyder.advice import advice
-from ssd.spyder.backend import Backend, LocalEnd, local_end
+from ssd.spyder.backend import Backend
 from ssd.spyder.dialogs import ChoiceDialog
+from ssd.spyder.localend import LocalEnd, local_end
 from ssd.spyder.models import StartedKernel
 
 __all__ = ["ConsoleManager", "SSDConsole"]

@@ -57,8 +57,8 @@ from users import SSD, chown_tree, users  # noqa: E402
 
 from ssd.client import Client  # noqa: E402
 from ssd.replies import KernelDescription  # noqa: E402
-from ssd.spyder.backend import curve_capable  # noqa: E402
 from ssd.spyder.dialogs import ChoiceDialog, LoginDialog, ProgressDialog, TrustDialog  # noqa: E402
+from ssd.spyder.localend import curve_capable  # noqa: E402
 
 pytestmark = [
     pytest.mark.root,
