@@ -26,7 +26,7 @@ from ssd.config import Config
 from ssd.kernels.transport import channel_plan
 from ssd.users import lookup
 
-__all__ = ["USER_SERVICE_OPTIONS", "WorkerStarter", "pool_specs", "worker_address_space"]
+__all__ = ["USER_SERVICE_OPTIONS", "WorkerStarter", "pool_specs", "services", "worker_address_space"]
 
 log = logging.getLogger(__name__)
 
