@@ -16,16 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ssd import protocol
+from ssd import contract, protocol
 from ssd.broker.kernel_service import KERNEL_START, KernelService
 from ssd.config import EnvsConfig
+from ssd.errors import ErrorCode
 from ssd.messages import RequestContent
 from ssd.users import Account, lookup
 
 __all__ = ["ADMIN_REQUESTS", "Admission", "Check"]
 
 Check = Callable[[str | None, RequestContent], dict[str, Any] | None]
-ADMIN_REQUESTS = ("env_create_request", "env_install_request", "env_remove_request")
+ADMIN_REQUESTS = tuple(m.msg_type for m in (contract.ENV_CREATE, contract.ENV_INSTALL, contract.ENV_REMOVE))
 
 
 class Admission:
@@ -50,4 +51,6 @@ class Admission:
         denied = set(self.envs.admin_deny_groups)
         if self.envs.administration and account is not None and not account.groups & denied:
             return None
-        return protocol.error_content("not_allowed", "environment administration is turned off for you on this host")
+        return protocol.error_content(
+            ErrorCode.NOT_ALLOWED, "environment administration is turned off for you on this host"
+        )

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ssd import protocol
+from ssd import contract, protocol
 from ssd.broker.admission import Check
 from ssd.broker.answers import Replies
 from ssd.broker.dispatch import ROUTES, Auth, Route
@@ -99,7 +99,7 @@ class ControlHandler:
         except BadMessage as exc:
             self.replies.bad_message([routing_id], exc.header, exc.reason)
             return
-        address = str(frames[0].get("Peer-Address")) if msg.msg_type == "login_request" else ""
+        address = str(frames[0].get("Peer-Address")) if msg.msg_type == contract.LOGIN.msg_type else ""
         self.dispatch(msg, client_key, address)
 
     def dispatch(self, msg: Message, client_key: str, address: str = "") -> None:

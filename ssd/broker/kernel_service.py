@@ -19,12 +19,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ssd import protocol
+from ssd import contract, protocol
 from ssd.broker.kernels import KernelBook, RecordRefused
 from ssd.broker.registry import Registry, WorkerRecord
 from ssd.broker.sessions import SessionStore
 from ssd.config import KernelsConfig
-from ssd.errors import SSDError
+from ssd.errors import ErrorCode, SSDError
 from ssd.kernels.connection import served_connection
 from ssd.kernels.launch import check_env_vars
 from ssd.keys import KeyPair
@@ -33,7 +33,7 @@ from ssd.sealed import seal, sealed_context
 
 __all__ = ["KERNEL_START", "ConnectionSealer", "KernelService"]
 
-KERNEL_START = "kernel_start_request"
+KERNEL_START = contract.KERNEL_START.msg_type
 KERNEL_STATE = "kernel_state"
 SEALED_STATES = ("ready", "restarted")
 
@@ -95,7 +95,7 @@ class KernelService:
             return None
         also = f" and start {starting} more" if starting else ""
         return protocol.error_content(
-            "limit_reached",
+            ErrorCode.LIMIT_REACHED,
             f"you already run {running} kernels here{also}, the most this host allows per user "
             "(stop one: ssd-ctl stop HOST KERNEL)",
         )
@@ -105,7 +105,7 @@ class KernelService:
         if not limit or self.book.count() + self.registry.in_flight(KERNEL_START) < limit:
             return None
         return protocol.error_content(
-            "limit_reached", f"this host runs {limit} kernels, the most it allows; try again later"
+            ErrorCode.LIMIT_REACHED, f"this host runs {limit} kernels, the most it allows; try again later"
         )
 
     # -- records and adoption ----------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
-from ssd import topics
+from ssd import contract, topics
 from ssd.broker.registry import WorkerRecord
 from ssd.messages import KernelId, KernelKind
 from ssd.workers import wire
@@ -28,7 +28,7 @@ Text = Annotated[str, msgspec.Meta(max_length=4096)]
 OperationId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 # Operation ids a worker announced and the broker remembers (the oldest are forgotten first).
 MAX_OPERATIONS = 256
-OPERATION_REPLIES = frozenset({"env_create_request", "env_install_request", "env_remove_request"})
+OPERATION_REPLIES = frozenset(m.msg_type for m in (contract.ENV_CREATE, contract.ENV_INSTALL, contract.ENV_REMOVE))
 
 
 class _Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
