@@ -88,7 +88,7 @@ class JobHost:
             self.process = subprocess.Popen(  # argv from the worker's record, never through a shell
                 argv,
                 cwd=self.job["cwd"],
-                env=self.job["environ"],
+                env=self.environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=fd,
                 stderr=fd,
@@ -97,6 +97,10 @@ class JobHost:
             )
         finally:
             os.close(fd)
+
+    def environment(self) -> dict[str, str]:
+        """The kernel's environment as the worker built it, plus the job's own SLURM_* (job id, CPUs, ...)."""
+        return {**self.job["environ"], **{k: v for k, v in os.environ.items() if k.startswith("SLURM_")}}
 
     def signal_kernel(self, signum: int, frame: FrameType | None = None) -> None:
         """Pass SIGINT to the kernel's group; SIGTERM also means: do not restart it."""
