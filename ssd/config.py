@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ssd.errors import ConfigError
+from ssd.kernels.slurm.limits import SlurmConfig
 
 __all__ = [
     "SECTIONS",
@@ -260,6 +261,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     auth: AuthConfig = AuthConfig()
     envs: EnvsConfig = EnvsConfig()
     kernels: KernelsConfig = KernelsConfig()
+    slurm: SlurmConfig = SlurmConfig()
 
     def __post_init__(self) -> None:
         """Refuse a control port whose derived events or key port would pass 65535."""
@@ -278,14 +280,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         return self.server.key_port or (self.server.port + 2 if self.server.port else 0)
 
 
-SECTIONS: dict[str, type[_Section]] = {
-    "server": ServerConfig,
-    "workers": WorkersConfig,
-    "discovery": DiscoveryConfig,
-    "auth": AuthConfig,
-    "envs": EnvsConfig,
-    "kernels": KernelsConfig,
-}
+# Each section's model, in the order of Config (the reference page lists them so).
+SECTIONS: dict[str, type[msgspec.Struct]] = {name: type(getattr(Config(), name)) for name in Config.__struct_fields__}
 
 # Variables with this prefix that are not config keys but choose directories.
 _DIRECTORY_VARIABLES = {"SSD_CONFIG_DIR", "SSD_STATE_DIR", "SSD_CLIENT_DIR"}
@@ -376,7 +372,7 @@ def _apply(config: Config, overrides: Overrides, *, strict: bool, source: str) -
         raise ConfigError(f"{source}: {_describe(exc)}") from None
 
 
-def fields_of(model: type[_Section]) -> tuple[msgspec.inspect.Field, ...]:
+def fields_of(model: type[msgspec.Struct]) -> tuple[msgspec.inspect.Field, ...]:
     """The fields of a section model, with their types, defaults and descriptions."""
     info = msgspec.inspect.type_info(model)
     assert isinstance(info, msgspec.inspect.StructType)

@@ -38,6 +38,7 @@ __all__ = [
     "PingRequest",
     "RequestContent",
     "ServerInfoRequest",
+    "SlurmOptions",
     "WhoamiRequest",
     "decode_content",
     "parse_content",
@@ -160,6 +161,19 @@ class EnvCancelRequest(RequestContent, frozen=True):
 EnvName = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 KernelId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 KernelKind = Literal["spyder", "ipykernel"]
+_SlurmWord = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:_.+-]+$")]
+
+
+class SlurmOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """A Slurm kernel's resources (None: the host's default): ``ssd.kernels.slurm.SlurmRequest``'s shape."""
+
+    partition: _SlurmWord | None = None
+    time: _SlurmWord | None = None
+    cpus: Annotated[int, msgspec.Meta(ge=1, le=100000)] | None = None
+    mem: _SlurmWord | None = None
+    gpus: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None
+
+
 KERNEL_KINDS: tuple[KernelKind, ...] = get_args(KernelKind)  # the one list of kernel kinds
 VarName = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 VarValue = Annotated[str, msgspec.Meta(max_length=4096, pattern=r"^[^\x00]*$")]
@@ -183,6 +197,9 @@ class KernelStartRequest(RequestContent, frozen=True):
     # Seconds the kernel is held for its frontend, which renews the lease (kernel_lease); once it lapsed and no
     # client is connected, the host shuts the kernel down after its kernels.lease_grace. None: no lease.
     lease: LeaseSeconds | None = None
+    # Where it runs: on this host, or in a Slurm job with these resources (checked against [slurm]).
+    placement: Literal["local", "slurm"] = "local"
+    slurm: SlurmOptions | None = None
 
 
 class KernelListRequest(RequestContent, frozen=True):

@@ -71,6 +71,9 @@ class ServerInfoReply(Reply, frozen=True):
     events_port: int
     key_port: int
     kernel_transport: str = "curve"
+    # Where kernels may run (local; slurm: in Slurm jobs) and the Slurm partitions users may ask for (empty: any).
+    placements: list[str] = msgspec.field(default_factory=lambda: ["local"])
+    slurm_partitions: list[str] = []
     uptime: float = 0.0
     os: str = ""
     os_release: str = ""
@@ -184,6 +187,12 @@ class KernelDescription(msgspec.Struct, frozen=True, kw_only=True):
     cwd: str = ""
     lease: float | None = None
     lease_left: float | None = None
+    # Where it runs (local, slurm) and, in a Slurm job, the job's id, node, partition and seconds left.
+    placement: str = "local"
+    job_id: int | None = None
+    node: str | None = None
+    partition: str | None = None
+    time_left: int | None = None
 
 
 class KernelStartReply(Reply, frozen=True):

@@ -91,6 +91,7 @@ def summary_txt(
     kernels: int,
     description: str = "",
     transport: str = "curve",
+    placements: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The TXT strings: protocol, key fingerprint, ports, mode and a host summary (short keys, small record)."""
     status = hostinfo.host_status()
@@ -108,6 +109,7 @@ def summary_txt(
         "kernels": str(kernels),
         "kt": transport,  # kernel channels: curve (encrypted relay) or plain
     }
+    txt.update(placements or {})  # pl= where kernels may run, part= Slurm's partitions (ssd.kernels.placement)
     if description:
         txt["desc"] = description
     return txt

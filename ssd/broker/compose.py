@@ -63,6 +63,7 @@ from ssd.broker.zap import Authenticator
 from ssd.config import Config
 from ssd.edge.link import EDGE_DOMAIN
 from ssd.floodguard.guard import Cut, FloodGuard
+from ssd.kernels.placement import offered, placement_txt
 from ssd.keys import KeyPair
 from ssd.state import open_state
 
@@ -159,6 +160,7 @@ class HostSummary:
             kernels=self.book.count(),
             description=config.discovery.description,
             transport=config.kernels.transport,
+            placements=placement_txt(config.slurm),
         )
 
     def status(self) -> dict[str, Any]:
@@ -333,6 +335,8 @@ def _facts(options: BrokerOptions, ports: dict[str, int], specs: list[WorkerSpec
         started=time.time(),
         capabilities=_capabilities(services(specs)),
         kernel_transport=options.config.kernels.transport,
+        placements=offered(options.config.slurm),
+        slurm_partitions=tuple(options.config.slurm.partitions),
     )
 
 

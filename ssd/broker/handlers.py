@@ -29,6 +29,8 @@ class ServerFacts:
     started: float
     capabilities: tuple[str, ...]
     kernel_transport: str = "curve"  # curve (encrypted relay) or plain
+    placements: tuple[str, ...] = ("local",)  # where kernels may run: local, slurm
+    slurm_partitions: tuple[str, ...] = ()  # the partitions users may ask for; empty = any
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ def server_info(ctx: RequestContext, content: RequestContent) -> ServerInfoReply
         events_port=facts.events_port,
         key_port=facts.key_port,
         kernel_transport=facts.kernel_transport,
+        placements=list(facts.placements),
+        slurm_partitions=list(facts.slurm_partitions),
         uptime=round(time.time() - facts.started, 3),
         **hostinfo.host_status(),
     )

@@ -42,10 +42,15 @@ class KernelStateEvent(_Event, frozen=True):
     name: Annotated[str, msgspec.Meta(max_length=256)]
     env: Text
     kind: KernelKind
-    state: Literal["starting", "ready", "restarted", "dead", "culled", "shutdown"]
+    state: Literal["queued", "starting", "ready", "restarted", "dead", "culled", "shutdown"]
     exit_code: int | msgspec.UnsetType | None = msgspec.UNSET
     reason: Text | msgspec.UnsetType | None = msgspec.UNSET
     automatic: bool | msgspec.UnsetType = msgspec.UNSET
+    # A kernel in a Slurm job: the job, Slurm's state and where it runs.
+    job_id: int | msgspec.UnsetType = msgspec.UNSET
+    slurm_state: Annotated[str, msgspec.Meta(max_length=64)] | msgspec.UnsetType = msgspec.UNSET
+    node: Text | msgspec.UnsetType | None = msgspec.UNSET
+    partition: Text | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class EnvProgressEvent(_Event, frozen=True):

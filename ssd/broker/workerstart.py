@@ -40,6 +40,7 @@ USER_SERVICE_OPTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
     "kernel": lambda config: {
         "envs": msgspec.to_builtins(config.envs),
         "kernels": msgspec.to_builtins(config.kernels),
+        "slurm": msgspec.to_builtins(config.slurm),
         **channel_plan(config.kernels.transport, config.kernels.ip, config.server.bind)._asdict(),
     },
 }

@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
+import msgspec
+
 from ssd import contract
 from ssd.client.hostspec import HostSpec
 from ssd.errors import ErrorCode, SSDError
@@ -30,6 +32,7 @@ from ssd.messages import (
     KernelShutdownRequest,
     KernelStartRequest,
     RequestContent,
+    SlurmOptions,
 )
 from ssd.replies import (
     KernelDescription,
@@ -93,12 +96,16 @@ class KernelCalls:
         restart: bool = False,
         lease: float | None = None,
         label: str = "",
+        placement: str = "local",
+        slurm: dict[str, Any] | None = None,
         timeout: float = START_TIMEOUT,
     ) -> KernelStartReply:
         """Start a kernel in *env*; returns once it answered kernel_info (id, connection, kernel_info, timing).
 
         With *lease* (seconds) the kernel is held only while this client renews it (``kernel_lease``).
         *label* says what the frontend shows it for (a notebook's path, "spyder"); an older host has none.
+        *placement* ``slurm`` starts it in a Slurm job with the resources *slurm* names (partition, time, cpus,
+        mem, gpus); the reply comes once the job ran and the kernel answered, ``queued`` events meanwhile.
         """
         # The server checks kind, mode and action (a newer server may know values this client does not).
         content = KernelStartRequest(
@@ -110,6 +117,8 @@ class KernelCalls:
             label=label,
             restart=restart,
             lease=lease,
+            placement=cast(Literal["local", "slurm"], placement),
+            slurm=msgspec.convert(slurm, SlurmOptions) if slurm is not None else None,
         )
         return _checked(await self.call(contract.KERNEL_START, content, timeout=timeout))
 

@@ -102,6 +102,7 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
         ("fingerprint", info.fingerprint),
         ("ports", f"control {info.control_port}, events {info.events_port}, key {info.key_port}"),
         ("kernel channels", _TRANSPORTS.get(info.kernel_transport, info.kernel_transport)),
+        ("kernels run", _placements(info.placements, info.slurm_partitions)),
         ("system", f"{info.os} {info.os_release} {info.arch}"),
         ("cpus", info.cpus),
         ("memory", f"{_gib(info.memory_available)} free of {_gib(info.memory_total)}"),
@@ -117,6 +118,14 @@ _TRANSPORTS = {
     "curve": "curve (encrypted relay; Spyder: ssd-ctl start --tunnel)",
     "plain": "plain (kernel ports signed, not encrypted)",
 }
+
+
+def _placements(placements: list[str], partitions: list[str]) -> str:
+    """Where kernels may run: on the host, and in Slurm jobs with the partitions users may ask for."""
+    words = ["on this host" if p == "local" else p for p in placements]
+    if "slurm" in placements:
+        words[placements.index("slurm")] = "in Slurm jobs (" + (", ".join(partitions) or "any partition") + ")"
+    return ", ".join(words)
 
 
 def _gib(value: Any) -> str:

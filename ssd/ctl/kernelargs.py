@@ -19,6 +19,7 @@ __all__ = [
     "TCP_HELP",
     "resolve",
     "resolve_kernel",
+    "slurm_options",
     "start_options",
     "waiting",
 ]
@@ -47,6 +48,24 @@ def start_options(parser: argparse.ArgumentParser) -> None:
         help="an environment variable for the kernel, if the host allows it (SPY_*, LANG, ...; repeatable)",
     )
     parser.add_argument("--restart", action="store_true", help="start it again if it dies without being asked to")
+    slurm = parser.add_argument_group("kernel in a Slurm job (a cluster's login node; see: ssd-ctl info HOST)")
+    slurm.add_argument("--slurm", action="store_true", help="run the kernel in a Slurm job; waits while queued")
+    slurm.add_argument("--partition", help="Slurm partition (default: the host's)")
+    slurm.add_argument("--time", help="time limit, Slurm notation: 90, 1:30:00, 2-12 (default: the host's)")
+    slurm.add_argument("--cpus", type=int, help="CPUs (default: the host's)")
+    slurm.add_argument("--mem", help="memory: 4G, 512M (default: the host's)")
+    slurm.add_argument("--gpus", type=int, help="GPUs (default: none)")
+
+
+def slurm_options(args: argparse.Namespace) -> dict[str, object] | None:
+    """kernel_start's Slurm options from --slurm and its companions; None without --slurm."""
+    given = {key: getattr(args, key) for key in ("partition", "time", "cpus", "mem", "gpus")}
+    if not args.slurm:
+        named = [f"--{key}" for key, value in given.items() if value is not None]
+        if named:
+            raise SSDError(f"{', '.join(named)} need --slurm", code=ErrorCode.USAGE)
+        return None
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def _assignment(text: str) -> tuple[str, str]:

@@ -20,10 +20,10 @@ from ssd.client.kernels import START_TIMEOUT
 from ssd.ctl.args import add_host
 from ssd.ctl.commands import connected
 from ssd.ctl.connfiles import remove_default_files, tunnel_file, write_connection
-from ssd.ctl.kernelargs import KERNEL_HELP, SHORT, TCP_HELP, resolve, start_options, waiting
+from ssd.ctl.kernelargs import KERNEL_HELP, SHORT, TCP_HELP, resolve, slurm_options, start_options, waiting
 from ssd.ctl.output import Output
 from ssd.ctl.tunnel import run_tunnel
-from ssd.replies import KernelShutdownReply, KernelStartReply
+from ssd.replies import KernelDescription, KernelShutdownReply, KernelStartReply
 
 __all__ = [
     "KERNEL_COMMANDS",
@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 SHUTDOWN_TIMEOUT = 30.0
+# A start in a Slurm job waits as long as the queue holds it (a day; Ctrl-C cancels it).
+SLURM_WAIT = 86400.0
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -78,8 +80,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
 def start_kernel(client: Client, args: argparse.Namespace, out: Output) -> tuple[KernelStartReply, float]:
     """kernel_start with the command's options; returns the reply and the seconds it took here."""
     began = time.perf_counter()
+    slurm = slurm_options(args)
+    where = " in a Slurm job (queued until Slurm runs it)" if slurm is not None else ""
     try:
-        with waiting(out, f"starting a {args.kind} kernel in {args.env} on {args.host}..."):
+        with waiting(out, f"starting a {args.kind} kernel in {args.env} on {args.host}{where}..."):
             reply = client.kernel_start(
                 args.env,
                 args.kind,
@@ -87,7 +91,9 @@ def start_kernel(client: Client, args: argparse.Namespace, out: Output) -> tuple
                 env_vars=dict(args.env_vars),
                 name=args.name,
                 restart=args.restart,
-                timeout=max(args.timeout, START_TIMEOUT),
+                placement="local" if slurm is None else "slurm",
+                slurm=slurm,
+                timeout=max(args.timeout, START_TIMEOUT) if slurm is None else SLURM_WAIT,
             )
     except KeyboardInterrupt:
         out.error(f"interrupted; the kernel may still start: see ssd-ctl kernels {args.host}")
@@ -166,6 +172,7 @@ def cmd_kernels(args: argparse.Namespace, out: Output) -> int:
         out.say(f"you have no kernels on {args.host} (start one: ssd-ctl start {args.host} ENV)")
         return 0
     now = time.time()
+    jobs = any(k.job_id for k in kernels)  # Slurm's columns only where some kernel runs in a job
     rows = [
         (
             k.kernel_id[:SHORT],
@@ -179,11 +186,25 @@ def cmd_kernels(args: argparse.Namespace, out: Output) -> int:
             _ago(k.last_activity, now),
             k.connections,
             f"{k.lease:g} s" if k.lease else "-",
+            *(_job(k) if jobs else ()),
         )
         for k in sorted(kernels, key=lambda k: k.started)
     ]
     table = Table(title=Text(f"your kernels on {args.host}"), title_justify="left")
-    columns = ("id", "name", "label", "env", "kind", "state", "execution", "started", "active", "clients", "lease")
+    columns: tuple[str, ...] = (
+        "id",
+        "name",
+        "label",
+        "env",
+        "kind",
+        "state",
+        "execution",
+        "started",
+        "active",
+        "clients",
+        "lease",
+    )
+    columns += ("job", "node", "partition", "left") if jobs else ()
     for column in columns:
         # Ids, kinds and states are what a person types or reads at a glance: never cut or folded.
         table.add_column(column, no_wrap=column in ("id", "kind", "state", "clients"))
@@ -191,6 +212,14 @@ def cmd_kernels(args: argparse.Namespace, out: Output) -> int:
         table.add_row(*(Text(str(value)) for value in row))  # Text, never markup: names come from the server
     out.out.print(table)
     return 0
+
+
+def _job(kernel: KernelDescription) -> tuple[str, ...]:
+    """Job id, node, partition and time left of a kernel in a Slurm job ("-" for a local one)."""
+    if not kernel.job_id:
+        return ("-",) * 4
+    left = "-" if kernel.time_left is None else f"{kernel.time_left // 60}:{kernel.time_left % 60:02d}"
+    return (str(kernel.job_id), kernel.node or "-", kernel.partition or "-", left)
 
 
 def _when(stamp: Any, now: float) -> str:

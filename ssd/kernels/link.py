@@ -15,7 +15,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
 
-from ssd.kernels.transport import kernel_endpoint
+from ssd.kernels.transport import kernel_endpoint, secure_link
 
 __all__ = ["KernelLink", "KernelSilent", "kernel_info_summary"]
 
@@ -57,6 +57,7 @@ class KernelLink:
         # A starting kernel binds its sockets a few hundred ms after exec: retry the refused connect
         # every 20 ms rather than libzmq's 100 ms, so readiness is seen when it happens.
         sock.reconnect_ivl = 20
+        secure_link(sock, self.info)
         sock.connect(kernel_endpoint(self.info, channel))
         return sock
 

@@ -6,7 +6,19 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["KernelRecord"]
+__all__ = ["KernelRecord", "SlurmJob"]
+
+
+class SlurmJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A kernel's Slurm job: its id (0 until submitted), folder on the shared filesystem, resources."""
+
+    job_id: int = 0
+    folder: str  # 0700: job.json (what the job runs), endpoint.json (where its relay listens), logs
+    partition: str | None = None
+    time_seconds: int = 0
+    cpus: int = 1
+    mem_mib: int | None = None
+    gpus: int = 0
 
 
 class KernelRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,3 +49,5 @@ class KernelRecord(msgspec.Struct, frozen=True, kw_only=True):
     # The CURVE relay (transport curve): its bind address, ports and keypair, kept across worker restarts.
     relay: dict[str, Any] | None = None
     label: str = ""  # the frontend's: a notebook's path, "spyder"
+    placement: str = "local"  # local | slurm (ssd.kernels.placement)
+    job: SlurmJob | None = None  # the Slurm job a kernel of placement slurm runs in

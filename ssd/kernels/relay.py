@@ -32,7 +32,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from ssd.kernels.connection import relay_connection_info
 from ssd.kernels.proxy import ChannelProxy, channel_pair, monitor_socket, stop_proxies
-from ssd.kernels.transport import kernel_endpoint
+from ssd.kernels.transport import kernel_endpoint, secure_link
 
 __all__ = ["CHANNELS", "HEARTBEAT_IVL_MS", "HEARTBEAT_TIMEOUT_MS", "PortBusy", "Relay", "RelayGate", "new_relay_keys"]
 
@@ -120,6 +120,7 @@ class Relay:
                 self.ctx, front, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED
             )
         self.ports[channel] = self._bind(front, self._wanted.get(channel, 0))
+        secure_link(back, self.kernel_info)  # a kernel in a Slurm job: CURVE to its job's relay
         back.connect(kernel_endpoint(self.kernel_info, channel))
         del made[-2:]  # the proxy owns them now
         return front, back

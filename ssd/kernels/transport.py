@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import zmq
+
 from ssd.kernels.connection import WILDCARDS
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "ipc_paths",
     "kernel_bind_ip",
     "kernel_endpoint",
+    "secure_link",
 ]
 
 # The five "<channel>_port" keys of a connection info.
@@ -62,8 +65,8 @@ def channel_plan(transport: str, kernels_ip: str, server_bind: str) -> ChannelPl
 def kernel_endpoint(info: dict[str, Any], channel: str) -> str:
     """Where to connect to *channel* of a kernel on this machine, from its own connection info."""
     port = int(info[f"{channel}_port"])
-    if info.get("transport", "tcp") == "ipc":
-        return f"ipc://{info['ip']}-{port}"
+    if info.get("transport", "tcp") in ("ipc", "inproc"):  # inproc: a job's kernel not placed yet (no peer)
+        return f"{info['transport']}://{info['ip']}-{port}"
     ip = str(info["ip"])
     if ip in WILDCARDS:
         ip = "127.0.0.1"  # a kernel that bound every interface (plain transport)
@@ -75,3 +78,12 @@ def ipc_paths(info: dict[str, Any]) -> list[str]:
     if info.get("transport", "tcp") != "ipc":
         return []
     return [f"{info['ip']}-{int(info[key])}" for key in CHANNEL_PORTS]
+
+
+def secure_link(sock: zmq.Socket[Any], info: dict[str, Any]) -> None:
+    """CURVE client keys on a socket to a kernel behind its job's relay (``link_*`` keys of its connection
+    info, ``ssd.kernels.slurm.jobhost``); a local kernel's sockets stay as they are."""
+    if "link_serverkey" in info:
+        sock.curve_serverkey = str(info["link_serverkey"]).encode()
+        sock.curve_publickey = str(info["link_publickey"]).encode()
+        sock.curve_secretkey = str(info["link_secretkey"]).encode()

@@ -28,9 +28,11 @@ from ssd.kernels.clients import count_clients
 from ssd.kernels.connection import classic_info, served_connection
 from ssd.kernels.lease import Lease, lease_lapsed
 from ssd.kernels.managed import KernelHooks, ManagedKernel
+from ssd.kernels.placement import Placements, job_fields, placed
 from ssd.kernels.record import KernelRecord
 from ssd.kernels.relay import PortBusy, new_relay_keys
 from ssd.kernels.relayhost import RelayHost
+from ssd.kernels.slurm.limits import SlurmConfig
 from ssd.messages import (
     KernelInfoRequest,
     KernelInterruptRequest,
@@ -88,6 +90,8 @@ class KernelWorker(Worker):
             max_restarts=self.config.max_restarts,
         )
         self._background: set[asyncio.Task[None]] = set()
+        slurm = msgspec.convert(options.get("slurm", {}), SlurmConfig)
+        self.placements = Placements(slurm, self.home, relayed=self.relays is not None, on_placed=self.open_relay)
 
     # -- reporting ----------------------------------------------------------------------
 
@@ -121,7 +125,7 @@ class KernelWorker(Worker):
             if record.user != self.user or record.kernel_id in self.kernels:
                 continue
             try:
-                kernel = ManagedKernel(self.ctx, record, self.hooks)
+                kernel = self.placements.kernel(self.ctx, record, self.hooks)
             except Exception:  # a record this worker cannot use (the broker stores what a worker sent)
                 log.exception("kernel record %s cannot be adopted; forgetting it", record.kernel_id)
                 self._on_record(record.kernel_id, None)
@@ -199,7 +203,7 @@ class KernelWorker(Worker):
 
     def open_relay(self, kernel: ManagedKernel, *, strict: bool = False) -> None:
         """Expose a ready kernel through its CURVE relay (same ports as before, when it had one)."""
-        if self.relays is None or kernel.record.relay is None:
+        if self.relays is None or kernel.record.relay is None or not placed(kernel.record):
             return
         relay = self.relays.open(kernel.record, strict=strict)
         if relay.ports != kernel.record.relay.get("ports"):
@@ -255,6 +259,7 @@ class KernelWorker(Worker):
             cwd=record.cwd,
             lease=record.lease,
             lease_left=round(kernel.lease.left(), 1) if kernel.lease is not None else None,
+            **job_fields(kernel),
         )
 
     def new_record(self, content: KernelStartRequest, env: EnvInfo) -> KernelRecord:
@@ -316,11 +321,13 @@ async def kernel_start(worker: KernelWorker, content: KernelStartRequest, reques
     """Start a kernel; the reply comes once it answered kernel_info."""
     began = time.monotonic()
     worker.check_limit()
+    worker.placements.check(content.placement, content.slurm)
     envs = await asyncio.to_thread(worker.discovery.list)
     env = find_env(envs, content.env)
     record = await asyncio.to_thread(worker.new_record, content, env)
+    record = worker.placements.prepare(record, content.placement, content.slurm)
     worker.check_limit()  # again: another start may have been admitted while discovery ran
-    kernel = ManagedKernel(worker.ctx, record, worker.hooks)
+    kernel = worker.placements.kernel(worker.ctx, record, worker.hooks)
     worker.kernels[record.kernel_id] = kernel
     prepared = time.monotonic()
     try:

@@ -45,6 +45,10 @@ class SlurmConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     sacct: Annotated[str, _doc("Path of sacct (why a job ended, once squeue forgot it); empty = PATH, if any.")] = ""
     conf: Annotated[str, _doc("slurm.conf the commands read (SLURM_CONF); empty = Slurm's own default.")] = ""
     command_timeout: Annotated[float, msgspec.Meta(gt=0, description="Seconds a Slurm command may take.")] = 30.0
+    job_folder: Annotated[str, _doc("Folder of the kernel jobs (~ = home), shared with the nodes.")] = (
+        "~/.local/state/ssd/jobs"
+    )
+    login_address: Annotated[str, _doc("This host's address as the nodes reach it; empty = its name resolved.")] = ""
 
     def __post_init__(self) -> None:
         """Refuse notations Slurm would not read, naming the key."""
