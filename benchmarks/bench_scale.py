@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import zmq
 from rich.console import Console
 from rich.table import Table
 
@@ -46,6 +44,7 @@ from scale.scalehost import (  # noqa: E402 (the tests' folders are put on sys.p
     ScaleHost,
     Usage,
     execute,
+    relay_share,
     scale_host,
     soft_nofile,
     unit_nofile,
@@ -54,11 +53,8 @@ from scale.scalehost import (  # noqa: E402 (the tests' folders are put on sys.p
 
 from ssd.client import AsyncClient  # noqa: E402
 from ssd.errors import RemoteError  # noqa: E402
-from ssd.kernels.relay import Relay, RelayGate, new_relay_keys  # noqa: E402
 
 MIB = 1024 * 1024
-PROBE_RELAYS = 8  # relays opened in this process to measure one relay's cost
-CEILING_CAP = 200  # relays at most while looking for libzmq's limit
 
 
 @dataclass(frozen=True)
@@ -146,52 +142,6 @@ def slopes(points: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
     return fits
 
 
-def relay_share(kernel: Kernel) -> dict[str, Any]:
-    """One relay's threads, fds and RSS, and how many relays one libzmq context holds, in this process."""
-    info = json.loads(Path(kernel.own_file).read_text())
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # so that libzmq's own limit shows first
-    ctx: zmq.Context[Any] = zmq.Context()
-    gate = RelayGate(ctx)
-    relays: list[Relay] = []
-
-    def open_one() -> None:
-        keys, domain = new_relay_keys(), f"probe{len(relays)}"
-        gate.admit(domain, keys["curve_publickey"])
-        relay = Relay(ctx, info, "127.0.0.1", keys, domain=domain)
-        relay.start()
-        relays.append(relay)
-
-    try:
-        open_one()  # the context's I/O and reaper threads start with its first socket
-        before = usage(os.getpid())
-        for _ in range(PROBE_RELAYS):
-            open_one()
-        after = usage(os.getpid())
-        refusal = ""
-        while len(relays) < CEILING_CAP:
-            try:
-                open_one()
-            except zmq.ZMQError as exc:
-                refusal = str(exc)
-                break
-        return {
-            "threads": (after.threads - before.threads) / PROBE_RELAYS,
-            "fds": (after.fds - before.fds) / PROBE_RELAYS,
-            "fd_kinds": {k: (after.fd_kinds.get(k, 0) - v) / PROBE_RELAYS for k, v in before.fd_kinds.items()},
-            "rss_mib": (after.rss - before.rss) / MIB / PROBE_RELAYS,
-            "relays_per_context": len(relays),
-            "refusal": refusal,
-            "max_sockets": ctx.get(zmq.MAX_SOCKETS),
-        }
-    finally:
-        for relay in relays:
-            relay.stop()
-        gate.stop()
-        ctx.term()
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
 async def _burst_starts(host: ScaleHost, plan: list[int]) -> list[Any]:
     """Every planned start sent at once, on fresh connections with the members' (logged-in) keys."""
     clients = []
@@ -206,7 +156,8 @@ async def _burst_starts(host: ScaleHost, plan: list[int]) -> list[Any]:
             for client, count in zip(clients, plan, strict=True)
             for n in range(count)
         ]
-        return await asyncio.gather(*starts, return_exceptions=True)
+        results: list[Any] = await asyncio.gather(*starts, return_exceptions=True)
+        return results
     finally:
         for client in clients:
             await client.close()
@@ -229,9 +180,13 @@ def burst(host: ScaleHost, s: Settings, per_user: int, per_host: int) -> dict[st
         kernel = Kernel(reply["kernel"]["kernel_id"], "", member.client.connection_info(reply), "")
         member.kernels.append(kernel)
         execute(kernel.relay)
-    outcome = {"starts": len(results), "users": users, "ok": len(ok), "limit_reached": len(refused)}
+    outcome: dict[str, Any] = {"starts": len(results), "users": users, "ok": len(ok), "limit_reached": len(refused)}
     outcome.update({"expected_ok": expected, "other_errors": other, "seconds": seconds})
     outcome["workers_lost"] = host.lost_workers()
+    for member in host.members:  # a start whose reply was lost may still have left a kernel: stop it too
+        known = {kernel.kernel_id for kernel in member.kernels}
+        listed = [entry["kernel_id"] for entry in member.client.kernel_list()]
+        member.kernels.extend(Kernel(kid, "", {}, "") for kid in listed if kid not in known)
     host.stop_all()
     return outcome
 
@@ -299,7 +254,11 @@ def run(s: Settings) -> dict[str, Any]:
             churned = churn(host, s.churn)
             progress(f"burst: {s.burst_starts} starts at once")
             bursted = burst(host, s, per_user, per_host)
-    result = {"settings": asdict(s), "shares": shares, "limits": {"per_user": per_user, "per_host": per_host}}
+    result: dict[str, Any] = {
+        "settings": asdict(s),
+        "shares": shares,
+        "limits": {"per_user": per_user, "per_host": per_host},
+    }
     result.update({"fresh": {k: asdict(v) for k, v in fresh.items()}, "points": _plain(points), "fits": fits})
     result.update({"relay": share, "ceiling": limit, "churn": churned, "burst": bursted})
     result.update({"load_before": load_before, "load_after": os.getloadavg(), "cpus": os.cpu_count()})

@@ -5,9 +5,11 @@ and what /proc says of the daemon's processes (threads, descriptors, resident me
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
+import resource
 import subprocess
 import sys
 from collections import Counter
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import zmq
 from conftest import Daemon, new_client
 from envfixtures import conda_copy, kernel_venv, list_in_environments_txt, public_dir
 from jupyter_client.blocking.client import BlockingKernelClient
@@ -26,6 +29,7 @@ from support.procnet import tcp_listeners
 from users import User, chown_tree, login, start_system_daemon, stop_and_audit, users
 
 from ssd.client import Client
+from ssd.kernels.relay import Relay, RelayGate, new_relay_keys
 from ssd.paths import server_paths
 from ssd.service.unit import system_unit
 
@@ -37,6 +41,7 @@ __all__ = [
     "ScaleHost",
     "Usage",
     "execute",
+    "relay_share",
     "scale_host",
     "unit_nofile",
     "usage",
@@ -46,6 +51,9 @@ ENV = "scale"
 KINDS = ("ipykernel", "spyder")  # mixed: the n-th kernel of a run is KINDS[n % 2]
 START_TIMEOUT = 180.0  # many kernels importing at once on two shared cores
 SYSTEMD_DEFAULT_NOFILE = 1024  # the soft limit a unit without LimitNOFILE= gets
+PROBE_RELAYS = 8  # relays opened in this process to measure one relay's cost
+CEILING_CAP = 200  # relays at most while looking for libzmq's limit
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -275,6 +283,52 @@ def settled(pid: int, before: Usage, slack: Usage, what: str, timeout: float = 3
         return now
 
     return eventually(back, f"{what} back to its size before the churn", timeout=timeout)
+
+
+def relay_share(kernel: Kernel) -> dict[str, Any]:
+    """One relay's threads, fds and RSS, and how many relays one libzmq context holds, in this process."""
+    info = json.loads(Path(kernel.own_file).read_text())  # its ipc endpoints: root may connect
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # so that libzmq's own limit shows first
+    ctx: zmq.Context[Any] = zmq.Context()
+    gate = RelayGate(ctx)
+    relays: list[Relay] = []
+
+    def open_one() -> None:
+        keys, domain = new_relay_keys(), f"probe{len(relays)}"
+        gate.admit(domain, keys["curve_publickey"])
+        relay = Relay(ctx, info, "127.0.0.1", keys, domain=domain)
+        relay.start()
+        relays.append(relay)
+
+    try:
+        open_one()  # the context's I/O and reaper threads start with its first socket
+        before = usage(os.getpid())
+        for _ in range(PROBE_RELAYS):
+            open_one()
+        after = usage(os.getpid())
+        refusal = ""
+        while len(relays) < CEILING_CAP:
+            try:
+                open_one()
+            except zmq.ZMQError as exc:
+                refusal = str(exc)
+                break
+        return {
+            "threads": (after.threads - before.threads) / PROBE_RELAYS,
+            "fds": (after.fds - before.fds) / PROBE_RELAYS,
+            "fd_kinds": {k: (after.fd_kinds.get(k, 0) - v) / PROBE_RELAYS for k, v in before.fd_kinds.items()},
+            "rss_mib": (after.rss - before.rss) / MIB / PROBE_RELAYS,
+            "relays_per_context": len(relays),
+            "refusal": refusal,
+            "max_sockets": ctx.get(zmq.MAX_SOCKETS),
+        }
+    finally:
+        for relay in relays:
+            relay.stop()
+        gate.stop()
+        ctx.term()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def _shared_env(where: Path) -> Path:
