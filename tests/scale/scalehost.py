@@ -1,0 +1,371 @@
+"""A host under load, for tests/scale and benchmarks/bench_scale.py: real users logged in by PAM to a
+system-mode daemon, Spyder and Jupyter kernels started through it, each one run through its CURVE relay,
+and what /proc says of the daemon's processes (threads, descriptors, resident memory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import resource
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import zmq
+from conftest import Daemon, new_client
+from envfixtures import conda_copy, kernel_venv, list_in_environments_txt, public_dir
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.connect import KernelConnectionInfo
+from support.eventually import eventually
+from support.procnet import tcp_listeners
+from users import User, chown_tree, login, start_system_daemon, stop_and_audit, users
+
+from ssd.client import Client
+from ssd.kernels.relay import Relay, RelayGate, new_relay_keys
+from ssd.paths import server_paths
+from ssd.service.unit import system_unit
+
+__all__ = [
+    "ENV",
+    "KINDS",
+    "Kernel",
+    "Member",
+    "ScaleHost",
+    "Usage",
+    "execute",
+    "relay_share",
+    "scale_host",
+    "unit_nofile",
+    "usage",
+]
+
+ENV = "scale"
+KINDS = ("ipykernel", "spyder")  # mixed: the n-th kernel of a run is KINDS[n % 2]
+START_TIMEOUT = 180.0  # many kernels importing at once on two shared cores
+SYSTEMD_DEFAULT_NOFILE = 1024  # the soft limit a unit without LimitNOFILE= gets
+PROBE_RELAYS = 8  # relays opened in this process to measure one relay's cost
+CEILING_CAP = 200  # relays at most while looking for libzmq's limit
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One process as /proc shows it: threads, open descriptors (and of which kind), resident memory."""
+
+    threads: int
+    fds: int
+    rss: int  # bytes
+    fd_kinds: dict[str, int]
+
+
+def _fd_kind(target: str) -> str:
+    """socket, eventfd (one per libzmq socket: its mailbox), eventpoll (one per libzmq I/O thread), pipe, file."""
+    if target.startswith("socket:"):
+        return "socket"
+    if target.startswith("anon_inode:"):
+        return target.removeprefix("anon_inode:").strip("[]")
+    if target.startswith("pipe:"):
+        return "pipe"
+    return "file"
+
+
+def usage(pid: int) -> Usage:
+    """Threads and VmRSS from /proc/PID/status, descriptors from /proc/PID/fd."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    kinds: Counter[str] = Counter()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            kinds[_fd_kind(os.readlink(f"/proc/{pid}/fd/{fd}"))] += 1
+        except FileNotFoundError:  # closed while we looked
+            continue
+    rss = int(fields["VmRSS"].split()[0]) * 1024
+    return Usage(int(fields["Threads"]), sum(kinds.values()), rss, dict(kinds))
+
+
+def soft_nofile(pid: int) -> int:
+    """The soft RLIMIT_NOFILE of *pid*, from /proc/PID/limits."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError(f"no 'Max open files' in /proc/{pid}/limits")
+
+
+def unit_nofile() -> tuple[int, str]:
+    """The soft descriptor limit the installed system unit gives the daemon (and so its workers), and why."""
+    text = system_unit(Path(sys.executable), server_paths("system"))
+    found = re.search(r"^LimitNOFILE=(\d+)(?::(\d+))?$", text, re.MULTILINE)
+    if found is None:
+        return SYSTEMD_DEFAULT_NOFILE, "no LimitNOFILE= in the unit: systemd's default soft limit"
+    return int(found.group(1)), f"LimitNOFILE={found.group(0).split('=', 1)[1]} in the unit (soft and hard)"
+
+
+def children_of(parent: int) -> dict[int, tuple[int, str]]:
+    """The child processes of *parent*: pid to (uid, command line), from /proc."""
+    found: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if int(stat[stat.rfind(")") + 2 :].split()[1]) == parent:
+                found[int(entry.name)] = (entry.stat().st_uid, (entry / "cmdline").read_bytes().decode())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def edge_of(broker: int) -> int:
+    """The edge process (pre-login containment) of a broker, once the broker has started it."""
+
+    def found() -> int | None:
+        edges = [pid for pid, (_, cmd) in children_of(broker).items() if "ssd.edge" in cmd]
+        return edges[0] if len(edges) == 1 else None
+
+    return eventually(found, "the broker's edge process")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A kernel started through the daemon, and how a client reaches it through the relay."""
+
+    kernel_id: str
+    kind: str
+    relay: dict[str, Any]
+    own_file: str  # the kernel's own connection file on the server (ipc endpoints)
+
+
+@dataclass
+class Member:
+    """A user logged in with a password, their kernels, and their kernel worker (once it runs)."""
+
+    user: User
+    client: Client
+    kernels: list[Kernel] = field(default_factory=list)
+    worker: int = 0  # pid of the user's kernel worker
+
+
+def execute(relay: dict[str, Any], timeout: float = 60.0) -> None:
+    """Run ``1+1`` in the kernel through its relay (CURVE, as jupyter_client 8.9+ connects) and check the 2."""
+    kc = BlockingKernelClient()
+    kc.load_connection_info(cast(KernelConnectionInfo, relay))
+    kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+    try:
+        msg_id = kc.execute("1+1", store_history=False, user_expressions={"r": "1+1"})
+        while True:
+            try:
+                reply = kc.get_shell_msg(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no execute_reply through the relay on port {relay['shell_port']}") from None
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+    finally:
+        kc.stop_channels()
+    content = reply["content"]
+    assert content["status"] == "ok", content
+    assert content["user_expressions"]["r"]["data"]["text/plain"] == "2", content
+
+
+class ScaleHost:
+    """The daemon, its members and the kernels they run; starts and stops kernels, finds the processes."""
+
+    def __init__(self, daemon: Daemon, members: list[Member], fresh: dict[str, Usage]) -> None:
+        self.daemon = daemon
+        self.members = members
+        self.fresh = fresh  # the broker and the edge before anyone logged in
+        self.started = 0  # kernels started so far (kinds alternate over the run)
+
+    @property
+    def broker(self) -> int:
+        """The broker: the daemon's own process."""
+        return self.daemon.process.pid
+
+    def children(self) -> dict[int, tuple[int, str]]:
+        """The broker's child processes: pid to (uid, command line)."""
+        return children_of(self.broker)
+
+    @property
+    def edge(self) -> int:
+        """The edge process (pre-login containment)."""
+        return edge_of(self.broker)
+
+    def workers(self) -> list[int]:
+        """Every kernel worker found so far."""
+        return [member.worker for member in self.members if member.worker]
+
+    def start(self, member: Member, kind: str | None = None) -> Kernel:
+        """Start a kernel for *member* (the next kind of the alternation unless given); find its worker."""
+        kind = kind or KINDS[self.started % len(KINDS)]
+        self.started += 1
+        reply = member.client.kernel_start(ENV, kind, timeout=START_TIMEOUT)
+        kernel = Kernel(
+            reply["kernel"]["kernel_id"], kind, member.client.connection_info(reply), reply["connection_file"]
+        )
+        member.kernels.append(kernel)
+        if not member.worker:
+            member.worker = self._worker_of(member.user, int(kernel.relay["shell_port"]))
+        return kernel
+
+    def stop(self, member: Member, kernel: Kernel) -> None:
+        """Shut a kernel down through the daemon."""
+        member.client.kernel_shutdown(kernel.kernel_id)
+        member.kernels.remove(kernel)
+
+    def _worker_of(self, user: User, relay_port: int) -> int:
+        """The user's kernel worker: the broker's child of that uid that listens on the kernel's relay port."""
+        for pid, (uid, cmd) in self.children().items():
+            if uid == user.uid and "ssd.workers" in cmd and relay_port in tcp_listeners(pid):
+                return pid
+        raise AssertionError(f"no kernel worker of {user.name} listens on relay port {relay_port}")
+
+    def kernels(self) -> Iterator[Kernel]:
+        """Every running kernel of every member."""
+        for member in self.members:
+            yield from member.kernels
+
+    def execute_all(self) -> int:
+        """Run 1+1 in every kernel through its relay; the number of kernels."""
+        count = 0
+        for kernel in self.kernels():
+            execute(kernel.relay)
+            count += 1
+        return count
+
+    def lost_workers(self) -> list[str]:
+        """Members whose kernel worker is no longer the one found first (it died or was restarted)."""
+        alive = self.children()
+        return [m.user.name for m in self.members if m.worker and m.worker not in alive]
+
+    def pids(self) -> dict[str, int]:
+        """The processes measured: the broker, the edge and every kernel worker found so far."""
+        found = {"broker": self.broker, "edge": self.edge}
+        found.update({f"worker {m.user.name}": m.worker for m in self.members if m.worker})
+        return found
+
+    def sample(self) -> dict[str, Usage]:
+        """/proc's view of every process measured."""
+        return {name: usage(pid) for name, pid in self.pids().items()}
+
+    def churn_round(self) -> int:
+        """One kernel started, run through its relay and stopped for each member; the number of starts."""
+        for member in self.members:
+            kernel = self.start(member)
+            execute(kernel.relay)
+            self.stop(member, kernel)
+        return len(self.members)
+
+    def stop_all(self) -> None:
+        """Shut down every kernel still running."""
+        for member in self.members:
+            for kernel in list(member.kernels):
+                self.stop(member, kernel)
+
+
+def settled(pid: int, before: Usage, slack: Usage, what: str, timeout: float = 30.0) -> Usage:
+    """Wait until *pid*'s threads, descriptors and memory are back within *slack* of *before*; return them.
+
+    libzmq closes a socket's descriptors in its reaper thread after the close call returns: wait, never sleep.
+    """
+
+    def back() -> Usage:
+        now = usage(pid)
+        assert now.threads <= before.threads + slack.threads, f"{what}: threads {before.threads} -> {now.threads}"
+        assert now.fds <= before.fds + slack.fds, f"{what}: descriptors {before.fds} -> {now.fds} {now.fd_kinds}"
+        assert now.rss <= before.rss + slack.rss, f"{what}: RSS {before.rss >> 10} -> {now.rss >> 10} KiB"
+        return now
+
+    return eventually(back, f"{what} back to its size before the churn", timeout=timeout)
+
+
+def relay_share(kernel: Kernel) -> dict[str, Any]:
+    """One relay's threads, fds and RSS, and how many relays one libzmq context holds, in this process."""
+    info = json.loads(Path(kernel.own_file).read_text())  # its ipc endpoints: root may connect
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # so that libzmq's own limit shows first
+    ctx: zmq.Context[Any] = zmq.Context()
+    gate = RelayGate(ctx)
+    relays: list[Relay] = []
+
+    def open_one() -> None:
+        keys, domain = new_relay_keys(), f"probe{len(relays)}"
+        gate.admit(domain, keys["curve_publickey"])
+        relay = Relay(ctx, info, "127.0.0.1", keys, domain=domain)
+        relay.start()
+        relays.append(relay)
+
+    try:
+        open_one()  # the context's I/O and reaper threads start with its first socket
+        before = usage(os.getpid())
+        for _ in range(PROBE_RELAYS):
+            open_one()
+        after = usage(os.getpid())
+        refusal = ""
+        while len(relays) < CEILING_CAP:
+            try:
+                open_one()
+            except zmq.ZMQError as exc:
+                refusal = str(exc)
+                break
+        return {
+            "threads": (after.threads - before.threads) / PROBE_RELAYS,
+            "fds": (after.fds - before.fds) / PROBE_RELAYS,
+            "fd_kinds": {k: (after.fd_kinds.get(k, 0) - v) / PROBE_RELAYS for k, v in before.fd_kinds.items()},
+            "rss_mib": (after.rss - before.rss) / MIB / PROBE_RELAYS,
+            "relays_per_context": len(relays),
+            "refusal": refusal,
+            "max_sockets": ctx.get(zmq.MAX_SOCKETS),
+        }
+    finally:
+        for relay in relays:
+            relay.stop()
+        gate.stop()
+        ctx.term()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _shared_env(where: Path) -> Path:
+    """One copy of the cached kernel venv as a conda-style environment every test user may run."""
+    prefix = conda_copy(kernel_venv(), where / ENV)
+    subprocess.run(["chmod", "-R", "a+rX", str(where)], check=True)
+    return prefix
+
+
+@contextmanager
+def scale_host(tmp: Path, count: int, *, per_user: int, per_host: int) -> Iterator[ScaleHost]:
+    """*count* real users logged in to a system-mode daemon with these kernel limits, one shared environment;
+    every kernel shut down, the daemon stopped (exit 0) and audited, the users removed afterwards."""
+    limits = {
+        "SSD_KERNELS_MAX_PER_USER": str(per_user),
+        "SSD_KERNELS_MAX_PER_HOST": str(per_host),
+        "SSD_KERNELS_START_TIMEOUT": str(START_TIMEOUT),
+        "SSD_KERNELS_STOP_ON_EXIT": "true",
+    }
+    with ExitStack() as stack:
+        made = stack.enter_context(users(count))
+        prefix = _shared_env(stack.enter_context(public_dir()))
+        for user in made:
+            list_in_environments_txt(user.home, prefix)
+            chown_tree(user.home / ".conda", user)
+        daemon = start_system_daemon(tmp, extra_env=limits)
+        stack.callback(stop_and_audit, daemon)
+        fresh = {"broker": usage(daemon.process.pid), "edge": usage(edge_of(daemon.process.pid))}
+        members = []
+        for user in made:
+            client = new_client(daemon, tmp / f"client-{user.name}", timeout=60)
+            stack.callback(client.close)
+            client.connect()
+            login(client, user.name, user.password)
+            members.append(Member(user, client))
+        host = ScaleHost(daemon, members, fresh)
+        try:
+            yield host
+        finally:
+            host.stop_all()
