@@ -17,28 +17,26 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import harness
 import psutil
 import zmq
+from harness import progress
 from rich.console import Console
 from rich.table import Table
 
 from ssd.client import Client, KnownHosts
 from ssd.client.identity import client_keypair
 
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 FLOOD_WIRE = 60_000_000  # bytes on the wire per attack, as in the finding
 CURVE_FRAME_WIRE = 37  # one 2-byte frame under CURVE
 FLOOD_GIVE_UP = 120.0
@@ -69,11 +67,6 @@ class Report:
     guard_cuts: int
 
 
-def progress(message: str) -> None:
-    """Say what the run is doing, on stderr so that --json output stays clean."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
 # -- the attacker (a child process: this script with --flood) --------------------------------
 
 
@@ -101,36 +94,6 @@ def flood(port: int, kind: str, server_key: bytes) -> str:
 
 
 # -- the daemon -----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def ssd_daemon(tmp: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any], Path]]:
-    """``python -m ssd`` in user mode with its directories in *tmp*; yields the process, daemon.json, the log."""
-    env = {**os.environ, "SSD_CONFIG_DIR": str(tmp / "config"), "SSD_STATE_DIR": str(tmp / "state")}
-    log_path = tmp / "ssd.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ssd", "--bind", "127.0.0.1", "--port", "0", "--no-announce"],
-            env=env,
-            cwd=tmp,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        info_path = tmp / "state" / "daemon.json"
-        deadline = time.monotonic() + START_TIMEOUT
-        while not info_path.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the daemon did not start:\n{log_path.read_text()}")
-            time.sleep(0.05)
-        yield process, json.loads(info_path.read_text()), log_path
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def daemon_rss(pid: int) -> int:
@@ -239,10 +202,10 @@ def ping_phase(client: Client, pid: int, pings: int, attackers: Attackers | None
 
 def measure(pings: int) -> Report:
     """The whole run: one daemon, quiet then flooded."""
-    with tempfile.TemporaryDirectory(prefix="ssd-bench-edge-") as name, ssd_daemon(Path(name)) as (process, info, log):
-        tmp = Path(name)
+    with tempfile.TemporaryDirectory(prefix="ssd-bench-edge-") as name, harness.daemon(Path(name)) as daemon:
+        tmp, process, info = Path(name), daemon.process, daemon.info
         client = Client(
-            f"127.0.0.1:{info['control_port']}",
+            f"127.0.0.1:{daemon.control_port}",
             trust=True,
             identity=client_keypair(tmp / "client"),
             known_hosts=KnownHosts(tmp / "client" / "known_hosts"),
@@ -260,7 +223,7 @@ def measure(pings: int) -> Report:
             flooded = ping_phase(client, process.pid, pings, attackers)
             progress(f"attackers: {attackers.outcomes}")
             last_edge = edge_pid(process.pid)
-        text = log.read_text(errors="replace")
+        text = daemon.log.read_text(errors="replace")
     restarts = text.count("the edge exited")
     if restarts == 0 and first_edge != last_edge:
         restarts = 1
@@ -313,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         report = measure(1000 if args.quick else 5000)
-    except RuntimeError as exc:
+    except (RuntimeError, harness.BenchError) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import pwd
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,8 +30,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ssd.client import Client, KnownHosts
-from ssd.client.identity import client_keypair
+import harness
+
 from ssd.envs import DiscoveryOptions, EnvDiscovery
 
 TARGET_CACHED_MS = 20.0
@@ -100,45 +97,19 @@ def ask_every_python(prefixes: list[Path]) -> None:
 
 def end_to_end(top: Path, runs: int, expected: int) -> tuple[float, float]:
     """(first env_list in ms, cached median in ms) through a daemon in user mode and a logged-in client."""
-    env = {
-        **os.environ,
-        "SSD_CONFIG_DIR": str(top / "cfg"),
-        "SSD_STATE_DIR": str(top / "state"),
-        "SSD_ENVS_ENVS_DIRS": str(top / "envs"),
-        "SSD_ENVS_KNOWN_ROOTS": "false",
-        "SSD_ENVS_VENV_DIRS": "",
-    }
-    argv = [sys.executable, "-m", "ssd", "--bind", "127.0.0.1", "--port", "0", "--no-announce"]
-    with (top / "daemon.log").open("wb") as log:
-        daemon = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=top)
+    daemon = harness.daemon(
+        top, SSD_ENVS_ENVS_DIRS=str(top / "envs"), SSD_ENVS_KNOWN_ROOTS="false", SSD_ENVS_VENV_DIRS=""
+    )
     try:
-        info_path = top / "state" / "daemon.json"
-        deadline = time.monotonic() + 30
-        while not info_path.exists():
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"daemon did not start:\n{(top / 'daemon.log').read_text()}")
-            time.sleep(0.05)
-        port = json.loads(info_path.read_text())["control_port"]
-        identity = client_keypair(top / "client")
-        keys = top / "cfg" / "authorized_keys.d"
-        keys.mkdir(mode=0o700, exist_ok=True)
-        user = pwd.getpwuid(os.geteuid()).pw_name
-        (keys / user).write_bytes(identity.public + b"\n")
-        (keys / user).chmod(0o600)
-        client = Client(
-            f"127.0.0.1:{port}", trust=True, timeout=60, identity=identity, known_hosts=KnownHosts(top / "kh")
-        )
-        with client:
-            client.login(user)
+        with daemon as running, harness.logged_in(top, running) as client:
             started = time.perf_counter()
             first = client.request("env_list_request")["envs"]
             first_ms = (time.perf_counter() - started) * 1000
             if len(first) != expected:
                 raise SystemExit(f"daemon listed {len(first)} environments, expected {expected}")
             cached = median_ms(lambda: client.request("env_list_request"), runs)
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(30)
+    except harness.BenchError as exc:
+        raise SystemExit(f"bench_envs: {exc}") from None
     return first_ms, cached
 
 

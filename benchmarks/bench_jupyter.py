@@ -37,7 +37,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench_kernels import build_env, logged_in, start_daemon
+import harness
+from bench_kernels import daemon
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -156,20 +157,15 @@ async def alternate(server: Server, runs: int) -> dict[str, list[float]]:
 
 def measure(top: Path, python: Path, runs: int) -> dict[str, Any]:
     """Start the daemon and the server; return medians and the ratio."""
-    daemon, info = start_daemon(top)
-    try:
-        client = logged_in(top, info)  # the client key's session, which the provisioner uses
-        user = str(client.whoami().user)
-        client.close()
-        write_specs(top, python, f"127.0.0.1:{info['control_port']}", user)
+    with daemon(top) as running:
+        with harness.logged_in(top, running, timeout=90) as client:  # the key's session, which the provisioner uses
+            user = str(client.whoami().user)
+        write_specs(top, python, f"127.0.0.1:{running.control_port}", user)
         server = Server(top)
         try:
             times = asyncio.run(alternate(server, runs))
         finally:
             server.stop()
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(30)
     local, ssd = statistics.median(times["local"]), statistics.median(times["ssd"])
     return {
         "runs": runs,
@@ -192,13 +188,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ssd-bench-jupyter-") as folder:
         top = Path(folder)
-        if args.source:
-            venv = top / "envs" / "bench"
-            venv.parent.mkdir()
-            subprocess.run(["cp", "-a", str(args.source), str(venv)], check=True)
-        else:
-            print("building the environment with pip ...", file=sys.stderr)
-            venv = build_env(top)
+        venv = harness.kernel_env(top, args.source)
         try:
             result = measure(top, venv / "bin" / "python", args.runs)
         except KeyboardInterrupt:

@@ -23,35 +23,22 @@ are medians; the ratio is ssd / direct. Target: at most 1.10.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
-import pwd
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import harness
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
-from ssd.client import Client, KnownHosts
-from ssd.client.identity import client_keypair
+from ssd.client import Client
 
 TARGET_RATIO = 1.10
-BASE_PYTHON = "/usr/bin/python3"
-
-
-def build_env(top: Path) -> Path:
-    """A venv that can run both kinds of kernel: spyder-kernels 3.1 and its dependencies, from pip."""
-    venv = top / "envs" / "bench"
-    subprocess.run([BASE_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
-    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q"]
-    subprocess.run([*pip, "spyder-kernels==3.1.*"], check=True)
-    return venv
 
 
 def argv_for(python: Path, kind: str) -> list[str]:
@@ -88,45 +75,9 @@ def ssd_start(client: Client, kind: str) -> tuple[float, dict[str, float]]:
     return elapsed, reply.timing
 
 
-def start_daemon(top: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """``ssd run`` in user mode on loopback, finding environments in TOP/envs."""
-    env = {
-        **os.environ,
-        "SSD_CONFIG_DIR": str(top / "cfg"),
-        "SSD_STATE_DIR": str(top / "state"),
-        "SSD_ENVS_VENV_DIRS": str(top / "envs"),
-        "SSD_ENVS_KNOWN_ROOTS": "false",
-    }
-    argv = [sys.executable, "-m", "ssd", "--bind", "127.0.0.1", "--port", "0", "--no-announce"]
-    with (top / "daemon.log").open("wb") as log:
-        daemon = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=top)
-    info_path = top / "state" / "daemon.json"
-    deadline = time.monotonic() + 30
-    while not info_path.exists():
-        if daemon.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"daemon did not start:\n{(top / 'daemon.log').read_text()}")
-        time.sleep(0.05)
-    return daemon, json.loads(info_path.read_text())
-
-
-def logged_in(top: Path, info: dict[str, Any]) -> Client:
-    """A client authorized by the administrator's key list and logged in with its key."""
-    identity = client_keypair(top / "client")
-    user = pwd.getpwuid(os.geteuid()).pw_name
-    keys = top / "cfg" / "authorized_keys.d"
-    keys.mkdir(mode=0o700, exist_ok=True)
-    (keys / user).write_bytes(identity.public + b"\n")
-    (keys / user).chmod(0o600)
-    client = Client(
-        f"127.0.0.1:{info['control_port']}",
-        trust=True,
-        identity=identity,
-        known_hosts=KnownHosts(top / "client" / "known_hosts"),
-        timeout=90,
-    )
-    client.connect()
-    client.login(user)
-    return client
+def daemon(top: Path) -> contextlib.AbstractContextManager[harness.Running]:
+    """The daemon in user mode, finding environments in TOP/envs."""
+    return harness.daemon(top, SSD_ENVS_VENV_DIRS=str(top / "envs"), SSD_ENVS_KNOWN_ROOTS="false")
 
 
 def measure(top: Path, python: Path, kind: str, runs: int) -> dict[str, Any]:
@@ -136,24 +87,16 @@ def measure(top: Path, python: Path, kind: str, runs: int) -> dict[str, Any]:
     (spec_dir / "kernel.json").write_text(
         json.dumps({"argv": argv_for(python, kind), "display_name": "bench", "language": "python"})
     )
-    daemon, info = start_daemon(top)
-    try:
-        client = logged_in(top, info)
-        try:
-            ssd_start(client, kind)  # warm-up: starts the user's kernel worker; not timed
-            direct_start(spec_dir.parent)
-            direct, through, server = [], [], []
-            for n in range(runs):
-                direct.append(direct_start(spec_dir.parent))
-                elapsed, timing = ssd_start(client, kind)
-                through.append(elapsed)
-                server.append(timing["ready"] + timing.get("prepare", 0.0))
-                print(f"  run {n + 1}/{runs}: direct {direct[-1]:.3f} s, ssd {through[-1]:.3f} s", file=sys.stderr)
-        finally:
-            client.close()
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(30)
+    with daemon(top) as running, harness.logged_in(top, running, timeout=90) as client:
+        ssd_start(client, kind)  # warm-up: starts the user's kernel worker; not timed
+        direct_start(spec_dir.parent)
+        direct, through, server = [], [], []
+        for n in range(runs):
+            direct.append(direct_start(spec_dir.parent))
+            elapsed, timing = ssd_start(client, kind)
+            through.append(elapsed)
+            server.append(timing["ready"] + timing.get("prepare", 0.0))
+            print(f"  run {n + 1}/{runs}: direct {direct[-1]:.3f} s, ssd {through[-1]:.3f} s", file=sys.stderr)
     d, s = statistics.median(direct), statistics.median(through)
     return {
         "kind": kind,
@@ -177,13 +120,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ssd-bench-kernels-") as folder:
         top = Path(folder)
-        if args.source:
-            venv = top / "envs" / "bench"
-            venv.parent.mkdir()
-            subprocess.run(["cp", "-a", str(args.source), str(venv)], check=True)
-        else:
-            print("building the environment with pip ...", file=sys.stderr)
-            venv = build_env(top)
+        venv = harness.kernel_env(top, args.source)
         try:
             result = measure(top, venv / "bin" / "python", args.kind, args.runs)
         except KeyboardInterrupt:

@@ -23,78 +23,32 @@ import argparse
 import contextlib
 import json
 import os
-import platform
-import pwd
-import queue
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
+import harness
 import psutil
-import zmq
-from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.connect import KernelConnectionInfo
+from harness import BenchError, progress
+from relay_paths import PATHS, Settings, Tally, measure
 from rich.console import Console
 from rich.table import Table
 
-from ssd.client import Client, KnownHosts
-from ssd.client.identity import client_keypair
+from ssd.client import Client
 from ssd.client.tunnel import Tunnel
 from ssd.errors import SSDError
 from ssd.replies import KernelStartReply
 
-PATHS = ("direct", "relay", "tunnel")
 TARGET_ADDED_MS = 0.5  # the relay's execute round trip, minus direct's (p50)
 TARGET_FRACTION = 0.70  # the relay's iopub throughput, as a fraction of direct's (medians)
-ROUND_TRIPS_PER_RUN = 100  # per path and run: --runs 2 or more gives at least 200 samples
-WARMUP_ROUND_TRIPS = 50
-BASE_PYTHON = "/usr/bin/python3"
-START_TIMEOUT = 60.0  # daemon info file, kernel_start, a client's first kernel_info
-MESSAGE_TIMEOUT = 60.0  # the longest wait for any one reply or iopub message
-STOP_TIMEOUT = 10.0  # the daemon's time to exit after SIGTERM
+START_TIMEOUT = 60.0  # kernel_start, the client's requests
 ENV_NAME = "bench"
-
-
-class BenchError(Exception):
-    """Something failed or answered wrongly; the run is void."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What to measure."""
-
-    runs: int  # rounds; each takes ROUND_TRIPS_PER_RUN round trips and one transfer per path
-    megabytes: int  # printed per transfer, in 1 MB writes
-    kind: str  # ipykernel or spyder
-
-    @property
-    def code(self) -> str:
-        """The cell that prints: one flushed 1 MB line at a time, so each is its own stream message."""
-        return (
-            "import sys\ns = 'x' * 999_999 + '\\n'\n"
-            f"for _ in range({self.megabytes}):\n    sys.stdout.write(s)\n    sys.stdout.flush()\n"
-        )
-
-    @property
-    def expected_bytes(self) -> int:
-        """What every transfer must deliver."""
-        return self.megabytes * 1_000_000
-
-
-@dataclass
-class Tally:
-    """What the runs measured so far on one path."""
-
-    latencies_ns: list[int] = field(default_factory=list)
-    rates: list[float] = field(default_factory=list)  # MB/s of each transfer
 
 
 @dataclass(frozen=True)
@@ -142,88 +96,19 @@ class Report:
     comparisons: list[Comparison]
 
 
-def progress(message: str) -> None:
-    """Say what the run is doing, on stderr so that --json output stays clean."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
 # -- the kernel's environment, the daemon, the kernel ----------------------------------
 
 
-def prepare_env(top: Path, source: Path | None) -> Path:
-    """TOP/envs/bench: a copy of *source*, or a new venv with spyder-kernels (and ipykernel) from pip."""
-    venv = top / "envs" / ENV_NAME
-    venv.parent.mkdir()
-    if source is not None:
-        progress(f"copying {source}")
-        subprocess.run(["cp", "-a", str(source), str(venv)], check=True)
-        return venv
-    progress("building the environment with pip")
-    subprocess.run([BASE_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
-    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q"]
-    subprocess.run([*pip, "spyder-kernels==3.1.*"], check=True)
-    return venv
-
-
 @contextlib.contextmanager
-def daemon(top: Path) -> Iterator[dict[str, Any]]:
-    """``python -m ssd`` in user mode on loopback; yields its daemon.json; SIGTERM and wait on the way out."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SSD_")},
-        "SSD_CONFIG_DIR": str(top / "cfg"),
-        "SSD_STATE_DIR": str(top / "state"),
-        "SSD_ENVS_VENV_DIRS": str(top / "envs"),
-        "SSD_ENVS_KNOWN_ROOTS": "false",
-    }
-    argv = [sys.executable, "-m", "ssd", "--bind", "127.0.0.1", "--port", "0", "--no-announce"]
-    log_path = top / "daemon.log"
-    with log_path.open("wb") as log:
-        # A session of its own: Ctrl-C reaches this script only, which then shuts the kernel down through it.
-        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=top, start_new_session=True)
+def daemon(top: Path) -> Iterator[harness.Running]:
+    """The daemon in user mode, finding TOP/envs; on the way out, stopped and any kernel it left killed."""
     try:
-        yield wait_for_info(process, top / "state" / "daemon.json", log_path)
+        with harness.daemon(
+            top, new_session=True, SSD_ENVS_VENV_DIRS=str(top / "envs"), SSD_ENVS_KNOWN_ROOTS="false"
+        ) as running:
+            yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            progress(f"the daemon did not stop within {STOP_TIMEOUT:g}s of SIGTERM; killed")
         kill_leftover_kernels(top)
-
-
-def wait_for_info(process: subprocess.Popen[bytes], info_path: Path, log_path: Path) -> dict[str, Any]:
-    """The daemon's info file once written; fail if it exits or takes too long."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while not info_path.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise BenchError(f"the daemon did not start:\n{tail(log_path)}")
-        time.sleep(0.05)
-    info: dict[str, Any] = json.loads(info_path.read_text())
-    return info
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    """The last lines of a log."""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-@contextlib.contextmanager
-def logged_in(top: Path, info: dict[str, Any]) -> Iterator[Client]:
-    """A client whose key the administrator authorized for this user, logged in with it."""
-    identity = client_keypair(top / "client")
-    user = pwd.getpwuid(os.geteuid()).pw_name
-    keys = top / "cfg" / "authorized_keys.d"
-    keys.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (keys / user).write_bytes(identity.public + b"\n")
-    (keys / user).chmod(0o600)
-    known_hosts = KnownHosts(top / "client" / "known_hosts")
-    host = f"127.0.0.1:{info['control_port']}"
-    with Client(host, trust=True, identity=identity, known_hosts=known_hosts, timeout=START_TIMEOUT) as client:
-        client.login(user)
-        yield client
 
 
 @contextlib.contextmanager
@@ -276,102 +161,6 @@ def connection_infos(client: Client, reply: KernelStartReply) -> tuple[dict[str,
 # -- the clients and the measurements --------------------------------------------------
 
 
-@contextlib.contextmanager
-def kernel_client(info: dict[str, Any], *, iopub: bool) -> Iterator[BlockingKernelClient]:
-    """A jupyter_client BlockingKernelClient on *info* (CURVE if it has the keys), ready; stopped on the way out."""
-    kc = BlockingKernelClient()
-    kc.load_connection_info(cast(KernelConnectionInfo, info))
-    kc.start_channels(shell=True, iopub=iopub, stdin=False, hb=False, control=False)
-    try:
-        if iopub:  # kernel_info until iopub delivers: the subscription reached the kernel
-            kc.wait_for_ready(timeout=START_TIMEOUT)
-        else:
-            execute(kc, "pass")
-        yield kc
-    finally:
-        kc.stop_channels()
-
-
-def execute(kc: BlockingKernelClient, code: str) -> tuple[str, int]:
-    """Run *code*; return its msg_id and the nanoseconds to its execute_reply (which must be ok)."""
-    began = time.perf_counter_ns()
-    msg_id: str = kc.execute(code, store_history=False)
-    reply = shell_reply(kc, msg_id)
-    elapsed = time.perf_counter_ns() - began
-    if reply["content"]["status"] != "ok":
-        raise BenchError(f"execute of {code[:40]!r} failed: {reply['content']}")
-    return msg_id, elapsed
-
-
-def shell_reply(kc: BlockingKernelClient, msg_id: str) -> dict[str, Any]:
-    """The shell reply to *msg_id* (older replies are skipped); a kernel that does not answer fails the run."""
-    while True:
-        try:
-            reply: dict[str, Any] = kc.get_shell_msg(timeout=MESSAGE_TIMEOUT)
-        except queue.Empty:
-            raise BenchError(f"no shell reply within {MESSAGE_TIMEOUT:g}s") from None
-        if reply["parent_header"].get("msg_id") == msg_id:
-            return reply
-
-
-def iopub_message(kc: BlockingKernelClient) -> dict[str, Any]:
-    """The next iopub message; none in time fails the run."""
-    try:
-        msg: dict[str, Any] = kc.get_iopub_msg(timeout=MESSAGE_TIMEOUT)
-    except queue.Empty:
-        raise BenchError(f"no iopub message within {MESSAGE_TIMEOUT:g}s") from None
-    return msg
-
-
-def transfer(info: dict[str, Any], settings: Settings) -> float:
-    """MB/s of one printing cell, from execute to the idle status after its last stream byte.
-
-    A fresh subscriber each time: iopub goes to every subscriber, so a path
-    that is not measured must not be subscribed.
-    """
-    with kernel_client(info, iopub=True) as kc:
-        began = time.perf_counter()
-        msg_id: str = kc.execute(settings.code, store_history=False)
-        received = 0
-        while True:
-            msg = iopub_message(kc)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                received += len(msg["content"]["text"].encode())
-            elif msg["msg_type"] == "error":
-                raise BenchError(f"the printing cell failed: {msg['content'].get('evalue')}")
-            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-        seconds = time.perf_counter() - began
-        if shell_reply(kc, msg_id)["content"]["status"] != "ok":
-            raise BenchError("the printing cell's execute_reply is not ok")
-    if received != settings.expected_bytes:
-        raise BenchError(f"{received} stream bytes arrived, {settings.expected_bytes} expected")
-    return received / 1e6 / seconds
-
-
-def measure(infos: dict[str, dict[str, Any]], settings: Settings) -> dict[str, Tally]:
-    """Warm up, then runs of round trips (path after path, sample by sample) and one transfer per path."""
-    tallies = {name: Tally() for name in PATHS}
-    with contextlib.ExitStack() as stack:
-        clients = {name: stack.enter_context(kernel_client(infos[name], iopub=False)) for name in PATHS}
-        progress(f"warming up: {WARMUP_ROUND_TRIPS} round trips per path")
-        for _ in range(WARMUP_ROUND_TRIPS):
-            for kc in clients.values():
-                execute(kc, "pass")
-        for run in range(settings.runs):
-            order = PATHS[run % len(PATHS) :] + PATHS[: run % len(PATHS)]  # no path always goes first
-            progress(f"run {run + 1} of {settings.runs}: {ROUND_TRIPS_PER_RUN} round trips per path")
-            for _ in range(ROUND_TRIPS_PER_RUN):
-                for name in order:
-                    tallies[name].latencies_ns.append(execute(clients[name], "pass")[1])
-            for name in order:
-                tallies[name].rates.append(transfer(infos[name], settings))
-                progress(f"  {name}: {settings.megabytes} MB at {tallies[name].rates[-1]:.0f} MB/s")
-    return tallies
-
-
 # -- the run ---------------------------------------------------------------------------
 
 
@@ -379,9 +168,13 @@ def run(settings: Settings, source: Path | None) -> Report:
     """Prepare, start the daemon and the kernel, measure, clean up (also on error or Ctrl-C)."""
     with tempfile.TemporaryDirectory(prefix="ssd-bench-relay-") as folder:
         top = Path(folder)
-        prepare_env(top, source)
+        harness.kernel_env(top, source)
         load_before = os.getloadavg()
-        with daemon(top) as info, logged_in(top, info) as client, kernel(client, settings.kind) as reply:
+        with (
+            daemon(top) as running,
+            harness.logged_in(top, running, timeout=START_TIMEOUT) as client,
+            kernel(client, settings.kind) as reply,
+        ):
             direct, relay = connection_infos(client, reply)
             with tunnel(relay) as local:
                 tallies = measure({"direct": direct, "relay": relay, "tunnel": local}, settings)
@@ -412,14 +205,7 @@ def compare(paths: Sequence[PathResult]) -> list[Comparison]:
 
 def environment() -> dict[str, str]:
     """What the numbers depend on."""
-    return {
-        "python": platform.python_version(),
-        "pyzmq": zmq.pyzmq_version(),
-        "libzmq": zmq.zmq_version(),
-        "jupyter_client": version("jupyter_client"),
-        "cpus": str(os.cpu_count()),
-        "platform": platform.platform(),
-    }
+    return {**harness.versions(), "jupyter_client": version("jupyter_client")}
 
 
 def as_json(report: Report) -> str:

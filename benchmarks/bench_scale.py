@@ -185,7 +185,7 @@ def burst(host: ScaleHost, s: Settings, per_user: int, per_host: int) -> dict[st
     outcome["workers_lost"] = host.lost_workers()
     for member in host.members:  # a start whose reply was lost may still have left a kernel: stop it too
         known = {kernel.kernel_id for kernel in member.kernels}
-        listed = [entry["kernel_id"] for entry in member.client.kernel_list()]
+        listed = [entry.kernel_id for entry in member.client.kernel_list()]
         member.kernels.extend(Kernel(kid, "", {}, "") for kid in listed if kid not in known)
     host.stop_all()
     return outcome

@@ -23,6 +23,8 @@ these by ``translate``, at each boundary that shows errors to a person
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
 
@@ -42,6 +44,7 @@ __all__ = [
     "TransportError",
     "TrustError",
     "Unreachable",
+    "key_not_authorized",
     "translate",
 ]
 
@@ -213,6 +216,17 @@ class CertificateError(TrustError):
     """A certificate is unusable: wrong key or name, expired, or not from the configured CA."""
 
     code = ErrorCode.CERTIFICATE_INVALID
+
+
+@contextlib.contextmanager
+def key_not_authorized(message: str) -> Iterator[None]:
+    """Around a key login: the host's ``auth_failed`` becomes ``not_authorized`` with *message*, which names the fix."""
+    try:
+        yield
+    except RemoteError as exc:
+        if exc.code != ErrorCode.AUTH_FAILED:
+            raise
+        raise SSDError(message, code=ErrorCode.NOT_AUTHORIZED) from None
 
 
 def translate(exc: BaseException) -> SSDError | None:

@@ -12,7 +12,6 @@ import pwd
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from support.daemon import Daemon, start_daemon
+from support.eventually import eventually
 
 from ssd.client import Client
 from ssd.errors import ErrorCode, RemoteError
@@ -124,16 +124,20 @@ def stop_and_audit(daemon: Daemon) -> None:
 
 
 def login(client: Client, name: str, password: str | None = None, *, patience: float = 20.0) -> LoginReply:
-    """Log in, waiting out ``login_throttled`` from earlier failures of this name or address."""
-    deadline = time.monotonic() + patience
-    while True:
+    """Log in, waiting out ``login_throttled`` from earlier failures of this name or address.
+
+    A throttled attempt never reaches PAM and counts as no failure, so trying again is harmless.
+    """
+
+    def attempt() -> LoginReply | None:
         try:
             return client.login(name, password)
         except RemoteError as exc:
-            wait = float(exc.details.get("retry_after", 0))
-            if exc.code != ErrorCode.LOGIN_THROTTLED or time.monotonic() + wait > deadline:
+            if exc.code != ErrorCode.LOGIN_THROTTLED:
                 raise
-            time.sleep(wait)
+            return None
+
+    return eventually(attempt, f"a login as {name} the host no longer throttles", timeout=patience, interval=0.25)
 
 
 def error_of(call: Any, *args: Any) -> RemoteError:

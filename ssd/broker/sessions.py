@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["Session", "SessionStore"]
@@ -26,19 +27,20 @@ class Session:
 class SessionStore:
     """Bindings by client key, persisted in the ``sessions`` table."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
+        self._clock = clock  # wall time: deadlines are stored and outlive the process
         self._by_key: dict[str, Session] = {}
         # Sessions ended because their account was disabled: key -> (why, when it would have expired).
         self._ended: dict[str, tuple[str, float]] = {}
-        now = time.time()
+        now = self._clock()
         self._db.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
         for key, user, created, expires in self._db.execute("SELECT client_key, user, created, expires FROM sessions"):
             self._by_key[key] = Session(key, user, created, expires)
 
     def bind(self, client_key: str, user: str, lifetime: float) -> Session:
         """Bind *client_key* to *user* for *lifetime* seconds (replacing an older binding)."""
-        now = time.time()
+        now = self._clock()
         session = Session(client_key, user, now, now + lifetime)
         self._db.execute(
             "INSERT OR REPLACE INTO sessions (client_key, user, created, expires) VALUES (?, ?, ?, ?)",
@@ -51,7 +53,7 @@ class SessionStore:
     def get(self, client_key: str) -> Session | None:
         """Return the live session of *client_key*; an expired one is ended and None returned."""
         session = self._by_key.get(client_key)
-        if session is not None and session.expires <= time.time():
+        if session is not None and session.expires <= self._clock():
             self.end(client_key)
             return None
         return session
@@ -76,7 +78,7 @@ class SessionStore:
 
     def end_reason(self, client_key: str) -> str | None:
         """Why end_user() ended this key's session (until the session would have expired), if it did."""
-        now = time.time()
+        now = self._clock()
         for key in [k for k, (_, expires) in self._ended.items() if expires <= now]:
             del self._ended[key]
         ended = self._ended.get(client_key)

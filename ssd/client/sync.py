@@ -12,37 +12,15 @@ from collections.abc import Coroutine, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ssd import contract
+from ssd import contract, replies
 from ssd.client.connection import AsyncClient, Event
 from ssd.messages import EnvCreateRequest, EnvInstallRequest, RequestContent
-from ssd.replies import (
-    EchoReply,
-    EnvCancelReply,
-    EnvInfoReply,
-    EnvListReply,
-    EnvOperationReply,
-    KernelDescription,
-    KernelInfoReply,
-    KernelInterruptReply,
-    KernelLeaseReply,
-    KernelRestartReply,
-    KernelShutdownReply,
-    KernelStartReply,
-    KeyAddReply,
-    KeyRemoveReply,
-    LoginReply,
-    LogoutReply,
-    PingReply,
-    Reply,
-    ServerInfoReply,
-    WhoamiReply,
-)
 
 __all__ = ["Client"]
 
 T = TypeVar("T")
 Q = TypeVar("Q", bound=RequestContent)
-R = TypeVar("R", bound=Reply)
+R = TypeVar("R", bound=replies.Reply)
 
 
 class Client:
@@ -99,59 +77,61 @@ class Client:
         """See AsyncClient.call."""
         return self._run(self._async.call(message, content, timeout=timeout))
 
-    def ping(self, data: str = "") -> PingReply:
+    def ping(self, data: str = "") -> replies.PingReply:
         """See AsyncClient.ping."""
         return self._run(self._async.ping(data))
 
-    def server_info(self) -> ServerInfoReply:
+    def server_info(self) -> replies.ServerInfoReply:
         """See AsyncClient.server_info."""
         return self._run(self._async.server_info())
 
-    def login(self, username: str, password: str | None = None) -> LoginReply:
+    def login(self, username: str, password: str | None = None) -> replies.LoginReply:
         """See AsyncClient.login."""
         return self._run(self._async.login(username, password))
 
-    def logout(self) -> LogoutReply:
+    def logout(self) -> replies.LogoutReply:
         """See AsyncClient.logout."""
         return self._run(self._async.logout())
 
-    def whoami(self) -> WhoamiReply:
+    def whoami(self) -> replies.WhoamiReply:
         """See AsyncClient.whoami."""
         return self._run(self._async.whoami())
 
-    def key_add(self, comment: str = "") -> KeyAddReply:
+    def key_add(self, comment: str = "") -> replies.KeyAddReply:
         """See AsyncClient.key_add."""
         return self._run(self._async.key_add(comment))
 
-    def key_remove(self, key: str | None = None, *, all_keys: bool = False, dry_run: bool = False) -> KeyRemoveReply:
+    def key_remove(
+        self, key: str | None = None, *, all_keys: bool = False, dry_run: bool = False
+    ) -> replies.KeyRemoveReply:
         """See AsyncClient.key_remove."""
         return self._run(self._async.key_remove(key, all_keys=all_keys, dry_run=dry_run))
 
-    def env_list(self) -> EnvListReply:
+    def env_list(self) -> replies.EnvListReply:
         """See AsyncClient.env_list."""
         return self._run(self._async.env_list())
 
-    def env_info(self, env: str) -> EnvInfoReply:
+    def env_info(self, env: str) -> replies.EnvInfoReply:
         """See AsyncClient.env_info."""
         return self._run(self._async.env_info(env))
 
-    def env_create(self, content: EnvCreateRequest) -> EnvOperationReply:
+    def env_create(self, content: EnvCreateRequest) -> replies.EnvOperationReply:
         """See AsyncClient.env_create."""
         return self._run(self._async.env_create(content))
 
-    def env_install(self, content: EnvInstallRequest) -> EnvOperationReply:
+    def env_install(self, content: EnvInstallRequest) -> replies.EnvOperationReply:
         """See AsyncClient.env_install."""
         return self._run(self._async.env_install(content))
 
-    def env_remove(self, env: str) -> EnvOperationReply:
+    def env_remove(self, env: str) -> replies.EnvOperationReply:
         """See AsyncClient.env_remove."""
         return self._run(self._async.env_remove(env))
 
-    def env_cancel(self, operation: str) -> EnvCancelReply:
+    def env_cancel(self, operation: str) -> replies.EnvCancelReply:
         """See AsyncClient.env_cancel."""
         return self._run(self._async.env_cancel(operation))
 
-    def echo(self, data: str = "", delay: float = 0.0) -> EchoReply:
+    def echo(self, data: str = "", delay: float = 0.0) -> replies.EchoReply:
         """See AsyncClient.echo."""
         return self._run(self._async.echo(data, delay))
 
@@ -163,31 +143,31 @@ class Client:
         """See AsyncClient.sealed_connection_info."""
         return self._async.sealed_connection_info(event)
 
-    def kernel_start(self, env: str, kind: str = "spyder", **options: Any) -> KernelStartReply:
+    def kernel_start(self, env: str, kind: str = "spyder", **options: Any) -> replies.KernelStartReply:
         """See AsyncClient.kernel_start."""
         return self._run(self._async.kernel_start(env, kind, **options))
 
-    def kernel_list(self) -> list[KernelDescription]:
+    def kernel_list(self) -> list[replies.KernelDescription]:
         """See AsyncClient.kernel_list."""
         return self._run(self._async.kernel_list())
 
-    def kernel_info(self, kernel: str) -> KernelInfoReply:
+    def kernel_info(self, kernel: str) -> replies.KernelInfoReply:
         """See AsyncClient.kernel_info."""
         return self._run(self._async.kernel_info(kernel))
 
-    def kernel_interrupt(self, kernel: str, mode: str | None = None) -> KernelInterruptReply:
+    def kernel_interrupt(self, kernel: str, mode: str | None = None) -> replies.KernelInterruptReply:
         """See AsyncClient.kernel_interrupt."""
         return self._run(self._async.kernel_interrupt(kernel, mode))
 
-    def kernel_restart(self, kernel: str, **options: Any) -> KernelRestartReply:
+    def kernel_restart(self, kernel: str, **options: Any) -> replies.KernelRestartReply:
         """See AsyncClient.kernel_restart."""
         return self._run(self._async.kernel_restart(kernel, **options))
 
-    def kernel_shutdown(self, kernel: str, **options: Any) -> KernelShutdownReply:
+    def kernel_shutdown(self, kernel: str, **options: Any) -> replies.KernelShutdownReply:
         """See AsyncClient.kernel_shutdown."""
         return self._run(self._async.kernel_shutdown(kernel, **options))
 
-    def kernel_lease(self, kernel: str, action: str = "renew", lease: float | None = None) -> KernelLeaseReply:
+    def kernel_lease(self, kernel: str, action: str = "renew", lease: float | None = None) -> replies.KernelLeaseReply:
         """See AsyncClient.kernel_lease."""
         return self._run(self._async.kernel_lease(kernel, action, lease))
 

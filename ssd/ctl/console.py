@@ -13,10 +13,9 @@ import signal
 import subprocess
 from pathlib import Path
 
-from ssd.ctl.args import add_host
 from ssd.ctl.commands import connected
 from ssd.ctl.connfiles import remove_default_files, write_connection
-from ssd.ctl.kernelargs import SHORT, start_options
+from ssd.ctl.kernelargs import SHORT, start_arguments
 from ssd.ctl.kernels import say_started, shutdown_kernel, start_kernel, started_document
 from ssd.ctl.output import Output
 
@@ -26,9 +25,7 @@ __all__ = ["CONSOLE_COMMANDS", "add_parser", "jupyter_console"]
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     """Add ``console`` to ssd-ctl's parser."""
     console = sub.add_parser("console", parents=[common], help="start a kernel in ENV and open jupyter console on it")
-    add_host(console)
-    console.add_argument("env", metavar="ENV", help="environment name or prefix (see: ssd-ctl envs HOST)")
-    start_options(console)
+    start_arguments(console)
     console.add_argument("--keep", action="store_true", help="leave the kernel running when the console exits")
 
 

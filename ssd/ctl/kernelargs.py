@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 
 from ssd.client import Client
+from ssd.ctl.args import add_host
 from ssd.ctl.output import Output
 from ssd.errors import ErrorCode, SSDError
 from ssd.messages import KERNEL_KINDS
@@ -20,7 +21,7 @@ __all__ = [
     "resolve",
     "resolve_kernel",
     "slurm_options",
-    "start_options",
+    "start_arguments",
     "waiting",
 ]
 
@@ -33,8 +34,10 @@ TCP_HELP = (
 )
 
 
-def start_options(parser: argparse.ArgumentParser) -> None:
-    """The options of start and console that go into kernel_start."""
+def start_arguments(parser: argparse.ArgumentParser) -> None:
+    """HOST, ENV and the options of start and console that go into kernel_start."""
+    add_host(parser)
+    parser.add_argument("env", metavar="ENV", help="environment name or prefix (see: ssd-ctl envs HOST)")
     parser.add_argument("--kind", choices=KINDS, default="spyder", help="spyder (default) or ipykernel (Jupyter)")
     parser.add_argument("--name", default="", help="a name for the kernel (default: ENV (KIND))")
     parser.add_argument("--cwd", metavar="DIR", help="its working folder on HOST (default: your home there)")

@@ -20,7 +20,7 @@ from ssd.client.kernels import START_TIMEOUT
 from ssd.ctl.args import add_host
 from ssd.ctl.commands import connected
 from ssd.ctl.connfiles import remove_default_files, tunnel_file, write_connection
-from ssd.ctl.kernelargs import KERNEL_HELP, SHORT, TCP_HELP, resolve, slurm_options, start_options, waiting
+from ssd.ctl.kernelargs import KERNEL_HELP, SHORT, TCP_HELP, resolve, slurm_options, start_arguments, waiting
 from ssd.ctl.output import Output
 from ssd.ctl.tunnel import run_tunnel
 from ssd.replies import KernelDescription, KernelShutdownReply, KernelStartReply
@@ -45,9 +45,7 @@ SLURM_WAIT = 86400.0
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     """Add the kernel commands to ssd-ctl's parser."""
     start = sub.add_parser("start", parents=[common], help="start a kernel in ENV on HOST, write its connection file")
-    add_host(start)
-    start.add_argument("env", metavar="ENV", help="environment name or prefix (see: ssd-ctl envs HOST)")
-    start_options(start)
+    start_arguments(start)
     start.add_argument("--connection-file", metavar="PATH", help="where to write it (default: Jupyter's runtime dir)")
     start.add_argument(
         "--tunnel",

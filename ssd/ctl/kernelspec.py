@@ -40,7 +40,7 @@ from ssd.client.hostspec import DEFAULT_PORT
 from ssd.ctl.args import add_host
 from ssd.ctl.commands import connected
 from ssd.ctl.output import Output
-from ssd.errors import ErrorCode, RemoteError, SSDError
+from ssd.errors import ErrorCode, RemoteError, SSDError, key_not_authorized
 from ssd.provisioner.spec import KINDS, PROVISIONER_NAME
 
 __all__ = ["KERNELSPEC_COMMANDS", "add_parser", "spec_document", "spec_name"]
@@ -254,16 +254,12 @@ def _host_facts(client: Client, host: str) -> tuple[str, str, list[dict[str, Any
 
 def _key_login(client: Client, host: str) -> str:
     user = getpass.getuser()
-    try:
-        return client.login(user).user
-    except RemoteError as exc:
-        if exc.code != ErrorCode.AUTH_FAILED:
-            raise
-    raise SSDError(
+    with key_not_authorized(
         f"this client has no session on {host} and its key is not authorized for {user} there; "
-        f"log in and authorize it once with: ssd-ctl login {host} && ssd-ctl copy-id {host}",
-        code=ErrorCode.NOT_AUTHORIZED,
-    )
+        f"log in and authorize it once with: ssd-ctl login {host} && ssd-ctl copy-id {host}"
+    ):
+        reply = client.login(user)
+    return reply.user
 
 
 def _find(envs: list[dict[str, Any]], wanted: str, host: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from jupyter_client.connect import KernelConnectionInfo
 from ssd.client import AsyncClient, HostSpec, parse_host
 from ssd.client.discovery import async_resolve_name
 from ssd.client.hostspec import is_address
-from ssd.errors import ErrorCode, RemoteError, SSDError, translate
+from ssd.errors import ErrorCode, RemoteError, SSDError, key_not_authorized, translate
 
 __all__ = ["call_host", "for_kernel_manager", "resolve_host"]
 
@@ -47,16 +47,11 @@ async def call_host(spec: HostSpec, host: str, user: str, operation: Callable[[A
 
 
 async def _login(client: AsyncClient, host: str, user: str) -> None:
-    try:
+    with key_not_authorized(
+        f"This client's key is not authorized for {user} there and has no session.\n"
+        f"Authorize it once with:\n    ssd-ctl login {host} --user {user} && ssd-ctl copy-id {host}"
+    ):
         await client.login(user)
-    except RemoteError as exc:
-        if exc.code != ErrorCode.AUTH_FAILED:
-            raise
-        raise SSDError(
-            f"This client's key is not authorized for {user} there and has no session.\n"
-            f"Authorize it once with:\n    ssd-ctl login {host} --user {user} && ssd-ctl copy-id {host}",
-            code=ErrorCode.NOT_AUTHORIZED,
-        ) from None
 
 
 async def resolve_host(text: str) -> HostSpec:

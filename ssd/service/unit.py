@@ -14,7 +14,17 @@ from ssd.paths import SYSTEM_CONFIG_DIR, SYSTEM_LOG_DIR, SYSTEM_STATE_DIR, Serve
 
 __all__ = ["system_unit", "user_unit"]
 
-_SYSTEM_HEAD = """\
+# What both units run and how systemd knows it is up (sd_notify) and restarts it.
+_SERVICE = """\
+Type=notify
+NotifyAccess=main
+ExecStart={exec_start}
+{environment}Restart=on-failure
+RestartSec=2s
+"""
+
+_SYSTEM_HEAD = (
+    """\
 # ssd, the Spyder Spinner Daemon, as a system service for many users.
 # Written by `ssd install --system`; `ssd uninstall --system` removes it.
 # Local changes belong in a drop-in: systemctl edit ssd.service
@@ -27,11 +37,9 @@ Wants=network-online.target
 [Service]
 # The daemon sends READY=1 itself once its sockets are bound and the
 # zeroconf announcement is up, and STOPPING=1 when it begins to shut down.
-Type=notify
-NotifyAccess=main
-ExecStart={exec_start}
-{environment}Restart=on-failure
-RestartSec=2s
+"""
+    + _SERVICE
+    + """\
 TimeoutStopSec=60s
 # Only the daemon gets SIGTERM on stop and restart: it stops its own workers,
 # while users' kernels (started in sessions of their own) keep running and are
@@ -66,8 +74,10 @@ LockPersonality=yes
 [Install]
 WantedBy=multi-user.target
 """
+)
 
-_USER_TEMPLATE = """\
+_USER_TEMPLATE = (
+    """\
 # ssd, the Spyder Spinner Daemon, for this user only (user mode).
 # Written by `ssd install --user`; `ssd uninstall --user` removes it.
 # To keep it running while you are logged out: loginctl enable-linger $USER
@@ -78,11 +88,9 @@ After=network-online.target
 
 [Service]
 # READY=1 comes from the daemon once its sockets are bound and it is announced.
-Type=notify
-NotifyAccess=main
-ExecStart={exec_start}
-{environment}Restart=on-failure
-RestartSec=2s
+"""
+    + _SERVICE
+    + """\
 # Only the daemon is stopped; kernels it started keep running and are re-adopted.
 KillMode=process
 # It runs as you with your rights: no further hardening is needed here.
@@ -90,6 +98,7 @@ KillMode=process
 [Install]
 WantedBy=default.target
 """
+)
 
 
 def _exec_start(python: Path, mode: str) -> str:

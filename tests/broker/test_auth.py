@@ -165,7 +165,9 @@ async def attempt(daemon: Daemon, directory: Path, name: str, password: str) -> 
 async def attack(daemon: Daemon, tmp: Path, victim: str, user: User) -> tuple[list[dict[str, object]], float]:
     """20 concurrent wrong passwords for *victim*, then *user*'s valid login; its duration."""
     attackers = [asyncio.create_task(attempt(daemon, tmp / f"attacker{n}", victim, new_password())) for n in range(20)]
-    await asyncio.sleep(0.3)  # let the attack reach the broker first
+    # The broker has the attack once it answered one attacker (throttled at once, or failed in PAM).
+    answered, _ = await asyncio.wait(attackers, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    assert answered, "no attacker was answered within 30 s"
     started = time.monotonic()
     valid = await attempt(daemon, tmp / "valid", user.name, user.password)
     took = time.monotonic() - started

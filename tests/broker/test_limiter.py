@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support.clock import ManualClock
 
 from ssd.broker.limiter import LoginLimiter, source_of
 
@@ -12,19 +13,9 @@ BASE = 100.0
 A, B = "10.0.0.1", "10.0.0.2"
 
 
-class Clock:
-    """A clock the test moves by hand (the limiter's injected time source)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def limiter(clock: Clock | None = None, **options: Any) -> LoginLimiter:
+def limiter(clock: ManualClock | None = None, **options: Any) -> LoginLimiter:
     """A limiter with a 100 s base delay unless told otherwise."""
-    return LoginLimiter(**{"base_delay": BASE, "clock": clock or Clock(), **options})
+    return LoginLimiter(**{"base_delay": BASE, "clock": clock or ManualClock(), **options})
 
 
 def fail(lim: LoginLimiter, name: str, address: str, times: int = 1) -> None:
@@ -65,7 +56,7 @@ def test_delay_grows_then_locks_out_the_pair_only() -> None:
 
 def test_lockout_ends_on_the_clock() -> None:
     """A lockout lasts `lockout` seconds of the injected clock, then the pair may try again."""
-    clock = Clock()
+    clock = ManualClock()
     lim = limiter(clock, max_failures=1, lockout=500.0)
     fail(lim, "alice", A)
     assert lim.retry_after("alice", A) == pytest.approx(500.0)
@@ -128,7 +119,7 @@ def test_uncounted_finish_only_frees_the_slot() -> None:
 
 def test_old_failures_are_forgotten() -> None:
     """Records older than forget_after are dropped (the lockout included), so the tables do not grow."""
-    clock = Clock()
+    clock = ManualClock()
     lim = limiter(clock, forget_after=50.0, lockout=10.0, max_failures=1)
     fail(lim, "alice", A)
     assert lim.retry_after("alice", A) > 0

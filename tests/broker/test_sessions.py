@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import zmq
 from support.ci import require_root
+from support.clock import ManualClock
 from support.daemon import Daemon, new_client
 from support.eventually import eventually
 from users import User, error_of, login, start_system_daemon, stop_and_audit, system_daemon, users
@@ -64,9 +65,12 @@ def test_store_rebind_replaces(tmp_path: Path) -> None:
 def test_store_expiry(tmp_path: Path) -> None:
     """An expired session is gone for get(), user_of() and the table."""
     db = open_state(tmp_path)
-    store = SessionStore(db)
-    store.bind("KEY", "alice", 0.05)
-    time.sleep(0.1)
+    clock = ManualClock()
+    store = SessionStore(db, clock=clock)
+    store.bind("KEY", "alice", 60)
+    clock.now += 59.9
+    assert store.user_of("KEY") == "alice"
+    clock.now += 0.1
     assert store.user_of("KEY") is None
     assert len(store) == 0
     assert db.execute("SELECT COUNT(*) FROM sessions").fetchone() == (0,)
@@ -94,15 +98,16 @@ def test_store_ends_a_users_sessions_with_a_reason(tmp_path: Path) -> None:
 def test_store_persists_across_reopen(tmp_path: Path) -> None:
     """A new store on the same database has the live sessions and drops the expired ones."""
     db = open_state(tmp_path)
-    store = SessionStore(db)
+    clock = ManualClock()
+    store = SessionStore(db, clock=clock)
     kept = store.bind("LIVE", "alice", 3600)
-    store.bind("DYING", "bob", 0.05)
+    store.bind("DYING", "bob", 60)
     store.bind("ENDED", "carol", 3600)
     store.end("ENDED")
     db.close()
-    time.sleep(0.1)
+    clock.now += 60
     reopened_db = open_state(tmp_path)
-    reopened = SessionStore(reopened_db)
+    reopened = SessionStore(reopened_db, clock=clock)
     assert reopened.get("LIVE") == kept
     assert reopened.get("DYING") is None
     assert reopened.get("ENDED") is None

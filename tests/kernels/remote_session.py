@@ -226,7 +226,9 @@ def clear(address: str, port: str, text: str) -> dict[str, Any]:
     """Send *text* over plain TCP (to any listening port): proof that the capture sees payloads."""
     with socket.create_connection((address, int(port)), timeout=5) as sock:
         sock.sendall(text.encode())
-        time.sleep(0.3)
+        sock.shutdown(socket.SHUT_WR)  # TEXT, then our FIN: closing with the server's bytes unread would reset it
+        while sock.recv(4096):  # until the server closes its end
+            pass
     return {"sent": True}
 
 

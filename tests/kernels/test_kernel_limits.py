@@ -135,7 +135,7 @@ def test_a_client_connecting_through_the_relay_counts_as_activity(tmp_path: Path
         kernel_id = reply.kernel.kernel_id
         (before,) = client.kernel_list()
         assert before.connections == 0
-        time.sleep(0.2)  # so that a new activity stamp is visibly later
+        eventually(lambda: time.time() > before.last_activity, what="the clock past the first stamp")
         kc = BlockingKernelClient()
         kc.load_connection_info(cast(KernelConnectionInfo, client.connection_info(reply.connection)))
         kc.start_channels(iopub=False, stdin=False, hb=False, control=False)  # connects; sends nothing

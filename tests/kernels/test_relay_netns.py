@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from envfixtures import conda_copy, kernel_venv
 from netns import CTL, Namespace, announcing_daemon, ctl, namespace_pair
 from support.ci import require_root
 from support.daemon import Daemon
+from support.eventually import eventually
 from support.procnet import tcp_listeners
 
 from ssd.client.identity import client_keypair
@@ -96,10 +97,21 @@ def capture(ns: Namespace, path: Path) -> Iterator[Path]:
     try:
         yield path
     finally:
-        time.sleep(1.0)
+        eventually(settled(path), "tcpdump to write out the packets it saw", interval=0.3)
         process.send_signal(signal.SIGINT)
         process.wait(10)
         process.stderr.close()
+
+
+def settled(path: Path) -> Callable[[], bool]:
+    """A check: the capture file kept its size since the last look (tcpdump wrote out what it had)."""
+    sizes = [-1]
+
+    def check() -> bool:
+        sizes.append(path.stat().st_size)
+        return sizes[-1] == sizes[-2]
+
+    return check
 
 
 def test_relay_keeps_jupyter_semantics_and_the_wire_unreadable(hosts: Hosts) -> None:

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import zmq
-from conftest import Daemon, new_client
 from envfixtures import conda_copy, kernel_venv, list_in_environments_txt, public_dir
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import KernelConnectionInfo
+from support.daemon import Daemon, new_client
 from support.eventually import eventually
 from support.procnet import tcp_listeners
 from users import User, chown_tree, login, start_system_daemon, stop_and_audit, users
@@ -207,7 +207,7 @@ class ScaleHost:
         self.started += 1
         reply = member.client.kernel_start(ENV, kind, timeout=START_TIMEOUT)
         kernel = Kernel(
-            reply["kernel"]["kernel_id"], kind, member.client.connection_info(reply), reply["connection_file"]
+            reply.kernel.kernel_id, kind, member.client.connection_info(reply.connection), reply.connection_file
         )
         member.kernels.append(kernel)
         if not member.worker:

@@ -50,7 +50,8 @@ class HostileServerFake:
         self._thread = threading.Thread(target=self._serve, name="hostile server fake")
 
     def _answer(self, msg_type: str) -> dict[str, Any]:
-        kernel = {"kernel_id": self.kernel_id, "name": "evil", "state": "ready"}
+        # A whole kernel description: only its id is hostile, so the id check is what must refuse it.
+        kernel = {"kernel_id": self.kernel_id, "name": "evil", "env": "/opt/e", "kind": "spyder", "state": "ready"}
         if msg_type == "kernel_list_request":
             return {"status": "ok", "kernels": [kernel]}
         return {"status": "ok", "kernel": kernel, "connection": CONNECTION, "kernel_info": {}}
