@@ -70,7 +70,8 @@ async def start_in_job(
     try:
         with _display(out, text) as show:
             while not starting.done():
-                await asyncio.wait({starting, pending}, return_when=asyncio.FIRST_COMPLETED)
+                either: set[asyncio.Future[Any]] = {starting, pending}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
                 if not pending.done():
                     continue
                 event, pending = pending.result(), asyncio.ensure_future(anext(events))
