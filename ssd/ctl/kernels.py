@@ -7,6 +7,7 @@ console is ``ssd.ctl.console``, tunnel ``ssd.ctl.tunnel``; what they share with 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from ssd.ctl.commands import connected
 from ssd.ctl.connfiles import remove_default_files, tunnel_file, write_connection
 from ssd.ctl.kernelargs import KERNEL_HELP, SHORT, TCP_HELP, resolve, slurm_options, start_arguments, waiting
 from ssd.ctl.output import Output
+from ssd.ctl.slurmwait import start_in_job
 from ssd.ctl.tunnel import run_tunnel
 from ssd.replies import KernelDescription, KernelShutdownReply, KernelStartReply
 
@@ -80,19 +82,25 @@ def start_kernel(client: Client, args: argparse.Namespace, out: Output) -> tuple
     began = time.perf_counter()
     slurm = slurm_options(args)
     where = " in a Slurm job (queued until Slurm runs it)" if slurm is not None else ""
+    text = f"starting a {args.kind} kernel in {args.env} on {args.host}{where}..."
+    request = functools.partial(
+        client.aclient.kernel_start,
+        args.env,
+        args.kind,
+        cwd=args.cwd,
+        env_vars=dict(args.env_vars),
+        name=args.name,
+        restart=args.restart,
+        placement="local" if slurm is None else "slurm",
+        slurm=slurm,
+        timeout=max(args.timeout, START_TIMEOUT) if slurm is None else SLURM_WAIT,
+    )
+    if slurm is not None:  # Ctrl-C cancels the job: raised on as KeyboardInterrupt (exit 130)
+        reply = client.run(start_in_job(client.aclient, out, text, args.kind, request))
+        return reply, time.perf_counter() - began
     try:
-        with waiting(out, f"starting a {args.kind} kernel in {args.env} on {args.host}{where}..."):
-            reply = client.kernel_start(
-                args.env,
-                args.kind,
-                cwd=args.cwd,
-                env_vars=dict(args.env_vars),
-                name=args.name,
-                restart=args.restart,
-                placement="local" if slurm is None else "slurm",
-                slurm=slurm,
-                timeout=max(args.timeout, START_TIMEOUT) if slurm is None else SLURM_WAIT,
-            )
+        with waiting(out, text):
+            reply = client.run(request())
     except KeyboardInterrupt:
         out.error(f"interrupted; the kernel may still start: see ssd-ctl kernels {args.host}")
         raise

@@ -1,5 +1,5 @@
-"""ssd's Slurm library as a real user against a real Slurm: submit, queued with a reason, cancel, time limit,
-and resource options refused before any submission."""
+"""ssd's Slurm library as a real user against a real Slurm: submit, queued with a reason, cancel, and resource
+options refused before any submission (the time limit is tested through the daemon: test_slurm_kernel_ops.py)."""
 
 from __future__ import annotations
 
@@ -60,19 +60,6 @@ def test_a_job_waits_queued_while_the_node_is_busy_and_is_cancelled(cluster: Slu
         slurm.cancel(job_id)  # again: a job that ended already is not an error
     finally:
         cluster.run("scancel", holder)
-
-
-@pytest.mark.timeout(180)  # Slurm checks time limits every 30 s: a 1-minute job ends 60 to 90 s after its start
-def test_a_job_at_its_time_limit_is_dead_with_timeout(cluster: SlurmCluster, user: User) -> None:
-    """A kernel job that reaches its 1-minute limit is reported dead with TIMEOUT, Slurm's reason kept."""
-    slurm = AsUser(user, cluster, cluster.config(max_time="5"))
-    job_id = slurm.start(["/bin/sleep", "600"], request={"time": "1"})
-    running = eventually(lambda: (s := slurm.status(job_id))["phase"] == "starting" and s, "the job to run")
-    assert running["node"] == cluster.node
-    assert 0 < running["time_left"] <= 60
-    ended = eventually(lambda: (s := slurm.status(job_id))["final"] and s, "the time limit", timeout=150, interval=1)
-    assert (ended["phase"], ended["slurm_state"], ended["slurm_reason"]) == ("dead", "TIMEOUT", "TimeLimit"), ended
-    assert "time limit" in ended["reason"]
 
 
 @pytest.mark.parametrize(

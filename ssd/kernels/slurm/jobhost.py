@@ -31,11 +31,21 @@ from jupyter_client.connect import write_connection_file
 from ssd.files import write_atomic
 from ssd.kernels.relay import Relay, RelayGate
 
-__all__ = ["ENDPOINT_FILE", "JOB_FILE", "KERNEL_LOG", "RESTART_FILE", "main", "node_address", "read_private"]
+__all__ = [
+    "ENDPOINT_FILE",
+    "FAILURE_FILE",
+    "JOB_FILE",
+    "KERNEL_LOG",
+    "RESTART_FILE",
+    "main",
+    "node_address",
+    "read_private",
+]
 
 JOB_FILE = "job.json"
 ENDPOINT_FILE = "endpoint.json"
 RESTART_FILE = "restart"
+FAILURE_FILE = "failure"  # why the kernel could not start on the node, for the worker's error
 KERNEL_LOG = "kernel.log"
 _DOMAIN = "ssd-job"
 
@@ -147,6 +157,14 @@ class JobHost:
             generation += 1
 
 
+def _cannot_start(folder: Path, reason: str) -> int:
+    """Why the kernel cannot start here, for the job log and for the worker (FAILURE_FILE); exit code 3."""
+    reason += " (environments must be on a filesystem the login node and the nodes share)"
+    print(f"ssd: {reason}", file=sys.stderr)
+    write_atomic(folder / FAILURE_FILE, reason)
+    return 3
+
+
 def main(argv: list[str]) -> int:
     """``python -I -m ssd.kernels.slurm.jobhost FOLDER``."""
     if len(argv) != 2:
@@ -156,8 +174,7 @@ def main(argv: list[str]) -> int:
     os.umask(0o077)
     job = read_private(folder / JOB_FILE)
     if not os.access(job["argv"][0], os.X_OK):
-        print(f"ssd: the environment's Python {job['argv'][0]} is not on this node", file=sys.stderr)
-        return 3
+        return _cannot_start(folder, f"the environment's Python {job['argv'][0]} is not on node {socket.gethostname()}")
     host = JobHost(folder, job)
     signal.signal(signal.SIGTERM, host.signal_kernel)
     signal.signal(signal.SIGINT, host.signal_kernel)

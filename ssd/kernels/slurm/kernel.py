@@ -32,7 +32,7 @@ from ssd.kernels.link import KernelLink, KernelSilent, kernel_info_summary
 from ssd.kernels.managed import KernelHooks, ManagedKernel
 from ssd.kernels.record import KernelRecord, SlurmJob
 from ssd.kernels.slurm.commands import Invocation, SlurmCommands, run
-from ssd.kernels.slurm.jobhost import ENDPOINT_FILE, JOB_FILE, KERNEL_LOG, RESTART_FILE, read_private
+from ssd.kernels.slurm.jobhost import ENDPOINT_FILE, FAILURE_FILE, JOB_FILE, KERNEL_LOG, RESTART_FILE, read_private
 from ssd.kernels.slurm.limits import SlurmResources
 from ssd.kernels.slurm.query import async_cancel, async_job_status, cancel, job_status
 from ssd.kernels.slurm.states import KernelJobState, kernel_state
@@ -175,8 +175,19 @@ class SlurmKernel(ManagedKernel):
         return state.phase
 
     def _failed(self, reason: str) -> SSDError:
+        failure = self._job_failure()
+        if failure:  # the job host said why: that, not the job's end, is what the user must fix
+            message = f"the kernel could not start in job {self.job.job_id}: {failure}"
+            return SSDError(message, code=ErrorCode.KERNEL_START_FAILED)
         tail = "\n".join(t for t in (launch.log_tail(str(self.folder / n)) for n in ("job.log", KERNEL_LOG)) if t)
         return SSDError(reason + (f"; its last output:\n{tail}" if tail else ""), code=ErrorCode.KERNEL_START_FAILED)
+
+    def _job_failure(self) -> str:
+        """The job host's reason why the kernel could not start on its node, if it wrote one."""
+        try:
+            return (self.folder / FAILURE_FILE).read_text(errors="replace")[:1000].strip()
+        except OSError:
+            return ""
 
     def _read_endpoint(self) -> dict[str, Any] | None:
         try:

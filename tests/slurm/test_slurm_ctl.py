@@ -1,0 +1,74 @@
+"""ssd-ctl start --slurm at a terminal while Slurm holds the job: the spinner shows the job and Slurm's
+reason; Ctrl-C cancels the job (scancel), says so and exits 130."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from slurmcluster import SlurmCluster
+from support.eventually import eventually
+
+from slurm.daemonjobs import alice_on_slurm, hold_node, jobs, release
+
+CTL = [sys.executable, "-m", "ssd.ctl.main"]
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class Terminal:
+    """ssd-ctl on a pseudo-terminal; everything it writes, as text without the terminal's escapes."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        leader, follower = pty.openpty()
+        self.process = subprocess.Popen(argv, env=env, stdin=follower, stdout=follower, stderr=follower)
+        os.close(follower)
+        self.leader = leader
+        self.chunks: list[bytes] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.leader, 65536)
+            except OSError:  # the last writer closed the terminal
+                return
+            if not chunk:
+                return
+            self.chunks.append(chunk)
+
+    def text(self) -> str:
+        """What the terminal shows so far, escapes removed."""
+        return _ANSI.sub("", b"".join(self.chunks).decode(errors="replace"))
+
+
+def test_ctl_start_shows_the_queued_reason_and_ctrl_c_cancels_the_job(tmp_path: Path, cluster: SlurmCluster) -> None:
+    """While another job holds the node the spinner reads "queued: job N, waiting for resources"; SIGINT
+    (Ctrl-C) scancels the job, ssd-ctl says so and exits 130, and the user has no kernel left."""
+    with alice_on_slurm(tmp_path, cluster) as (alice, daemon, client):
+        env = {**os.environ, "SSD_CLIENT_DIR": str(tmp_path / "ctl"), "TERM": "xterm", "COLUMNS": "200"}
+        login = [*CTL, "login", daemon.host, "--user", alice.name, "--password-stdin", "--trust"]
+        logged = subprocess.run(login, env=env, input=alice.password + "\n", capture_output=True, text=True, timeout=60)
+        assert logged.returncode == 0, logged.stderr
+        holder = hold_node(cluster)
+        try:
+            terminal = Terminal([*CTL, "start", daemon.host, "sci", "--kind", "ipykernel", "--slurm"], env)
+            queued = re.compile(r"queued: job (\d+), waiting for resources \(Slurm: PENDING\)")
+            found = eventually(lambda: queued.search(terminal.text()), what="the queued reason on the terminal")
+            job_id = found.group(1)
+            assert [line.split()[0] for line in jobs(cluster) if "PENDING" in line] == [job_id]
+            terminal.process.send_signal(signal.SIGINT)
+            assert terminal.process.wait(30) == 130
+            terminal.reader.join(10)
+            assert f"cancelled the start: job {job_id} removed from Slurm's queue (scancel)" in terminal.text()
+            assert "Traceback" not in terminal.text()
+            eventually(lambda: job_id not in " ".join(jobs(cluster)), what="the queued job cancelled")
+            assert client.kernel_list() == []
+        finally:
+            release(cluster, holder)
