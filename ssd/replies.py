@@ -37,6 +37,7 @@ __all__ = [
     "PingReply",
     "Reply",
     "ServerInfoReply",
+    "SparesReply",
     "WhoamiReply",
 ]
 
@@ -184,6 +185,7 @@ class KernelDescription(msgspec.Struct, frozen=True, kw_only=True):
     cwd: str = ""
     lease: float | None = None
     lease_left: float | None = None
+    spare: bool = False  # a spare kernel (kernel_list with spares)
 
 
 class KernelStartReply(Reply, frozen=True):
@@ -200,6 +202,14 @@ class KernelListReply(Reply, frozen=True):
     """``kernel_list_reply``: the user's own kernels."""
 
     kernels: list[KernelDescription]
+
+
+class SparesReply(Reply, frozen=True):
+    """``spares_reply``: the spares now kept for the environment (the request capped by the host)."""
+
+    env: str
+    count: int
+    host_cap: int
 
 
 class KernelInfoReply(Reply, frozen=True):

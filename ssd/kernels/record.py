@@ -37,3 +37,5 @@ class KernelRecord(msgspec.Struct, frozen=True, kw_only=True):
     # The CURVE relay (transport curve): its bind address, ports and keypair, kept across worker restarts.
     relay: dict[str, Any] | None = None
     label: str = ""  # the frontend's: a notebook's path, "spyder"
+    # A spare: started ahead for the next matching kernel_start, never ran user code (ssd.kernels.spares).
+    spare: bool = False
