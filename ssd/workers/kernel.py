@@ -129,10 +129,10 @@ class KernelWorker(Worker):
     async def background(self) -> None:
         """Shut down kernels whose frontend's lease lapsed, and idle ones if the host asks for it."""
         idle, grace = self.config.idle_cull, self.config.lease_grace
-        period = max(0.25, min(idle / 4 if idle else 30.0, grace / 4, self.config.spare_idle / 4, 30.0))
+        period = max(0.25, min(idle / 4 if idle else 30.0, grace / 4, 30.0))
+        self.spares.start_watching()
         while True:
             await asyncio.sleep(period)
-            self.spares.sweep()
             for kernel in list(self.kernels.values()):
                 reason = self._cull_reason(kernel, idle)
                 if reason is not None:

@@ -55,6 +55,9 @@ __all__ = ["SpareHost", "SpareKeeper", "chdir_code"]
 
 log = logging.getLogger(__name__)
 
+# Seconds between checks for idle spares and changed environments (a start checks its environment itself).
+SWEEP_PERIOD = 1.0
+
 
 def chdir_code(old: str, new: str) -> str:
     """Silent code that moves a kernel started in *old* to *new*: the folder and the ``sys.path`` entry a
@@ -157,6 +160,17 @@ class SpareKeeper:
         self.pool.mark_ready(kernel.kernel_id)
 
     # -- stopping ------------------------------------------------------------------------
+
+    def start_watching(self) -> None:
+        """Sweep in the background until ``stop_all``."""
+        self._spawn(self._watch())
+
+    async def _watch(self) -> None:
+        """Sweep every second or so (a few ``stat`` calls per environment with spares)."""
+        period = min(SWEEP_PERIOD, self.worker.config.spare_idle / 4)
+        while True:
+            await asyncio.sleep(period)
+            self.sweep()
 
     def sweep(self) -> None:
         """Stop spares left idle for kernels.spare_idle, and those whose environment changed on disk."""
