@@ -160,7 +160,7 @@ class KernelService:
 
     def keeps_worker(self, worker: WorkerRecord) -> bool:
         """Whether an idle *worker* must keep running: a kernel worker watching its user's kernels."""
-        return worker.service == "kernel" and self.book.count(worker.user, spares=False) > 0
+        return worker.service == "kernel" and self.book.count(worker.user) > 0  # spares too, until spare_idle
 
     def spares_to_stop(self) -> dict[str, list[str]]:
         """Per user, the spares to stop now (an empty list: all of them): over the host's limit, newest

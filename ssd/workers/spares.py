@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import socket
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ import zmq.asyncio
 
 from ssd.config import KernelsConfig
 from ssd.envs import EnvInfo
+from ssd.errors import SSDError
 from ssd.files import write_atomic
 from ssd.kernels import launch
 from ssd.kernels.lease import Lease
@@ -103,6 +105,7 @@ class SpareKeeper:
             lease=content.lease,
             auto_restart=content.restart,
             cwd=cwd,
+            started=time.time(),
         )
         kernel.lease = Lease(content.lease) if content.lease else None
         return kernel
@@ -128,7 +131,13 @@ class SpareKeeper:
 
     def refill_soon(self, kind: KernelKind, env: EnvInfo) -> None:
         """Refill after the reply went out: the start that used a spare answers first."""
-        asyncio.get_running_loop().call_soon(self.refill, kind, env)
+        asyncio.get_running_loop().call_soon(self._refill_logged, kind, env)
+
+    def _refill_logged(self, kind: KernelKind, env: EnvInfo) -> None:
+        try:
+            self.refill(kind, env)
+        except (SSDError, OSError) as exc:  # the folder or environment went away since the start
+            log.warning("no spare kernel for %s in %s: %s", self.worker.user, env.prefix, exc)
 
     def refill(self, kind: KernelKind, env: EnvInfo) -> None:
         """Start the spares the pool misses for (env, kind), within the per-user limit, in the background."""
