@@ -106,6 +106,29 @@ def test_a_start_from_a_spare_is_a_fresh_kernel_of_the_user(tmp_path: Path) -> N
             _stop_all(a)
 
 
+def test_a_spyder_spare_moved_to_the_requested_folder_is_where_spyder_looks(tmp_path: Path) -> None:
+    """A Spyder kernel from a spare, asked for another folder: the kernel's own get_cwd (what the Spyder
+    plugin reads) answers that folder, and the history is empty."""
+    require_root()
+    with users(1) as (alice,), public_dir() as where, system_daemon(tmp_path) as daemon:
+        give_env(alice, where)
+        work = alice.home / "analysis"
+        work.mkdir()
+        chown_tree(work, alice)
+        a = _client(daemon, tmp_path, alice)
+        try:
+            a.kernel_start("sci", "spyder")
+            (spare,) = _ready_spare(a)
+            served = a.kernel_start("sci", "spyder", cwd=str(work))
+            assert served.kernel.kernel_id == spare.kernel_id
+            with kernel_client(a.connection_info(served.connection)) as kc:
+                reply, printed = run(kc, "print(get_ipython().kernel.get_cwd())")
+            assert reply["execution_count"] == 1
+            assert printed.strip() == str(work)
+        finally:
+            _stop_all(a)
+
+
 def test_an_installed_package_retires_the_spare(tmp_path: Path) -> None:
     """A package added to the environment: the spare is not served (the next kernel imports the package)
     and it is stopped."""
