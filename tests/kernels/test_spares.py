@@ -15,11 +15,10 @@ from typing import Any
 
 import psutil
 from envfixtures import public_dir
-from kerneltools import evaluate, give_env, kernel_client, run
+from kerneltools import evaluate, give_env, kernel_client, run, stop_all, user_client
 from support.ci import require_root
-from support.daemon import Daemon, new_client
 from support.eventually import eventually
-from users import User, chown_tree, error_of, login, system_daemon, users
+from users import chown_tree, error_of, login, system_daemon, users
 
 from ssd.client import Client
 from ssd.errors import ErrorCode
@@ -29,13 +28,6 @@ EMPTY_NAMESPACE = (
     "sorted(k for k in get_ipython().user_ns if not k.startswith('_') "
     "and k not in ('In', 'Out', 'exit', 'quit', 'get_ipython', 'os', 'sys'))"
 )
-
-
-def _client(daemon: Daemon, tmp: Path, user: User) -> Client:
-    client = new_client(daemon, tmp / f"client-{user.name}", timeout=60)
-    client.connect()
-    login(client, user.name, user.password)
-    return client
 
 
 def _ready_spare(client: Client, count: int = 1) -> list[KernelDescription]:
@@ -54,13 +46,6 @@ def _gone(pid: int) -> None:
     eventually(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", what=f"pid {pid} gone")
 
 
-def _stop_all(*clients: Client) -> None:
-    for client in clients:
-        for kernel in client.kernel_list():
-            client.kernel_shutdown(kernel.kernel_id)
-        client.close()
-
-
 def test_a_start_from_a_spare_is_a_fresh_kernel_of_the_user(tmp_path: Path) -> None:
     """After a start, a spare is kept (not in kernel_list); the next start takes it: the user's uid, the
     environment's prefix, an empty namespace, execution count 1, the requested folder; then a new spare."""
@@ -70,7 +55,7 @@ def test_a_start_from_a_spare_is_a_fresh_kernel_of_the_user(tmp_path: Path) -> N
         work = alice.home / "project"
         work.mkdir()
         chown_tree(work, alice)
-        a = _client(daemon, tmp_path, alice)
+        a = user_client(daemon, tmp_path, alice)
         try:
             first = a.kernel_start("sci", "ipykernel", env_vars={"TZ": "UTC"})
             assert first.timing.get("spare") is None  # cold
@@ -103,7 +88,7 @@ def test_a_start_from_a_spare_is_a_fresh_kernel_of_the_user(tmp_path: Path) -> N
             assert cold.kernel.kernel_id != again.kernel_id
             assert cold.timing.get("spare") is None
         finally:
-            _stop_all(a)
+            stop_all(a)
 
 
 def test_a_spyder_spare_moved_to_the_requested_folder_is_where_spyder_looks(tmp_path: Path) -> None:
@@ -115,7 +100,7 @@ def test_a_spyder_spare_moved_to_the_requested_folder_is_where_spyder_looks(tmp_
         work = alice.home / "analysis"
         work.mkdir()
         chown_tree(work, alice)
-        a = _client(daemon, tmp_path, alice)
+        a = user_client(daemon, tmp_path, alice)
         try:
             a.kernel_start("sci", "spyder")
             (spare,) = _ready_spare(a)
@@ -126,7 +111,7 @@ def test_a_spyder_spare_moved_to_the_requested_folder_is_where_spyder_looks(tmp_
             assert reply["execution_count"] == 1
             assert printed.strip() == str(work)
         finally:
-            _stop_all(a)
+            stop_all(a)
 
 
 def test_an_installed_package_retires_the_spare(tmp_path: Path) -> None:
@@ -135,7 +120,7 @@ def test_an_installed_package_retires_the_spare(tmp_path: Path) -> None:
     require_root()
     with users(1) as (alice,), public_dir() as where, system_daemon(tmp_path) as daemon:
         prefix = give_env(alice, where)
-        a = _client(daemon, tmp_path, alice)
+        a = user_client(daemon, tmp_path, alice)
         try:
             a.kernel_start("sci", "ipykernel")
             (spare,) = _ready_spare(a)
@@ -152,7 +137,7 @@ def test_an_installed_package_retires_the_spare(tmp_path: Path) -> None:
             _gone(spare.pid)
             eventually(lambda: spare.kernel_id not in {s.kernel_id for s in a.kernel_list(spares=True)}, "spare gone")
         finally:
-            _stop_all(a)
+            stop_all(a)
 
 
 def test_spare_idle_logout_and_daemon_stop_end_spares(tmp_path: Path) -> None:
@@ -162,7 +147,7 @@ def test_spare_idle_logout_and_daemon_stop_end_spares(tmp_path: Path) -> None:
     with users(1) as (alice,), public_dir() as where:
         give_env(alice, where)
         with system_daemon(tmp_path, {"SSD_KERNELS_SPARE_IDLE": "3"}) as daemon:
-            a = _client(daemon, tmp_path, alice)
+            a = user_client(daemon, tmp_path, alice)
             try:
                 kernel = a.kernel_start("sci", "ipykernel").kernel
                 (spare,) = _ready_spare(a)
@@ -170,10 +155,10 @@ def test_spare_idle_logout_and_daemon_stop_end_spares(tmp_path: Path) -> None:
                 assert a.kernel_list(spares=True) == []
                 assert [k.kernel_id for k in a.kernel_list()] == [kernel.kernel_id]  # never culled as a kernel
             finally:
-                _stop_all(a)
+                stop_all(a)
         (tmp_path / "again").mkdir()
         with system_daemon(tmp_path / "again") as daemon:
-            a = _client(daemon, tmp_path / "again", alice)
+            a = user_client(daemon, tmp_path / "again", alice)
             a.kernel_start("sci", "ipykernel")
             (spare,) = _ready_spare(a)
             a.logout()
@@ -181,7 +166,7 @@ def test_spare_idle_logout_and_daemon_stop_end_spares(tmp_path: Path) -> None:
             login(a, alice.name, alice.password)
             a.kernel_start("sci", "spyder")
             (spare,) = _ready_spare(a, 1)
-            _stop_all(a)
+            stop_all(a)
         _gone(spare.pid)
 
 
@@ -193,7 +178,7 @@ def test_limits_count_spares_but_never_refuse_for_them(tmp_path: Path) -> None:
     with users(2) as (alice, bob), public_dir() as where, system_daemon(tmp_path, limits) as daemon:
         give_env(alice, where)
         give_env(bob, where)
-        a, b = _client(daemon, tmp_path, alice), _client(daemon, tmp_path, bob)
+        a, b = user_client(daemon, tmp_path, alice), user_client(daemon, tmp_path, bob)
         try:
             a.kernel_start("sci", "ipykernel")
             (spare,) = _ready_spare(a)  # 1 kernel + 1 spare: alice at her limit
@@ -206,7 +191,7 @@ def test_limits_count_spares_but_never_refuse_for_them(tmp_path: Path) -> None:
             assert a.kernel_list(spares=True) == []
             assert error_of(b.kernel_start, "sci", "ipykernel").code == ErrorCode.LIMIT_REACHED
         finally:
-            _stop_all(a, b)
+            stop_all(a, b)
 
 
 def test_host_limit_admits_a_start_over_another_users_spare(tmp_path: Path) -> None:
@@ -217,7 +202,7 @@ def test_host_limit_admits_a_start_over_another_users_spare(tmp_path: Path) -> N
         give_env(alice, where)
         give_env(bob, where)
         with system_daemon(tmp_path, {"SSD_KERNELS_MAX_PER_HOST": "3"}) as daemon:
-            a, b = _client(daemon, tmp_path, alice), _client(daemon, tmp_path, bob)
+            a, b = user_client(daemon, tmp_path, alice), user_client(daemon, tmp_path, bob)
             try:
                 a.kernel_start("sci", "ipykernel")
                 (spare,) = _ready_spare(a)
@@ -226,7 +211,7 @@ def test_host_limit_admits_a_start_over_another_users_spare(tmp_path: Path) -> N
                 _gone(spare.pid)
                 eventually(lambda: len(a.kernel_list(spares=True)) + len(b.kernel_list(spares=True)) == 0, "no spares")
             finally:
-                _stop_all(a, b)
+                stop_all(a, b)
 
 
 def test_ssd_ctl_lists_and_sets_spares(tmp_path: Path) -> None:
@@ -236,7 +221,7 @@ def test_ssd_ctl_lists_and_sets_spares(tmp_path: Path) -> None:
     with users(1) as (alice,), public_dir() as where:
         give_env(alice, where)
         with system_daemon(tmp_path, {"SSD_KERNELS_SPARES": "2"}) as daemon:
-            a = _client(daemon, tmp_path, alice)
+            a = user_client(daemon, tmp_path, alice)
             client_dir = tmp_path / f"client-{alice.name}"
             try:
 
@@ -264,4 +249,4 @@ def test_ssd_ctl_lists_and_sets_spares(tmp_path: Path) -> None:
                 assert ctl("spares", daemon.host, "sci", "0")["count"] == 0
                 _gone(spare.pid)
             finally:
-                _stop_all(a)
+                stop_all(a)
