@@ -4,6 +4,7 @@ and the user's number of spares. ``kernel_start`` is in ``ssd.workers.kernel``.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 import msgspec
@@ -140,6 +141,6 @@ async def kernel_lease(worker: KernelWorker, content: KernelLeaseRequest, reques
 
 async def spares(worker: KernelWorker, content: SparesRequest, request: wire.Request) -> SparesReply:
     """Set the user's number of spares for an environment on this host (remembered; capped by the host)."""
-    env = find_env(worker.discovery.list(), content.env)
+    env = find_env(await asyncio.to_thread(worker.discovery.list), content.env)
     kept = worker.spares.resize(env, content.count)
     return SparesReply(env=env.prefix, count=kept, host_cap=worker.config.spares)
