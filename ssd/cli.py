@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     show = sub.add_parser("config", help="print every configuration key with its default and meaning")
-    show.add_argument("--markdown", action="store_true", help="as the Markdown table of the README")
+    show.add_argument("--markdown", action="store_true", help="as the Markdown table of docs/configuration.md")
     show.set_defaults(func=cmd_config)
     commands.add_parsers(sub, add_mode)
     return parser
@@ -209,7 +209,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def config_markdown() -> str:
-    """Every configuration key with its default and meaning, as the README's table."""
+    """Every configuration key with its default and meaning, as docs/configuration.md's table."""
     lines = ["| key | default | meaning |", "|---|---|---|"]
     for section, key, default, text in configdoc.reference():
         value = f"0o{default:03o}" if isinstance(default, int) and "octal" in text else json.dumps(default)

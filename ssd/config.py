@@ -250,6 +250,12 @@ class KernelsConfig(_Section, frozen=True):
         msgspec.field(default_factory=lambda: list(DEFAULT_ENV_ALLOW))
     )
     stop_on_exit: Annotated[bool, _doc("Stop every kernel when the daemon stops (default: they keep running).")] = False
+    spares: Annotated[
+        int, msgspec.Meta(ge=0, le=16, description="Spare kernels kept ready per user, environment and kind; 0 = off.")
+    ] = 1
+    spare_idle: Annotated[Positive, _doc("Seconds a spare is kept without a start in its environment and kind.")] = (
+        900.0
+    )
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -115,6 +115,8 @@ KERNEL_INTERRUPT = _own("kernel", "kernel_interrupt", m.KernelInterruptRequest, 
 KERNEL_RESTART = _own("kernel", "kernel_restart", m.KernelRestartRequest, r.KernelRestartReply)
 KERNEL_SHUTDOWN = _own("kernel", "kernel_shutdown", m.KernelShutdownRequest, r.KernelShutdownReply)
 KERNEL_LEASE = _own("kernel", "kernel_lease", m.KernelLeaseRequest, r.KernelLeaseReply)
+# The user's own number of spare kernels per environment, kept by their kernel worker (ssd.kernels.spares).
+SPARES = _own("kernel", "spares", m.SparesRequest, r.SparesReply)
 # Diagnostic round trip through a worker; runs only when [workers] diag = true.
 ECHO = _worker("diag", "echo", m.EchoRequest, r.EchoReply)
 
@@ -148,6 +150,7 @@ MESSAGES: dict[str, MessageType[Any, Any]] = _table(
     KERNEL_RESTART,
     KERNEL_SHUTDOWN,
     KERNEL_LEASE,
+    SPARES,
     ECHO,
 )
 

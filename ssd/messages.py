@@ -39,6 +39,7 @@ __all__ = [
     "RequestContent",
     "ServerInfoRequest",
     "SlurmOptions",
+    "SparesRequest",
     "WhoamiRequest",
     "decode_content",
     "parse_content",
@@ -203,7 +204,16 @@ class KernelStartRequest(RequestContent, frozen=True):
 
 
 class KernelListRequest(RequestContent, frozen=True):
-    """``kernel_list_request``: the user's own kernels."""
+    """``kernel_list_request``: the user's own kernels (or, with *spares*, their spare kernels alone)."""
+
+    spares: bool = False
+
+
+class SparesRequest(RequestContent, frozen=True):
+    """``spares_request``: how many spare kernels to keep ready in an environment (capped by kernels.spares)."""
+
+    env: EnvName
+    count: Annotated[int, msgspec.Meta(ge=0, le=16)]
 
 
 class KernelInfoRequest(RequestContent, frozen=True):

@@ -37,6 +37,7 @@ __all__ = [
     "PingReply",
     "Reply",
     "ServerInfoReply",
+    "SparesReply",
     "WhoamiReply",
 ]
 
@@ -193,6 +194,7 @@ class KernelDescription(msgspec.Struct, frozen=True, kw_only=True):
     node: str | None = None
     partition: str | None = None
     time_left: int | None = None
+    spare: bool = False  # a spare kernel (kernel_list with spares)
 
 
 class KernelStartReply(Reply, frozen=True):
@@ -209,6 +211,14 @@ class KernelListReply(Reply, frozen=True):
     """``kernel_list_reply``: the user's own kernels."""
 
     kernels: list[KernelDescription]
+
+
+class SparesReply(Reply, frozen=True):
+    """``spares_reply``: the spares now kept for the environment (the request capped by the host)."""
+
+    env: str
+    count: int
+    host_cap: int
 
 
 class KernelInfoReply(Reply, frozen=True):

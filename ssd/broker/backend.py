@@ -253,6 +253,14 @@ class WorkerRouter:
             self.kernels.record(record, kernel_id.decode(errors="replace"), body)
         except RecordRefused as exc:
             self._complain(record.key, time.monotonic(), "%s", exc)
+        self._stop_spares()
+
+    def _stop_spares(self) -> None:
+        """Ask kernel workers to stop the spares the host's limit or their users' ended sessions rule out."""
+        for user, kernel_ids in self.kernels.spares_to_stop().items():
+            worker = self.registry.pick("kernel", user)
+            if worker is not None:
+                self._send(worker.routing_id, wire.SPARES_STOP, *(k.encode() for k in kernel_ids))
 
     # -- liveness ----------------------------------------------------------------------
 
@@ -276,6 +284,7 @@ class WorkerRouter:
             self._heartbeat(now)
             self._retire_idle(now)
             self.kernels.reap_orphans()
+            self._stop_spares()
             self._expire_queued(now)
 
     def _heartbeat(self, now: float) -> None:

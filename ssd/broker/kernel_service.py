@@ -10,7 +10,11 @@ The rest of the broker asks this class, and only this class, about kernels:
   next kernel worker of that user gets them back (``ADOPT``);
 - sealing: a ``kernel_state`` event of a ready kernel gets its connection info
   sealed to each client key bound to its user (``ssd.sealed``);
-- the idle rule: a kernel worker that watches kernels is never idle.
+- the idle rule: a kernel worker that watches kernels is never idle;
+- spares: spare kernels count toward the limits but never refuse a start. A
+  start is admitted on the users' own kernels alone; while the host's records
+  (spares included) exceed its limit, the newest spares are to go, and so are
+  the spares of a user with no session left (``spares_to_stop``).
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ class KernelService:
         return self._over_host_limit()
 
     def _over_user_limit(self, user: str) -> dict[str, Any] | None:
-        limit, running = self.limits.max_per_user, self.book.count(user)
+        limit, running = self.limits.max_per_user, self.book.count(user, spares=False)
         starting = self.registry.in_flight(KERNEL_START, user)
         if not limit or running + starting < limit:
             return None
@@ -102,7 +106,7 @@ class KernelService:
 
     def _over_host_limit(self) -> dict[str, Any] | None:
         limit = self.limits.max_per_host
-        if not limit or self.book.count() + self.registry.in_flight(KERNEL_START) < limit:
+        if not limit or self.book.count(spares=False) + self.registry.in_flight(KERNEL_START) < limit:
             return None
         return protocol.error_content(
             ErrorCode.LIMIT_REACHED, f"this host runs {limit} kernels, the most it allows; try again later"
@@ -156,4 +160,17 @@ class KernelService:
 
     def keeps_worker(self, worker: WorkerRecord) -> bool:
         """Whether an idle *worker* must keep running: a kernel worker watching its user's kernels."""
-        return worker.service == "kernel" and self.book.count(worker.user) > 0
+        return worker.service == "kernel" and self.book.count(worker.user) > 0  # spares too, until spare_idle
+
+    def spares_to_stop(self) -> dict[str, list[str]]:
+        """Per user, the spares to stop now (an empty list: all of them): over the host's limit, newest
+        first, and every spare of a user whose sessions all ended."""
+        spares = self.book.spares()
+        over = self.book.count() - self.limits.max_per_host if self.limits.max_per_host else 0
+        stop: dict[str, list[str]] = {}
+        for user, kernel_id in spares[: max(over, 0)]:
+            stop.setdefault(user, []).append(kernel_id)
+        for user in {user for user, _ in spares}:
+            if not self.sealer.sessions.keys_of(user):
+                stop[user] = []
+        return stop

@@ -106,15 +106,22 @@ class KernelBook:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 log.error("unreadable kernel record %s in the state store dropped", kernel_id)
 
-    def count(self, user: str | None = None) -> int:
+    def count(self, user: str | None = None, *, spares: bool = True) -> int:
         """Kernels of *user*; without one, on this host, each user's counted at most up to the per-user cap
-        (records a store of an older version kept beyond it cannot crowd out other users)."""
-        if user is not None:
-            return sum(1 for owner, _, _ in self._records.values() if owner == user)
+        (records a store of an older version kept beyond it cannot crowd out other users). Spare kernels
+        count unless *spares* is False."""
         per_user: dict[str, int] = {}
-        for owner, _, _ in self._records.values():
-            per_user[owner] = per_user.get(owner, 0) + 1
+        for owner, record, _ in self._records.values():
+            if (user is None or owner == user) and (spares or not record.spare):
+                per_user[owner] = per_user.get(owner, 0) + 1
+        if user is not None:
+            return per_user.get(user, 0)
         return sum(min(n, self.per_user) for n in per_user.values())
+
+    def spares(self) -> list[tuple[str, str]]:
+        """(user, kernel id) of every spare kernel, the newest first."""
+        found = sorted(((r.started, o, r.kernel_id) for o, r, _ in self._records.values() if r.spare), reverse=True)
+        return [(owner, kernel_id) for _, owner, kernel_id in found]
 
     def owner(self, kernel_id: str) -> str | None:
         """Whose kernel *kernel_id* is (None: no such record)."""

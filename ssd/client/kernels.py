@@ -33,6 +33,7 @@ from ssd.messages import (
     KernelStartRequest,
     RequestContent,
     SlurmOptions,
+    SparesRequest,
 )
 from ssd.replies import (
     KernelDescription,
@@ -43,6 +44,7 @@ from ssd.replies import (
     KernelShutdownReply,
     KernelStartReply,
     Reply,
+    SparesReply,
 )
 from ssd.sealed import SealError, open_sealed, sealed_context
 
@@ -122,9 +124,9 @@ class KernelCalls:
         )
         return _checked(await self.call(contract.KERNEL_START, content, timeout=timeout))
 
-    async def kernel_list(self) -> list[KernelDescription]:
-        """This user's kernels on the host."""
-        kernels = (await self.call(contract.KERNEL_LIST, KernelListRequest())).kernels
+    async def kernel_list(self, *, spares: bool = False) -> list[KernelDescription]:
+        """This user's kernels on the host (with *spares*: their spare kernels alone)."""
+        kernels = (await self.call(contract.KERNEL_LIST, KernelListRequest(spares=spares))).kernels
         for entry in kernels:
             checked_kernel_id(entry.kernel_id)
         return kernels
@@ -155,6 +157,10 @@ class KernelCalls:
         """Renew the kernel's lease (for *lease* seconds, default the one it has), or ``detach`` it for good."""
         content = KernelLeaseRequest(kernel=kernel, action=cast(Literal["renew", "detach"], action), lease=lease)
         return await self.call(contract.KERNEL_LEASE, content)
+
+    async def spares(self, env: str, count: int) -> SparesReply:
+        """Keep *count* spare kernels ready in *env* on this host (the host caps it; remembered)."""
+        return await self.call(contract.SPARES, SparesRequest(env=env, count=count))
 
 
 def checked_kernel_id(value: object) -> str:

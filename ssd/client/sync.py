@@ -147,9 +147,9 @@ class Client:
         """See AsyncClient.kernel_start."""
         return self._run(self._async.kernel_start(env, kind, **options))
 
-    def kernel_list(self) -> list[replies.KernelDescription]:
+    def kernel_list(self, *, spares: bool = False) -> list[replies.KernelDescription]:
         """See AsyncClient.kernel_list."""
-        return self._run(self._async.kernel_list())
+        return self._run(self._async.kernel_list(spares=spares))
 
     def kernel_info(self, kernel: str) -> replies.KernelInfoReply:
         """See AsyncClient.kernel_info."""
@@ -170,6 +170,10 @@ class Client:
     def kernel_lease(self, kernel: str, action: str = "renew", lease: float | None = None) -> replies.KernelLeaseReply:
         """See AsyncClient.kernel_lease."""
         return self._run(self._async.kernel_lease(kernel, action, lease))
+
+    def spares(self, env: str, count: int) -> replies.SparesReply:
+        """See AsyncClient.spares."""
+        return self._run(self._async.spares(env, count))
 
     def events(self, topics: tuple[str, ...] = ("",), *, port: int | None = None) -> Iterator[Event]:
         """See AsyncClient.events."""

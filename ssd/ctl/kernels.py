@@ -58,6 +58,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
 
     kernels = sub.add_parser("kernels", parents=[common], help="list your kernels on HOST")
     add_host(kernels)
+    kernels.add_argument("--spares", action="store_true", help="list your spare kernels (started ahead) instead")
+
+    spares = sub.add_parser("spares", parents=[common], help="how many spare kernels HOST keeps ready for you in ENV")
+    add_host(spares)
+    spares.add_argument("env", metavar="ENV", help="environment name or prefix (see: ssd-ctl envs HOST)")
+    spares.add_argument("count", metavar="N", type=int, help="spares per kernel kind (0: none; the host caps it)")
 
     for name, text in (
         ("stop", "shut a kernel down (politely, then by force)"),
@@ -169,13 +175,17 @@ def cmd_kernels(args: argparse.Namespace, out: Output) -> int:
     """Table: id, name, label (the frontend's: a notebook, spyder), environment, kind, state, execution state,
     started, last activity, clients, lease."""
     with connected(args, out) as client:
-        kernels = client.kernel_list()
+        kernels = client.kernel_list(spares=args.spares)
+    what = "spare kernels" if args.spares else "kernels"
     if args.json:
         listed = [{**msgspec.to_builtins(k), "short_id": k.kernel_id[:SHORT]} for k in kernels]
-        out.document({"host": args.host, "kernels": listed})
+        out.document({"host": args.host, what.replace(" ", "_"): listed})
         return 0
     if not kernels:
-        out.say(f"you have no kernels on {args.host} (start one: ssd-ctl start {args.host} ENV)")
+        out.say(
+            f"you have no {what} on {args.host}"
+            + ("" if args.spares else f" (start one: ssd-ctl start {args.host} ENV)")
+        )
         return 0
     now = time.time()
     jobs = any(k.job_id for k in kernels)  # Slurm's columns only where some kernel runs in a job
@@ -196,7 +206,7 @@ def cmd_kernels(args: argparse.Namespace, out: Output) -> int:
         )
         for k in sorted(kernels, key=lambda k: k.started)
     ]
-    table = Table(title=Text(f"your kernels on {args.host}"), title_justify="left")
+    table = Table(title=Text(f"your {what} on {args.host}"), title_justify="left")
     columns: tuple[str, ...] = (
         "id",
         "name",
@@ -324,9 +334,22 @@ def cmd_attach(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def cmd_spares(args: argparse.Namespace, out: Output) -> int:
+    """Set how many spare kernels the host keeps ready for this user in ENV (remembered there)."""
+    with connected(args, out) as client:
+        reply = client.spares(args.env, args.count)
+    if args.json:
+        out.document({"host": args.host, **msgspec.to_builtins(reply)})
+    else:
+        capped = f" (the host allows {reply.host_cap})" if reply.count < args.count else ""
+        out.say(f"{args.host} keeps {reply.count} spare kernel(s) per kind ready in {reply.env}{capped}")
+    return 0
+
+
 KERNEL_COMMANDS = {
     "start": cmd_start,
     "kernels": cmd_kernels,
+    "spares": cmd_spares,
     "stop": cmd_stop,
     "interrupt": cmd_interrupt,
     "restart": cmd_restart,

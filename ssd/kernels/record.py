@@ -51,3 +51,5 @@ class KernelRecord(msgspec.Struct, frozen=True, kw_only=True):
     label: str = ""  # the frontend's: a notebook's path, "spyder"
     placement: str = "local"  # local | slurm (ssd.kernels.placement)
     job: SlurmJob | None = None  # the Slurm job a kernel of placement slurm runs in
+    # A spare: started ahead for the next matching kernel_start, never ran user code (ssd.kernels.spares).
+    spare: bool = False

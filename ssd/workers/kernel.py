@@ -26,34 +26,19 @@ from ssd.errors import ErrorCode, SSDError
 from ssd.kernels import launch
 from ssd.kernels.clients import count_clients
 from ssd.kernels.connection import classic_info, served_connection
-from ssd.kernels.lease import Lease, lease_lapsed
+from ssd.kernels.lease import lease_lapsed
 from ssd.kernels.managed import KernelHooks, ManagedKernel
 from ssd.kernels.placement import Placements, job_fields, placed
 from ssd.kernels.record import KernelRecord
 from ssd.kernels.relay import PortBusy, new_relay_keys
 from ssd.kernels.relayhost import RelayHost
 from ssd.kernels.slurm.limits import SlurmConfig
-from ssd.messages import (
-    KernelInfoRequest,
-    KernelInterruptRequest,
-    KernelLeaseRequest,
-    KernelListRequest,
-    KernelRestartRequest,
-    KernelShutdownRequest,
-    KernelStartRequest,
-)
-from ssd.replies import (
-    KernelDescription,
-    KernelInfoReply,
-    KernelInterruptReply,
-    KernelLeaseReply,
-    KernelListReply,
-    KernelRestartReply,
-    KernelShutdownReply,
-    KernelStartReply,
-)
+from ssd.messages import KernelStartRequest
+from ssd.replies import KernelDescription, KernelStartReply
+from ssd.workers import kernel_ops as ops
 from ssd.workers import wire
 from ssd.workers.base import Worker
+from ssd.workers.spares import SpareKeeper
 
 __all__ = ["KernelWorker"]
 
@@ -92,6 +77,7 @@ class KernelWorker(Worker):
         self._background: set[asyncio.Task[None]] = set()
         slurm = msgspec.convert(options.get("slurm", {}), SlurmConfig)
         self.placements = Placements(slurm, self.home, relayed=self.relays is not None, on_placed=self.open_relay)
+        self.spares = SpareKeeper(self)
 
     # -- reporting ----------------------------------------------------------------------
 
@@ -117,7 +103,10 @@ class KernelWorker(Worker):
     # -- adoption and background --------------------------------------------------------
 
     def handle_command(self, command: bytes, args: list[bytes]) -> None:
-        """ADOPT from the broker: the kernels a previous worker of this user left running."""
+        """ADOPT from the broker: the kernels a previous worker of this user left running; SPARES_STOP."""
+        if command == wire.SPARES_STOP:
+            self.spares.stop_some([arg.decode() for arg in args])
+            return
         if command != wire.ADOPT or len(args) != 1:
             super().handle_command(command, args)
             return
@@ -125,12 +114,15 @@ class KernelWorker(Worker):
             if record.user != self.user or record.kernel_id in self.kernels:
                 continue
             try:
-                kernel = self.placements.kernel(self.ctx, record, self.hooks)
+                kernel = self.placements.kernel(self.ctx, record, self.spares.hooks if record.spare else self.hooks)
             except Exception:  # a record this worker cannot use (the broker stores what a worker sent)
                 log.exception("kernel record %s cannot be adopted; forgetting it", record.kernel_id)
                 self._on_record(record.kernel_id, None)
                 continue
-            if kernel.adopt():
+            adopted = kernel.adopt()
+            if record.spare:  # a previous worker's spare: the start it followed is not known here
+                self._spawn_task(kernel.shutdown() if adopted else _forgotten(kernel))
+            elif adopted:
                 self.kernels[record.kernel_id] = kernel
                 self._spawn_task(self._reopen_relay(kernel))
             else:
@@ -142,6 +134,7 @@ class KernelWorker(Worker):
         """Shut down kernels whose frontend's lease lapsed, and idle ones if the host asks for it."""
         idle, grace = self.config.idle_cull, self.config.lease_grace
         period = max(0.25, min(idle / 4 if idle else 30.0, grace / 4, 30.0))
+        self.spares.start_watching()
         while True:
             await asyncio.sleep(period)
             for kernel in list(self.kernels.values()):
@@ -178,6 +171,7 @@ class KernelWorker(Worker):
         """On an orderly stop (the broker's STOP, or the SIGTERM that may overtake it), stop every kernel if
         the host is configured so (default: keep them); never when the broker vanished (it will return)."""
         log.info("kernel worker of %s stopping (%s) with %d kernels", self.user, reason, len(self.kernels))
+        await self.spares.stop_all()
         if reason != "broker_silent" and self.config.stop_on_exit and self.kernels:
             await asyncio.gather(*(k.shutdown() for k in list(self.kernels.values())), return_exceptions=True)
         for kernel in self.kernels.values():
@@ -260,6 +254,7 @@ class KernelWorker(Worker):
             lease=record.lease,
             lease_left=round(kernel.lease.left(), 1) if kernel.lease is not None else None,
             **job_fields(kernel),
+            spare=record.spare,
         )
 
     def new_record(self, content: KernelStartRequest, env: EnvInfo) -> KernelRecord:
@@ -295,6 +290,14 @@ class KernelWorker(Worker):
             label=content.label,
         )
 
+    def adopt_spare(self, kernel: ManagedKernel, began: float) -> dict[str, float]:
+        """A spare taken by a start becomes one of the user's kernels, announced as a started one is."""
+        self.kernels[kernel.kernel_id] = kernel
+        self.remember(kernel)
+        self._on_state(kernel, "starting", {})
+        self._on_state(kernel, "ready", {})
+        return {"prepare": time.monotonic() - began, "spare": 1.0}
+
     def check_limit(self) -> None:
         """Refuse a start beyond the per-user limit."""
         limit = self.config.max_per_user
@@ -305,6 +308,10 @@ class KernelWorker(Worker):
                 "(stop one: ssd-ctl stop HOST KERNEL)",
                 code=ErrorCode.LIMIT_REACHED,
             )
+
+
+async def _forgotten(kernel: ManagedKernel) -> None:
+    kernel.forget()
 
 
 def _interrupt_mode(prefix: str) -> str:
@@ -318,12 +325,33 @@ def _interrupt_mode(prefix: str) -> str:
 
 
 async def kernel_start(worker: KernelWorker, content: KernelStartRequest, request: wire.Request) -> KernelStartReply:
-    """Start a kernel; the reply comes once it answered kernel_info."""
+    """Start a kernel, or hand over a matching spare; the reply comes once it answered kernel_info."""
     began = time.monotonic()
     worker.check_limit()
     worker.placements.check(content.placement, content.slurm)
     envs = await asyncio.to_thread(worker.discovery.list)
     env = find_env(envs, content.env)
+    local = content.placement == "local"  # spares are local kernels: a start in a Slurm job is always cold
+    kernel = await worker.spares.take(content, env) if local else None
+    if kernel is not None:
+        timing = worker.adopt_spare(kernel, began)
+    else:
+        await worker.spares.make_room()
+        kernel, timing = await _cold_start(worker, content, env, began)
+    if local:
+        worker.spares.refill_soon(content.kind, env)
+    return KernelStartReply(
+        kernel=worker.describe(kernel),
+        connection=worker.connection(kernel),
+        connection_file=kernel.record.connection_file,
+        kernel_info=kernel.summary,
+        timing=timing,
+    )
+
+
+async def _cold_start(
+    worker: KernelWorker, content: KernelStartRequest, env: EnvInfo, began: float
+) -> tuple[ManagedKernel, dict[str, float]]:
     record = await asyncio.to_thread(worker.new_record, content, env)
     record = worker.placements.prepare(record, content.placement, content.slurm)
     worker.check_limit()  # again: another start may have been admitted while discovery ran
@@ -334,94 +362,19 @@ async def kernel_start(worker: KernelWorker, content: KernelStartRequest, reques
         # The relay first (it only connects to the kernel's ports), so that the record the broker holds
         # when "ready" goes out already has the relay's ports (the broker seals them into that event).
         worker.open_relay(kernel)
-        timing = {"prepare": prepared - began, **(await kernel.start())}
+        return kernel, {"prepare": prepared - began, **(await kernel.start())}
     except BaseException:
         kernel.abandon()  # nothing of a failed start may keep running
         raise
-    return KernelStartReply(
-        kernel=worker.describe(kernel),
-        connection=worker.connection(kernel),
-        connection_file=record.connection_file,
-        kernel_info=kernel.summary,
-        timing=timing,
-    )
-
-
-async def kernel_list(worker: KernelWorker, content: KernelListRequest, request: wire.Request) -> KernelListReply:
-    """The user's own kernels."""
-    return KernelListReply(kernels=[worker.describe(k) for k in worker.kernels.values()])
-
-
-async def kernel_info(worker: KernelWorker, content: KernelInfoRequest, request: wire.Request) -> KernelInfoReply:
-    """One kernel with its connection info (attach after a lost connection)."""
-    kernel = worker.get(content.kernel)
-    return KernelInfoReply(
-        kernel=worker.describe(kernel),
-        connection=worker.connection(kernel),
-        connection_file=kernel.record.connection_file,
-        kernel_info=kernel.summary,
-    )
-
-
-async def kernel_interrupt(
-    worker: KernelWorker, content: KernelInterruptRequest, request: wire.Request
-) -> KernelInterruptReply:
-    """Interrupt by SIGINT to the process group, or by interrupt_request on the control channel."""
-    kernel = worker.get(content.kernel)
-    mode = content.mode or kernel.record.interrupt_mode
-    if mode == "signal":
-        kernel.interrupt_by_signal()
-    else:
-        try:
-            await kernel.link.request("control", "interrupt_request", {}, timeout=worker.config.shutdown_grace)
-        except Exception as exc:
-            raise SSDError(
-                f"the kernel did not answer interrupt_request: {exc}", code=ErrorCode.KERNEL_SILENT
-            ) from None
-    return KernelInterruptReply(mode="signal" if mode == "signal" else "message")
-
-
-async def kernel_restart(
-    worker: KernelWorker, content: KernelRestartRequest, request: wire.Request
-) -> KernelRestartReply:
-    """A new process with the same id, ports and key."""
-    kernel = worker.get(content.kernel)
-    if kernel.state not in ("ready", "dead"):
-        raise SSDError(f"the kernel is {kernel.state}; try again when it is ready", code=ErrorCode.KERNEL_BUSY)
-    timing = await kernel.restart()
-    return KernelRestartReply(kernel=worker.describe(kernel), kernel_info=kernel.summary, timing=timing)
-
-
-async def kernel_shutdown(
-    worker: KernelWorker, content: KernelShutdownRequest, request: wire.Request
-) -> KernelShutdownReply:
-    """Polite, then forced after the grace period; the connection file is removed."""
-    kernel = worker.get(content.kernel)
-    if kernel.state in ("stopping", "gone") or (content.keep and kernel.state in ("starting", "restarting")):
-        raise SSDError(f"the kernel is {kernel.state}; try again in a moment", code=ErrorCode.KERNEL_BUSY)
-    await (kernel.kill_keeping() if content.keep else kernel.shutdown())
-    return KernelShutdownReply(kernel_id=content.kernel, exit_code=kernel.exit_code())
-
-
-async def kernel_lease(worker: KernelWorker, content: KernelLeaseRequest, request: wire.Request) -> KernelLeaseReply:
-    """Renew a kernel's lease (its frontend lives), or detach it: it then runs until it is stopped."""
-    kernel = worker.get(content.kernel)
-    seconds = None if content.action == "detach" else content.lease or kernel.record.lease
-    if content.action == "renew" and seconds is None:
-        raise SSDError("this kernel holds no lease; say for how long to lease it", code=ErrorCode.BAD_REQUEST)
-    if seconds != kernel.record.lease:  # the length is remembered (re-adoption); a renewal alone is not
-        kernel.record = msgspec.structs.replace(kernel.record, lease=seconds)
-        worker.remember(kernel)
-    kernel.lease = Lease(seconds) if seconds is not None else None
-    return KernelLeaseReply(kernel_id=content.kernel, lease=seconds)
 
 
 KernelWorker.handlers = {
     contract.KERNEL_START.msg_type: kernel_start,
-    contract.KERNEL_LIST.msg_type: kernel_list,
-    contract.KERNEL_INFO.msg_type: kernel_info,
-    contract.KERNEL_INTERRUPT.msg_type: kernel_interrupt,
-    contract.KERNEL_RESTART.msg_type: kernel_restart,
-    contract.KERNEL_SHUTDOWN.msg_type: kernel_shutdown,
-    contract.KERNEL_LEASE.msg_type: kernel_lease,
+    contract.KERNEL_LIST.msg_type: ops.kernel_list,
+    contract.KERNEL_INFO.msg_type: ops.kernel_info,
+    contract.KERNEL_INTERRUPT.msg_type: ops.kernel_interrupt,
+    contract.KERNEL_RESTART.msg_type: ops.kernel_restart,
+    contract.KERNEL_SHUTDOWN.msg_type: ops.kernel_shutdown,
+    contract.KERNEL_LEASE.msg_type: ops.kernel_lease,
+    contract.SPARES.msg_type: ops.spares,
 }

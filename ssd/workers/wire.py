@@ -11,6 +11,7 @@ Every message starts with the protocol tag and a command::
                        [TAG, HEARTBEAT]
                        [TAG, STOP]
                        [TAG, ADOPT, json([KernelRecord, ...])]   (kernel service, right after READY)
+                       [TAG, SPARES_STOP, kernel_id, ...]   (kernel service: stop these spares; none: all)
 
 The link is CURVE-encrypted and each worker's key is known to the broker
 before the worker starts (see ``Credentials``), so only processes the broker
@@ -36,6 +37,7 @@ EVENT: Final = b"EVENT"
 STOP: Final = b"STOP"
 KERNEL: Final = b"KERNEL"
 ADOPT: Final = b"ADOPT"
+SPARES_STOP: Final = b"SPARES_STOP"
 
 
 class Credentials(msgspec.Struct, frozen=True):

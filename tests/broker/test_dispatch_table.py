@@ -33,6 +33,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "kernel_restart_request": {"kernel": "00000000-0000-0000-0000-000000000000"},
     "kernel_shutdown_request": {"kernel": "00000000-0000-0000-0000-000000000000"},
     "kernel_lease_request": {"kernel": "00000000-0000-0000-0000-000000000000"},
+    "spares_request": {"env": "/nonexistent-ssd-env", "count": 1},
 }
 # What a bound key may get besides ok: answers that show the request got past authorization.
 PAST_AUTHORIZATION = {"ok", "env_not_found", "bad_request", "not_found", "kernel_not_found"}

@@ -16,10 +16,27 @@ import zmq
 from envfixtures import conda_copy, kernel_venv, list_in_environments_txt
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import KernelConnectionInfo
-from users import User, chown_tree
+from support.daemon import Daemon, new_client
+from users import User, chown_tree, login
 
 from ssd.client import Client
 from ssd.protocol import BadMessage, Wire
+
+
+def user_client(daemon: Daemon, tmp: Path, user: User) -> Client:
+    """A client of *user*, logged in with their password (its folder: TMP/client-USER)."""
+    client = new_client(daemon, tmp / f"client-{user.name}", timeout=60)
+    client.connect()
+    login(client, user.name, user.password)
+    return client
+
+
+def stop_all(*clients: Client) -> None:
+    """Stop every kernel of each client's user, then close the clients."""
+    for client in clients:
+        for kernel in client.kernel_list():
+            client.kernel_shutdown(kernel.kernel_id)
+        client.close()
 
 
 def give_env(user: User, where: Path, name: str = "sci") -> Path:

@@ -12,31 +12,16 @@ from typing import cast
 from envfixtures import conda_copy, kernel_venv, public_dir
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import KernelConnectionInfo
-from kerneltools import EventTap, evaluate, give_env, kernel_client, run
+from kerneltools import EventTap, evaluate, give_env, kernel_client, run, stop_all, user_client
 from support.ci import require_root
-from support.daemon import Daemon, logged_in_client, new_client, start_daemon
+from support.daemon import logged_in_client, start_daemon
 from support.eventually import eventually
-from users import User, error_of, login, system_daemon, users
+from users import error_of, system_daemon, users
 
-from ssd.client import Client
 from ssd.errors import ErrorCode
 from ssd.topics import KERNEL, user_topic
 
 MIB = 1024 * 1024
-
-
-def _client(daemon: Daemon, tmp: Path, user: User) -> Client:
-    client = new_client(daemon, tmp / f"client-{user.name}", timeout=60)
-    client.connect()
-    login(client, user.name, user.password)
-    return client
-
-
-def _stop_all(*clients: Client) -> None:
-    for client in clients:
-        for kernel in client.kernel_list():
-            client.kernel_shutdown(kernel.kernel_id)
-        client.close()
 
 
 def test_per_user_and_per_host_limits(tmp_path: Path) -> None:
@@ -46,7 +31,7 @@ def test_per_user_and_per_host_limits(tmp_path: Path) -> None:
     with users(2) as (alice, bob), public_dir() as where, system_daemon(tmp_path, limits) as daemon:
         give_env(alice, where)
         give_env(bob, where)
-        a, b = _client(daemon, tmp_path, alice), _client(daemon, tmp_path, bob)
+        a, b = user_client(daemon, tmp_path, alice), user_client(daemon, tmp_path, bob)
         try:
             a.kernel_start("sci", "ipykernel")
             a.kernel_start("sci", "ipykernel")
@@ -61,7 +46,7 @@ def test_per_user_and_per_host_limits(tmp_path: Path) -> None:
             b.kernel_start("sci", "ipykernel")  # room again
             assert len(b.kernel_list()) == 2
         finally:
-            _stop_all(a, b)
+            stop_all(a, b)
 
 
 def test_idle_culling_spares_spyder_and_connected_kernels(tmp_path: Path) -> None:
@@ -71,7 +56,7 @@ def test_idle_culling_spares_spyder_and_connected_kernels(tmp_path: Path) -> Non
     with users(1) as (alice,), public_dir() as where:
         give_env(alice, where)
         with system_daemon(tmp_path, {"SSD_KERNELS_IDLE_CULL": "3"}) as daemon:
-            client = _client(daemon, tmp_path, alice)
+            client = user_client(daemon, tmp_path, alice)
             tap = EventTap(client, user_topic(KERNEL, alice.name))
             try:
                 spyder = client.kernel_start("sci", "spyder").kernel.kernel_id
@@ -85,7 +70,7 @@ def test_idle_culling_spares_spyder_and_connected_kernels(tmp_path: Path) -> Non
                     assert alive == {spyder, watched.kernel.kernel_id}
             finally:
                 tap.close()
-                _stop_all(client)
+                stop_all(client)
 
 
 def test_memory_limit_applies_to_the_kernel(tmp_path: Path) -> None:
@@ -95,7 +80,7 @@ def test_memory_limit_applies_to_the_kernel(tmp_path: Path) -> None:
     with users(1) as (alice,), public_dir() as where:
         give_env(alice, where)
         with system_daemon(tmp_path, {"SSD_KERNELS_MEMORY_LIMIT": "1024"}) as daemon:
-            client = _client(daemon, tmp_path, alice)
+            client = user_client(daemon, tmp_path, alice)
             try:
                 info = client.connection_info(client.kernel_start("sci", "ipykernel").connection)
                 limit = evaluate(info, "__import__('resource').getrlimit(__import__('resource').RLIMIT_AS)")
@@ -105,7 +90,7 @@ def test_memory_limit_applies_to_the_kernel(tmp_path: Path) -> None:
                 assert reply["ename"] == "MemoryError"
                 assert evaluate(info, "1 + 1") == 2
             finally:
-                _stop_all(client)
+                stop_all(client)
 
 
 def test_a_memory_limit_too_small_to_start_says_so(tmp_path: Path) -> None:
