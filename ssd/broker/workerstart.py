@@ -49,7 +49,7 @@ USER_SERVICE_OPTIONS: dict[str, Callable[[Config], dict[str, Any]]] = {
 def worker_address_space(memory_limit_mb: int) -> int:
     """The hard RLIMIT_AS (bytes) of a kernel worker, which its kernels inherit: kernels.memory_limit, but
     never below what the worker itself needs (WORKER_MIN_MB); 0 = none. A smaller memory_limit is applied to
-    each kernel by the worker only: advisory against its own user (README, Limits)."""
+    each kernel by the worker only: advisory against its own user (docs/kernels.md, Limits)."""
     return max(memory_limit_mb, WORKER_MIN_MB) << 20 if memory_limit_mb else 0
 
 
