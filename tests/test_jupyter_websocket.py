@@ -63,11 +63,17 @@ class Channels:
         return message
 
     async def run(self, code: str, *, interrupt: Any = None) -> tuple[dict[str, Any], str]:
-        """Execute *code*: its execute_reply content and its stdout; *interrupt* is awaited once it runs."""
+        """Execute *code*: its execute_reply content and its stdout; *interrupt* is awaited once it runs.
+
+        Done when both the reply (shell) and the kernel's idle status for the request (iopub) came: the two
+        channels are not ordered with respect to each other, so output may still follow the reply.
+        """
         msg_id = await self.send("execute_request", {"code": code, "silent": False, "stop_on_error": False})
         out: list[str] = []
+        reply: dict[str, Any] | None = None
+        idle = False
         async with asyncio.timeout(REPLY_TIMEOUT):
-            while True:
+            while reply is None or not idle:
                 message = await self.next()
                 if message.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
@@ -78,7 +84,10 @@ class Channels:
                         await interrupt()
                         interrupt = None
                 elif kind == "execute_reply":
-                    return message["content"], "".join(out)
+                    reply = message["content"]
+                elif kind == "status" and message["content"]["execution_state"] == "idle":
+                    idle = True
+        return reply, "".join(out)
 
     async def until_idle_after_restart(self) -> None:
         """Wait for the kernel to say it restarted (Jupyter Server's 'restarting' status) and then is idle."""

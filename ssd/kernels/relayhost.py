@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
+from ssd.kernels.connection import WILDCARDS
 from ssd.kernels.record import KernelRecord
 from ssd.kernels.relay import Relay, RelayGate
 
@@ -48,6 +51,35 @@ class RelayHost:
         """The running relay of a kernel, if any."""
         return self._relays.get(kernel_id)
 
+    async def iopub_flowing(self, record: KernelRecord, ask: Callable[[], Awaitable[object]], timeout: float) -> bool:
+        """Whether the kernel's iopub reaches clients through the relay: subscribe at the relay's front and *ask*
+        the kernel something (a kernel_info_request over the worker's own link) until a message arrives.
+
+        After a restart in place the relay reconnects to the new process; output the kernel publishes before
+        the relay's subscription reached it is lost, so a restart is answered only once it has (what Jupyter
+        Server's nudge does for a new websocket, done here for clients that stay connected across a restart).
+        """
+        relay = self._relays.get(record.kernel_id)
+        if relay is None or record.relay is None:
+            return False
+        sock = zmq.asyncio.Context.shadow(self.ctx).socket(zmq.SUB)
+        sock.linger = 0
+        sock.curve_serverkey = sock.curve_publickey = str(record.relay["curve_publickey"]).encode()
+        sock.curve_secretkey = str(record.relay["curve_secretkey"]).encode()
+        sock.subscribe(b"")
+        host = "127.0.0.1" if self.ip in WILDCARDS else self.ip
+        sock.connect(f"tcp://{_bracketed(host)}:{relay.ports['iopub']}")
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(Exception):  # a silent or busy kernel: ask again
+                    await asyncio.wait_for(ask(), min(left, 1.0))
+                if await sock.poll(min(deadline - time.monotonic(), 0.2) * 1000 if left > 0 else 0):
+                    return True
+            return False
+        finally:
+            sock.close(linger=0)
+
     def close(self, kernel_id: str) -> None:
         """Stop a kernel's relay and shut its door."""
         watcher = self._watchers.pop(kernel_id, None)
@@ -72,3 +104,7 @@ async def _follow(relay: Relay, monitor: zmq.Socket[Any]) -> None:
     with contextlib.suppress(zmq.ZMQError):
         while True:
             relay.note_monitor_event(await sock.recv_multipart())
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

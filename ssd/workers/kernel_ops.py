@@ -5,6 +5,7 @@ and the user's number of spares. ``kernel_start`` is in ``ssd.workers.kernel``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Protocol
 
 import msgspec
@@ -14,6 +15,8 @@ from ssd.envs import EnvDiscovery, find_env
 from ssd.errors import ErrorCode, SSDError
 from ssd.kernels.lease import Lease
 from ssd.kernels.managed import ManagedKernel
+from ssd.kernels.placement import placed
+from ssd.kernels.relayhost import RelayHost
 from ssd.messages import (
     KernelInfoRequest,
     KernelInterruptRequest,
@@ -36,6 +39,10 @@ from ssd.replies import (
 from ssd.workers import wire
 from ssd.workers.spares import SpareKeeper
 
+log = logging.getLogger(__name__)
+
+RELAY_SETTLE = 10.0  # seconds a restart waits for the relay to pass the new process's output on
+
 
 class KernelWorker(Protocol):
     """What these handlers need of the kernel worker (ssd.workers.kernel.KernelWorker)."""
@@ -44,6 +51,7 @@ class KernelWorker(Protocol):
     discovery: EnvDiscovery
     kernels: dict[str, ManagedKernel]
     spares: SpareKeeper
+    relays: RelayHost | None
 
     def get(self, kernel_id: str) -> ManagedKernel:
         """One of the user's kernels, or kernel_not_found."""
@@ -112,7 +120,21 @@ async def kernel_restart(
     if kernel.state not in ("ready", "dead"):
         raise SSDError(f"the kernel is {kernel.state}; try again when it is ready", code=ErrorCode.KERNEL_BUSY)
     timing = await kernel.restart()
+    await _relay_passes_output(worker, kernel)
     return KernelRestartReply(kernel=worker.describe(kernel), kernel_info=kernel.summary, timing=timing)
+
+
+async def _relay_passes_output(worker: KernelWorker, kernel: ManagedKernel) -> None:
+    """Answer a restart only once the relay passes the new process's output on (its first cell's output
+    would be lost to clients that stayed connected while the relay's subscription reached the new process)."""
+    if worker.relays is None or not placed(kernel.record) or kernel.state != "ready":
+        return
+
+    def ask() -> Any:
+        return kernel.link.request("shell", "kernel_info_request", {}, timeout=1.0)
+
+    if not await worker.relays.iopub_flowing(kernel.record, ask, timeout=RELAY_SETTLE):
+        log.warning("kernel %s: no output through its relay %g s after the restart", kernel.kernel_id, RELAY_SETTLE)
 
 
 async def kernel_shutdown(
