@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import zmq
-from conftest import Daemon, new_client
 from envfixtures import conda_copy, kernel_venv, list_in_environments_txt, public_dir
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import KernelConnectionInfo
+from support.daemon import Daemon, new_client
 from support.eventually import eventually
 from support.procnet import tcp_listeners
 from users import User, chown_tree, login, start_system_daemon, stop_and_audit, users

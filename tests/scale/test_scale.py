@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import require_root
+from support.ci import require_root
 
 from scale.scalehost import ScaleHost, Usage, scale_host, settled
 
