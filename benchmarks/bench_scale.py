@@ -53,6 +53,7 @@ from scale.scalehost import (  # noqa: E402 (the tests' folders are put on sys.p
 
 from ssd.client import AsyncClient  # noqa: E402
 from ssd.errors import RemoteError  # noqa: E402
+from ssd.replies import KernelStartReply  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -173,11 +174,11 @@ def burst(host: ScaleHost, s: Settings, per_user: int, per_host: int) -> dict[st
     results = asyncio.run(_burst_starts(host, plan))
     seconds = time.perf_counter() - began
     owners = [member for member, count in zip(host.members, plan, strict=False) for _ in range(count)]
-    ok = [(member, r) for member, r in zip(owners, results, strict=True) if isinstance(r, dict)]
+    ok = [(member, r) for member, r in zip(owners, results, strict=True) if isinstance(r, KernelStartReply)]
     refused = [r for r in results if isinstance(r, RemoteError) and r.code == "limit_reached"]
-    other = [repr(r) for r in results if not isinstance(r, dict) and r not in refused]
+    other = [repr(r) for r in results if not isinstance(r, KernelStartReply) and r not in refused]
     for member, reply in ok:
-        kernel = Kernel(reply["kernel"]["kernel_id"], "", member.client.connection_info(reply), "")
+        kernel = Kernel(reply.kernel.kernel_id, "", member.client.connection_info(reply.connection), "")
         member.kernels.append(kernel)
         execute(kernel.relay)
     outcome: dict[str, Any] = {"starts": len(results), "users": users, "ok": len(ok), "limit_reached": len(refused)}
@@ -185,7 +186,7 @@ def burst(host: ScaleHost, s: Settings, per_user: int, per_host: int) -> dict[st
     outcome["workers_lost"] = host.lost_workers()
     for member in host.members:  # a start whose reply was lost may still have left a kernel: stop it too
         known = {kernel.kernel_id for kernel in member.kernels}
-        listed = [entry["kernel_id"] for entry in member.client.kernel_list()]
+        listed = [entry.kernel_id for entry in member.client.kernel_list()]
         member.kernels.extend(Kernel(kid, "", {}, "") for kid in listed if kid not in known)
     host.stop_all()
     return outcome

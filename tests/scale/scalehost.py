@@ -207,7 +207,7 @@ class ScaleHost:
         self.started += 1
         reply = member.client.kernel_start(ENV, kind, timeout=START_TIMEOUT)
         kernel = Kernel(
-            reply["kernel"]["kernel_id"], kind, member.client.connection_info(reply), reply["connection_file"]
+            reply.kernel.kernel_id, kind, member.client.connection_info(reply.connection), reply.connection_file
         )
         member.kernels.append(kernel)
         if not member.worker:

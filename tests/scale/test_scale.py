@@ -32,8 +32,8 @@ def check_answers(host: ScaleHost) -> None:
     """Every kernel runs 1+1 through its relay; ping answers; each user's kernel_list is exactly their kernels."""
     assert host.execute_all() == KERNELS
     for member in host.members:
-        assert member.client.ping("scale")["data"] == "scale"
-        listed = {entry["kernel_id"] for entry in member.client.kernel_list()}
+        assert member.client.ping("scale").data == "scale"
+        listed = {entry.kernel_id for entry in member.client.kernel_list()}
         assert listed == {kernel.kernel_id for kernel in member.kernels}
 
 
