@@ -31,6 +31,7 @@ from users import User, chown_tree, login, start_system_daemon, stop_and_audit, 
 
 from ssd.client import AsyncClient, Client
 from ssd.kernels.relay import Relay, RelayGate, new_relay_keys
+from ssd.kernels.relayhost import relay_context
 from ssd.paths import server_paths
 from ssd.replies import KernelStartReply
 from ssd.service.unit import system_unit
@@ -316,11 +317,12 @@ def settled(pid: int, before: Usage, slack: Usage, what: str, timeout: float = 3
 
 
 def relay_share(kernel: Kernel) -> dict[str, Any]:
-    """One relay's threads, fds and RSS, and how many relays one libzmq context holds, in this process."""
+    """One relay's threads, fds and RSS, and how many relays (up to CEILING_CAP) a kernel worker's relay context
+    holds, in this process."""
     info = json.loads(Path(kernel.own_file).read_text())  # its ipc endpoints: root may connect
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # so that libzmq's own limit shows first
-    ctx: zmq.Context[Any] = zmq.Context()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # room for CEILING_CAP relays (32 descriptors each)
+    ctx = relay_context()  # the kernel worker's own: its socket table sized from the descriptor limit
     gate = RelayGate(ctx)
     relays: list[Relay] = []
 
