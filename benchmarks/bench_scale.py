@@ -18,7 +18,6 @@ users (each succeeds or is refused ``limit_reached`` exactly as the limits say; 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -37,12 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "envs"), str(ROOT / "tests" / "kernels")]
 
 from scale.scalehost import (  # noqa: E402 (the tests' folders are put on sys.path above)
-    ENV,
-    KINDS,
-    START_TIMEOUT,
     Kernel,
     ScaleHost,
     Usage,
+    burst_starts,
     execute,
     relay_share,
     scale_host,
@@ -51,8 +48,8 @@ from scale.scalehost import (  # noqa: E402 (the tests' folders are put on sys.p
     usage,
 )
 
-from ssd.client import AsyncClient  # noqa: E402
 from ssd.errors import RemoteError  # noqa: E402
+from ssd.replies import KernelStartReply  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -142,27 +139,6 @@ def slopes(points: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
     return fits
 
 
-async def _burst_starts(host: ScaleHost, plan: list[int]) -> list[Any]:
-    """Every planned start sent at once, on fresh connections with the members' (logged-in) keys."""
-    clients = []
-    for member in host.members[: len(plan)]:
-        a = member.client.aclient
-        clients.append(AsyncClient(host.daemon.host, identity=a.identity, known_hosts=a.known_hosts, timeout=60))
-    try:
-        for client in clients:
-            await client.connect()
-        starts = [
-            client.kernel_start(ENV, KINDS[n % 2], timeout=START_TIMEOUT)
-            for client, count in zip(clients, plan, strict=True)
-            for n in range(count)
-        ]
-        results: list[Any] = await asyncio.gather(*starts, return_exceptions=True)
-        return results
-    finally:
-        for client in clients:
-            await client.close()
-
-
 def burst(host: ScaleHost, s: Settings, per_user: int, per_host: int) -> dict[str, Any]:
     """30 starts at once from 10 users (or as many as there are), with no kernel running before."""
     host.stop_all()
@@ -170,14 +146,14 @@ def burst(host: ScaleHost, s: Settings, per_user: int, per_host: int) -> dict[st
     plan = [s.burst_starts // users + (1 if n < s.burst_starts % users else 0) for n in range(users)]
     expected = min(sum(min(count, per_user) for count in plan), per_host)
     began = time.perf_counter()
-    results = asyncio.run(_burst_starts(host, plan))
+    results = burst_starts(host, plan)
     seconds = time.perf_counter() - began
     owners = [member for member, count in zip(host.members, plan, strict=False) for _ in range(count)]
-    ok = [(member, r) for member, r in zip(owners, results, strict=True) if isinstance(r, dict)]
+    ok = [(member, r) for member, r in zip(owners, results, strict=True) if isinstance(r, KernelStartReply)]
     refused = [r for r in results if isinstance(r, RemoteError) and r.code == "limit_reached"]
-    other = [repr(r) for r in results if not isinstance(r, dict) and r not in refused]
+    other = [repr(r) for r in results if not isinstance(r, KernelStartReply) and r not in refused]
     for member, reply in ok:
-        kernel = Kernel(reply["kernel"]["kernel_id"], "", member.client.connection_info(reply), "")
+        kernel = Kernel(reply.kernel.kernel_id, "", member.client.connection_info(reply.connection), "")
         member.kernels.append(kernel)
         execute(kernel.relay)
     outcome: dict[str, Any] = {"starts": len(results), "users": users, "ok": len(ok), "limit_reached": len(refused)}

@@ -134,6 +134,9 @@ class WorkerRouter:
                 self._handle(frames)
             except Exception:  # one bad worker message must not stop the backend
                 log.exception("error handling a worker message")
+            # A waiting message is received without a pass through the event loop, and a kernel record costs an
+            # fsync: without this a burst held the loop for seconds, no heartbeat went out and every worker left.
+            await asyncio.sleep(0)
 
     def _handle(self, frames: list[zmq.Frame]) -> None:
         key = str(frames[0].get("User-Id"))

@@ -10,6 +10,7 @@ Replies leave through ``ssd.broker.answers``; requests for a worker through
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -86,6 +87,7 @@ class ControlHandler:
                 log.exception("error handling a client message")
                 with contextlib.suppress(Exception):
                     self.replies.send([frames[0].bytes], None, protocol.PROTOCOL_ERROR_TYPE, _internal())
+            await asyncio.sleep(0)  # let the other tasks run between messages (see WorkerRouter.run)
 
     def handle(self, frames: list[ClientFrame]) -> None:
         """Parse, authorize and dispatch one client message."""

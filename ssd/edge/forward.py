@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import zmq
 
+from ssd.broker.quota import LogThrottle
 from ssd.edge.link import CLIENT, MAX_FORWARDED_FRAMES, PUBLISH, REPLY, TAG
 
 __all__ = ["Forwarder"]
@@ -50,6 +52,7 @@ class Forwarder(threading.Thread):
         self._wake_in.linger = 0
         self._wake_in.connect(address)
         self._on_end = on_end
+        self._drops = LogThrottle()
 
     def stop(self) -> None:
         """Wake the thread, wait for it to end, close the wake pair."""
@@ -98,11 +101,29 @@ class Forwarder(threading.Thread):
         self._link.send_multipart([TAG, CLIENT, user_id, address, *frames[:MAX_FORWARDED_FRAMES]], copy=False)
 
     def _from_broker(self, frames: list[zmq.Frame]) -> None:
-        """A reply out on the control ROUTER (which drops what it cannot route), an event on the PUB."""
+        """A reply out on the control ROUTER, an event on the PUB."""
         if len(frames) < 3 or frames[0].bytes != TAG:
             return
         command = frames[1].bytes
         if command == REPLY:
-            self._control.send_multipart(frames[2:], copy=False)
+            self._reply(frames[2:])
         elif command == PUBLISH:
             self._events.send_multipart(frames[2:], copy=False)
+
+    def _reply(self, frames: list[zmq.Frame]) -> None:
+        """Send a reply to its client; one that cannot go (ROUTER_MANDATORY says why) is logged, never silent."""
+        try:
+            self._control.send_multipart(frames, zmq.NOBLOCK, copy=False)  # never wait on one slow client
+        except zmq.Again:
+            self._dropped("its queue is full (it does not read)")
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            self._dropped("it is no longer connected")
+
+    def _dropped(self, reason: str) -> None:
+        """Log a reply dropped for *reason*: at most every 10 s per reason, with how many were not logged."""
+        suppressed = self._drops.allow(reason, time.monotonic())
+        if suppressed is not None:
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            log.warning("dropped a reply to a client: %s%s", reason, more)

@@ -51,6 +51,7 @@ class Edge:
         auth.start()  # before any bind: without a handler libzmq admits every key
         auth.configure_curve_callback(CLIENT_DOMAIN, ClientPolicy())
         control = self._public(zmq.ROUTER, creds.max_message_size)
+        control.router_mandatory = True  # a reply that cannot be routed raises (logged by the forwarder)
         events = self._public(zmq.PUB, MAX_SUBSCRIPTION_FRAME)
         guard = FloodGuard(
             zmq.Context.shadow(self.ctx.underlying),

@@ -35,6 +35,7 @@ _HOUR = 3600.0
 _OUTPUT = "; its last output:\n"
 # A kernel that died stays listed (as dead, restartable with the same id and ports) this long.
 DEAD_LINGER = 60.0
+READY_RETRY = 1.0  # seconds between kernel_info requests to a starting kernel
 
 
 class KernelHooks(msgspec.Struct, frozen=True):
@@ -99,9 +100,7 @@ class ManagedKernel:
 
     async def _wait_ready(self) -> None:
         """Ask for kernel_info until it answers; fail with the kernel's last words if it exits first."""
-        asking = asyncio.create_task(
-            self.link.request("shell", "kernel_info_request", {}, timeout=self.hooks.start_timeout)
-        )
+        asking = asyncio.create_task(self._ask_kernel_info())
         exited = asyncio.create_task(self._exited.wait())
         try:
             await asyncio.wait({asking, exited}, return_when=asyncio.FIRST_COMPLETED)
@@ -127,6 +126,20 @@ class ManagedKernel:
             reason = f"the kernel did not answer kernel_info within {self.hooks.start_timeout:g} s"
             await self._stop_process()
         raise SSDError(reason + (f"{_OUTPUT}{tail}" if tail else ""), code=ErrorCode.KERNEL_START_FAILED)
+
+    async def _ask_kernel_info(self) -> dict[str, Any]:
+        """kernel_info, asked again every READY_RETRY seconds until the kernel answers (KernelSilent after
+        start_timeout): a starting kernel may leave a request unanswered (seen under a burst of starts: the
+        kernel idle and answering a new request at once, the start waiting out its timeout), which is why
+        jupyter_client's wait_for_ready asks again every second too."""
+        deadline = time.monotonic() + self.hooks.start_timeout
+        while True:
+            wait = min(READY_RETRY, max(0.0, deadline - time.monotonic()))
+            try:
+                return await self.link.request("shell", "kernel_info_request", {}, timeout=wait)
+            except KernelSilent:
+                if time.monotonic() >= deadline:
+                    raise
 
     def _check_socket_dir(self) -> None:
         """An ipc kernel's socket folder must be this user's alone (made again if a cleaner removed it)."""

@@ -71,7 +71,11 @@ class ChannelProxy:
         # A fresh name each time: libzmq releases a closed socket's inproc name later, not at close().
         address = f"inproc://ssd-proxy-{next(_NAMES)}"
         self._control = ctx.socket(zmq.PAIR)
-        self._steer = ctx.socket(zmq.PAIR)
+        try:  # out of sockets or descriptors: leave none open, or the context never terminates
+            self._steer = ctx.socket(zmq.PAIR)
+        except BaseException:
+            self._control.close(linger=0)
+            raise
         for sock in (self._control, self._steer):
             sock.linger = 0
         self._control.bind(address)

@@ -91,6 +91,7 @@ class Relay:
             for channel in CHANNELS:
                 front, back = self._pair(channel, made)
                 self._proxies.append(ChannelProxy(self.ctx, channel, front, back))
+                made.clear()  # the proxy owns them now
         except BaseException:
             for sock in made:
                 sock.close(linger=0)
@@ -122,7 +123,6 @@ class Relay:
         self.ports[channel] = self._bind(front, self._wanted.get(channel, 0))
         secure_link(back, self.kernel_info)  # a kernel in a Slurm job: CURVE to its job's relay
         back.connect(kernel_endpoint(self.kernel_info, channel))
-        del made[-2:]  # the proxy owns them now
         return front, back
 
     def _bind(self, sock: zmq.Socket[Any], port: int) -> int:

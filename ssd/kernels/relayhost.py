@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,7 +16,27 @@ from ssd.kernels.connection import WILDCARDS
 from ssd.kernels.record import KernelRecord
 from ssd.kernels.relay import Relay, RelayGate
 
-__all__ = ["RelayHost"]
+__all__ = ["RelayHost", "max_sockets", "relay_context"]
+
+# libzmq's default ZMQ_MAX_SOCKETS: never go below it.
+DEFAULT_MAX_SOCKETS = 1023
+
+
+def max_sockets(soft_nofile: int, socket_limit: int) -> int:
+    """The socket table for a process whose soft descriptor limit is *soft_nofile*: as many sockets as it may
+    hold descriptors (every libzmq socket holds at least one, its mailbox, so descriptors run out first),
+    within libzmq's own *socket_limit* and never below libzmq's default."""
+    wanted = socket_limit if soft_nofile == resource.RLIM_INFINITY else soft_nofile
+    return max(DEFAULT_MAX_SOCKETS, min(wanted, socket_limit))
+
+
+def relay_context() -> zmq.Context[Any]:
+    """A context for many relays (22 libzmq sockets each): with libzmq's default of 1023 sockets it held 46,
+    whatever the descriptor limit (docs/scale.md)."""
+    ctx: zmq.Context[Any] = zmq.Context()
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ctx.set(zmq.MAX_SOCKETS, max_sockets(soft, ctx.get(zmq.SOCKET_LIMIT)))  # before the first socket: sized once
+    return ctx
 
 
 class RelayHost:
@@ -23,7 +44,7 @@ class RelayHost:
 
     def __init__(self, ip: str) -> None:
         self.ip = ip
-        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.ctx = relay_context()
         self.gate = RelayGate(self.ctx)
         self._relays: dict[str, Relay] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}

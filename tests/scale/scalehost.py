@@ -5,6 +5,7 @@ and what /proc says of the daemon's processes (threads, descriptors, resident me
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -28,9 +29,11 @@ from support.eventually import eventually
 from support.procnet import tcp_listeners
 from users import User, chown_tree, login, start_system_daemon, stop_and_audit, users
 
-from ssd.client import Client
+from ssd.client import AsyncClient, Client
 from ssd.kernels.relay import Relay, RelayGate, new_relay_keys
+from ssd.kernels.relayhost import relay_context
 from ssd.paths import server_paths
+from ssd.replies import KernelStartReply
 from ssd.service.unit import system_unit
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "Member",
     "ScaleHost",
     "Usage",
+    "burst_starts",
     "execute",
     "relay_share",
     "scale_host",
@@ -205,10 +209,12 @@ class ScaleHost:
         """Start a kernel for *member* (the next kind of the alternation unless given); find its worker."""
         kind = kind or KINDS[self.started % len(KINDS)]
         self.started += 1
-        reply = member.client.kernel_start(ENV, kind, timeout=START_TIMEOUT)
-        kernel = Kernel(
-            reply.kernel.kernel_id, kind, member.client.connection_info(reply.connection), reply.connection_file
-        )
+        return self.adopt(member, member.client.kernel_start(ENV, kind, timeout=START_TIMEOUT))
+
+    def adopt(self, member: Member, reply: KernelStartReply) -> Kernel:
+        """Count a started kernel as *member*'s (stopped with the others); find the member's worker."""
+        relay = member.client.connection_info(reply.connection)
+        kernel = Kernel(reply.kernel.kernel_id, reply.kernel.kind, relay, reply.connection_file)
         member.kernels.append(kernel)
         if not member.worker:
             member.worker = self._worker_of(member.user, int(kernel.relay["shell_port"]))
@@ -269,6 +275,31 @@ class ScaleHost:
                 self.stop(member, kernel)
 
 
+def burst_starts(host: ScaleHost, plan: list[int]) -> list[KernelStartReply | BaseException]:
+    """*plan[n]* kernel starts for the n-th member, all sent at once, each member's on a second connection with
+    its (logged-in) key while the first stays open (a Spyder and an ssd-ctl of one person): replies or errors."""
+    return asyncio.run(_burst_starts(host, plan))
+
+
+async def _burst_starts(host: ScaleHost, plan: list[int]) -> list[KernelStartReply | BaseException]:
+    clients = []
+    for member in host.members[: len(plan)]:
+        a = member.client.aclient
+        clients.append(AsyncClient(host.daemon.host, identity=a.identity, known_hosts=a.known_hosts, timeout=60))
+    try:
+        for client in clients:
+            await client.connect()
+        starts = [
+            client.kernel_start(ENV, KINDS[n % 2], timeout=START_TIMEOUT)
+            for client, count in zip(clients, plan, strict=True)
+            for n in range(count)
+        ]
+        return await asyncio.gather(*starts, return_exceptions=True)
+    finally:
+        for client in clients:
+            await client.close()
+
+
 def settled(pid: int, before: Usage, slack: Usage, what: str, timeout: float = 30.0) -> Usage:
     """Wait until *pid*'s threads, descriptors and memory are back within *slack* of *before*; return them.
 
@@ -286,11 +317,12 @@ def settled(pid: int, before: Usage, slack: Usage, what: str, timeout: float = 3
 
 
 def relay_share(kernel: Kernel) -> dict[str, Any]:
-    """One relay's threads, fds and RSS, and how many relays one libzmq context holds, in this process."""
+    """One relay's threads, fds and RSS, and how many relays (up to CEILING_CAP) a kernel worker's relay context
+    holds, in this process."""
     info = json.loads(Path(kernel.own_file).read_text())  # its ipc endpoints: root may connect
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # so that libzmq's own limit shows first
-    ctx: zmq.Context[Any] = zmq.Context()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # room for CEILING_CAP relays (32 descriptors each)
+    ctx = relay_context()  # the kernel worker's own: its socket table sized from the descriptor limit
     gate = RelayGate(ctx)
     relays: list[Relay] = []
 
