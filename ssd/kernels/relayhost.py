@@ -16,7 +16,7 @@ from ssd.kernels.connection import WILDCARDS
 from ssd.kernels.record import KernelRecord
 from ssd.kernels.relay import Relay, RelayGate
 
-__all__ = ["RelayHost", "max_sockets", "relay_context"]
+__all__ = ["DEFAULT_MAX_SOCKETS", "RelayHost", "max_sockets", "relay_context"]
 
 # libzmq's default ZMQ_MAX_SOCKETS: never go below it.
 DEFAULT_MAX_SOCKETS = 1023
