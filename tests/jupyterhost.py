@@ -4,6 +4,7 @@ launch logs in by its key as Jupyter would); and a real Jupyter Server (with Jup
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import secrets
@@ -75,10 +76,7 @@ class JupyterServer:
 
     def __init__(self, host: Host, tmp: Path, *, lease: float = 30.0) -> None:
         self.token = secrets.token_hex(16)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        env = {
+        self.env = {
             **os.environ,
             "SSD_CLIENT_DIR": str(host.client_dir),
             "JUPYTER_PATH": str(host.jupyter / "share" / "jupyter"),
@@ -86,28 +84,47 @@ class JupyterServer:
             "JUPYTER_DATA_DIR": str(tmp / "jupyter-data"),
             "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter-runtime"),
         }
+        self.tmp, self.lease = tmp, lease
+        self.log_path = tmp / "jupyter-server.log"
+        # The free port is found by binding and closing: another process (a kernel's relay) may take it before
+        # the server binds it. Then the server exits (port_retries=0) or another program answers: start again.
+        for _ in range(3):
+            if self._start():
+                return
+        raise AssertionError(f"the Jupyter server did not start:\n{self.log_path.read_text()}")
+
+    def _start(self) -> bool:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
         args = [
             *(f"--ServerApp.{k}={v}" for k, v in (("ip", "127.0.0.1"), ("port", self.port), ("port_retries", 0))),
             f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={tmp}",
-            f"--SSDProvisioner.lease={lease}",
+            f"--ServerApp.root_dir={self.tmp}",
+            f"--SSDProvisioner.lease={self.lease}",
             *(["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []),
         ]
-        self.log_path = tmp / "jupyter-server.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "jupyter_server", *args],
-                env=env, cwd=tmp, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env=self.env, cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )  # fmt: skip
-        eventually(self._answers, "the Jupyter server answering", timeout=40, interval=0.2)
+        if eventually(self._answers, "the Jupyter server answering", timeout=40, interval=0.2) == "ours":
+            return True
+        self.stop()
+        return False
 
-    def _answers(self) -> bool:
-        assert self.process.poll() is None, self.log_path.read_text()
+    def _answers(self) -> str | None:
+        """'ours' once the server answers; 'taken' when its port was taken (None: not yet)."""
+        if self.process.poll() is not None:
+            return "taken" if "is already in use" in self.log_path.read_text() else _died(self.log_path)
         try:
             self.request("GET", "/api/status")
+        except http.client.HTTPException:  # another program on the port (not HTTP, or not Jupyter's)
+            return "taken"
         except OSError:
-            return False
-        return True
+            return None
+        return "ours"
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One REST call with the token; the decoded JSON answer."""
@@ -159,3 +176,7 @@ def host_admin(host: Host, tmp: Path) -> Iterator[Client]:
             client.kernel_shutdown(kernel.kernel_id)
     finally:
         client.close()
+
+
+def _died(log: Path) -> str:
+    raise AssertionError(f"the Jupyter server exited:\n{log.read_text()}")
