@@ -35,6 +35,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "envs"), str(ROOT / "tests" / "kernels")]
 
+from scale.procusage import soft_nofile, unit_nofile, usage  # noqa: E402
 from scale.scalehost import (  # noqa: E402 (the tests' folders are put on sys.path above)
     Kernel,
     ScaleHost,
@@ -43,9 +44,6 @@ from scale.scalehost import (  # noqa: E402 (the tests' folders are put on sys.p
     execute,
     relay_share,
     scale_host,
-    soft_nofile,
-    unit_nofile,
-    usage,
 )
 
 from ssd.errors import RemoteError  # noqa: E402

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ssd.configtypes import fields_of, python_type, unwrap
 from ssd.errors import ConfigError
 from ssd.kernels.slurm.limits import SlurmConfig
 
@@ -28,7 +29,6 @@ __all__ = [
     "KernelsConfig",
     "ServerConfig",
     "WorkersConfig",
-    "fields_of",
     "load_config",
 ]
 
@@ -364,11 +364,11 @@ def _apply(config: Config, overrides: Overrides, *, strict: bool, source: str) -
         if model is None or key not in model.__struct_fields__:
             raise ConfigError(f"{source}: unknown configuration key {section}.{key}")
         field_type = fields_of(model)[model.__struct_fields__.index(key)].type
-        if isinstance(value, str) and isinstance(_unwrap(field_type), msgspec.inspect.ListType):
+        if isinstance(value, str) and isinstance(unwrap(field_type), msgspec.inspect.ListType):
             value = [part.strip() for part in value.split(",") if part.strip()]  # SSD_AUTH_DENY_USERS=a,b
         try:
             # Validate the value alone first so the error names the key it came from.
-            msgspec.convert(value, _python_type(field_type), strict=strict)
+            msgspec.convert(value, python_type(field_type), strict=strict)
         except msgspec.ValidationError as exc:
             raise ConfigError(f"{source}: {section}.{key}: {exc}") from None
         data[section][key] = value
@@ -376,26 +376,3 @@ def _apply(config: Config, overrides: Overrides, *, strict: bool, source: str) -
         return msgspec.convert(data, Config, strict=strict)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc)}") from None
-
-
-def fields_of(model: type[msgspec.Struct]) -> tuple[msgspec.inspect.Field, ...]:
-    """The fields of a section model, with their types, defaults and descriptions."""
-    info = msgspec.inspect.type_info(model)
-    assert isinstance(info, msgspec.inspect.StructType)
-    return info.fields
-
-
-def _unwrap(info: msgspec.inspect.Type) -> msgspec.inspect.Type:
-    return info.type if isinstance(info, msgspec.inspect.Metadata) else info
-
-
-def _python_type(info: msgspec.inspect.Type) -> type:
-    info = _unwrap(info)
-    mapping: dict[type[msgspec.inspect.Type], type] = {
-        msgspec.inspect.IntType: int,
-        msgspec.inspect.FloatType: float,
-        msgspec.inspect.BoolType: bool,
-        msgspec.inspect.StrType: str,
-        msgspec.inspect.ListType: list,
-    }
-    return mapping.get(type(info), object)

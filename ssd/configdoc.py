@@ -6,7 +6,8 @@ from typing import Any
 
 import msgspec
 
-from ssd.config import SECTIONS, fields_of
+from ssd.config import SECTIONS
+from ssd.configtypes import fields_of
 
 __all__ = ["default_toml", "reference"]
 

@@ -29,7 +29,7 @@ LAYERS = {
     # [slurm] is a section of the configuration, defined beside the library that reads it
     **dict.fromkeys(["ssd.kernels.slurm.limits", "ssd.kernels.slurm.units", "ssd.kernels.slurm.errors"], BASE),
     # the one contract of message types and their replies; shared small utilities; the config reference
-    **dict.fromkeys(["ssd.contract", "ssd.replies", "ssd.files", "ssd.configdoc"], BASE),
+    **dict.fromkeys(["ssd.contract", "ssd.replies", "ssd.files", "ssd.configdoc", "ssd.configtypes"], BASE),
     # the contracts between the daemon's processes (and the key port's, which the client speaks too)
     "ssd.workers.wire": WIRE,
     "ssd.edge.link": WIRE,

@@ -26,7 +26,6 @@ import json  # noqa: E402
 import secrets  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
-import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -51,12 +50,11 @@ from spyderdriver import (  # noqa: E402
     submit_password,
     wait_ready,
 )
+from spyderflows import CONDA_STAND_IN, add_host_by_address, env_row, kernels_of, open_console, own_env, own_threads  # noqa: E402
 from spyderhost import SpyderWorld, announcing_system_daemon, capture, namespace_beside, unique_name  # noqa: E402
 from support.ci import require_root  # noqa: E402
 from users import SSD, chown_tree, users  # noqa: E402
 
-from ssd.client import Client  # noqa: E402
-from ssd.replies import KernelDescription  # noqa: E402
 from ssd.spyder.dialogs import ChoiceDialog, LoginDialog, ProgressDialog, TrustDialog  # noqa: E402
 from ssd.spyder.localend import curve_capable  # noqa: E402
 
@@ -73,11 +71,6 @@ pytestmark = [
 def _no_leaked_threads() -> None:
     """Replaces the per-test check of tests/conftest.py: a console's jupyter_client threads live as long as
     the console, across tests here; ``world`` checks at its end that the plugin left no thread of its own."""
-
-
-def _own_threads() -> list[threading.Thread]:
-    """Threads of the plugin (its network loop) and of zeroconf (discovery), alive now."""
-    return [t for t in threading.enumerate() if t.is_alive() and t.name.startswith(("ssd-spyder", "zeroconf"))]
 
 
 @pytest.fixture(scope="module")
@@ -100,27 +93,7 @@ def world(qapp: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sp
             current = world.daemon if world is not None else daemon  # the test that restarts it replaces it
             if current.process.poll() is None:
                 current.stop_and_check()
-    assert not _own_threads(), f"the plugin left threads: {_own_threads()}"
-
-
-def _kernels(world: SpyderWorld) -> list[KernelDescription]:
-    """The user's kernels on the host, asked through a client of the plugin's own key (logged in as the user)."""
-    with Client(world.daemon.host, trust=True) as client:
-        return client.kernel_list()
-
-
-def _console(world: SpyderWorld, qtbot: Any, env: str = "sci", host: str = "") -> Any:
-    """Open a new console on *env* of *host* (the world's) from the pane and wait until it is ready."""
-    pane, consoles = world.window.pane, world.window.plugin.consoles
-    before = len(consoles.consoles)
-    pane.select_host(host or world.name)
-    qtbot.waitUntil(lambda: any(e.name == env for e in pane.envs), timeout=20000)
-    pane.select_env(env)
-    click(qtbot, pane.console_button)
-    qtbot.waitUntil(lambda: len(consoles.consoles) > before, timeout=60000)
-    console = consoles.consoles[-1]
-    wait_ready(qtbot, console.client)
-    return console
+    assert not own_threads(), f"the plugin left threads: {own_threads()}"
 
 
 def test_pane_lists_the_daemon_found_by_discovery(world: SpyderWorld, qtbot: Any) -> None:
@@ -184,23 +157,6 @@ def test_environments_with_this_spyders_verdict(world: SpyderWorld, qtbot: Any) 
     screenshot(pane, "spyder-envs")
 
 
-def _own_env(world: SpyderWorld, prefix: Path) -> Path:
-    """Give *prefix* to the user and list it in their environments.txt, as conda does."""
-    chown_tree(prefix, world.user)
-    list_in_environments_txt(world.user.home, prefix)
-    chown_tree(world.user.home / ".conda", world.user)
-    return prefix
-
-
-def _env_row(world: SpyderWorld, qtbot: Any, name: str) -> Any:
-    """Refresh the pane and answer the row of environment *name*."""
-    pane = world.window.pane
-    pane.select_host(world.name)
-    click(qtbot, pane.refresh_button)
-    qtbot.waitUntil(lambda: any(e.name == name for e in pane.envs), timeout=20000)
-    return next(e for e in pane.envs if e.name == name)
-
-
 def test_install_spyder_kernels_from_the_pane_fixes_a_broken_ipython_with_progress(
     world: SpyderWorld, qtbot: Any
 ) -> None:
@@ -208,9 +164,9 @@ def test_install_spyder_kernels_from_the_pane_fixes_a_broken_ipython_with_progre
     as the user, its lines reach the progress dialog through env_progress, and the env serves this Spyder after."""
     broken = conda_copy(broken_kernel_venv(), world.prefix.parent / "broken")
     subprocess.run([f"{broken}/bin/python", "-I", "-m", "ensurepip"], check=True, capture_output=True, timeout=60)
-    _own_env(world, broken)
+    own_env(world, broken)
     log_in(world, qtbot)
-    row = _env_row(world, qtbot, "broken")
+    row = env_row(world, qtbot, "broken")
     assert not row.verdict.ok
     assert row.verdict.reason.startswith("IPython 9.18.1 breaks spyder-kernels 3.1.6"), row.verdict.reason
     assert row.verdict.fix == "ipython<9.18"
@@ -226,14 +182,6 @@ def test_install_spyder_kernels_from_the_pane_fixes_a_broken_ipython_with_progre
     assert (dialog.bar.maximum(), dialog.bar.value()) == (100, 100)
     assert "Successfully installed ipython-9.17" in dialog.line.text(), dialog.line.text()
     qtbot.waitUntil(lambda: any(e.name == "broken" and e.verdict.ok for e in pane.envs), timeout=20000)
-
-
-CONDA_STAND_IN = """#!/usr/bin/python3
-# A STAND-IN for conda (conda cannot be installed here): one line of progress, then it hangs.
-import time
-print("Collecting package metadata (repodata.json): done", flush=True)
-time.sleep(600)
-"""
 
 
 def test_cancel_an_install_into_a_conda_env_with_a_stand_in_conda(world: SpyderWorld, qtbot: Any) -> None:
@@ -253,7 +201,7 @@ def test_cancel_an_install_into_a_conda_env_with_a_stand_in_conda(world: SpyderW
         return [p for p in psutil.process_iter(["cmdline"]) if where in " ".join(p.info["cmdline"] or [])]
 
     log_in(world, qtbot)
-    assert not _env_row(world, qtbot, "slow").verdict.ok
+    assert not env_row(world, qtbot, "slow").verdict.ok
     pane, controller = world.window.pane, world.window.plugin.controller
     pane.select_env("slow")
     click(qtbot, pane.install_button)
@@ -272,7 +220,7 @@ def test_new_console_runs_as_the_user_in_the_env_and_the_variable_explorer_shows
 ) -> None:
     """New console: the code runs as the user, in the env, in the remote home; the tab says env@host."""
     log_in(world, qtbot)
-    console = _console(world, qtbot)
+    console = open_console(world, qtbot)
     shell = console.client.shellwidget
     text = run(qtbot, shell, "import os, sys; uid = os.getuid(); print('ID', uid, sys.prefix, os.getcwd())", "ID ")
     assert f"ID {world.user.uid} {world.prefix} {world.user.home}" in text
@@ -291,7 +239,7 @@ def test_interrupt_button_stops_a_sleep_and_the_kernel_lives_on(world: SpyderWor
     the signal the kernel sends itself could land on its control thread and the sleep went on.)"""
     console = world.window.plugin.consoles.consoles[-1]
     shell = console.client.shellwidget
-    (pid,) = [k.pid for k in _kernels(world) if k.kernel_id == console.kernel_id]
+    (pid,) = [k.pid for k in kernels_of(world) if k.kernel_id == console.kernel_id]
     shell.execute("import time; print('SLEE' + 'PING'); time.sleep(60)")
     stop = world.window.ipyconsole.get_widget().stop_button
     # As a user: the stop button is clicked once Spyder has enabled it (a disabled one does nothing) and the cell
@@ -315,7 +263,7 @@ def test_forced_tunnel_fallback_console_runs_code_and_closing_ends_the_tunnel(
     code runs as the user, the Variable Explorer follows; closing the console ends the tunnel and its folder."""
     assert curve_capable(), "Spyder 6.1.8's jupyter_client 8.10 reads CURVE keys: no fallback unless forced"
     monkeypatch.setenv("SSD_SPYDER_TUNNEL", "1")
-    console = _console(world, qtbot)
+    console = open_console(world, qtbot)
     info = json.loads(console.end.file.read_text())
     assert console.end.tunnel is not None
     assert "curve_publickey" not in info
@@ -329,7 +277,7 @@ def test_forced_tunnel_fallback_console_runs_code_and_closing_ends_the_tunnel(
     world.window.ipyconsole.get_widget().close_client(client=console.client)
     qtbot.waitUntil(lambda: isinstance(consoles.pending_dialog, ChoiceDialog), timeout=10000)
     click(qtbot, consoles.pending_dialog.buttons["shutdown"])
-    qtbot.waitUntil(lambda: all(k.kernel_id != console.kernel_id for k in _kernels(world)), timeout=30000)
+    qtbot.waitUntil(lambda: all(k.kernel_id != console.kernel_id for k in kernels_of(world)), timeout=30000)
     assert not folder.exists()
     assert not console.end.file.exists()
 
@@ -337,7 +285,7 @@ def test_forced_tunnel_fallback_console_runs_code_and_closing_ends_the_tunnel(
 def test_restart_from_the_menu_gives_a_new_process_and_a_live_variable_explorer(world: SpyderWorld, qtbot: Any) -> None:
     """Restart (the console's action): a new kernel process; the Variable Explorer follows it."""
     console = world.window.plugin.consoles.consoles[-1]
-    (before,) = [k.pid for k in _kernels(world) if k.kernel_id == console.kernel_id]
+    (before,) = [k.pid for k in kernels_of(world) if k.kernel_id == console.kernel_id]
     handler = console.client.kernel_handler
     world.window.ipyconsole.get_widget().restart_action.trigger()
     try:
@@ -355,11 +303,11 @@ def test_closing_the_console_asks_and_shuts_the_kernel_down(world: SpyderWorld, 
     """Closing the tab asks; "Shut down" stops the kernel on the host."""
     consoles = world.window.plugin.consoles
     console = consoles.consoles[-1]
-    assert any(k.kernel_id == console.kernel_id for k in _kernels(world))
+    assert any(k.kernel_id == console.kernel_id for k in kernels_of(world))
     world.window.ipyconsole.get_widget().close_client(client=console.client)
     qtbot.waitUntil(lambda: isinstance(consoles.pending_dialog, ChoiceDialog), timeout=10000)
     click(qtbot, consoles.pending_dialog.buttons["shutdown"])
-    qtbot.waitUntil(lambda: all(k.kernel_id != console.kernel_id for k in _kernels(world)), timeout=30000)
+    qtbot.waitUntil(lambda: all(k.kernel_id != console.kernel_id for k in kernels_of(world)), timeout=30000)
 
 
 def test_attach_to_a_kernel_started_by_ssd_ctl(world: SpyderWorld, qtbot: Any) -> None:
@@ -396,29 +344,6 @@ def test_console_recovers_after_the_daemon_restarts(world: SpyderWorld, qtbot: A
     assert console in world.window.plugin.consoles.consoles
 
 
-def _add_host_by_address(world: SpyderWorld, qtbot: Any, address: str) -> None:
-    """Add... with *address* typed into its dialog; trust the key shown; log in by password."""
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication, QInputDialog
-
-    pane, controller = world.window.pane, world.window.plugin.controller
-
-    def answer() -> None:
-        dialog = QApplication.activeModalWidget()
-        if not isinstance(dialog, QInputDialog):
-            QTimer.singleShot(50, answer)
-            return
-        dialog.setTextValue(address)
-        dialog.accept()
-
-    QTimer.singleShot(0, answer)
-    click(qtbot, pane.add_button)
-    qtbot.waitUntil(lambda: isinstance(controller.dialog, TrustDialog) and controller.dialog.isVisible(), timeout=20000)
-    click(qtbot, controller.dialog.trust_button)
-    qtbot.waitUntil(lambda: isinstance(controller.dialog, LoginDialog) and controller.dialog.isVisible(), timeout=20000)
-    submit_password(world, qtbot, controller.dialog, world.user.password, host=address)
-
-
 def test_console_traffic_to_a_host_in_a_network_namespace_holds_no_marker_in_clear(
     world: SpyderWorld, qtbot: Any
 ) -> None:
@@ -433,8 +358,8 @@ def test_console_traffic_to_a_host_in_a_network_namespace_holds_no_marker_in_cle
             with capture(ns, world.tmp / "spyder.pcap") as pcap:
                 with socket.create_connection((ns.address, daemon.port), timeout=5) as sock:
                     sock.sendall(plain.encode())  # the control: the capture does see payloads
-                _add_host_by_address(world, qtbot, address)
-                console = _console(world, qtbot, host=address)
+                add_host_by_address(world, qtbot, address)
+                console = open_console(world, qtbot, host=address)
                 shell = console.client.shellwidget
                 run(qtbot, shell, f"secret = {marker!r}; print('OUT', secret)", f"OUT {marker}")
                 qtbot.waitUntil(lambda: "secret" in namespace(world, shell), timeout=30000)
@@ -467,4 +392,4 @@ def test_quitting_spyder_lists_the_kernels_and_shuts_them_down(world: SpyderWorl
 
     QTimer.singleShot(0, answer)
     assert plugin.can_close()
-    assert all(k.kernel_id not in kernel_ids for k in _kernels(world))
+    assert all(k.kernel_id not in kernel_ids for k in kernels_of(world))
