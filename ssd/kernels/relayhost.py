@@ -1,4 +1,10 @@
-"""All the relays of one kernel worker: their context, their ZAP gate, their monitors."""
+"""All the relays of one kernel worker: their context, their ZAP gate, their monitors.
+
+The event loop watches each relay's monitor socket through its file descriptor, and stops watching it
+before the relay closes the socket: a descriptor closed while still registered stays in asyncio's selector,
+and the next pipe or pidfd given that number is then silently never watched (a subprocess's output never
+read: the "squeue did not answer" of bench_slurm.py after a local kernel's relay had closed).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,6 @@ import contextlib
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from ssd.kernels.record import KernelRecord
 from ssd.kernels.relay import Relay, RelayGate
@@ -23,7 +28,7 @@ class RelayHost:
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.gate = RelayGate(self.ctx)
         self._relays: dict[str, Relay] = {}
-        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._watchers: dict[str, _MonitorWatch] = {}
 
     def open(self, record: KernelRecord, *, strict: bool = False) -> Relay:
         """Start the relay of a ready kernel (event loop only: it follows the relay's monitor)."""
@@ -41,7 +46,7 @@ class RelayHost:
             raise
         self._relays[record.kernel_id] = relay
         if relay.monitor is not None:
-            self._watchers[record.kernel_id] = asyncio.create_task(_follow(relay, relay.monitor))
+            self._watchers[record.kernel_id] = _MonitorWatch(relay, relay.monitor)
         return relay
 
     def get(self, kernel_id: str) -> Relay | None:
@@ -52,7 +57,7 @@ class RelayHost:
         """Stop a kernel's relay and shut its door."""
         watcher = self._watchers.pop(kernel_id, None)
         if watcher is not None:
-            watcher.cancel()
+            watcher.stop()  # before relay.stop() closes the monitor socket
         relay = self._relays.pop(kernel_id, None)
         if relay is not None:
             relay.stop()
@@ -66,9 +71,27 @@ class RelayHost:
         self.ctx.term()
 
 
-async def _follow(relay: Relay, monitor: zmq.Socket[Any]) -> None:
-    """Feed the relay its monitor's events (connects and disconnects of shell clients)."""
-    sock = zmq.asyncio.Socket.shadow(monitor.underlying)
-    with contextlib.suppress(zmq.ZMQError):
-        while True:
-            relay.note_monitor_event(await sock.recv_multipart())
+class _MonitorWatch:
+    """Feeds a relay its monitor's events (connects and disconnects of shell clients) from the event loop."""
+
+    def __init__(self, relay: Relay, monitor: zmq.Socket[Any]) -> None:
+        self.relay = relay
+        self.monitor = monitor
+        self.fd: int = monitor.FD
+        self._loop = asyncio.get_running_loop()
+        self._stopped = False
+        self._loop.add_reader(self.fd, self._drain)
+        self._loop.call_soon(self._drain)  # events queued before the reader was added
+
+    def _drain(self) -> None:
+        # libzmq's FD only says that something changed: read every queued event each time it fires.
+        if self._stopped:
+            return
+        with contextlib.suppress(zmq.ZMQError):
+            while self.monitor.get(zmq.EVENTS) & zmq.POLLIN:
+                self.relay.note_monitor_event(self.monitor.recv_multipart(zmq.NOBLOCK))
+
+    def stop(self) -> None:
+        """Stop watching, while the descriptor is still the monitor's (idempotent)."""
+        self._stopped = True
+        self._loop.remove_reader(self.fd)
