@@ -88,7 +88,7 @@ class _MonitorWatch:
         if self._stopped:
             return
         with contextlib.suppress(zmq.ZMQError):
-            while self.monitor.get(zmq.EVENTS) & zmq.POLLIN:
+            while self.monitor.poll(0):
                 self.relay.note_monitor_event(self.monitor.recv_multipart(zmq.NOBLOCK))
 
     def stop(self) -> None:
