@@ -34,7 +34,8 @@ from ssd.kernels.record import KernelRecord, SlurmJob
 from ssd.kernels.slurm.commands import Invocation, SlurmCommands, run
 from ssd.kernels.slurm.jobhost import ENDPOINT_FILE, FAILURE_FILE, JOB_FILE, KERNEL_LOG, RESTART_FILE, read_private
 from ssd.kernels.slurm.limits import SlurmResources
-from ssd.kernels.slurm.query import async_cancel, async_job_status, cancel, job_status
+from ssd.kernels.slurm.poller import JobPoller
+from ssd.kernels.slurm.query import JobStatus, async_cancel, cancel, job_status
 from ssd.kernels.slurm.states import KernelJobState, kernel_state
 from ssd.kernels.slurm.submit import JobSpec, async_submit
 
@@ -62,9 +63,11 @@ class SlurmKernel(ManagedKernel):
         commands: SlurmCommands,
         login: str,
         on_placed: Placed,
+        poller: JobPoller,
     ) -> None:
         super().__init__(ctx, record, hooks)
         self.commands = commands
+        self.poller = poller  # one squeue per poll for all of the worker's jobs
         self.login = login
         self.on_placed = on_placed
         self.job_state: KernelJobState | None = None
@@ -144,23 +147,35 @@ class SlurmKernel(ManagedKernel):
 
     async def _wait_endpoint(self, generation: int) -> None:
         """Until the job's relay announced start *generation* of the kernel; queued events on the way."""
-        next_query = 0.0
+        asking: asyncio.Task[JobStatus] | None = None
+        within = 0.0  # the first question at once, then one a QUEUE_POLL
         running_since: float | None = None
-        while True:
-            if self.state in ("stopping", "gone"):
-                raise SSDError("the start was cancelled", code=ErrorCode.KERNEL_START_FAILED)
-            endpoint = self._read_endpoint()
-            if endpoint is not None and int(endpoint["generation"]) >= generation:
-                self._use_endpoint(endpoint)
-                return
-            if time.monotonic() >= next_query:
-                phase = self._note(await async_job_status(self.job.job_id, self.commands))
-                next_query = time.monotonic() + QUEUE_POLL
-                if phase == "starting" and running_since is None:
-                    running_since = time.monotonic()
-            if running_since is not None and time.monotonic() - running_since > self.hooks.start_timeout:
-                raise self._failed(f"the job runs but its relay did not start within {self.hooks.start_timeout:g} s")
-            await asyncio.sleep(ENDPOINT_POLL)
+        try:
+            while not self._endpoint_reached(generation):
+                if asking is None:
+                    asking = asyncio.create_task(self.poller.status(self.job.job_id, within))
+                    within = QUEUE_POLL
+                elif asking.done():
+                    phase, asking = self._note(asking.result()), None
+                    if phase == "starting" and running_since is None:
+                        running_since = time.monotonic()
+                if running_since is not None and time.monotonic() - running_since > self.hooks.start_timeout:
+                    limit = self.hooks.start_timeout
+                    raise self._failed(f"the job runs but its relay did not start within {limit:g} s")
+                await asyncio.sleep(ENDPOINT_POLL)
+        finally:
+            if asking is not None:
+                asking.cancel()
+
+    def _endpoint_reached(self, generation: int) -> bool:
+        """Whether the job's relay announced start *generation* (then the link follows it); a cancelled start raises."""
+        if self.state in ("stopping", "gone"):
+            raise SSDError("the start was cancelled", code=ErrorCode.KERNEL_START_FAILED)
+        endpoint = self._read_endpoint()
+        if endpoint is None or int(endpoint["generation"]) < generation:
+            return False
+        self._use_endpoint(endpoint)
+        return True
 
     def _note(self, status: Any) -> str:
         """Take Slurm's word on the job: queued (an event when the reason changes), running, or ended."""
@@ -229,14 +244,13 @@ class SlurmKernel(ManagedKernel):
         raise self._failed(f"the kernel did not answer kernel_info within {self.hooks.start_timeout:g} s")
 
     async def _job_end(self, period: float) -> KernelJobState:
-        """Poll squeue until the job ended; its last state."""
+        """Ask the poller every *period* seconds until the job ended; its last state."""
         while True:
             with contextlib.suppress(SSDError):  # one failed squeue is no verdict
-                state = kernel_state(await async_job_status(self.job.job_id, self.commands))
+                state = kernel_state(await self.poller.status(self.job.job_id, period))
                 self.job_state, self.checked = state, time.time()
                 if state.phase == "dead":
                     return state
-            await asyncio.sleep(period)
 
     async def _watch_job(self) -> None:
         state = await self._job_end(WATCH_POLL)
