@@ -74,7 +74,9 @@ class SlurmKernel(ManagedKernel):
         self.checked = 0.0  # time.time() of job_state
         self.generation = -1  # which start of the kernel inside the job the link reaches
         self._watcher: asyncio.Task[None] | None = None
+        self._resuming: asyncio.Task[None] | None = None  # an adopted queued job's wait (see adopt)
         self._forgotten = False
+        self._orphaned = False  # a start cut short by the worker's exit: its job is kept (see abandon)
 
     @property
     def job(self) -> SlurmJob:
@@ -99,6 +101,15 @@ class SlurmKernel(ManagedKernel):
         began = time.monotonic()
         await self._submit()
         submitted = time.monotonic()
+        try:
+            running = await self._until_ready()
+        except asyncio.CancelledError:  # the worker is going away: the job waits for the next one's adoption
+            self._orphaned = bool(self.job.job_id)
+            raise
+        return {"submit": submitted - began, "queued": running - submitted, "ready": time.monotonic() - began}
+
+    async def _until_ready(self) -> float:
+        """From a submitted job to a ready kernel (queued and starting events on the way); when the job ran."""
         await self._wait_endpoint(0)
         running = time.monotonic()
         self.state = "starting"
@@ -108,7 +119,7 @@ class SlurmKernel(ManagedKernel):
         self.link.start_watching()
         self._watcher = asyncio.create_task(self._watch_job())
         self.hooks.on_state(self, "ready", self.event_fields())
-        return {"submit": submitted - began, "queued": running - submitted, "ready": time.monotonic() - began}
+        return running
 
     async def _submit(self) -> None:
         """job.json (0600) with the kernel and the link's keys, then sbatch; the job id goes to the record."""
@@ -263,22 +274,39 @@ class SlurmKernel(ManagedKernel):
     # -- adoption -----------------------------------------------------------------------
 
     def adopt(self) -> bool:
-        """Take over a kernel whose job still runs and whose relay announced itself (by job id)."""
-        if not self.job.job_id or self._read_endpoint() is None:
+        """Take over a kernel by its job id: ready if its relay announced itself, else waited for again (a job
+        still queued when the daemon restarted); False if Slurm says the job ended."""
+        if not self.job.job_id:
             return False
         try:
             state = kernel_state(job_status(self.job.job_id, self.commands))
         except SSDError:
             return False
         endpoint = self._read_endpoint()
-        if state.phase == "dead" or endpoint is None:
+        if state.phase == "dead":
             return False
         self.job_state, self.checked = state, time.time()
+        if endpoint is None:
+            self.state = "queued"
+            self.hooks.on_state(self, "queued", self.event_fields())
+            self._resuming = asyncio.create_task(self._resume_start())
+            return True
         self.generation = int(endpoint["generation"])
         self.state = "ready"
         self.link.start_watching()
         self._watcher = asyncio.create_task(self._watch_job())
         return True
+
+    async def _resume_start(self) -> None:
+        """An adopted job not yet running: wait for it as a start would; dead (and forgotten) if it fails."""
+        try:
+            await self._until_ready()
+        except SSDError as exc:
+            if self.state in ("stopping", "gone"):  # shut down while queued: shutdown() said so
+                return
+            self.state = "dead"
+            self.hooks.on_state(self, "dead", {"exit_code": None, "reason": exc.message.partition(";")[0]})
+            self.forget()
 
     # -- operations ---------------------------------------------------------------------
 
@@ -348,7 +376,11 @@ class SlurmKernel(ManagedKernel):
             self.job_state = state
 
     def abandon(self) -> None:
-        """After a failed start: cancel the job, forget the kernel."""
+        """After a failed start: cancel the job, forget the kernel; after the worker's exit cut it short, keep
+        the job, its folder and the broker's record, so that the next worker adopts it (still queued, maybe)."""
+        if self._orphaned:
+            self.link.close()
+            return
         self.forget()
 
     def forget(self) -> None:
@@ -356,8 +388,9 @@ class SlurmKernel(ManagedKernel):
         if self._forgotten:
             return
         self._forgotten = True
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in (self._watcher, self._resuming):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         if self.job.job_id and not (self.job_state is not None and self.job_state.final):
             try:
                 cancel(self.job.job_id, self.commands)
