@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,18 +24,16 @@ import zmq
 import zmq.asyncio
 
 from ssd.errors import ErrorCode, SSDError
-from ssd.files import write_atomic
-from ssd.kernels import launch
 from ssd.kernels.link import KernelLink, KernelSilent, kernel_info_summary
 from ssd.kernels.managed import KernelHooks, ManagedKernel
 from ssd.kernels.record import KernelRecord, SlurmJob
 from ssd.kernels.slurm.commands import Invocation, SlurmCommands, run
-from ssd.kernels.slurm.jobhost import ENDPOINT_FILE, FAILURE_FILE, JOB_FILE, KERNEL_LOG, RESTART_FILE, read_private
-from ssd.kernels.slurm.limits import SlurmResources
+from ssd.kernels.slurm.jobfolder import prepare_job, start_failure
+from ssd.kernels.slurm.jobhost import ENDPOINT_FILE, RESTART_FILE, read_private
 from ssd.kernels.slurm.poller import JobPoller
 from ssd.kernels.slurm.query import JobStatus, async_cancel, cancel, job_status
 from ssd.kernels.slurm.states import KernelJobState, kernel_state
-from ssd.kernels.slurm.submit import JobSpec, async_submit
+from ssd.kernels.slurm.submit import async_submit
 
 __all__ = ["Placed", "SlurmKernel"]
 
@@ -123,38 +119,11 @@ class SlurmKernel(ManagedKernel):
 
     async def _submit(self) -> None:
         """job.json (0600) with the kernel and the link's keys, then sbatch; the job id goes to the record."""
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=False)
-        server_public, server_secret = zmq.curve_keypair()
-        client_public, client_secret = zmq.curve_keypair()
-        link = {
-            "server_publickey": server_public.decode(),
-            "server_secretkey": server_secret.decode(),
-            "client_publickey": client_public.decode(),
-        }
-        record = self.record
-        job = {"argv": record.argv, "environ": record.environ, "cwd": record.cwd, "umask": record.umask}
-        job |= {"key": record.connection["key"], "login": self.login, "link": link}
-        write_atomic(self.folder / JOB_FILE, json.dumps(job))
-        keys = {"link_serverkey": link["server_publickey"], "link_publickey": client_public.decode()}
-        connection = {**record.connection, **keys, "link_secretkey": client_secret.decode()}
-        spec = JobSpec(
-            command=[sys.executable, "-I", "-m", "ssd.kernels.slurm.jobhost", str(self.folder)],
-            resources=self._resources(),
-            workdir=Path(record.cwd),
-            output=self.folder / "job.log",
-            environment=record.environ,
-        )
+        spec, keys = prepare_job(self.record, self.job, self.login)
         job_id = await async_submit(spec, self.commands)
-        self.record = msgspec.structs.replace(
-            record, connection=connection, job=msgspec.structs.replace(self.job, job_id=job_id)
-        )
+        job = msgspec.structs.replace(self.job, job_id=job_id)
+        self.record = msgspec.structs.replace(self.record, connection={**self.record.connection, **keys}, job=job)
         self.hooks.on_record(self.kernel_id, self.record)
-
-    def _resources(self) -> SlurmResources:
-        job = self.job
-        return SlurmResources(
-            partition=job.partition, time_seconds=job.time_seconds, cpus=job.cpus, mem_mib=job.mem_mib, gpus=job.gpus
-        )
 
     async def _wait_endpoint(self, generation: int) -> None:
         """Until the job's relay announced start *generation* of the kernel; queued events on the way."""
@@ -201,19 +170,7 @@ class SlurmKernel(ManagedKernel):
         return state.phase
 
     def _failed(self, reason: str) -> SSDError:
-        failure = self._job_failure()
-        if failure:  # the job host said why: that, not the job's end, is what the user must fix
-            message = f"the kernel could not start in job {self.job.job_id}: {failure}"
-            return SSDError(message, code=ErrorCode.KERNEL_START_FAILED)
-        tail = "\n".join(t for t in (launch.log_tail(str(self.folder / n)) for n in ("job.log", KERNEL_LOG)) if t)
-        return SSDError(reason + (f"; its last output:\n{tail}" if tail else ""), code=ErrorCode.KERNEL_START_FAILED)
-
-    def _job_failure(self) -> str:
-        """The job host's reason why the kernel could not start on its node, if it wrote one."""
-        try:
-            return (self.folder / FAILURE_FILE).read_text(errors="replace")[:1000].strip()
-        except OSError:
-            return ""
+        return start_failure(self.folder, self.job.job_id, reason)
 
     def _read_endpoint(self) -> dict[str, Any] | None:
         try:
@@ -255,13 +212,15 @@ class SlurmKernel(ManagedKernel):
         raise self._failed(f"the kernel did not answer kernel_info within {self.hooks.start_timeout:g} s")
 
     async def _job_end(self, period: float) -> KernelJobState:
-        """Ask the poller every *period* seconds until the job ended; its last state."""
+        """Ask the poller at once, then every *period* seconds, until the job ended; its last state."""
+        within = 0.0
         while True:
             with contextlib.suppress(SSDError):  # one failed squeue is no verdict
-                state = kernel_state(await self.poller.status(self.job.job_id, period))
+                state = kernel_state(await self.poller.status(self.job.job_id, within))
                 self.job_state, self.checked = state, time.time()
                 if state.phase == "dead":
                     return state
+            within = period
 
     async def _watch_job(self) -> None:
         state = await self._job_end(WATCH_POLL)
