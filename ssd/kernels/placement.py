@@ -25,6 +25,7 @@ from ssd.kernels.slurm.commands import SlurmCommands
 from ssd.kernels.slurm.errors import SlurmUnavailable
 from ssd.kernels.slurm.kernel import Placed, SlurmKernel
 from ssd.kernels.slurm.limits import SlurmConfig, SlurmRequest, resolve
+from ssd.kernels.slurm.poller import JobPoller
 from ssd.kernels.transport import CHANNEL_PORTS, ipc_paths
 from ssd.messages import SlurmOptions
 
@@ -77,6 +78,7 @@ class Placements:
         self.home = home
         self.relayed = relayed  # kernels.transport = curve: a job's kernel is reached through relays only
         self._commands: SlurmCommands | None = None
+        self._poller: JobPoller | None = None
 
     def commands(self) -> SlurmCommands:
         """sbatch, squeue, scancel (found once, on first use)."""
@@ -119,7 +121,9 @@ class Placements:
         """The kernel object for *record* (a new one, or one to adopt)."""
         if record.placement != SLURM:
             return ManagedKernel(ctx, record, hooks)
-        return SlurmKernel(ctx, record, hooks, self.commands(), self.login_address(), self.on_placed)
+        if self._poller is None:
+            self._poller = JobPoller(self.commands())
+        return SlurmKernel(ctx, record, hooks, self.commands(), self.login_address(), self.on_placed, self._poller)
 
     def login_address(self) -> str:
         """This host as the nodes reach it: slurm.login_address, else its name resolved."""

@@ -1,4 +1,10 @@
-"""All the relays of one kernel worker: their context, their ZAP gate, their monitors."""
+"""All the relays of one kernel worker: their context, their ZAP gate, their monitors.
+
+The event loop watches each relay's monitor socket through its file descriptor, and stops watching it
+before the relay closes the socket: a descriptor closed while still registered stays in asyncio's selector,
+and the next pipe or pidfd given that number is then silently never watched (a subprocess's output never
+read: the "squeue did not answer" of bench_slurm.py after a local kernel's relay had closed).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from ssd.kernels.connection import WILDCARDS
 from ssd.kernels.record import KernelRecord
@@ -47,7 +52,7 @@ class RelayHost:
         self.ctx = relay_context()
         self.gate = RelayGate(self.ctx)
         self._relays: dict[str, Relay] = {}
-        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._watchers: dict[str, _MonitorWatch] = {}
 
     def open(self, record: KernelRecord, *, strict: bool = False) -> Relay:
         """Start the relay of a ready kernel (event loop only: it follows the relay's monitor)."""
@@ -65,7 +70,7 @@ class RelayHost:
             raise
         self._relays[record.kernel_id] = relay
         if relay.monitor is not None:
-            self._watchers[record.kernel_id] = asyncio.create_task(_follow(relay, relay.monitor))
+            self._watchers[record.kernel_id] = _MonitorWatch(relay, relay.monitor)
         return relay
 
     def get(self, kernel_id: str) -> Relay | None:
@@ -105,7 +110,7 @@ class RelayHost:
         """Stop a kernel's relay and shut its door."""
         watcher = self._watchers.pop(kernel_id, None)
         if watcher is not None:
-            watcher.cancel()
+            watcher.stop()  # before relay.stop() closes the monitor socket
         relay = self._relays.pop(kernel_id, None)
         if relay is not None:
             relay.stop()
@@ -119,12 +124,30 @@ class RelayHost:
         self.ctx.term()
 
 
-async def _follow(relay: Relay, monitor: zmq.Socket[Any]) -> None:
-    """Feed the relay its monitor's events (connects and disconnects of shell clients)."""
-    sock = zmq.asyncio.Socket.shadow(monitor.underlying)
-    with contextlib.suppress(zmq.ZMQError):
-        while True:
-            relay.note_monitor_event(await sock.recv_multipart())
+class _MonitorWatch:
+    """Feeds a relay its monitor's events (connects and disconnects of shell clients) from the event loop."""
+
+    def __init__(self, relay: Relay, monitor: zmq.Socket[Any]) -> None:
+        self.relay = relay
+        self.monitor = monitor
+        self.fd: int = monitor.FD
+        self._loop = asyncio.get_running_loop()
+        self._stopped = False
+        self._loop.add_reader(self.fd, self._drain)
+        self._loop.call_soon(self._drain)  # events queued before the reader was added
+
+    def _drain(self) -> None:
+        # libzmq's FD only says that something changed: read every queued event each time it fires.
+        if self._stopped:
+            return
+        with contextlib.suppress(zmq.ZMQError):
+            while self.monitor.poll(0):
+                self.relay.note_monitor_event(self.monitor.recv_multipart(zmq.NOBLOCK))
+
+    def stop(self) -> None:
+        """Stop watching, while the descriptor is still the monitor's (idempotent)."""
+        self._stopped = True
+        self._loop.remove_reader(self.fd)
 
 
 def _bracketed(host: str) -> str:

@@ -18,10 +18,11 @@ from ssd.client import Client
 __all__ = ["alice_on_slurm", "hold_node", "jobs", "release", "slurm_client", "slurm_daemon"]
 
 
-def slurm_daemon(tmp: Path, cluster: SlurmCluster, *, init: bool = True) -> Daemon:
-    """A system daemon offering kernels in jobs of *cluster* (its relay reached on the loopback)."""
-    env = {"SSD_SLURM_ENABLED": "true", "SSD_SLURM_CONF": str(cluster.conf), "SSD_SLURM_LOGIN_ADDRESS": "127.0.0.1"}
-    return start_system_daemon(tmp, extra_env=env, init=init)
+def slurm_daemon(tmp: Path, cluster: SlurmCluster, *, init: bool = True, env: dict[str, str] | None = None) -> Daemon:
+    """A system daemon offering kernels in jobs of *cluster* (its relay reached on the loopback); *env* adds to
+    its environment (``SSD_SLURM_SQUEUE``, ...)."""
+    base = {"SSD_SLURM_ENABLED": "true", "SSD_SLURM_CONF": str(cluster.conf), "SSD_SLURM_LOGIN_ADDRESS": "127.0.0.1"}
+    return start_system_daemon(tmp, extra_env=base | (env or {}), init=init)
 
 
 def slurm_client(daemon: Daemon, tmp: Path, user: User) -> Client:
@@ -33,11 +34,14 @@ def slurm_client(daemon: Daemon, tmp: Path, user: User) -> Client:
 
 
 @contextmanager
-def alice_on_slurm(tmp: Path, cluster: SlurmCluster) -> Iterator[tuple[User, Daemon, Client]]:
-    """A test user with the environment sci, a daemon, and the user's client; the daemon audited at the end."""
+def alice_on_slurm(
+    tmp: Path, cluster: SlurmCluster, env: dict[str, str] | None = None
+) -> Iterator[tuple[User, Daemon, Client]]:
+    """A test user with the environment sci, a daemon (*env* added to its environment), and the user's client;
+    the daemon audited at the end."""
     with users(1) as (alice,), public_dir() as where:
         give_env(alice, where)
-        daemon = slurm_daemon(tmp, cluster)
+        daemon = slurm_daemon(tmp, cluster, env=env)
         client = slurm_client(daemon, tmp, alice)
         try:
             yield alice, daemon, client

@@ -27,7 +27,7 @@ from ssd.kernels.slurm import (
     resolve,
 )
 from ssd.kernels.slurm.commands import Completed
-from ssd.kernels.slurm.query import parse_sacct, parse_squeue
+from ssd.kernels.slurm.query import parse_sacct, parse_squeue, parse_squeue_jobs
 from ssd.kernels.slurm.submit import parse_job_id, sbatch_invocation
 from ssd.kernels.slurm.units import format_duration, parse_duration, parse_memory
 
@@ -191,6 +191,17 @@ def test_squeue_lines_are_read_strictly() -> None:
             parse_squeue(_done(surprise + "\n"), 7)
     with pytest.raises(SlurmError, match="Unable to contact"):
         parse_squeue(_done("", 1, "slurm_load_jobs error: Unable to contact slurm controller\n"), 7)
+
+
+def test_one_squeue_answers_for_several_jobs() -> None:
+    """Each listed job by its id, a forgotten one absent; a job not asked for, or listed twice, is slurm_output."""
+    both = "7|RUNNING|None|n|debug|1:00|1:00\n9|PENDING|Priority||debug|1:00|1:00\n"
+    found = parse_squeue_jobs(_done(both), [7, 8, 9])
+    assert sorted(found) == [7, 9]
+    assert (found[7].state, found[9].reason) == ("RUNNING", "Priority")
+    for surprise in (both, "7|RUNNING|None|n|debug|1:00|1:00\n" * 2):
+        with pytest.raises(SlurmOutputError):
+            parse_squeue_jobs(_done(surprise), [7, 8])
 
 
 def test_sacct_tells_why_a_forgotten_job_ended() -> None:

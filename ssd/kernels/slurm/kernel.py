@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,17 +24,16 @@ import zmq
 import zmq.asyncio
 
 from ssd.errors import ErrorCode, SSDError
-from ssd.files import write_atomic
-from ssd.kernels import launch
 from ssd.kernels.link import KernelLink, KernelSilent, kernel_info_summary
 from ssd.kernels.managed import KernelHooks, ManagedKernel
 from ssd.kernels.record import KernelRecord, SlurmJob
 from ssd.kernels.slurm.commands import Invocation, SlurmCommands, run
-from ssd.kernels.slurm.jobhost import ENDPOINT_FILE, FAILURE_FILE, JOB_FILE, KERNEL_LOG, RESTART_FILE, read_private
-from ssd.kernels.slurm.limits import SlurmResources
-from ssd.kernels.slurm.query import async_cancel, async_job_status, cancel, job_status
+from ssd.kernels.slurm.jobfolder import prepare_job, start_failure
+from ssd.kernels.slurm.jobhost import ENDPOINT_FILE, RESTART_FILE, read_private
+from ssd.kernels.slurm.poller import JobPoller
+from ssd.kernels.slurm.query import JobStatus, async_cancel, cancel, job_status
 from ssd.kernels.slurm.states import KernelJobState, kernel_state
-from ssd.kernels.slurm.submit import JobSpec, async_submit
+from ssd.kernels.slurm.submit import async_submit
 
 __all__ = ["Placed", "SlurmKernel"]
 
@@ -62,16 +59,20 @@ class SlurmKernel(ManagedKernel):
         commands: SlurmCommands,
         login: str,
         on_placed: Placed,
+        poller: JobPoller,
     ) -> None:
         super().__init__(ctx, record, hooks)
         self.commands = commands
+        self.poller = poller  # one squeue per poll for all of the worker's jobs
         self.login = login
         self.on_placed = on_placed
         self.job_state: KernelJobState | None = None
         self.checked = 0.0  # time.time() of job_state
         self.generation = -1  # which start of the kernel inside the job the link reaches
         self._watcher: asyncio.Task[None] | None = None
+        self._resuming: asyncio.Task[None] | None = None  # an adopted queued job's wait (see adopt)
         self._forgotten = False
+        self._orphaned = False  # a start cut short by the worker's exit: its job is kept (see abandon)
 
     @property
     def job(self) -> SlurmJob:
@@ -96,6 +97,15 @@ class SlurmKernel(ManagedKernel):
         began = time.monotonic()
         await self._submit()
         submitted = time.monotonic()
+        try:
+            running = await self._until_ready()
+        except asyncio.CancelledError:  # the worker is going away: the job waits for the next one's adoption
+            self._orphaned = bool(self.job.job_id)
+            raise
+        return {"submit": submitted - began, "queued": running - submitted, "ready": time.monotonic() - began}
+
+    async def _until_ready(self) -> float:
+        """From a submitted job to a ready kernel (queued and starting events on the way); when the job ran."""
         await self._wait_endpoint(0)
         running = time.monotonic()
         self.state = "starting"
@@ -105,62 +115,47 @@ class SlurmKernel(ManagedKernel):
         self.link.start_watching()
         self._watcher = asyncio.create_task(self._watch_job())
         self.hooks.on_state(self, "ready", self.event_fields())
-        return {"submit": submitted - began, "queued": running - submitted, "ready": time.monotonic() - began}
+        return running
 
     async def _submit(self) -> None:
         """job.json (0600) with the kernel and the link's keys, then sbatch; the job id goes to the record."""
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=False)
-        server_public, server_secret = zmq.curve_keypair()
-        client_public, client_secret = zmq.curve_keypair()
-        link = {
-            "server_publickey": server_public.decode(),
-            "server_secretkey": server_secret.decode(),
-            "client_publickey": client_public.decode(),
-        }
-        record = self.record
-        job = {"argv": record.argv, "environ": record.environ, "cwd": record.cwd, "umask": record.umask}
-        job |= {"key": record.connection["key"], "login": self.login, "link": link}
-        write_atomic(self.folder / JOB_FILE, json.dumps(job))
-        keys = {"link_serverkey": link["server_publickey"], "link_publickey": client_public.decode()}
-        connection = {**record.connection, **keys, "link_secretkey": client_secret.decode()}
-        spec = JobSpec(
-            command=[sys.executable, "-I", "-m", "ssd.kernels.slurm.jobhost", str(self.folder)],
-            resources=self._resources(),
-            workdir=Path(record.cwd),
-            output=self.folder / "job.log",
-            environment=record.environ,
-        )
+        spec, keys = prepare_job(self.record, self.job, self.login)
         job_id = await async_submit(spec, self.commands)
-        self.record = msgspec.structs.replace(
-            record, connection=connection, job=msgspec.structs.replace(self.job, job_id=job_id)
-        )
+        job = msgspec.structs.replace(self.job, job_id=job_id)
+        self.record = msgspec.structs.replace(self.record, connection={**self.record.connection, **keys}, job=job)
         self.hooks.on_record(self.kernel_id, self.record)
-
-    def _resources(self) -> SlurmResources:
-        job = self.job
-        return SlurmResources(
-            partition=job.partition, time_seconds=job.time_seconds, cpus=job.cpus, mem_mib=job.mem_mib, gpus=job.gpus
-        )
 
     async def _wait_endpoint(self, generation: int) -> None:
         """Until the job's relay announced start *generation* of the kernel; queued events on the way."""
-        next_query = 0.0
+        asking: asyncio.Task[JobStatus] | None = None
+        within = 0.0  # the first question at once, then one a QUEUE_POLL
         running_since: float | None = None
-        while True:
-            if self.state in ("stopping", "gone"):
-                raise SSDError("the start was cancelled", code=ErrorCode.KERNEL_START_FAILED)
-            endpoint = self._read_endpoint()
-            if endpoint is not None and int(endpoint["generation"]) >= generation:
-                self._use_endpoint(endpoint)
-                return
-            if time.monotonic() >= next_query:
-                phase = self._note(await async_job_status(self.job.job_id, self.commands))
-                next_query = time.monotonic() + QUEUE_POLL
-                if phase == "starting" and running_since is None:
-                    running_since = time.monotonic()
-            if running_since is not None and time.monotonic() - running_since > self.hooks.start_timeout:
-                raise self._failed(f"the job runs but its relay did not start within {self.hooks.start_timeout:g} s")
-            await asyncio.sleep(ENDPOINT_POLL)
+        try:
+            while not self._endpoint_reached(generation):
+                if asking is None:
+                    asking = asyncio.create_task(self.poller.status(self.job.job_id, within))
+                    within = QUEUE_POLL
+                elif asking.done():
+                    phase, asking = self._note(asking.result()), None
+                    if phase == "starting" and running_since is None:
+                        running_since = time.monotonic()
+                if running_since is not None and time.monotonic() - running_since > self.hooks.start_timeout:
+                    limit = self.hooks.start_timeout
+                    raise self._failed(f"the job runs but its relay did not start within {limit:g} s")
+                await asyncio.sleep(ENDPOINT_POLL)
+        finally:
+            if asking is not None:
+                asking.cancel()
+
+    def _endpoint_reached(self, generation: int) -> bool:
+        """Whether the job's relay announced start *generation* (then the link follows it); a cancelled start raises."""
+        if self.state in ("stopping", "gone"):
+            raise SSDError("the start was cancelled", code=ErrorCode.KERNEL_START_FAILED)
+        endpoint = self._read_endpoint()
+        if endpoint is None or int(endpoint["generation"]) < generation:
+            return False
+        self._use_endpoint(endpoint)
+        return True
 
     def _note(self, status: Any) -> str:
         """Take Slurm's word on the job: queued (an event when the reason changes), running, or ended."""
@@ -175,19 +170,7 @@ class SlurmKernel(ManagedKernel):
         return state.phase
 
     def _failed(self, reason: str) -> SSDError:
-        failure = self._job_failure()
-        if failure:  # the job host said why: that, not the job's end, is what the user must fix
-            message = f"the kernel could not start in job {self.job.job_id}: {failure}"
-            return SSDError(message, code=ErrorCode.KERNEL_START_FAILED)
-        tail = "\n".join(t for t in (launch.log_tail(str(self.folder / n)) for n in ("job.log", KERNEL_LOG)) if t)
-        return SSDError(reason + (f"; its last output:\n{tail}" if tail else ""), code=ErrorCode.KERNEL_START_FAILED)
-
-    def _job_failure(self) -> str:
-        """The job host's reason why the kernel could not start on its node, if it wrote one."""
-        try:
-            return (self.folder / FAILURE_FILE).read_text(errors="replace")[:1000].strip()
-        except OSError:
-            return ""
+        return start_failure(self.folder, self.job.job_id, reason)
 
     def _read_endpoint(self) -> dict[str, Any] | None:
         try:
@@ -229,14 +212,15 @@ class SlurmKernel(ManagedKernel):
         raise self._failed(f"the kernel did not answer kernel_info within {self.hooks.start_timeout:g} s")
 
     async def _job_end(self, period: float) -> KernelJobState:
-        """Poll squeue until the job ended; its last state."""
+        """Ask the poller at once, then every *period* seconds, until the job ended; its last state."""
+        within = 0.0
         while True:
             with contextlib.suppress(SSDError):  # one failed squeue is no verdict
-                state = kernel_state(await async_job_status(self.job.job_id, self.commands))
+                state = kernel_state(await self.poller.status(self.job.job_id, within))
                 self.job_state, self.checked = state, time.time()
                 if state.phase == "dead":
                     return state
-            await asyncio.sleep(period)
+            within = period
 
     async def _watch_job(self) -> None:
         state = await self._job_end(WATCH_POLL)
@@ -249,22 +233,39 @@ class SlurmKernel(ManagedKernel):
     # -- adoption -----------------------------------------------------------------------
 
     def adopt(self) -> bool:
-        """Take over a kernel whose job still runs and whose relay announced itself (by job id)."""
-        if not self.job.job_id or self._read_endpoint() is None:
+        """Take over a kernel by its job id: ready if its relay announced itself, else waited for again (a job
+        still queued when the daemon restarted); False if Slurm says the job ended."""
+        if not self.job.job_id:
             return False
         try:
             state = kernel_state(job_status(self.job.job_id, self.commands))
         except SSDError:
             return False
         endpoint = self._read_endpoint()
-        if state.phase == "dead" or endpoint is None:
+        if state.phase == "dead":
             return False
         self.job_state, self.checked = state, time.time()
+        if endpoint is None:
+            self.state = "queued"
+            self.hooks.on_state(self, "queued", self.event_fields())
+            self._resuming = asyncio.create_task(self._resume_start())
+            return True
         self.generation = int(endpoint["generation"])
         self.state = "ready"
         self.link.start_watching()
         self._watcher = asyncio.create_task(self._watch_job())
         return True
+
+    async def _resume_start(self) -> None:
+        """An adopted job not yet running: wait for it as a start would; dead (and forgotten) if it fails."""
+        try:
+            await self._until_ready()
+        except SSDError as exc:
+            if self.state in ("stopping", "gone"):  # shut down while queued: shutdown() said so
+                return
+            self.state = "dead"
+            self.hooks.on_state(self, "dead", {"exit_code": None, "reason": exc.message.partition(";")[0]})
+            self.forget()
 
     # -- operations ---------------------------------------------------------------------
 
@@ -334,7 +335,11 @@ class SlurmKernel(ManagedKernel):
             self.job_state = state
 
     def abandon(self) -> None:
-        """After a failed start: cancel the job, forget the kernel."""
+        """After a failed start: cancel the job, forget the kernel; after the worker's exit cut it short, keep
+        the job, its folder and the broker's record, so that the next worker adopts it (still queued, maybe)."""
+        if self._orphaned:
+            self.link.close()
+            return
         self.forget()
 
     def forget(self) -> None:
@@ -342,8 +347,9 @@ class SlurmKernel(ManagedKernel):
         if self._forgotten:
             return
         self._forgotten = True
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in (self._watcher, self._resuming):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         if self.job.job_id and not (self.job_state is not None and self.job_state.final):
             try:
                 cancel(self.job.job_id, self.commands)

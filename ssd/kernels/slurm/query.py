@@ -18,10 +18,12 @@ __all__ = [
     "JobStatus",
     "async_cancel",
     "async_job_status",
+    "async_jobs_status",
     "cancel",
     "job_status",
     "parse_sacct",
     "parse_squeue",
+    "parse_squeue_jobs",
 ]
 
 # ssd's own state for a job neither squeue nor sacct knows (ended long ago with accounting off, or never ours).
@@ -46,35 +48,47 @@ class JobStatus:
     time_limit: int | None = None
 
 
-def squeue_invocation(job_id: int, commands: SlurmCommands) -> Invocation:
-    """``squeue`` for one job in any state (ended jobs stay listed for ``MinJobAge``)."""
+def squeue_invocation(job_id: int | list[int], commands: SlurmCommands) -> Invocation:
+    """``squeue`` for one job or several, in any state (ended jobs stay listed for ``MinJobAge``)."""
+    ids = ",".join(str(n) for n in ([job_id] if isinstance(job_id, int) else job_id))
     fmt = "|".join(_SQUEUE_FIELDS)
-    argv = [commands.squeue, f"--jobs={job_id}", "--states=all", "--noheader", f"--format={fmt}"]
+    argv = [commands.squeue, f"--jobs={ids}", "--states=all", "--noheader", f"--format={fmt}"]
     return Invocation(argv, commands.environment())
 
 
 def parse_squeue(done: Completed, job_id: int) -> JobStatus | None:
     """The job's line of ``squeue``; None when the controller no longer knows the job."""
+    return parse_squeue_jobs(done, [job_id]).get(job_id)
+
+
+def parse_squeue_jobs(done: Completed, job_ids: list[int]) -> dict[int, JobStatus]:
+    """The lines of ``squeue`` for *job_ids*, by job; a job the controller no longer knows is absent."""
     if done.returncode != 0:
         if _UNKNOWN_JOB in done.stderr:
-            return None
+            return {}
         raise SlurmError(f"squeue failed: {done.failure()}")
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    if not lines:
-        return None
-    if len(lines) != 1:
-        raise SlurmOutputError(f"squeue listed {len(lines)} lines for job {job_id}: {done.stdout.strip()!r}")
-    fields = _split(lines[0], len(_SQUEUE_FIELDS), "squeue")
-    listed, state, reason, node, partition, left, limit = fields
-    _check_id(listed, job_id, lines[0])
+    found: dict[int, JobStatus] = {}
+    for line in (line for line in done.stdout.splitlines() if line.strip()):
+        status = _squeue_line(line, job_ids)
+        if status.job_id in found:
+            raise SlurmOutputError(f"squeue listed job {status.job_id} twice: {done.stdout.strip()!r}")
+        found[status.job_id] = status
+    return found
+
+
+def _squeue_line(line: str, job_ids: list[int]) -> JobStatus:
+    listed, state, reason, node, partition, left, limit = _split(line, len(_SQUEUE_FIELDS), "squeue")
+    job_id = next((n for n in job_ids if listed == str(n)), None)
+    if job_id is None:
+        raise SlurmOutputError(f"asked Slurm for jobs {job_ids}, it answered {line!r}")
     return JobStatus(
         job_id=job_id,
-        state=_state(state, lines[0]),
+        state=_state(state, line),
         reason=reason,
         node=node or None,
         partition=partition or None,
-        time_left=_time(left, lines[0]),
-        time_limit=_time(limit, lines[0]),
+        time_left=_time(left, line),
+        time_limit=_time(limit, line),
     )
 
 
@@ -117,10 +131,19 @@ def job_status(job_id: int, commands: SlurmCommands) -> JobStatus:
 
 async def async_job_status(job_id: int, commands: SlurmCommands) -> JobStatus:
     """The job's status, from the event loop."""
-    found = parse_squeue(await async_run(squeue_invocation(job_id, commands), commands.timeout), job_id)
-    if found is None and (invocation := sacct_invocation(job_id, commands)) is not None:
-        found = parse_sacct(await async_run(invocation, commands.timeout), job_id)
-    return found or _gone(job_id)
+    return (await async_jobs_status([job_id], commands))[job_id]
+
+
+async def async_jobs_status(job_ids: list[int], commands: SlurmCommands) -> dict[int, JobStatus]:
+    """The status of every job in *job_ids* from one squeue (sacct, one by one, for those it forgot)."""
+    done = await async_run(squeue_invocation(job_ids, commands), commands.timeout)
+    found = parse_squeue_jobs(done, job_ids)
+    for job_id in (n for n in job_ids if n not in found):
+        if (invocation := sacct_invocation(job_id, commands)) is not None:
+            found[job_id] = parse_sacct(await async_run(invocation, commands.timeout), job_id) or _gone(job_id)
+        else:
+            found[job_id] = _gone(job_id)
+    return found
 
 
 def scancel_invocation(job_id: int, commands: SlurmCommands) -> Invocation:
