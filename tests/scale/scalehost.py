@@ -296,6 +296,8 @@ def scale_host(tmp: Path, count: int, *, per_user: int, per_host: int) -> Iterat
         "SSD_KERNELS_MAX_PER_HOST": str(per_host),
         "SSD_KERNELS_START_TIMEOUT": str(START_TIMEOUT),
         "SSD_KERNELS_STOP_ON_EXIT": "true",
+        # Cold starts only: what a burst and churn cost without warm kernels (spares: tests/kernels/test_spares.py).
+        "SSD_KERNELS_SPARES": "0",
     }
     with ExitStack() as stack:
         made = stack.enter_context(users(count))
