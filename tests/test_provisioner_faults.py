@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import pwd
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,47 @@ def test_a_crash_restarts_in_place_for_the_client_that_stays(jupyter: Host) -> N
             await km.shutdown_kernel()
 
     asyncio.run(scenario())
+
+
+def test_a_poll_that_meets_a_shutdown_answers_running(jupyter: Host) -> None:
+    """jupyter_client's async restarter polls without checking for a shutdown begun meanwhile: a poll whose
+    answer comes back after the shutdown began says "running", so the restarter does not restart a kernel
+    that is being shut down; the shutdown's own polls see the end."""
+
+    async def scenario() -> None:
+        km = AsyncKernelManager(kernel_name=jupyter.spec)
+        await km.start_kernel()
+        provisioner = km.provisioner
+        assert isinstance(provisioner, SSDProvisioner)
+        shutdown: asyncio.Future[None] | None = None
+        try:
+            os.kill(await _kernel_pid(jupyter, provisioner.remote_id), signal.SIGKILL)
+            while await _remote_state(jupyter, provisioner.remote_id) != "dead":  # noqa: ASYNC110 (on the host)
+                await asyncio.sleep(0.1)
+            polled = asyncio.create_task(provisioner.poll())
+            await asyncio.sleep(0)  # the poll has asked the host; its answer cannot have been read yet
+            assert not polled.done()
+            shutdown = asyncio.ensure_future(km.shutdown_kernel())
+            await asyncio.sleep(0)  # the shutdown's first step marks the manager as shutting down
+            assert km.shutting_down
+            assert await polled is None
+            await shutdown
+            assert await provisioner.poll() == 1
+        finally:
+            if shutdown is None:
+                await km.shutdown_kernel(now=True)
+
+    asyncio.run(scenario())
+
+
+async def _kernel_pid(host: Host, kernel_id: str) -> int:
+    async with AsyncClient(host.daemon.host) as client:
+        await client.login(_me())
+        return (await client.kernel_info(kernel_id)).kernel.pid
+
+
+async def _remote_state(host: Host, kernel_id: str) -> str:
+    return {k.kernel_id: k.state for k in await _remote_kernels(host)}[kernel_id]
 
 
 def test_a_refused_key_is_said_once_not_every_poll(jupyter: Host, caplog: pytest.LogCaptureFixture) -> None:

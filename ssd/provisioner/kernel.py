@@ -178,6 +178,21 @@ class SSDProvisioner(KernelProvisionerBase):
         A host that cannot be reached counts as running: a network blip must
         not make Jupyter's restarter start a second kernel.
         """
+        shutting_down = self._shutting_down()
+        code = await self._poll_host()
+        if code is not None and not shutting_down and self._shutting_down():
+            # A shutdown began while the host was asked: the answer may be that shutdown's work, and
+            # jupyter_client's async restarter (unlike its sync one) would restart the kernel on it.
+            # This poll answers as of when it asked; the shutdown's own polls see the end.
+            return None
+        return code
+
+    def _shutting_down(self) -> bool:
+        """Whether the kernel manager that owns this provisioner is shutting the kernel down."""
+        return bool(getattr(self.parent, "shutting_down", False))
+
+    async def _poll_host(self) -> int | None:
+        """poll's answer from the host (or what is already known)."""
         if self._exit_code is not None or self._replaced or not self.remote_id:
             return 0 if self._exit_code is None else self._exit_code
         try:
