@@ -232,19 +232,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve_raw_echo is not None:
         asyncio.run(serve_raw_echo(args.serve_raw_echo))
         return 0
-    try:
-        result = run(QUICK if args.quick else FULL)
-    except (BenchError, SSDError) as exc:  # SSDError: the ssd.client.Client row failed
-        print(f"bench_broker: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench_broker: interrupted; servers stopped", file=sys.stderr)
-        return 130
-    if args.json:
-        print(as_json(result))
-    else:
-        print_tables(result)
-    return 0
+    # SSDError: the ssd.client.Client row failed
+    return harness.finish(
+        "bench_broker",
+        lambda: run(QUICK if args.quick else FULL),
+        as_json=args.json,
+        show=print_tables,
+        encode=as_json,
+        failures=(BenchError, SSDError),
+    )
 
 
 if __name__ == "__main__":

@@ -274,18 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         kind, port, key = args.flood
         print(flood(int(port), kind, key.encode()), flush=True)
         return 0
-    try:
-        report = measure(1000 if args.quick else 5000)
-    except (RuntimeError, harness.BenchError) as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    if args.json:
-        print(json.dumps(asdict(report), indent=2))
-    else:
-        show(report)
-    return 0
+    return harness.finish(
+        "bench_edge",
+        lambda: measure(1000 if args.quick else 5000),
+        as_json=args.json,
+        show=show,
+        encode=lambda report: json.dumps(asdict(report), indent=2),
+        failures=(RuntimeError, harness.BenchError),
+    )
 
 
 if __name__ == "__main__":

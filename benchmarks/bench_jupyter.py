@@ -188,24 +188,23 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ssd-bench-jupyter-") as folder:
         top = Path(folder)
-        venv = harness.kernel_env(top, args.source)
-        try:
-            result = measure(top, venv / "bin" / "python", args.runs)
-        except KeyboardInterrupt:
-            return 130
-        except Exception as exc:
-            log = (top / "daemon.log").read_text(errors="replace").splitlines()[-30:]
-            print(f"benchmark failed: {exc}\nthe daemon's log ends with:\n" + "\n".join(log), file=sys.stderr)
-            return 1
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
+        python = harness.kernel_env(top, args.source) / "bin" / "python"
+        return harness.finish(
+            "bench_jupyter",
+            lambda: measure(top, python, args.runs),
+            as_json=args.json,
+            show=show,
+            log=top / "daemon.log",
+        )
+
+
+def show(result: dict[str, Any]) -> None:
+    """The figures as a short table."""
     print(f"REST POST /api/kernels to the first output of print(1) (median of {result['runs']})")
     print(f"  local kernelspec (Jupyter starts ipykernel) : {result['local_median_s'] * 1000:8.1f} ms")
     print(f"  ssd kernelspec (provisioner, CURVE relay)   : {result['ssd_median_s'] * 1000:8.1f} ms")
     verdict = "met" if result["met"] else "MISSED"
     print(f"  ratio ssd / local: {result['ratio']:.3f}  (target at most {TARGET_RATIO:.1f}: {verdict})")
-    return 0
 
 
 if __name__ == "__main__":

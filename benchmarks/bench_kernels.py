@@ -150,18 +150,18 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ssd-bench-kernels-") as folder:
         top = Path(folder)
-        venv = harness.kernel_env(top, args.source)
-        try:
-            result = measure(top, venv / "bin" / "python", args.kind, args.runs)
-        except KeyboardInterrupt:
-            return 130
-        except Exception as exc:
-            log = (top / "daemon.log").read_text(errors="replace").splitlines()[-40:]
-            print(f"benchmark failed: {exc}\nthe daemon's log ends with:\n" + "\n".join(log), file=sys.stderr)
-            return 1
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
+        python = harness.kernel_env(top, args.source) / "bin" / "python"
+        return harness.finish(
+            "bench_kernels",
+            lambda: measure(top, python, args.kind, args.runs),
+            as_json=args.json,
+            show=show,
+            log=top / "daemon.log",
+        )
+
+
+def show(result: dict[str, Any]) -> None:
+    """The figures as a short table."""
     print(f"time to the first kernel_info reply ({result['kind']} kernel, median of {result['runs']})")
     print(f"  direct, jupyter_client KernelManager : {result['direct_median_s'] * 1000:8.1f} ms")
     print(f"  ssd kernel_start, client round trip  : {result['ssd_median_s'] * 1000:8.1f} ms")
@@ -174,7 +174,6 @@ def main() -> int:
         f"  direct / spare: {result['spare_speedup']:.1f}x  (target under {SPARE_TARGET_S * 1000:.0f} ms and at least "
         f"{SPARE_TARGET_SPEEDUP:.0f}x: {spare_verdict})"
     )
-    return 0
 
 
 if __name__ == "__main__":

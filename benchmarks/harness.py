@@ -15,10 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 
@@ -29,6 +29,7 @@ START_TIMEOUT = 30.0  # seconds for a server to write its info file
 STOP_TIMEOUT = 10.0  # seconds a server gets to exit after SIGTERM before it is killed
 BASE_PYTHON = "/usr/bin/python3"
 DAEMON_ARGV = [sys.executable, "-m", "ssd", "--bind", "127.0.0.1", "--port", "0", "--no-announce"]
+T = TypeVar("T")
 
 
 class BenchError(Exception):
@@ -187,3 +188,36 @@ def versions() -> dict[str, str]:
         "cpus": str(os.cpu_count()),
         "platform": platform.platform(),
     }
+
+
+def finish(
+    name: str,
+    produce: Callable[[], T],
+    *,
+    as_json: bool,
+    show: Callable[[T], None],
+    encode: Callable[[T], str] = lambda result: json.dumps(result, indent=2),
+    failures: tuple[type[BaseException], ...] = (Exception,),
+    log: Path | None = None,
+) -> int:
+    """Run *produce*, print its result (*encode*d with *as_json*, else *show*n); the exit status.
+
+    1 when it failed with one of *failures* (said with the last lines of *log*,
+    the daemon's, when there is one), 130 on Ctrl-C.
+    """
+    try:
+        result = produce()
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; servers stopped", file=sys.stderr)
+        return 130
+    except failures as exc:
+        said = f"{name}: {exc}"
+        if log is not None and log.exists():
+            said += f"\nthe daemon's log ends with:\n{tail(log, 40)}"
+        print(said, file=sys.stderr)
+        return 1
+    if as_json:
+        print(encode(result))
+    else:
+        show(result)
+    return 0
