@@ -1,6 +1,6 @@
 """ssd-ctl console as a user runs it: a real daemon and kernels, `jupyter console` absent or a stand-in.
 
-One user-mode daemon serves this module (see support.ctlhost); every test stops
+One user-mode daemon serves this module (tests/ctl/conftest.py); every test stops
 the kernels it starts, and a fixture stops any a failed test left behind.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Iterator
 
 import pytest
 from support.ctlhost import (
@@ -16,25 +15,8 @@ from support.ctlhost import (
     check_classic_file,
     no_traceback,
     process_gone,
-    serving,
-    stop_left_kernels,
 )
 from support.eventually import eventually
-
-
-@pytest.fixture(scope="module")
-def module_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
-    """A daemon that finds the env ``sci``, and a client logged in to it by its authorized key."""
-    with serving(tmp_path_factory.mktemp("console-ctl")) as host:
-        yield host
-
-
-@pytest.fixture
-def host(module_host: Host) -> Iterator[Host]:
-    """The module's host; kernels a failed test left behind are stopped after it (tests stop their own)."""
-    yield module_host
-    stop_left_kernels(module_host)
-
 
 # -- console --------------------------------------------------------------------------------
 

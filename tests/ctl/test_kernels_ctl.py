@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import queue
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from envfixtures import expected, kernel_venv
 from jupyter_client.blocking.client import BlockingKernelClient
 from support.ctlhost import (
@@ -24,25 +22,8 @@ from support.ctlhost import (
     no_traceback,
     process_gone,
     run_cell,
-    serving,
-    stop_left_kernels,
 )
 from support.eventually import eventually
-
-
-@pytest.fixture(scope="module")
-def module_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
-    """A daemon that finds the env ``sci``, and a client logged in to it by its authorized key."""
-    with serving(tmp_path_factory.mktemp("kernels-ctl")) as host:
-        yield host
-
-
-@pytest.fixture
-def host(module_host: Host) -> Iterator[Host]:
-    """The module's host; kernels a failed test left behind are stopped after it (tests stop their own)."""
-    yield module_host
-    stop_left_kernels(module_host)
-
 
 # -- start, list, interrupt, stop -----------------------------------------------------------
 
