@@ -30,6 +30,7 @@ import pytest
 from support.ci import require_root
 from support.daemon import Daemon, new_client
 from support.eventually import eventually
+from support.memory import peak_rss, rss, sampled_peak
 from users import User, login, system_daemon, users
 
 from ssd.client import Client
@@ -42,37 +43,6 @@ MAX_GROWTH = 64 << 20
 REQUEST_TIMEOUT = 30.0  # per request: liveness, not speed
 # To see this test fail without the guard, add {"SSD_WORKERS_FLOOD_THRESHOLD": "0"}.
 SETTINGS: dict[str, str] = {}
-
-
-def rss(pid: int) -> int:
-    """Resident bytes of *pid* now."""
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def peak_rss(pid: int) -> int:
-    """The highest resident bytes *pid* ever had (VmHWM)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) << 10
-    raise AssertionError("no VmHWM")
-
-
-@dataclass
-class MemoryPeak:
-    """Samples one process's resident memory on a thread until stopped; keeps the peak."""
-
-    pid: int
-    peak: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        """The thread."""
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, rss(self.pid))
-
-    def stop(self) -> None:
-        """End sampling."""
-        self._stop.set()
 
 
 @dataclass
@@ -153,16 +123,10 @@ def attack(daemon: Daemon, bob: User, plan: dict[str, Any]) -> tuple[int, dict[s
     """Run bob's attacker; the broker's peak resident growth while it ran, and its report."""
     broker = daemon.process.pid
     before, hwm_before = rss(broker), peak_rss(broker)
-    watch = MemoryPeak(broker, before)
-    sampler = threading.Thread(target=watch.run)
-    sampler.start()
-    try:
+    with sampled_peak(lambda: rss(broker)) as watched:
         report = as_user(bob, [sys.executable, str(ATTACKER), json.dumps(plan)], f"{daemon.info['public_key']}\n")
-    finally:
-        watch.stop()
-        sampler.join()
     hwm_after = peak_rss(broker)
-    peak = max(watch.peak, hwm_after if hwm_after > hwm_before else 0)
+    peak = max(watched.value, hwm_after if hwm_after > hwm_before else 0)
     return peak - before, report
 
 

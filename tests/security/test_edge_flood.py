@@ -33,6 +33,7 @@ import pytest
 from support.ci import require_root
 from support.daemon import Daemon, new_client
 from support.eventually import eventually
+from support.memory import sampled_peak
 from users import User, login, system_daemon, users
 
 from ssd.client import Client
@@ -103,24 +104,6 @@ class Pinger:
         self._stop.set()
 
 
-@dataclass
-class MemoryPeak:
-    """Samples the daemon's total memory on a thread until stopped; keeps the peak."""
-
-    daemon: Daemon
-    peak: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        """The thread."""
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, total_rss(self.daemon))
-
-    def stop(self) -> None:
-        """End sampling."""
-        self._stop.set()
-
-
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     """A system-mode daemon for this test."""
@@ -140,10 +123,7 @@ def user() -> Iterator[User]:
 def flood(daemon: Daemon, pinger: Pinger, argv: list[str]) -> tuple[int, dict[str, object]]:
     """Run one attacker process; return the daemon's memory growth and how the flood ended."""
     before = total_rss(daemon)
-    watch = MemoryPeak(daemon, before)
-    sampler = threading.Thread(target=watch.run)
-    sampler.start()
-    try:
+    with sampled_peak(lambda: total_rss(daemon), interval=0.01) as watched:
         attacker = subprocess.run(
             [sys.executable, FLOODER, *argv], capture_output=True, text=True, timeout=200, check=True
         )
@@ -152,10 +132,7 @@ def flood(daemon: Daemon, pinger: Pinger, argv: list[str]) -> tuple[int, dict[st
         eventually(
             lambda: pinger.answered_since(over) or pinger.failures, "a ping answered after the flood", timeout=60
         )
-    finally:
-        watch.stop()
-        sampler.join()
-    return watch.peak - before, json.loads(attacker.stdout)
+    return watched.value - before, json.loads(attacker.stdout)
 
 
 @pytest.mark.root

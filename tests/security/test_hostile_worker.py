@@ -23,6 +23,7 @@ from envfixtures import public_dir
 from kerneltools import EventTap, give_env
 from support.ci import require_root
 from support.daemon import Daemon, new_client
+from support.memory import peak_rss
 from users import User, login, system_daemon, users
 
 from ssd.client import Client
@@ -48,13 +49,6 @@ def _client(daemon: Daemon, tmp: Path, user: User) -> Client:
 def _workers_of(user: User) -> list[int]:
     found = subprocess.run(["pgrep", "-u", user.name, "-f", "ssd.workers"], capture_output=True, text=True)
     return [int(pid) for pid in found.stdout.split()]
-
-
-def _peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
 
 
 def _as_user(user: User, argv: list[str], stdin: str) -> dict[str, Any]:
@@ -92,7 +86,7 @@ def test_bobs_hostile_worker_reaches_nothing_of_alice(tmp_path: Path) -> None:
             b.kernel_list()  # bob's kernel worker starts
             (worker,) = _workers_of(bob)
             broker = int(str(daemon.info["pid"]))
-            peak = _peak_rss_kib(broker)
+            peak = peak_rss(broker)
             plan = {
                 "pid": worker, "user": bob.name, "alice": alice.name, "alice_kernel": kernel_id,
                 "alice_key": a.aclient.identity.public.decode(), "records": 150, "oversize": OVERSIZE, "flood": 20000,
@@ -107,7 +101,7 @@ def test_bobs_hostile_worker_reaches_nothing_of_alice(tmp_path: Path) -> None:
             # Finding 4: records capped by the broker, in the store and in the host's count.
             assert _records_of(daemon, bob.name) <= PER_USER
             # Finding 4: a frame larger than the backend's bound was refused before it was buffered.
-            assert _peak_rss_kib(broker) - peak < 48 * 1024, "the broker buffered the oversize frame"
+            assert peak_rss(broker) - peak < 48 << 20, "the broker buffered the oversize frame"
             a.kernel_start("sci", "ipykernel")  # 1 + bob's 3 < 5: room, whatever bob's worker said
             # Finding 4: the flood stopped the worker it came from, though that key went on heartbeating.
             assert report["worker_killed_while_heartbeating"], "a flooding worker was not stopped"
