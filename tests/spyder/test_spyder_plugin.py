@@ -7,6 +7,10 @@ leaves the state the next one starts from, and each checks its own step.
 
 from __future__ import annotations
 
+from spyderenv import CLIENT_DIR  # first: the environment Spyder reads at its import
+
+# isort: split
+
 import json
 import os
 import secrets
@@ -44,8 +48,6 @@ from users import SSD, chown_tree, users
 
 from ssd.spyder.dialogs import ChoiceDialog, LoginDialog, ProgressDialog, TrustDialog
 from ssd.spyder.localend import curve_capable
-
-CLIENT_DIR = Path(os.environ["SSD_CLIENT_DIR"])  # this run's, made by conftest.py before Qt and Spyder load
 
 pytestmark = [
     pytest.mark.root,

@@ -1,15 +1,17 @@
 """The Spyder plugin on a cluster's login node: a real Spyder (headless), a real system-mode daemon offering
 kernels in jobs of a real one-node Slurm (tests/slurmcluster.py), a real user, real kernels in real jobs.
 
-The tests run in order on one Spyder, daemon and cluster (test_spyder_plugin.py set the environment up
-for Spyder and the client directory at its import, before this module's).
+The tests run in order on one Spyder, daemon and cluster (spyderenv.py sets up the environment Spyder and
+the client library read, once per run).
 """
 
 from __future__ import annotations
 
-import os
+from spyderenv import CLIENT_DIR  # first: the environment Spyder reads at its import
+
+# isort: split
+
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,7 +69,7 @@ def world(qapp: object, cluster: SlurmCluster, tmp_path_factory: pytest.TempPath
         daemon = announcing_system_daemon(tmp / "daemon", name, extra_env=slurm | LIMITS)
         try:
             with spyder_window() as window:
-                yield SpyderWorld(window, daemon, name, alice, prefix, tmp, Path(os.environ["SSD_CLIENT_DIR"]))
+                yield SpyderWorld(window, daemon, name, alice, prefix, tmp, CLIENT_DIR)
         finally:
             daemon.stop_and_check()
     assert not own_threads(), f"the plugin left threads: {own_threads()}"
