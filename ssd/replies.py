@@ -37,6 +37,7 @@ __all__ = [
     "PingReply",
     "Reply",
     "ServerInfoReply",
+    "SlurmOffer",
     "SparesReply",
     "WhoamiReply",
 ]
