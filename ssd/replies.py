@@ -37,6 +37,7 @@ __all__ = [
     "PingReply",
     "Reply",
     "ServerInfoReply",
+    "SlurmOffer",
     "SparesReply",
     "WhoamiReply",
 ]
@@ -58,6 +59,19 @@ class PingReply(Reply, frozen=True):
     server_time: float
 
 
+class SlurmOffer(msgspec.Struct, frozen=True, kw_only=True):
+    """A Slurm host's resources when a start names none, and the most it allows ("" or 0: no limit of ssd's)."""
+
+    default_partition: str = ""
+    default_time: str = ""
+    default_cpus: int = 1
+    default_mem: str = ""
+    max_time: str = ""
+    max_cpus: int = 0
+    max_mem: str = ""
+    max_gpus: int = 0
+
+
 class ServerInfoReply(Reply, frozen=True):
     """``server_info_reply``: who the server is, what it serves, and its host's status."""
 
@@ -75,6 +89,7 @@ class ServerInfoReply(Reply, frozen=True):
     # Where kernels may run (local; slurm: in Slurm jobs) and the Slurm partitions users may ask for (empty: any).
     placements: list[str] = msgspec.field(default_factory=lambda: ["local"])
     slurm_partitions: list[str] = []
+    slurm: SlurmOffer | None = None  # with placement slurm: the defaults and limits of [slurm]
     uptime: float = 0.0
     os: str = ""
     os_release: str = ""

@@ -63,7 +63,7 @@ from ssd.broker.zap import Authenticator
 from ssd.config import Config
 from ssd.edge.link import EDGE_DOMAIN
 from ssd.floodguard.guard import Cut, FloodGuard
-from ssd.kernels.placement import offered, placement_txt
+from ssd.kernels.placement import offered, placement_txt, slurm_offer
 from ssd.keys import KeyPair
 from ssd.state import open_state
 
@@ -337,6 +337,7 @@ def _facts(options: BrokerOptions, ports: dict[str, int], specs: list[WorkerSpec
         kernel_transport=options.config.kernels.transport,
         placements=offered(options.config.slurm),
         slurm_partitions=tuple(options.config.slurm.partitions),
+        slurm=slurm_offer(options.config.slurm),
     )
 
 

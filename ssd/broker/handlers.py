@@ -10,7 +10,7 @@ from ssd import __version__, contract, hostinfo
 from ssd.broker.sessions import SessionStore
 from ssd.messages import LogoutRequest, PingRequest, RequestContent, ServerInfoRequest, WhoamiRequest
 from ssd.protocol import PROTOCOL_VERSION
-from ssd.replies import LogoutReply, PingReply, Reply, ServerInfoReply, WhoamiReply
+from ssd.replies import LogoutReply, PingReply, Reply, ServerInfoReply, SlurmOffer, WhoamiReply
 
 __all__ = ["HANDLERS", "RequestContext", "ServerFacts"]
 
@@ -31,6 +31,7 @@ class ServerFacts:
     kernel_transport: str = "curve"  # curve (encrypted relay) or plain
     placements: tuple[str, ...] = ("local",)  # where kernels may run: local, slurm
     slurm_partitions: tuple[str, ...] = ()  # the partitions users may ask for; empty = any
+    slurm: SlurmOffer | None = None  # the [slurm] defaults and limits, when Slurm placement is offered
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def server_info(ctx: RequestContext, content: RequestContent) -> ServerInfoReply
         kernel_transport=facts.kernel_transport,
         placements=list(facts.placements),
         slurm_partitions=list(facts.slurm_partitions),
+        slurm=facts.slurm,
         uptime=round(time.time() - facts.started, 3),
         **hostinfo.host_status(),
     )

@@ -3,8 +3,8 @@
 ``local`` (always offered): a process of the user on this host (``ManagedKernel``). ``slurm`` (with
 ``[slurm] enabled``): a Slurm job of the user (``SlurmKernel``), its resources checked against the host's
 limits before anything is submitted. The worker asks ``Placements`` for the placement of a request
-(``prepare`` then ``kernel``) and for the kernel of a record it adopts; the broker asks ``offered`` and
-``placement_txt`` what to tell clients.
+(``prepare`` then ``kernel``) and for the kernel of a record it adopts; the broker asks ``offered``,
+``placement_txt`` and ``slurm_offer`` what to tell clients.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from ssd.kernels.slurm.limits import SlurmConfig, SlurmRequest, resolve
 from ssd.kernels.slurm.poller import JobPoller
 from ssd.kernels.transport import CHANNEL_PORTS, ipc_paths
 from ssd.messages import SlurmOptions
+from ssd.replies import SlurmOffer
 
-__all__ = ["LOCAL", "SLURM", "Placements", "job_fields", "offered", "placed", "placement_txt"]
+__all__ = ["LOCAL", "SLURM", "Placements", "job_fields", "offered", "placed", "placement_txt", "slurm_offer"]
 
 LOCAL = "local"
 SLURM = "slurm"
@@ -39,6 +40,15 @@ _TXT_PARTITIONS = 120  # bytes of the part= TXT string at most (a TXT record sta
 def offered(config: SlurmConfig) -> tuple[str, ...]:
     """The placements this host offers."""
     return (LOCAL, SLURM) if config.enabled else (LOCAL,)
+
+
+def slurm_offer(config: SlurmConfig) -> SlurmOffer | None:
+    """server_info's defaults and limits of kernels in jobs (for a client's form); None without Slurm."""
+    if not config.enabled:
+        return None
+    fields = ("default_partition", "default_time", "default_cpus", "default_mem")
+    limits = ("max_time", "max_cpus", "max_mem", "max_gpus")
+    return SlurmOffer(**{key: getattr(config, key) for key in (*fields, *limits)})
 
 
 def placement_txt(config: SlurmConfig) -> dict[str, str]:

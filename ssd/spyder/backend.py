@@ -17,18 +17,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
+import zmq
 
 from ssd import contract
 from ssd.client import AsyncClient, KnownHosts
 from ssd.client.connection import typed_reply
-from ssd.client.discovery import AsyncBrowser, Change, DiscoveredHost
+from ssd.client.discovery import AsyncBrowser, Change
 from ssd.client.hostspec import HostSpec, parse_host
 from ssd.client.identity import client_keypair
+from ssd.client.kernels import START_TIMEOUT
 from ssd.errors import ErrorCode, SSDError, TransportError
-from ssd.replies import EnvOperationReply, KernelDescription
+from ssd.replies import EnvOperationReply, KernelStartReply
+from ssd.spyder.jobwait import JobStart, watch_ends
 from ssd.spyder.loop import LoopThread
-from ssd.spyder.models import ConnectInfo, EnvRow, HostRow, KernelRow, Progress, StartedKernel
-from ssd.spyder.verdict import verdict
+from ssd.spyder.models import ConnectInfo, EnvRow, HostRow, JobState, KernelRow, Progress, StartedKernel
+from ssd.spyder.rows import env_row, host_row, kernel_row, progress, slurm_host
 
 __all__ = ["Backend", "Callback", "parse_host"]
 
@@ -36,36 +39,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Callback = Callable[[Any, BaseException | None], None]
-
-
-def host_row(host: DiscoveredHost) -> HostRow:
-    """A discovered host as the pane shows it."""
-    txt = host.txt
-    return HostRow(
-        key=host.name,
-        spec=host.spec,
-        trust=str(host.trust),
-        fingerprint=host.fingerprint,
-        pinned=host.pinned,
-        os=txt.get("os", ""),
-        cpus=txt.get("cpus", ""),
-        load=txt.get("load", ""),
-        kernels=txt.get("kernels", ""),
-        local=host.local,
-    )
-
-
-def kernel_row(entry: KernelDescription) -> KernelRow:
-    """One kernel of a reply."""
-    return KernelRow(
-        kernel_id=entry.kernel_id,
-        name=entry.name,
-        env=entry.env_name or entry.env,
-        kind=entry.kind,
-        state=entry.state,
-        cwd=entry.cwd,
-        leased=bool(entry.lease),
-    )
+SLURM_WAIT = 86400.0  # seconds a start in a Slurm job may wait for the job (as ssd-ctl start --slurm)
 
 
 class Backend:
@@ -83,6 +57,7 @@ class Backend:
         self._latest: dict[str, HostSpec] = {}  # the newest address each host name was reached at
         self._lease_task: asyncio.Task[None] | None = None
         self._browser: AsyncBrowser | None = None
+        self._watchers: dict[str, asyncio.Task[None]] = {}  # by host: kernel ends of Slurm consoles
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -148,7 +123,7 @@ class Backend:
             # server_info tells no kernel count (the announcement does): the pane keeps the announced one.
             status = {"os": info.os, "cpus": str(info.cpus), "kernels": ""}
             status["load"] = f"{info.load[0]:.1f}" if info.load else ""
-            return ConnectInfo(client.fingerprint, info.name or spec.host, user, status)
+            return ConnectInfo(client.fingerprint, info.name or spec.host, user, status, slurm_host(info))
 
         self._call(run(), callback)
 
@@ -176,21 +151,9 @@ class Backend:
 
         async def run() -> list[EnvRow]:
             reply = await self._request(spec, lambda c: c.env_list())
-            return [self._env_row(msgspec.to_builtins(entry)) for entry in reply.envs]
+            return [env_row(msgspec.to_builtins(entry), self.spyder_version) for entry in reply.envs]
 
         self._call(run(), callback)
-
-    def _env_row(self, entry: dict[str, Any]) -> EnvRow:
-        return EnvRow(
-            name=str(entry["name"]),
-            prefix=str(entry["prefix"]),
-            kind=str(entry.get("kind") or ""),
-            python=str(entry.get("python") or ""),
-            spyder_kernels=str(entry.get("spyder_kernels") or ""),
-            ipykernel=str(entry.get("ipykernel") or ""),
-            writable=bool(entry.get("writable")),
-            verdict=verdict(entry, self.spyder_version),
-        )
 
     def env_operation(
         self,
@@ -221,7 +184,7 @@ class Backend:
                     pending = asyncio.ensure_future(anext(events))
                     if event.content.get("operation") != operation:
                         continue
-                    step = _progress(event.content)
+                    step = progress(event.content)
                     self.thread.emit_soon(lambda value, _e: on_progress(value), step)
                     if step.state != "running":
                         pending.cancel()
@@ -240,17 +203,72 @@ class Backend:
 
     # -- kernels ------------------------------------------------------------------------
 
-    def kernel_start(self, spec: HostSpec, env: str, cwd: str | None, lease: float, callback: Callback) -> None:
-        """Start a Spyder kernel with a lease this backend renews; answers StartedKernel."""
+    def kernel_start(
+        self,
+        spec: HostSpec,
+        env: str,
+        cwd: str | None,
+        lease: float,
+        callback: Callback,
+        job: tuple[JobStart, Callable[[JobState], None]] | None = None,
+    ) -> None:
+        """Start a Spyder kernel with a lease this backend renews; answers StartedKernel.
+
+        With *job* (a JobStart and its callback) the kernel runs in a Slurm job with the JobStart's options: its
+        states reach the callback on the Qt thread while the start waits, and its lease is renewed from the
+        moment its id is known."""
 
         async def run() -> StartedKernel:
             client = await self._client(spec)
-            reply = await client.kernel_start(env, "spyder", cwd=cwd, lease=lease, name=f"spyder {env}"[:100])
+            where: dict[str, Any] = {} if job is None else {"placement": "slurm", "slurm": job[0].options}
+            timeout = START_TIMEOUT if job is None else SLURM_WAIT
+
+            def start() -> Coroutine[Any, Any, KernelStartReply]:
+                name = f"spyder {env}"[:100]
+                return client.kernel_start(env, "spyder", cwd=cwd, lease=lease, name=name, timeout=timeout, **where)
+
+            if job is None:
+                reply = await start()
+            else:
+                follower, on_state = job
+                renew = lambda kernel_id: self._keep_lease(spec, kernel_id, lease)  # noqa: E731
+                reply = await follower.follow(client, start, renew, self._on_qt(on_state))
             started = StartedKernel(kernel_row(reply.kernel), client.connection_info(reply.connection))
             self._keep_lease(spec, started.kernel.kernel_id, lease)
             return started
 
         self._call(run(), callback)
+
+    def cancel_start(self, spec: HostSpec, job: JobStart, callback: Callback) -> None:
+        """Cancel a start in a Slurm job (scancel while queued); answers the kernel id ("": none made yet)."""
+
+        async def run() -> str:
+            kernel_id = await job.cancel()
+            self._leases.pop((spec.host, kernel_id), None)
+            return kernel_id
+
+        self._call(run(), callback)
+
+    def watch_ends(self, spec: HostSpec, kernel_ids: set[str], on_end: Callable[[JobState], None]) -> None:
+        """Follow the host's kernel events for the ends of *kernel_ids* (a live set) until close; once per host."""
+
+        async def run() -> None:
+            try:
+                await watch_ends(await self._client(spec), kernel_ids, self._on_qt(on_end))
+            except (SSDError, zmq.ZMQError) as exc:  # the connection closed: the next console watches again
+                log.info("ssd: kernel events of %s not followed any more: %s", spec, exc)
+            finally:
+                self._watchers.pop(spec.key, None)
+
+        async def begin() -> None:
+            if spec.key not in self._watchers:
+                self._watchers[spec.key] = asyncio.get_running_loop().create_task(run())
+
+        self._call(begin(), lambda _r, _e: None)
+
+    def _on_qt(self, callback: Callable[[T], None]) -> Callable[[T], None]:
+        """*callback* run on the Qt thread, from the loop."""
+        return lambda value: self.thread.emit_soon(lambda got, _error: callback(got), value)
 
     def kernel_info(self, spec: HostSpec, kernel_id: str, callback: Callback) -> None:
         """One kernel with its connection info as this client reaches it (to attach or re-attach)."""
@@ -361,6 +379,10 @@ class Backend:
         """Stop browsing, close every connection and the network thread."""
 
         async def run() -> None:
+            watchers = list(self._watchers.values())
+            for watcher in watchers:
+                watcher.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
             if self._browser is not None:
                 await self._browser.close()
             for client in list(self._clients.values()):
@@ -370,14 +392,3 @@ class Backend:
         with contextlib.suppress(Exception):
             self.thread.submit(run()).result(15.0)
         self.thread.stop()
-
-
-def _progress(content: dict[str, Any]) -> Progress:
-    percent = content.get("percent")
-    return Progress(
-        operation=str(content.get("operation", "")),
-        state=str(content.get("state", "running")),
-        phase=str(content.get("phase", "")),
-        percent=float(percent) if isinstance(percent, int | float) else None,
-        line=str(content.get("line") or ""),
-    )

@@ -250,6 +250,11 @@ class ConsoleManager:
             return self.backend.shutdown_now(targets)
         return self.backend.detach_now(targets)
 
+    def kernel_ended(self, kernel_id: str, text: str) -> None:
+        """The host says a console's kernel ended by itself (its Slurm job ended): say why in that console."""
+        for console in [c for c in self.consoles if c.kernel_id == kernel_id]:
+            console.client.shellwidget._append_plain_text(f"\n{text}\n", before_prompt=True)
+
     # -- reconnect ----------------------------------------------------------------------
 
     def host_back(self, host_key: str) -> None:

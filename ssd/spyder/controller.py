@@ -8,6 +8,7 @@ waits: each step ends in a callback on the Qt thread.
 from __future__ import annotations
 
 import getpass
+from dataclasses import replace
 from typing import Any
 
 from qtpy.QtWidgets import QMessageBox
@@ -18,6 +19,7 @@ from ssd.spyder.advice import advice
 from ssd.spyder.backend import Backend, parse_host
 from ssd.spyder.consoles import ConsoleManager
 from ssd.spyder.dialogs import CreateEnvDialog, LoginDialog, ProgressDialog, TrustDialog
+from ssd.spyder.jobstarts import JobStarts
 from ssd.spyder.models import ConnectInfo, EnvRow, HostRow, KernelRow, Progress, StartedKernel
 from ssd.spyder.pane import RemoteMachinesWidget
 
@@ -43,6 +45,7 @@ class Controller:
         pane.sig_install_requested.connect(self.install)
         pane.sig_create_env_requested.connect(self.ask_create)
         pane.sig_attach_requested.connect(self.attach)
+        self.jobs = JobStarts(pane, backend, consoles, lease, self._show)
 
     def spec_of(self, key: str) -> HostSpec | None:
         """Where the machine *key* is now (discovery may have moved it to a new port)."""
@@ -160,7 +163,7 @@ class Controller:
     def _logged_in(self, key: str, user: str) -> None:
         info = self.connected.get(key)
         if info is not None:
-            self.connected[key] = ConnectInfo(info.fingerprint, info.name, user, info.status)
+            self.connected[key] = replace(info, user=user)
         self.pane.set_user(key, user)
         self.pane.say(f"Logged in to {key} as {user}.")
         if self.pane.current_host() == key:
@@ -237,7 +240,15 @@ class Controller:
     # -- consoles -----------------------------------------------------------------------
 
     def new_console(self, key: str, prefix: str, cwd: str) -> None:
-        """Start a Spyder kernel (leased) in the environment and open a console on it."""
+        """A console in the environment: on a host that offers Slurm jobs, ask where first (``JobStarts``)."""
+        info = self.connected.get(key)
+        if info is not None and info.slurm is not None:
+            self.jobs.ask(key, prefix, cwd, info.slurm, self.start_here)
+        else:
+            self.start_here(key, prefix, cwd)
+
+    def start_here(self, key: str, prefix: str, cwd: str) -> None:
+        """Start a Spyder kernel (leased) on the host itself and open a console on it."""
         spec = self.spec_of(key)
         if spec is None:
             return
@@ -276,8 +287,6 @@ class Controller:
 
 def _with_status(row: HostRow, info: ConnectInfo) -> HostRow:
     """The row with what server_info said (a machine added by hand has no announcement to read)."""
-    from dataclasses import replace
-
     status = info.status
     trust = "trusted" if row.trust in ("unknown", "new") else row.trust
     return replace(

@@ -11,7 +11,17 @@ from typing import Any
 
 from ssd.client.hostspec import HostSpec
 
-__all__ = ["ConnectInfo", "EnvRow", "HostRow", "KernelRow", "Progress", "StartedKernel", "Verdict"]
+__all__ = [
+    "ConnectInfo",
+    "EnvRow",
+    "HostRow",
+    "JobState",
+    "KernelRow",
+    "Progress",
+    "SlurmHost",
+    "StartedKernel",
+    "Verdict",
+]
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,19 @@ class HostRow:
 
 
 @dataclass(frozen=True)
+class SlurmHost:
+    """What a cluster's login node offers for kernels in Slurm jobs: partitions (empty: any), defaults, limits."""
+
+    partitions: tuple[str, ...]
+    default_partition: str
+    default_time: str
+    default_cpus: int
+    default_mem: str
+    max_cpus: int  # 0: no limit of the host's own
+    max_gpus: int  # 0: GPUs may not be asked for
+
+
+@dataclass(frozen=True)
 class ConnectInfo:
     """A verified connection: the server's proven fingerprint, and the user this client is bound to (if any)."""
 
@@ -39,6 +62,7 @@ class ConnectInfo:
     name: str
     user: str | None
     status: dict[str, str] = field(default_factory=dict)
+    slurm: SlurmHost | None = None  # None: kernels run on the host itself only
 
 
 @dataclass(frozen=True)
@@ -75,6 +99,17 @@ class KernelRow:
     state: str
     cwd: str
     leased: bool
+    job_id: int | None = None  # a kernel in a Slurm job
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What the host last said of a kernel in a Slurm job (a ``kernel_state`` event), and the line to show."""
+
+    kernel_id: str
+    state: str  # queued | starting | ready | dead | ...
+    job_id: int | None
+    text: str  # e.g. "queued: job 12, waiting for resources (Slurm: PENDING)"
 
 
 @dataclass(frozen=True)

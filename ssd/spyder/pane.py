@@ -74,6 +74,7 @@ class RemoteMachinesWidget(PluginMainWidget):
         self.kernel_table = _table(KERNEL_COLUMNS)
         self.cwd = QLineEdit()
         self.cwd.setPlaceholderText("working directory on the machine (default: your home there)")
+        self.waiting_box = QVBoxLayout()  # a line per start waiting for its Slurm job (ssd.spyder.jobstarts)
         self.status = QLabel("Looking for machines on the network...")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -118,6 +119,7 @@ class RemoteMachinesWidget(PluginMainWidget):
         middle.addWidget(self.env_table)
         middle.addWidget(self.cwd)
         middle.addLayout(row(self.console_button, self.install_button, self.create_button))
+        middle.addLayout(self.waiting_box)
         kernels = QWidget()
         bottom = QVBoxLayout(kernels)
         bottom.addWidget(self.kernel_table)
@@ -249,7 +251,8 @@ class RemoteMachinesWidget(PluginMainWidget):
         self.kernels = kernels
         self.kernel_table.clear()
         for kernel in kernels:
-            item = QTreeWidgetItem(self.kernel_table, [kernel.kernel_id[:8], kernel.env, kernel.state, kernel.name])
+            state = f"{kernel.state} (job {kernel.job_id})" if kernel.job_id else kernel.state
+            item = QTreeWidgetItem(self.kernel_table, [kernel.kernel_id[:8], kernel.env, state, kernel.name])
             item.setData(0, Qt.UserRole, kernel.kernel_id)
 
     def select_kernel(self, kernel_id: str) -> None:
@@ -289,6 +292,15 @@ class RemoteMachinesWidget(PluginMainWidget):
             self.say("Select one of your running kernels to attach a console to it.")
             return
         self.sig_attach_requested.emit(key, str(items[0].data(0, Qt.UserRole)))
+
+    def add_waiting(self, line: QWidget) -> None:
+        """Show a start that waits for its Slurm job (with its Cancel)."""
+        self.waiting_box.addWidget(line)
+
+    def remove_waiting(self, line: QWidget) -> None:
+        """The start ended (ready, refused or cancelled)."""
+        self.waiting_box.removeWidget(line)
+        line.deleteLater()
 
     # -- status -------------------------------------------------------------------------
 

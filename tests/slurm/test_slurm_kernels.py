@@ -28,6 +28,8 @@ def test_kernel_in_a_job_runs_as_the_user_and_shuts_down(tmp_path: Path, cluster
     with alice_on_slurm(tmp_path, cluster) as (alice, _, client):
         info = client.server_info()
         assert info.placements == ["local", "slurm"]
+        assert info.slurm is not None
+        assert (info.slurm.default_time, info.slurm.max_gpus) == ("1:00:00", 0)
         started = client.kernel_start("sci", "ipykernel", placement="slurm", slurm={"time": "5"})
         kernel = started.kernel
         assert kernel.placement == "slurm"

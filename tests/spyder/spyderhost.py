@@ -27,10 +27,16 @@ def unique_name(stem: str) -> str:
 
 
 def announcing_system_daemon(
-    tmp: Path, name: str, *, init: bool = True, bind: str = "127.0.0.1", netns: Namespace | None = None
+    tmp: Path,
+    name: str,
+    *,
+    init: bool = True,
+    bind: str = "127.0.0.1",
+    netns: Namespace | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Daemon:
     """``ssd init --system`` (unless *init* is False) and ``ssd run --system`` announcing *name* on *bind*
-    (loopback), or inside *netns*."""
+    (loopback), or inside *netns*; *extra_env* adds to its environment (``SSD_SLURM_*``)."""
     tmp.mkdir(parents=True, exist_ok=True)
     config_dir, state_dir = tmp / "server-config", tmp / "server-state"
     env = {
@@ -40,6 +46,7 @@ def announcing_system_daemon(
         "SSD_DISCOVERY_REFRESH_INTERVAL": "0.2",
         "SSD_DISCOVERY_TXT_MIN_INTERVAL": "0",
         "SSD_SERVER_STATUS_INTERVAL": "0.5",
+        **(extra_env or {}),
     }
     if init:
         subprocess.run([SSD, "init", "--system"], env=env, cwd=tmp, capture_output=True, check=True, timeout=30)

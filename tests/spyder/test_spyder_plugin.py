@@ -7,30 +7,21 @@ leaves the state the next one starts from, and each checks its own step.
 
 from __future__ import annotations
 
+from spyderenv import CLIENT_DIR  # first: the environment Spyder reads at its import
+
+# isort: split
+
+import json
 import os
-import tempfile
+import secrets
+import socket
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-# Before Qt and Spyder are imported: headless, a client directory (keys, known hosts) and a Spyder
-# configuration of this run's own, discovery on loopback only.
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-CLIENT_DIR = Path(tempfile.mkdtemp(prefix="ssd-spyder-client-"))
-os.environ["SSD_CLIENT_DIR"] = str(CLIENT_DIR)
-os.environ["SSD_DISCOVERY_INTERFACES"] = "127.0.0.1"
-_SPYDER_HOME = Path(tempfile.mkdtemp(prefix="ssd-spyder-home-"))
-os.environ["SPYDER_CONFDIR"] = str(_SPYDER_HOME / "config")
-os.environ["SPYDER_PYTEST"] = "True"  # Spyder's own test mode: a clean configuration, no restart prompt
-os.environ["JUPYTER_RUNTIME_DIR"] = str(_SPYDER_HOME / "runtime")
-
-import json  # noqa: E402
-import secrets  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from typing import Any  # noqa: E402
-
-import pytest  # noqa: E402
-from envfixtures import (  # noqa: E402
+import pytest
+from envfixtures import (
     broken_kernel_venv,
     conda_copy,
     list_in_environments_txt,
@@ -38,9 +29,9 @@ from envfixtures import (  # noqa: E402
     make_venv,
     public_dir,
 )
-from kerneltools import give_env  # noqa: E402
-from pytestqt.exceptions import TimeoutError as QtWaitTimeout  # noqa: E402
-from spyderdriver import (  # noqa: E402
+from kerneltools import give_env
+from pytestqt.exceptions import TimeoutError as QtWaitTimeout
+from spyderdriver import (
     click,
     console_text,
     log_in,
@@ -50,13 +41,13 @@ from spyderdriver import (  # noqa: E402
     submit_password,
     wait_ready,
 )
-from spyderflows import CONDA_STAND_IN, add_host_by_address, env_row, kernels_of, open_console, own_env, own_threads  # noqa: E402
-from spyderhost import SpyderWorld, announcing_system_daemon, capture, namespace_beside, unique_name  # noqa: E402
-from support.ci import require_root  # noqa: E402
-from users import SSD, chown_tree, users  # noqa: E402
+from spyderflows import CONDA_STAND_IN, add_host_by_address, env_row, kernels_of, open_console, own_env, own_threads
+from spyderhost import SpyderWorld, announcing_system_daemon, capture, namespace_beside, unique_name
+from support.ci import require_root
+from users import SSD, chown_tree, users
 
-from ssd.spyder.dialogs import ChoiceDialog, LoginDialog, ProgressDialog, TrustDialog  # noqa: E402
-from ssd.spyder.localend import curve_capable  # noqa: E402
+from ssd.spyder.dialogs import ChoiceDialog, LoginDialog, ProgressDialog, TrustDialog
+from ssd.spyder.localend import curve_capable
 
 pytestmark = [
     pytest.mark.root,
