@@ -27,7 +27,7 @@ from support.eventually import eventually
 
 from ssd.kernels.slurm import SlurmConfig
 
-__all__ = ["SlurmCluster", "slurm_cluster"]
+__all__ = ["SlurmCluster", "cluster_for_tests", "slurm_cluster"]
 
 PARTITION = "debug"
 NODE = "ssd-node"
@@ -99,6 +99,23 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         cluster = replace(cluster, started_in=time.monotonic() - started)
         stack.callback(_drain, cluster)  # runs first: no job may outlive the daemons
         yield cluster
+
+
+@contextmanager
+def cluster_for_tests() -> Iterator[SlurmCluster]:
+    """slurm_cluster() for a test fixture: root required; skipped where Slurm is not installed (failed in CI)."""
+    import pytest  # only tests call this; the benchmarks use slurm_cluster()
+    from support.ci import IN_CI, require_root
+
+    require_root()
+    missing = missing_commands()
+    if missing:
+        message = f"Slurm is not installed here (no {', '.join(missing)}); .ci/run installs slurm-wlm and munge"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    with slurm_cluster() as running:
+        yield running
 
 
 def _node_hardware() -> dict[str, str]:

@@ -18,10 +18,9 @@ import pytest
 from envfixtures import public_dir
 from kerneltools import give_env
 from slurm.daemonjobs import hold_node, jobs, release
-from slurmcluster import SlurmCluster, missing_commands, slurm_cluster
+from slurmcluster import SlurmCluster, cluster_for_tests
 from spyderdriver import click, log_in, run, screenshot, wait_ready
 from spyderhost import SpyderWorld, announcing_system_daemon, unique_name
-from support.ci import IN_CI, require_root
 from users import users
 
 from ssd.spyder.dialogs import ChoiceDialog
@@ -47,14 +46,7 @@ def _no_leaked_threads() -> None:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[SlurmCluster]:
     """The one-node Slurm (root only; CI installs it)."""
-    require_root()
-    missing = missing_commands()
-    if missing:
-        message = f"Slurm is not installed here (no {', '.join(missing)}); .ci/run installs slurm-wlm and munge"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    with slurm_cluster() as running:
+    with cluster_for_tests() as running:
         yield running
 
 
