@@ -81,8 +81,11 @@ def _killed_during_sbatch(
     client = slurm_client(daemons[-1], tmp_path, alice)
     try:
         ready = [(kernel_id, "ready", int(job_id))]
-        listed = lambda: [(k.kernel_id, k.state, k.job_id) for k in client.kernel_list()]  # noqa: E731
-        eventually(lambda: listed() == ready, what="the job adopted by its name and the kernel ready", timeout=60)
+
+        def adopted() -> bool:
+            return [(k.kernel_id, k.state, k.job_id) for k in client.kernel_list()] == ready
+
+        eventually(adopted, what="the job adopted by its name and the kernel ready", timeout=60)
         connection = client.connection_info(client.kernel_info(kernel_id).connection)
         assert evaluate(connection, "os.environ['SLURM_JOB_ID']") == job_id
         assert f"job {job_id} ({name}) was submitted but its id never reached the record" in daemons[-1].log()
