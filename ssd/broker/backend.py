@@ -256,6 +256,9 @@ class WorkerRouter:
             self.kernels.record(record, kernel_id.decode(errors="replace"), body)
         except RecordRefused as exc:
             self._complain(record.key, time.monotonic(), "%s", exc)
+        else:
+            if body:  # stored: the worker may now do what must not outrun the record (sbatch)
+                self._send(record.routing_id, wire.SAVED, kernel_id)
         self._stop_spares()
 
     def _stop_spares(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from ssd.client import Client
 from ssd.ctl.args import add_host
@@ -20,7 +21,9 @@ __all__ = [
     "TCP_HELP",
     "resolve",
     "resolve_kernel",
+    "slurm_arguments",
     "slurm_options",
+    "spec_placement",
     "start_arguments",
     "waiting",
 ]
@@ -51,6 +54,11 @@ def start_arguments(parser: argparse.ArgumentParser) -> None:
         help="an environment variable for the kernel, if the host allows it (SPY_*, LANG, ...; repeatable)",
     )
     parser.add_argument("--restart", action="store_true", help="start it again if it dies without being asked to")
+    slurm_arguments(parser)
+
+
+def slurm_arguments(parser: argparse.ArgumentParser, *, queue_timeout: bool = False) -> None:
+    """--slurm and the resources it takes (start, console, kernelspec install; its --queue-timeout too)."""
     slurm = parser.add_argument_group("kernel in a Slurm job (a cluster's login node; see: ssd-ctl info HOST)")
     slurm.add_argument("--slurm", action="store_true", help="run the kernel in a Slurm job; waits while queued")
     slurm.add_argument("--partition", help="Slurm partition (default: the host's)")
@@ -58,6 +66,13 @@ def start_arguments(parser: argparse.ArgumentParser) -> None:
     slurm.add_argument("--cpus", type=int, help="CPUs (default: the host's)")
     slurm.add_argument("--mem", help="memory: 4G, 512M (default: the host's)")
     slurm.add_argument("--gpus", type=int, help="GPUs (default: none)")
+    if queue_timeout:
+        slurm.add_argument(
+            "--queue-timeout",
+            type=float,
+            metavar="SECONDS",
+            help="how long a start may wait in Slurm's queue before its job is cancelled (default 3600; 0: no limit)",
+        )
 
 
 def slurm_options(args: argparse.Namespace) -> dict[str, object] | None:
@@ -69,6 +84,19 @@ def slurm_options(args: argparse.Namespace) -> dict[str, object] | None:
             raise SSDError(f"{', '.join(named)} need --slurm", code=ErrorCode.USAGE)
         return None
     return {key: value for key, value in given.items() if value is not None}
+
+
+def spec_placement(args: argparse.Namespace) -> dict[str, Any]:
+    """A kernelspec's config keys for a kernel in a Slurm job (--slurm and its resources); {} without --slurm."""
+    slurm = slurm_options(args)
+    if slurm is None:
+        if args.queue_timeout is not None:
+            raise SSDError("--queue-timeout needs --slurm", code=ErrorCode.USAGE)
+        return {}
+    if args.queue_timeout is not None and args.queue_timeout < 0:
+        raise SSDError("--queue-timeout must be 0 (no limit) or more seconds", code=ErrorCode.USAGE)
+    timeout = {} if args.queue_timeout is None else {"queue_timeout": args.queue_timeout}
+    return {"slurm": slurm, **timeout}
 
 
 def _assignment(text: str) -> tuple[str, str]:

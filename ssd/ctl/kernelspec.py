@@ -39,9 +39,10 @@ from ssd.client import Client
 from ssd.client.hostspec import DEFAULT_PORT
 from ssd.ctl.args import add_host
 from ssd.ctl.commands import connected
+from ssd.ctl.kernelargs import slurm_arguments, spec_placement
 from ssd.ctl.output import Output
 from ssd.errors import ErrorCode, RemoteError, SSDError, key_not_authorized
-from ssd.provisioner.spec import KINDS, PROVISIONER_NAME
+from ssd.provisioner.spec import KINDS, PROVISIONER_NAME, check_offer
 
 __all__ = ["KERNELSPEC_COMMANDS", "add_parser", "spec_document", "spec_name"]
 
@@ -60,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     install.add_argument("--name", help="kernelspec name (default: ssd-HOST-ENV)")
     install.add_argument("--display-name", help='default: "Python X.Y · ENV · HOST"')
     install.add_argument("--kind", choices=KINDS, help="default: ipykernel if the environment has it, else spyder")
+    slurm_arguments(install, queue_timeout=True)
     _location_options(install)
     sync = actions.add_parser(
         "sync",
@@ -126,13 +128,22 @@ def _display_name(env: dict[str, Any], kind: str, host: str) -> str:
 
 
 def spec_document(
-    host: str, host_key: str, user: str, env: dict[str, Any], kind: str, display: str, *, encrypted: bool = False
+    host: str,
+    host_key: str,
+    user: str,
+    env: dict[str, Any],
+    kind: str,
+    display: str,
+    *,
+    encrypted: bool = False,
+    placement: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The kernel.json of a spec that starts *kind* in *env* on *host* through the ssd provisioner.
 
     *encrypted*: the host's kernels are reached through its CURVE relay, so the spec declares
     ``supported_encryption = ["curve"]`` (a KernelManager with ``transport_encryption = "required"``
-    accepts only such specs).
+    accepts only such specs). *placement*: config keys for a kernel in a Slurm job (``slurm``, its
+    resources, and ``queue_timeout``).
     """
     explain = f"raise SystemExit('this kernelspec runs its kernel on {host} through ssd-provisioner: pip install ssd')"
     return {
@@ -144,7 +155,7 @@ def spec_document(
         "metadata": {
             "kernel_provisioner": {
                 "provisioner_name": PROVISIONER_NAME,
-                "config": {"host": host, "env": env["prefix"], "kind": kind, "user": user},
+                "config": {"host": host, "env": env["prefix"], "kind": kind, "user": user, **(placement or {})},
             },
             "ssd": {
                 **{"host_key": host_key, "user": user, "env_name": _label(env), "python": env["python"]},
@@ -276,7 +287,10 @@ def _find(envs: list[dict[str, Any]], wanted: str, host: str) -> dict[str, Any]:
 
 def cmd_install(args: argparse.Namespace, out: Output) -> int:
     """Write one kernelspec for ENV on HOST."""
+    placement = spec_placement(args)
     with connected(args, out) as client:
+        if placement:
+            check_offer(client.server_info(), args.host, placement["slurm"])
         host_key, user, envs = _host_facts(client, args.host)
         encrypted, shown = _server_facts(client, args.host)
     env = _find(envs, args.env, args.host)
@@ -289,12 +303,14 @@ def cmd_install(args: argparse.Namespace, out: Output) -> int:
             f"install it with: ssd-ctl env install {args.host} {_label(env)} {package}",
             code=ErrorCode.KERNEL_PACKAGE_MISSING,
         )
-    name = (args.name or spec_name(host_key, _label(env), kind=kind)).lower()
-    display = args.display_name or _display_name(env, kind, shown)
-    document = spec_document(args.host, host_key, user, env, kind, display, encrypted=encrypted)
+    label = _label(env) + ("-slurm" if placement else "")
+    name = (args.name or spec_name(host_key, label, kind=kind)).lower()
+    display = args.display_name or _display_name(env, kind, shown) + (" · Slurm" if placement else "")
+    document = spec_document(args.host, host_key, user, env, kind, display, encrypted=encrypted, placement=placement)
     path = _write(name, document, _location(args))
     if args.json:
-        out.document({"name": name, "display_name": display, "env": env["prefix"], "kind": kind, "path": str(path)})
+        written = {"name": name, "display_name": display, "env": env["prefix"], "kind": kind, "path": str(path)}
+        out.document(written | placement)
     else:
         out.say(f"kernelspec {name} ({display}) written to {path}")
         out.say(f"Jupyter logs in to {args.host} with this client's key; if not done yet, run:")

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,8 @@ class KernelHooks(msgspec.Struct, frozen=True):
     start_timeout: float
     shutdown_grace: float
     max_restarts: int
+    # Send a record and wait until the broker stored it (None: on_record, unconfirmed).
+    save: Callable[[KernelRecord], Awaitable[None]] | None = None
 
 
 class ManagedKernel:

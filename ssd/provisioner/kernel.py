@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from jupyter_client.connect import KernelConnectionInfo
-from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
-from traitlets import Float, Unicode
 
 from ssd.client import AsyncClient, HostSpec
 from ssd.client.lease import LeaseKeeper, Trouble
@@ -17,8 +15,10 @@ from ssd.errors import ErrorCode, RemoteError, SSDError, TransportError
 from ssd.kernelerrors import KernelStartError
 from ssd.provisioner.failures import explained, warning
 from ssd.provisioner.hostlink import call_host, for_kernel_manager, resolve_host
-from ssd.provisioner.spec import check_config
-from ssd.replies import KernelDescription, KernelStartReply
+from ssd.provisioner.settings import ProvisionerSettings
+from ssd.provisioner.spec import check_config, check_slurm
+from ssd.provisioner.starting import Starter, StartRequest
+from ssd.replies import KernelDescription
 
 __all__ = ["SSDProvisioner"]
 T = TypeVar("T")
@@ -27,34 +27,11 @@ _GONE = ("dead", "gone")
 _POLL_INTERVAL = 0.5  # seconds between polls while wait() waits for a remote kernel to end
 
 
-class SSDProvisioner(KernelProvisionerBase):
+class SSDProvisioner(ProvisionerSettings):
     """A kernel started, watched and stopped by the ssd daemon on ``host``."""
 
-    host = Unicode("", config=True, help="The ssd host: HOST[:PORT], an address or a discovered name.")
-    env = Unicode("", config=True, help="The environment on the host: its prefix (or a name only it has).")
-    kind = Unicode("ipykernel", config=True, help="The kernel: ipykernel or spyder (spyder-kernels).")
-    user = Unicode("", config=True, help="The user on the host to log in as by key (default: your user name here).")
-    cwd = Unicode(
-        "",
-        config=True,
-        help="The kernel's working folder on the host (default: the notebook's folder where the user has it "
-        "there, as with a shared home; else the user's home).",
-    )
-    lease = Float(
-        30.0,
-        config=True,
-        help="Seconds the host holds the kernel per renewal (renewed every third of it): once this Jupyter is gone, "
-        "the host shuts the kernel down after the lease and its grace (kernels.lease_grace). 0: no lease.",
-    )
-
     def __init__(self, **kwargs: Any) -> None:
-        # A kernelspec written by a newer ssd may carry config keys this version does not know:
-        # traitlets would turn them into a DeprecationWarning, so they are dropped with a log line.
-        names = set(self.class_trait_names())
-        unknown = sorted(key for key in kwargs if key not in names)
-        super().__init__(**{key: value for key, value in kwargs.items() if key in names})
-        if unknown:
-            self.log.warning("ssd-provisioner: ignored unknown kernelspec config keys %s", ", ".join(unknown))
+        super().__init__(**kwargs)
         self.remote_id = ""  # the kernel's id on the host (not Jupyter's kernel_id)
         self._running = False  # has_process: from a launch until wait() saw the kernel end
         self._exit_code: int | None = None  # set once the remote kernel is known to have ended
@@ -68,6 +45,7 @@ class SSDProvisioner(KernelProvisionerBase):
         self._notebook_dir = ""  # the notebook's folder here, tried on the host when the spec names no cwd
         self._label = ""  # the notebook's path (Jupyter Server's JPY_SESSION_NAME), shown by ssd-ctl kernels
         self._spec: HostSpec | None = None
+        self._starter: Starter | None = None  # the last start: a shutdown while its job is queued cancels it
         self._trouble = Trouble(self.log)
         self._keeper = LeaseKeeper(self._renew_lease, max(self.lease / 3, 0.2), self._report)
 
@@ -82,6 +60,7 @@ class SSDProvisioner(KernelProvisionerBase):
         """Check the kernelspec's config and keep its ``env`` stanza (KernelManager.pre_start_kernel)."""
         try:
             check_config(self.host, self.env, self.kind)
+            check_slurm(self.slurm, self.host)
         except Exception as exc:
             raise self._explained(exc) from None
         kwargs = await super().pre_launch(**kwargs)
@@ -122,44 +101,23 @@ class SSDProvisioner(KernelProvisionerBase):
         return self.connection_info
 
     async def _start(self, client: AsyncClient) -> tuple[KernelDescription, dict[str, Any]]:
-        """``kernel_start``: in the notebook's folder where the host has it, else the home (or the spec's cwd)."""
-        options: dict[str, Any] = {"cwd": self.cwd or self._notebook_dir or None, "lease": self.lease or None}
-        options["label"] = self._label
-        while True:
-            try:
-                reply = await self._start_with(client, options)
-                break
-            except RemoteError as exc:
-                dropped = self._fallback(exc, options)
-                if dropped is None:
-                    raise
-                options[dropped] = None
-        return reply.kernel, client.connection_info(reply.connection)
+        """``kernel_start`` (``ssd.provisioner.starting``): on the host, or in a Slurm job that may wait queued."""
+        self._starter = Starter(self._start_request(), self.log)
+        return await self._starter.start(client)
 
-    def _fallback(self, exc: RemoteError, options: dict[str, Any]) -> str | None:
-        """The option to start again without: a notebook folder the host does not have, or what an older ssd
-        does not know (then a warning); None if there is none."""
-        if exc.code == ErrorCode.CWD_REFUSED and not self.cwd and options["cwd"]:
-            self.log.info("ssd-provisioner: %s; the kernel starts in the home on %s", exc.message, self.host)
-            return "cwd"
-        if exc.code != ErrorCode.BAD_REQUEST:
-            return None
-        if options["label"] and "label" in exc.message:
-            return "label"
-        if options["lease"] and "lease" in exc.message:
-            self.log.warning("ssd-provisioner: %s is an older ssd without leases: kernels outlive Jupyter", self.host)
-            return "lease"
-        return None
-
-    async def _start_with(self, client: AsyncClient, options: dict[str, Any]) -> KernelStartReply:
-        return await client.kernel_start(
-            self.env,
-            self.kind,
-            cwd=options["cwd"],
-            env_vars=self._env_vars,
+    def _start_request(self) -> StartRequest:
+        return StartRequest(
+            host=self.host,
+            env=self.env,
+            kind=self.kind,
+            cwd=self.cwd,
+            notebook_dir=self._notebook_dir,
+            label=self._label,
             name=f"jupyter {self.kernel_spec.display_name}"[:100] if self.kernel_spec else "jupyter",
-            lease=options["lease"],
-            label=options["label"] or "",
+            lease=self.lease,
+            env_vars=self._env_vars,
+            slurm=dict(self.slurm) if self.slurm is not None else None,
+            queue_timeout=self.queue_timeout,
         )
 
     async def _attach(self, client: AsyncClient) -> tuple[KernelDescription, dict[str, Any]]:
@@ -330,8 +288,15 @@ class SSDProvisioner(KernelProvisionerBase):
             await self._restart_in_place()
             return
         self._keeper.stop()
+        await self._cancel_queued()
         await self._shutdown_remote()
         self._running = False
+
+    async def _cancel_queued(self) -> None:
+        """A shutdown while the start's Slurm job is queued: cancel the job (``scancel``; the start then fails)."""
+        starter = self._starter
+        if starter is not None and starter.queue.waiting:
+            await self._call(starter.queue.cancel)
 
     # -- the lease ----------------------------------------------------------------------
 

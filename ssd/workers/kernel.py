@@ -29,7 +29,7 @@ from ssd.kernels.connection import classic_info, served_connection
 from ssd.kernels.lease import lease_lapsed
 from ssd.kernels.managed import KernelHooks, ManagedKernel
 from ssd.kernels.placement import Placements, job_fields, placed
-from ssd.kernels.record import KernelRecord
+from ssd.kernels.record import KernelRecord, RecordSaves
 from ssd.kernels.relay import PortBusy, new_relay_keys
 from ssd.kernels.relayhost import RelayHost
 from ssd.kernels.slurm.limits import SlurmConfig
@@ -67,12 +67,14 @@ class KernelWorker(Worker):
         self.home = os.environ.get("HOME") or str(Path("~").expanduser())
         self.discovery = EnvDiscovery(discovery_options(options.get("envs", {})), Path(self.home), dict(os.environ))
         self.kernels: dict[str, ManagedKernel] = {}
+        self.saves = RecordSaves(self._on_record)
         self.hooks = KernelHooks(
             on_state=self._on_state,
             on_record=self._on_record,
             start_timeout=self.config.start_timeout,
             shutdown_grace=self.config.shutdown_grace,
             max_restarts=self.config.max_restarts,
+            save=self.saves.save,
         )
         self._background: set[asyncio.Task[None]] = set()
         slurm = msgspec.convert(options.get("slurm", {}), SlurmConfig)
@@ -103,9 +105,12 @@ class KernelWorker(Worker):
     # -- adoption and background --------------------------------------------------------
 
     def handle_command(self, command: bytes, args: list[bytes]) -> None:
-        """ADOPT from the broker: the kernels a previous worker of this user left running; SPARES_STOP."""
+        """ADOPT from the broker: the kernels a previous worker of this user left running; SPARES_STOP; SAVED."""
         if command == wire.SPARES_STOP:
             self.spares.stop_some([arg.decode() for arg in args])
+            return
+        if command == wire.SAVED and len(args) == 1:
+            self.saves.saved(args[0].decode(errors="replace"))
             return
         if command != wire.ADOPT or len(args) != 1:
             super().handle_command(command, args)

@@ -12,6 +12,7 @@ Every message starts with the protocol tag and a command::
                        [TAG, STOP]
                        [TAG, ADOPT, json([KernelRecord, ...])]   (kernel service, right after READY)
                        [TAG, SPARES_STOP, kernel_id, ...]   (kernel service: stop these spares; none: all)
+                       [TAG, SAVED, kernel_id]   (kernel service: its latest record of the kernel is stored)
 
 The link is CURVE-encrypted and each worker's key is known to the broker
 before the worker starts (see ``Credentials``), so only processes the broker
@@ -38,6 +39,7 @@ STOP: Final = b"STOP"
 KERNEL: Final = b"KERNEL"
 ADOPT: Final = b"ADOPT"
 SPARES_STOP: Final = b"SPARES_STOP"
+SAVED: Final = b"SAVED"
 
 
 class Credentials(msgspec.Struct, frozen=True):

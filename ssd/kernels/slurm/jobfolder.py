@@ -4,6 +4,7 @@ keys) and, after a failed start, why (the job host's ``failure`` file, else the 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -13,11 +14,40 @@ from ssd.errors import ErrorCode, SSDError
 from ssd.files import write_atomic
 from ssd.kernels import launch
 from ssd.kernels.record import KernelRecord, SlurmJob
+from ssd.kernels.slurm.commands import SlurmCommands
 from ssd.kernels.slurm.jobhost import FAILURE_FILE, JOB_FILE, KERNEL_LOG
 from ssd.kernels.slurm.limits import SlurmResources
+from ssd.kernels.slurm.query import job_named
 from ssd.kernels.slurm.submit import JobSpec
 
-__all__ = ["prepare_job", "start_failure"]
+__all__ = ["find_submitted", "job_name", "prepare_job", "start_failure"]
+
+log = logging.getLogger(__name__)
+
+
+def job_name(kernel_id: str) -> str:
+    """The job's name, which carries the kernel's id: a job whose id never reached the record is found by it."""
+    return f"ssd-kernel-{kernel_id}"
+
+
+def find_submitted(kernel_id: str, commands: SlurmCommands) -> int | None:
+    """The job of a kernel recorded as submitting (the daemon stopped while sbatch ran), found by its name;
+    None (logged) when Slurm holds no such job or cannot be asked."""
+    name = job_name(kernel_id)
+    try:
+        job_id = job_named(name, commands)
+    except SSDError as exc:
+        log.warning("kernel %s: cannot look for its job %s (%s); forgetting the kernel", kernel_id, name, exc)
+        return None
+    if job_id is None:
+        log.info("kernel %s: no job %s in Slurm (sbatch never ran, or the job ended): forgotten", kernel_id, name)
+        return None
+    log.warning(
+        "kernel %s: job %d (%s) was submitted but its id never reached the record (the daemon stopped while "
+        "sbatch ran); adopting it",
+        *(kernel_id, job_id, name),
+    )
+    return job_id
 
 
 def prepare_job(record: KernelRecord, job: SlurmJob, login: str) -> tuple[JobSpec, dict[str, str]]:
@@ -44,6 +74,7 @@ def prepare_job(record: KernelRecord, job: SlurmJob, login: str) -> tuple[JobSpe
         workdir=Path(record.cwd),
         output=folder / "job.log",
         environment=record.environ,
+        job_name=job_name(record.kernel_id),
     )
     keys = {"link_serverkey": link["server_publickey"], "link_publickey": client_public.decode()}
     return spec, keys | {"link_secretkey": client_secret.decode()}

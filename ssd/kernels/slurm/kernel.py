@@ -28,7 +28,7 @@ from ssd.kernels.link import KernelLink, KernelSilent, kernel_info_summary
 from ssd.kernels.managed import KernelHooks, ManagedKernel
 from ssd.kernels.record import KernelRecord, SlurmJob
 from ssd.kernels.slurm.commands import Invocation, SlurmCommands, run
-from ssd.kernels.slurm.jobfolder import prepare_job, start_failure
+from ssd.kernels.slurm.jobfolder import find_submitted, prepare_job, start_failure
 from ssd.kernels.slurm.jobhost import ENDPOINT_FILE, RESTART_FILE, read_private
 from ssd.kernels.slurm.poller import JobPoller
 from ssd.kernels.slurm.query import JobStatus, async_cancel, cancel, job_status
@@ -73,6 +73,7 @@ class SlurmKernel(ManagedKernel):
         self._resuming: asyncio.Task[None] | None = None  # an adopted queued job's wait (see adopt)
         self._forgotten = False
         self._orphaned = False  # a start cut short by the worker's exit: its job is kept (see abandon)
+        self._recorded = False  # the broker holds the record (then sbatch may run)
 
     @property
     def job(self) -> SlurmJob:
@@ -95,12 +96,12 @@ class SlurmKernel(ManagedKernel):
     async def start(self) -> dict[str, float]:
         """Submit the job, wait while it is queued, then for the kernel's kernel_info; return the timings."""
         began = time.monotonic()
-        await self._submit()
-        submitted = time.monotonic()
         try:
+            await self._submit()
+            submitted = time.monotonic()
             running = await self._until_ready()
         except asyncio.CancelledError:  # the worker is going away: the job waits for the next one's adoption
-            self._orphaned = bool(self.job.job_id)
+            self._orphaned = self._recorded
             raise
         return {"submit": submitted - began, "queued": running - submitted, "ready": time.monotonic() - began}
 
@@ -118,11 +119,22 @@ class SlurmKernel(ManagedKernel):
         return running
 
     async def _submit(self) -> None:
-        """job.json (0600) with the kernel and the link's keys, then sbatch; the job id goes to the record."""
+        """job.json (0600) with the kernel and the link's keys, the record stored, then sbatch; the job id goes
+        to the record. The record is stored first (job id 0: submitting), and the job's name carries the kernel
+        id: a daemon that dies while sbatch runs leaves a record by which the next worker finds the job."""
         spec, keys = prepare_job(self.record, self.job, self.login)
+        self.record = msgspec.structs.replace(self.record, connection={**self.record.connection, **keys})
+        if self.hooks.save is not None:
+            await self.hooks.save(self.record)
+        else:
+            self.hooks.on_record(self.kernel_id, self.record)
+        self._recorded = True
         job_id = await async_submit(spec, self.commands)
-        job = msgspec.structs.replace(self.job, job_id=job_id)
-        self.record = msgspec.structs.replace(self.record, connection={**self.record.connection, **keys}, job=job)
+        self._use_job(job_id)
+
+    def _use_job(self, job_id: int) -> None:
+        """The job's id into the record, and the record to the broker."""
+        self.record = msgspec.structs.replace(self.record, job=msgspec.structs.replace(self.job, job_id=job_id))
         self.hooks.on_record(self.kernel_id, self.record)
 
     async def _wait_endpoint(self, generation: int) -> None:
@@ -235,7 +247,7 @@ class SlurmKernel(ManagedKernel):
     def adopt(self) -> bool:
         """Take over a kernel by its job id: ready if its relay announced itself, else waited for again (a job
         still queued when the daemon restarted); False if Slurm says the job ended."""
-        if not self.job.job_id:
+        if not self.job.job_id and not self._find_submitted():
             return False
         try:
             state = kernel_state(job_status(self.job.job_id, self.commands))
@@ -255,6 +267,14 @@ class SlurmKernel(ManagedKernel):
         self.link.start_watching()
         self._watcher = asyncio.create_task(self._watch_job())
         return True
+
+    def _find_submitted(self) -> bool:
+        """A submission whose job id never reached the record (the daemon stopped during sbatch): its job, found
+        by name, taken into the record; False when Slurm holds no such job."""
+        job_id = find_submitted(self.kernel_id, self.commands)
+        if job_id is not None:
+            self._use_job(job_id)
+        return job_id is not None
 
     async def _resume_start(self) -> None:
         """An adopted job not yet running: wait for it as a start would; dead (and forgotten) if it fails."""

@@ -20,6 +20,7 @@ __all__ = [
     "async_job_status",
     "async_jobs_status",
     "cancel",
+    "job_named",
     "job_status",
     "parse_sacct",
     "parse_squeue",
@@ -144,6 +145,18 @@ async def async_jobs_status(job_ids: list[int], commands: SlurmCommands) -> dict
         else:
             found[job_id] = _gone(job_id)
     return found
+
+
+def job_named(name: str, commands: SlurmCommands) -> int | None:
+    """The id of the caller's one job named *name* that Slurm has not ended (None: no such job)."""
+    argv = [commands.squeue, "--me", f"--name={name}", "--noheader", "--format=%i"]
+    done = run(Invocation(argv, commands.environment()), commands.timeout)
+    if done.returncode != 0:
+        raise SlurmError(f"squeue failed: {done.failure()}")
+    ids = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    if len(ids) > 1 or not all(text.isdigit() for text in ids):
+        raise SlurmOutputError(f"squeue listed {done.stdout.strip()!r} for the job name {name}")
+    return int(ids[0]) if ids else None
 
 
 def scancel_invocation(job_id: int, commands: SlurmCommands) -> Invocation:
