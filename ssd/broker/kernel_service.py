@@ -35,8 +35,8 @@ from ssd.broker.sessions import SessionStore
 from ssd.config import KernelsConfig
 from ssd.errors import ErrorCode, SSDError
 from ssd.kernels.connection import served_connection
-from ssd.kernels.record import KernelRecord
 from ssd.kernels.launch import check_env_vars
+from ssd.kernels.record import KernelRecord
 from ssd.keys import KeyPair
 from ssd.messages import KernelStartRequest, RequestContent
 from ssd.sealed import seal, sealed_context
