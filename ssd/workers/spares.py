@@ -17,7 +17,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -80,6 +80,32 @@ class SpareKeeper:
         self.hooks = msgspec.structs.replace(worker.hooks, on_state=self._on_state)
         self._settings = Path(worker.home) / ".local" / "state" / "ssd" / f"spares-{socket.gethostname()}.json"
         self._tasks: set[asyncio.Task[None]] = set()
+        # kernel_start handlers whose kernel is not yet among the worker's kernels: each takes a place soon, so
+        # neither a refill nor the book's per-user cap (spares count) may have it (a start is never refused).
+        self.arriving = 0
+
+    @contextlib.contextmanager
+    def arrival(self) -> Iterator[Callable[[], None]]:
+        """A kernel_start handler's place under the per-user limit; call the function yielded once its kernel
+        is among the worker's kernels (the place is given back at the end in any case)."""
+        done = False
+
+        def arrived() -> None:
+            nonlocal done
+            if not done:
+                done, self.arriving = True, self.arriving - 1
+
+        self.arriving += 1
+        try:
+            yield arrived
+        finally:
+            arrived()
+
+    def room(self) -> int:
+        """Places left under the per-user limit for spares: the user's kernels, spares and arriving starts
+        take theirs (16 without a limit)."""
+        limit = self.worker.config.max_per_user
+        return limit - len(self.worker.kernels) - len(self.pool) - self.arriving if limit else 16
 
     # -- serving a start -----------------------------------------------------------------
 
@@ -122,9 +148,9 @@ class SpareKeeper:
         return reply.get("status") == "ok"
 
     async def make_room(self) -> None:
-        """Stop a spare when the user's kernels and spares fill the per-user limit (a start never waits on one)."""
-        limit = self.worker.config.max_per_user
-        if limit and self.pool.spares and len(self.worker.kernels) + len(self.pool) >= limit:
+        """Stop a spare when the user's kernels, spares and arriving starts (this one too) are over the per-user
+        limit: the spare's record goes before the cold kernel's comes (a start is never refused for a spare)."""
+        if self.pool.spares and self.room() < 0:
             await self.stop(next(iter(self.pool.spares)))
 
     # -- refilling -----------------------------------------------------------------------
@@ -145,9 +171,7 @@ class SpareKeeper:
         template = self.pool.template(key)
         if template is None:
             return
-        limit = self.worker.config.max_per_user
-        room = limit - len(self.worker.kernels) - len(self.pool) if limit else 16
-        for _ in range(self.pool.missing(key, self.wanted(env.prefix), room)):
+        for _ in range(self.pool.missing(key, self.wanted(env.prefix), self.room())):
             content = KernelStartRequest(env=env.prefix, kind=kind, cwd=template[1], env_vars=template[0])
             record = self.worker.new_record(content, env)
             record = msgspec.structs.replace(record, spare=True, name=f"spare: {record.name}")
