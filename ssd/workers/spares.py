@@ -115,7 +115,10 @@ class SpareKeeper:
         cwd = launch.check_cwd(content.cwd, self.worker.home)
         for other in self.pool.used(key, dict(content.env_vars), cwd):
             self._spawn(self.stop(other))
-        spare = self.pool.take(key, dict(content.env_vars), env_stamp(env.prefix))
+        current = env_stamp(env.prefix)
+        for stale in self.pool.retire_stale(key, current):
+            self._spawn(self.stop(stale))
+        spare = self.pool.take(key, dict(content.env_vars), current)
         if spare is None:
             return None
         kernel = self.kernels.pop(spare.kernel_id)

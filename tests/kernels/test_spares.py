@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -116,9 +117,10 @@ def test_a_spyder_spare_moved_to_the_requested_folder_is_where_spyder_looks(tmp_
             stop_all(a)
 
 
-def test_an_installed_package_retires_the_spare(tmp_path: Path) -> None:
-    """A package added to the environment: the spare is not served (the next kernel imports the package)
-    and it is stopped."""
+def test_an_installed_or_removed_package_retires_the_spare(tmp_path: Path) -> None:
+    """A package added to the environment (its files, as pip writes them: the kernel env has no pip): the spare
+    is not served (the next kernel imports the package) and it is stopped; the package removed again: the
+    spare started since is not served either (the next kernel does not find it)."""
     require_root()
     with users(1) as (alice,), public_dir() as where, system_daemon(tmp_path) as daemon:
         prefix = give_env(alice, where)
@@ -138,6 +140,14 @@ def test_an_installed_package_retires_the_spare(tmp_path: Path) -> None:
             assert evaluate(a.connection_info(started.connection), "__import__('spare_probe').VALUE") == 17
             _gone(spare.pid)
             eventually(lambda: spare.kernel_id not in {s.kernel_id for s in a.kernel_list(spares=True)}, "spare gone")
+            (fresh,) = _ready_spare(a)  # refilled, with the package
+            shutil.rmtree(package)
+            shutil.rmtree(site / "spare_probe-1.0.dist-info")
+            again = a.kernel_start("sci", "ipykernel")
+            assert again.kernel.kernel_id != fresh.kernel_id
+            found = "__import__('importlib.util').util.find_spec('spare_probe') is None"
+            assert evaluate(a.connection_info(again.connection), found) is True
+            _gone(fresh.pid)
         finally:
             stop_all(a)
 
