@@ -83,6 +83,8 @@ class SpareKeeper:
         # kernel_start handlers whose kernel is not yet among the worker's kernels: each takes a place soon, so
         # neither a refill nor the book's per-user cap (spares count) may have it (a start is never refused).
         self.arriving = 0
+        # Spares being stopped, until their record is dropped: they still take their place in the book.
+        self._stopping: dict[str, asyncio.Task[None]] = {}
 
     @contextlib.contextmanager
     def arrival(self) -> Iterator[Callable[[], None]]:
@@ -102,10 +104,11 @@ class SpareKeeper:
             arrived()
 
     def room(self) -> int:
-        """Places left under the per-user limit for spares: the user's kernels, spares and arriving starts
-        take theirs (16 without a limit)."""
+        """Places left under the per-user limit: the user's kernels, spares (also those being stopped) and
+        arriving starts take theirs (16 without a limit)."""
         limit = self.worker.config.max_per_user
-        return limit - len(self.worker.kernels) - len(self.pool) - self.arriving if limit else 16
+        taken = len(self.worker.kernels) + len(self.pool) + len(self._stopping) + self.arriving
+        return limit - taken if limit else 16
 
     # -- serving a start -----------------------------------------------------------------
 
@@ -123,7 +126,7 @@ class SpareKeeper:
             return None
         kernel = self.kernels.pop(spare.kernel_id)
         if kernel.state != "ready" or not await self._move(kernel, spare.cwd, cwd):
-            self._spawn(self._shutdown(kernel))
+            self._retire(kernel)
             return None
         kernel.hooks = self.worker.hooks
         kernel.record = msgspec.structs.replace(
@@ -151,10 +154,16 @@ class SpareKeeper:
         return reply.get("status") == "ok"
 
     async def make_room(self) -> None:
-        """Stop a spare when the user's kernels, spares and arriving starts (this one too) are over the per-user
-        limit: the spare's record goes before the cold kernel's comes (a start is never refused for a spare)."""
-        if self.pool.spares and self.room() < 0:
-            await self.stop(next(iter(self.pool.spares)))
+        """While the user's kernels, spares and arriving starts (this one too) are over the per-user limit, stop
+        a spare or wait for one being stopped: the spare's record goes before the cold kernel's comes (the book
+        would refuse that one beyond the user's cap; a start is never refused for a spare)."""
+        while self.room() < 0:
+            if self.pool.spares:
+                await self.stop(next(iter(self.pool.spares)))
+            elif self._stopping:
+                await asyncio.wait(set(self._stopping.values()), return_when=asyncio.FIRST_COMPLETED)
+            else:
+                return
 
     # -- refilling -----------------------------------------------------------------------
 
@@ -223,13 +232,21 @@ class SpareKeeper:
         self.pool.remove(kernel_id)
         kernel = self.kernels.pop(kernel_id, None)
         if kernel is not None:
-            await self._shutdown(kernel)
+            await self._retire(kernel)
+
+    def _retire(self, kernel: ManagedKernel) -> asyncio.Task[None]:
+        """Shut a spare down in a task, counted as stopping (it keeps its place) until its record is dropped."""
+        task = asyncio.create_task(self._shutdown(kernel))
+        self._stopping[kernel.kernel_id] = task
+        task.add_done_callback(lambda _: self._stopping.pop(kernel.kernel_id, None))
+        return task
 
     async def stop_all(self) -> None:
         """Stop every spare (the worker stops: spares never outlive it)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*(self.stop(k) for k in self.pool.clear()), return_exceptions=True)
+        await asyncio.gather(*self._stopping.values(), return_exceptions=True)
         for kernel in list(self.kernels.values()):  # still starting: not in the pool's ready set
             kernel.abandon()
         self.kernels.clear()
