@@ -19,13 +19,14 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
 from support.ci import require_root
 from support.eventually import eventually
 
-from scale.scalehost import burst_starts, scale_host
+from scale.scalehost import Member, burst_starts, scale_host
 from ssd.errors import ErrorCode, RemoteError
 from ssd.replies import KernelStartReply
 
@@ -81,6 +82,11 @@ def test_a_burst_of_starts_on_a_slow_disk_is_answered_and_loses_no_worker(tmp_pa
         assert "broker silent" not in log, "workers found the broker silent"
 
 
+def spares_of(member: Member, count: int) -> bool:
+    """Whether *member* has *count* spare kernels."""
+    return len(member.client.kernel_list(spares=True)) == count
+
+
 def test_a_burst_at_both_limits_with_spares_is_refused_exactly_where_the_limits_say(tmp_path: Path) -> None:
     """3 users, max_per_user=3, max_per_host=9, spares on: each runs a kernel and gets a spare, then all start
     3 more at once. Exactly two starts per user succeed (one may take the spare, the other makes it room), the
@@ -92,7 +98,7 @@ def test_a_burst_at_both_limits_with_spares_is_refused_exactly_where_the_limits_
         for member in host.members:
             host.start(member, "ipykernel")
         for member in host.members:
-            eventually(lambda m=member: len(m.client.kernel_list(spares=True)) == 1, what=f"{member.user.name}'s spare")
+            eventually(partial(spares_of, member, 1), what=f"{member.user.name}'s spare")
         results = burst_starts(host, [starts] * users)
         for member, reply in zip([m for m in host.members for _ in range(starts)], results, strict=True):
             if isinstance(reply, KernelStartReply):
@@ -103,7 +109,7 @@ def test_a_burst_at_both_limits_with_spares_is_refused_exactly_where_the_limits_
         assert [len(m.kernels) for m in host.members] == [per_user] * users
         assert len(refused) == users * (starts + 1 - per_user)
         for member in host.members:
-            eventually(lambda m=member: m.client.kernel_list(spares=True) == [], what=f"no spare of {member.user.name}")
+            eventually(partial(spares_of, member, 0), what=f"no spare of {member.user.name}")
             assert {k.kernel_id for k in member.client.kernel_list()} == {k.kernel_id for k in member.kernels}
         assert host.lost_workers() == []
         assert "beyond its user" not in host.daemon.log(), "a kernel record was refused beyond its user's limit"
