@@ -329,10 +329,9 @@ async def kernel_start(worker: KernelWorker, content: KernelStartRequest, reques
     began = time.monotonic()
     worker.check_limit()
     worker.placements.check(content.placement, content.slurm)
-    envs = await asyncio.to_thread(worker.discovery.list)
-    env = find_env(envs, content.env)
     local = content.placement == "local"  # spares are local kernels: a start in a Slurm job is always cold
-    with worker.spares.arrival() as arrived:
+    with worker.spares.arrival() as arrived:  # from here on no spare takes this start's place
+        env = find_env(await asyncio.to_thread(worker.discovery.list), content.env)
         kernel = await worker.spares.take(content, env) if local else None
         if kernel is not None:
             timing = worker.adopt_spare(kernel, began)
