@@ -137,3 +137,23 @@ def test_a_notebooks_kernel_starts_in_its_folder_and_is_labelled(
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert "work/analysis.ipynb" in table.stdout
+
+
+def test_jupyters_kernels_come_from_the_hosts_spares_which_it_never_lists(
+    host: Host, server: JupyterServer, admin: Client
+) -> None:
+    """After a kernel started over the REST API the host keeps a spare that Jupyter does not list (nor does
+    the host's kernel_list); Jupyter's next kernel is that spare, with no change on Jupyter's side."""
+    first = server.request("POST", "/api/kernels", {"name": host.spec})
+
+    def ready_spare() -> str | None:
+        spares = admin.kernel_list(spares=True)
+        return spares[0].kernel_id if len(spares) == 1 and spares[0].state == "ready" else None
+
+    spare = eventually(ready_spare, "a ready spare on the host", timeout=40)
+    assert [k["id"] for k in server.request("GET", "/api/kernels")] == [first["id"]]
+    assert spare not in {k.kernel_id for k in admin.kernel_list()}
+    second = server.request("POST", "/api/kernels", {"name": host.spec})
+    assert {k["id"] for k in server.request("GET", "/api/kernels")} == {first["id"], second["id"]}
+    assert spare in {k.kernel_id for k in admin.kernel_list()}  # the spare, now Jupyter's second kernel
+    assert len(admin.kernel_list()) == 2

@@ -239,6 +239,7 @@ class WorkerRouter:
             content = protocol.error_content(ErrorCode.INTERNAL_ERROR, "the worker sent an invalid reply")
         else:
             self.events.note_reply(record, pending.msg_type, body)
+            self.kernels.answered(pending, body)
         self._answer(pending, content)
         self._drain_queue(record.service, record.user)
 

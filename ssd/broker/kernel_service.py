@@ -5,7 +5,10 @@ Kernels run under their users' kernel workers; the broker keeps their records
 The rest of the broker asks this class, and only this class, about kernels:
 
 - admission: a ``kernel_start_request`` within the variable allow-list and the
-  per-user and per-host limits (records plus starts still in flight);
+  per-user and per-host limits: each kernel counted once, as its record or as
+  its start still in flight. A start's worker sends the kernel's record before
+  its reply (at spawn, or when it takes a spare), so from that record until the
+  reply the start is counted as the record (``_starting``);
 - records and adoption: a kernel worker's records go to the book, and the
   next kernel worker of that user gets them back (``ADOPT``);
 - sealing: a ``kernel_state`` event of a ready kernel gets its connection info
@@ -23,14 +26,17 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from ssd import contract, protocol
 from ssd.broker.kernels import KernelBook, RecordRefused
-from ssd.broker.registry import Registry, WorkerRecord
+from ssd.broker.registry import Pending, Registry, WorkerRecord
 from ssd.broker.sessions import SessionStore
 from ssd.config import KernelsConfig
 from ssd.errors import ErrorCode, SSDError
 from ssd.kernels.connection import served_connection
 from ssd.kernels.launch import check_env_vars
+from ssd.kernels.record import KernelRecord
 from ssd.keys import KeyPair
 from ssd.messages import KernelStartRequest, RequestContent
 from ssd.sealed import seal, sealed_context
@@ -40,6 +46,16 @@ __all__ = ["KERNEL_START", "ConnectionSealer", "KernelService"]
 KERNEL_START = contract.KERNEL_START.msg_type
 KERNEL_STATE = "kernel_state"
 SEALED_STATES = ("ready", "restarted")
+
+
+class _StartedKernel(msgspec.Struct):
+    kernel_id: str
+
+
+class _StartReply(msgspec.Struct):
+    """What the broker reads of a kernel_start reply: which kernel it started."""
+
+    kernel: _StartedKernel
 
 
 class ConnectionSealer:
@@ -76,6 +92,9 @@ class KernelService:
         self.limits = limits
         self.sealer = sealer
         self._changed = changed  # told when the host's kernel count may have moved (the announcer)
+        # Per user: kernels whose record (not a spare's) came while a start was in flight, until a start's
+        # reply names them; each stands for one of those starts, which must not count a second time.
+        self._recorded_starts: dict[str, set[str]] = {}
 
     # -- admission ---------------------------------------------------------------------
 
@@ -94,7 +113,7 @@ class KernelService:
 
     def _over_user_limit(self, user: str) -> dict[str, Any] | None:
         limit, running = self.limits.max_per_user, self.book.count(user, spares=False)
-        starting = self.registry.in_flight(KERNEL_START, user)
+        starting = self._starting(user)
         if not limit or running + starting < limit:
             return None
         also = f" and start {starting} more" if starting else ""
@@ -106,11 +125,32 @@ class KernelService:
 
     def _over_host_limit(self) -> dict[str, Any] | None:
         limit = self.limits.max_per_host
-        if not limit or self.book.count(spares=False) + self.registry.in_flight(KERNEL_START) < limit:
+        if not limit or self.book.count(spares=False) + self._starting() < limit:
             return None
         return protocol.error_content(
             ErrorCode.LIMIT_REACHED, f"this host runs {limit} kernels, the most it allows; try again later"
         )
+
+    def _starting(self, user: str | None = None) -> int:
+        """Starts in flight (of *user*, else on the host) whose kernel has no record yet."""
+        recorded = 0
+        for name in [user] if user is not None else list(self._recorded_starts):
+            kernels, starts = self._recorded_starts.get(name, set()), self.registry.in_flight(KERNEL_START, name)
+            if not starts:  # answered, or lost with their worker: what is left counts as records only
+                self._recorded_starts.pop(name, None)
+            recorded += min(len(kernels), starts)
+        return self.registry.in_flight(KERNEL_START, user) - recorded
+
+    def answered(self, pending: Pending, body: bytes) -> None:
+        """A worker's reply to *pending* passes (the backend, before it answers the client): a kernel_start's
+        kernel is counted as its record alone from now on."""
+        if pending.msg_type != KERNEL_START or pending.user is None:
+            return
+        try:
+            kernel_id = msgspec.json.decode(body, type=_StartReply).kernel.kernel_id
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return  # an error reply: its kernel's record (if it had one) was dropped before it
+        self._recorded_starts.get(pending.user, set()).discard(kernel_id)
 
     # -- records and adoption ----------------------------------------------------------
 
@@ -118,10 +158,20 @@ class KernelService:
         """A kernel worker's record of one kernel (empty *body*: forget it); RecordRefused if it may not."""
         if worker.service != "kernel" or worker.user is None:
             raise RecordRefused("a kernel record")
-        book = self.book
-        changed = book.put(worker.user, kernel_id, body) if body else book.drop(worker.user, kernel_id)
+        book, user = self.book, worker.user
+        was = book.record_of(user, kernel_id)
+        changed = book.put(user, kernel_id, body) if body else book.drop(user, kernel_id)
+        self._note_start_record(user, kernel_id, was)
         if changed and self._changed is not None:
             self._changed()
+
+    def _note_start_record(self, user: str, kernel_id: str, was: KernelRecord | None) -> None:
+        """A new kernel's record (or a spare's, now taken) while *user* has starts in flight is one of them."""
+        now = self.book.record_of(user, kernel_id)
+        if now is None:
+            self._recorded_starts.get(user, set()).discard(kernel_id)
+        elif not now.spare and (was is None or was.spare) and self.registry.in_flight(KERNEL_START, user):
+            self._recorded_starts.setdefault(user, set()).add(kernel_id)
 
     def adoption(self, worker: WorkerRecord) -> bytes | None:
         """The records a newly registered kernel worker takes over (its ``ADOPT``); None for other workers."""
@@ -166,7 +216,8 @@ class KernelService:
         """Per user, the spares to stop now (an empty list: all of them): over the host's limit, newest
         first, and every spare of a user whose sessions all ended."""
         spares = self.book.spares()
-        over = self.book.count() - self.limits.max_per_host if self.limits.max_per_host else 0
+        limit = self.limits.max_per_host
+        over = self.book.count() + self._starting() - limit if limit else 0
         stop: dict[str, list[str]] = {}
         for user, kernel_id in spares[: max(over, 0)]:
             stop.setdefault(user, []).append(kernel_id)

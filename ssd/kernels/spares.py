@@ -92,6 +92,14 @@ class SparePool:
                 return self.spares.pop(spare.kernel_id)
         return None
 
+    def retire_stale(self, key: SpareKey, current: EnvStamp) -> list[str]:
+        """Spares of *key* started before the environment became *current*, removed (to stop): a start that
+        finds the environment changed is cold, and the refill after it must not count them."""
+        stale = [spare.kernel_id for spare in self.of(key) if spare.stamp != current]
+        for kernel_id in stale:
+            del self.spares[kernel_id]
+        return stale
+
     def add(self, spare: Spare) -> None:
         """A spare is being started."""
         self.spares[spare.kernel_id] = spare

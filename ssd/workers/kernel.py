@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -334,15 +334,15 @@ async def kernel_start(worker: KernelWorker, content: KernelStartRequest, reques
     began = time.monotonic()
     worker.check_limit()
     worker.placements.check(content.placement, content.slurm)
-    envs = await asyncio.to_thread(worker.discovery.list)
-    env = find_env(envs, content.env)
     local = content.placement == "local"  # spares are local kernels: a start in a Slurm job is always cold
-    kernel = await worker.spares.take(content, env) if local else None
-    if kernel is not None:
-        timing = worker.adopt_spare(kernel, began)
-    else:
-        await worker.spares.make_room()
-        kernel, timing = await _cold_start(worker, content, env, began)
+    with worker.spares.arrival() as arrived:  # from here on no spare takes this start's place
+        env = find_env(await asyncio.to_thread(worker.discovery.list), content.env)
+        kernel = await worker.spares.take(content, env) if local else None
+        if kernel is not None:
+            timing = worker.adopt_spare(kernel, began)
+        else:
+            await worker.spares.make_room()
+            kernel, timing = await _cold_start(worker, content, env, began, arrived)
     if local:
         worker.spares.refill_soon(content.kind, env)
     return KernelStartReply(
@@ -355,13 +355,14 @@ async def kernel_start(worker: KernelWorker, content: KernelStartRequest, reques
 
 
 async def _cold_start(
-    worker: KernelWorker, content: KernelStartRequest, env: EnvInfo, began: float
+    worker: KernelWorker, content: KernelStartRequest, env: EnvInfo, began: float, arrived: Callable[[], None]
 ) -> tuple[ManagedKernel, dict[str, float]]:
     record = await asyncio.to_thread(worker.new_record, content, env)
     record = worker.placements.prepare(record, content.placement, content.slurm)
     worker.check_limit()  # again: another start may have been admitted while discovery ran
     kernel = worker.placements.kernel(worker.ctx, record, worker.hooks)
     worker.kernels[record.kernel_id] = kernel
+    arrived()
     prepared = time.monotonic()
     try:
         # The relay first (it only connects to the kernel's ports), so that the record the broker holds

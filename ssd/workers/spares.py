@@ -17,7 +17,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -80,6 +80,35 @@ class SpareKeeper:
         self.hooks = msgspec.structs.replace(worker.hooks, on_state=self._on_state)
         self._settings = Path(worker.home) / ".local" / "state" / "ssd" / f"spares-{socket.gethostname()}.json"
         self._tasks: set[asyncio.Task[None]] = set()
+        # kernel_start handlers whose kernel is not yet among the worker's kernels: each takes a place soon, so
+        # neither a refill nor the book's per-user cap (spares count) may have it (a start is never refused).
+        self.arriving = 0
+        # Spares being stopped, until their record is dropped: they still take their place in the book.
+        self._stopping: dict[str, asyncio.Task[None]] = {}
+
+    @contextlib.contextmanager
+    def arrival(self) -> Iterator[Callable[[], None]]:
+        """A kernel_start handler's place under the per-user limit; call the function yielded once its kernel
+        is among the worker's kernels (the place is given back at the end in any case)."""
+        done = False
+
+        def arrived() -> None:
+            nonlocal done
+            if not done:
+                done, self.arriving = True, self.arriving - 1
+
+        self.arriving += 1
+        try:
+            yield arrived
+        finally:
+            arrived()
+
+    def room(self) -> int:
+        """Places left under the per-user limit: the user's kernels, spares (also those being stopped) and
+        arriving starts take theirs (16 without a limit)."""
+        limit = self.worker.config.max_per_user
+        taken = len(self.worker.kernels) + len(self.pool) + len(self._stopping) + self.arriving
+        return limit - taken if limit else 16
 
     # -- serving a start -----------------------------------------------------------------
 
@@ -89,12 +118,15 @@ class SpareKeeper:
         cwd = launch.check_cwd(content.cwd, self.worker.home)
         for other in self.pool.used(key, dict(content.env_vars), cwd):
             self._spawn(self.stop(other))
-        spare = self.pool.take(key, dict(content.env_vars), env_stamp(env.prefix))
+        current = env_stamp(env.prefix)
+        for stale in self.pool.retire_stale(key, current):
+            self._spawn(self.stop(stale))
+        spare = self.pool.take(key, dict(content.env_vars), current)
         if spare is None:
             return None
         kernel = self.kernels.pop(spare.kernel_id)
         if kernel.state != "ready" or not await self._move(kernel, spare.cwd, cwd):
-            self._spawn(self._shutdown(kernel))
+            self._retire(kernel)
             return None
         kernel.hooks = self.worker.hooks
         kernel.record = msgspec.structs.replace(
@@ -122,10 +154,16 @@ class SpareKeeper:
         return reply.get("status") == "ok"
 
     async def make_room(self) -> None:
-        """Stop a spare when the user's kernels and spares fill the per-user limit (a start never waits on one)."""
-        limit = self.worker.config.max_per_user
-        if limit and self.pool.spares and len(self.worker.kernels) + len(self.pool) >= limit:
-            await self.stop(next(iter(self.pool.spares)))
+        """While the user's kernels, spares and arriving starts (this one too) are over the per-user limit, stop
+        a spare or wait for one being stopped: the spare's record goes before the cold kernel's comes (the book
+        would refuse that one beyond the user's cap; a start is never refused for a spare)."""
+        while self.room() < 0:
+            if self.pool.spares:
+                await self.stop(next(iter(self.pool.spares)))
+            elif self._stopping:
+                await asyncio.wait(set(self._stopping.values()), return_when=asyncio.FIRST_COMPLETED)
+            else:
+                return
 
     # -- refilling -----------------------------------------------------------------------
 
@@ -145,9 +183,7 @@ class SpareKeeper:
         template = self.pool.template(key)
         if template is None:
             return
-        limit = self.worker.config.max_per_user
-        room = limit - len(self.worker.kernels) - len(self.pool) if limit else 16
-        for _ in range(self.pool.missing(key, self.wanted(env.prefix), room)):
+        for _ in range(self.pool.missing(key, self.wanted(env.prefix), self.room())):
             content = KernelStartRequest(env=env.prefix, kind=kind, cwd=template[1], env_vars=template[0])
             record = self.worker.new_record(content, env)
             record = msgspec.structs.replace(record, spare=True, name=f"spare: {record.name}")
@@ -196,13 +232,21 @@ class SpareKeeper:
         self.pool.remove(kernel_id)
         kernel = self.kernels.pop(kernel_id, None)
         if kernel is not None:
-            await self._shutdown(kernel)
+            await self._retire(kernel)
+
+    def _retire(self, kernel: ManagedKernel) -> asyncio.Task[None]:
+        """Shut a spare down in a task, counted as stopping (it keeps its place) until its record is dropped."""
+        task = asyncio.create_task(self._shutdown(kernel))
+        self._stopping[kernel.kernel_id] = task
+        task.add_done_callback(lambda _: self._stopping.pop(kernel.kernel_id, None))
+        return task
 
     async def stop_all(self) -> None:
         """Stop every spare (the worker stops: spares never outlive it)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*(self.stop(k) for k in self.pool.clear()), return_exceptions=True)
+        await asyncio.gather(*self._stopping.values(), return_exceptions=True)
         for kernel in list(self.kernels.values()):  # still starting: not in the pool's ready set
             kernel.abandon()
         self.kernels.clear()

@@ -13,7 +13,7 @@ import zmq
 
 from ssd.broker.kernel_service import ConnectionSealer, KernelService
 from ssd.broker.kernels import KernelBook, RecordRefused
-from ssd.broker.registry import Registry, WorkerRecord
+from ssd.broker.registry import Pending, Registry, WorkerRecord
 from ssd.broker.sessions import SessionStore
 from ssd.config import KernelsConfig
 from ssd.errors import ErrorCode
@@ -122,3 +122,88 @@ def test_starts_are_admitted_within_the_variables_and_limits(tmp_path: Path) -> 
     assert limited is not None
     assert limited["ename"] == ErrorCode.LIMIT_REACHED
     assert kernels.admit_start("alice", KernelStartRequest(env="e")) is None
+
+
+class Starts:
+    """Kernel starts of one user in flight at a real registry, held by that user's kernel worker."""
+
+    def __init__(self, registry: Registry, user: str) -> None:
+        self.registry, self.user = registry, user
+        registry.expect(f"key-kernel-{user}", "kernel", user)
+        self.worker = registry.register(f"key-kernel-{user}", b"r", "kernel", 1, 32)
+        self.sent = 0
+
+    def send(self) -> Pending:
+        """One more kernel_start admitted and at the worker."""
+        self.sent += 1
+        pending = Pending(
+            str(self.sent).encode() + self.user.encode(), "kernel", [], {}, "c", "kernel_start_request",
+            KernelStartRequest(env="e"), 0.0, user=self.user,
+        )  # fmt: skip
+        self.registry.admit(pending)
+        self.registry.assign(pending, self.worker)
+        return pending
+
+    def answer(self, kernels: KernelService, pending: Pending, kernel_id: str) -> None:
+        """The worker's ok reply to *pending*, naming *kernel_id*, passes the broker."""
+        assert self.registry.complete(self.worker.key, pending.request_id) is pending
+        kernels.answered(pending, json.dumps({"status": "ok", "kernel": {"kernel_id": kernel_id}}).encode())
+
+
+def _spare(user: str, kernel_id: str) -> bytes:
+    return msgspec.json.encode(msgspec.structs.replace(_record(user, kernel_id), spare=True))
+
+
+def _limited(kernels: KernelService, user: str) -> str | None:
+    refused = kernels.admit_start(user, KernelStartRequest(env="e"))
+    return None if refused is None else str(refused["evalue"])
+
+
+def test_a_start_is_counted_once_from_its_record_to_its_reply(tmp_path: Path) -> None:
+    """max_per_user=2, max_per_host=3. Bob's start in flight whose kernel's record came (at spawn, or a spare
+    he took) counts once, not as the record and the start both: alice and bob are admitted up to the limits
+    exactly, before and after the replies, and a start lost with its worker counts no more."""
+    db = open_state(tmp_path)
+    registry = Registry()
+    sealer = ConnectionSealer(SessionStore(db), KeyPair(*zmq.curve_keypair()))
+    kernels = KernelService(
+        KernelBook(db, 2), registry, KernelsConfig(max_per_user=2, max_per_host=3), sealer=sealer, changed=None
+    )
+    bob, alice = Starts(registry, "bob"), Starts(registry, "alice")
+    bob_worker = _worker("kernel", "bob")
+    kernels.record(bob_worker, "s1", _spare("bob", "s1"))  # bob's spare: not counted against a start
+    cold = bob.send()
+    kernels.record(bob_worker, "k1", msgspec.json.encode(_record("bob", "k1")))  # spawned, not ready yet
+    warm = bob.send()
+    kernels.record(bob_worker, "s1", msgspec.json.encode(_record("bob", "s1")))  # the spare, taken
+    assert _limited(kernels, "alice") is None  # the host: 2 kernels (bob's starts), not 4
+    assert "you already run 2 kernels" in (_limited(kernels, "bob") or "")
+    alice.send()
+    assert "3 kernels" in (_limited(kernels, "alice") or "")
+    bob.answer(kernels, warm, "s1")
+    bob.answer(kernels, cold, "k1")
+    assert "3 kernels" in (_limited(kernels, "alice") or "")  # still 3: the records now
+    registry.forget_worker(alice.worker.key)  # alice's start lost with her worker: no record, no start
+    assert _limited(kernels, "alice") is None
+    kernels.record(bob_worker, "k1", b"")
+    assert _limited(kernels, "bob") is None
+
+
+def test_spares_over_the_hosts_limit_count_starts_without_a_record(tmp_path: Path) -> None:
+    """max_per_host=2: bob's kernel and alice's spare fill the host; alice's start in flight (no record yet)
+    takes the spare's place, so the spare is to stop; once her kernel's record came it is counted once."""
+    db = open_state(tmp_path)
+    registry = Registry()
+    sealer = ConnectionSealer(SessionStore(db), KeyPair(*zmq.curve_keypair()))
+    for user in ("alice", "bob"):  # spares of a user without a session would all go
+        sealer.sessions.bind(zmq.curve_keypair()[0].decode(), user, 60.0)
+    kernels = KernelService(KernelBook(db), registry, KernelsConfig(max_per_host=2), sealer=sealer, changed=None)
+    kernels.record(_worker("kernel", "bob"), "k1", msgspec.json.encode(_record("bob", "k1")))
+    kernels.record(_worker("kernel", "alice"), "s1", _spare("alice", "s1"))
+    assert kernels.spares_to_stop() == {}
+    Starts(registry, "alice").send()
+    assert kernels.spares_to_stop() == {"alice": ["s1"]}
+    kernels.record(_worker("kernel", "alice"), "k2", msgspec.json.encode(_record("alice", "k2")))
+    assert kernels.spares_to_stop() == {"alice": ["s1"]}  # 2 kernels and the spare: over by one, not two
+    kernels.record(_worker("kernel", "alice"), "s1", b"")
+    assert kernels.spares_to_stop() == {}

@@ -1,5 +1,6 @@
-"""Helpers of the kernel tests: a runnable environment for a user, code run through a real
-jupyter_client, and a tap on the daemon's events socket that waits with a timeout.
+"""Helpers of the kernel tests: a runnable environment for a user (and one whose kernels wait at a gate),
+two users logged in to a daemon with given limits, code run through a real jupyter_client, and a tap on the
+daemon's events socket that waits with a timeout.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import zmq
-from envfixtures import conda_copy, kernel_venv, list_in_environments_txt
+from envfixtures import conda_copy, kernel_venv, list_in_environments_txt, public_dir
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import KernelConnectionInfo
 from support.daemon import Daemon, new_client
-from users import User, chown_tree, login
+from users import User, chown_tree, login, system_daemon, users
 
 from ssd.client import Client
 from ssd.protocol import BadMessage, Wire
@@ -48,6 +50,43 @@ def give_env(user: User, where: Path, name: str = "sci") -> Path:
     list_in_environments_txt(user.home, prefix)
     chown_tree(user.home / ".conda", user)
     return prefix
+
+
+def gate_env(user: User, where: Path, gate: Path, name: str = "gated") -> Path:
+    """give_env's environment in which every Python (so every kernel) waits at start-up until *gate* exists:
+    a kernel held between its spawn (its record sent) and its kernel_info reply for as long as a test needs."""
+    prefix = give_env(user, where, name)
+    (site,) = prefix.glob("lib/python*/site-packages")
+    wait = f"[time.sleep(0.05) for _ in iter(lambda: os.path.exists({str(gate)!r}), True)]"
+    (site / "zz_ssd_test_gate.pth").write_text(f"import os, time; {wait}\n")
+    chown_tree(site, user)
+    return prefix
+
+
+@dataclass(frozen=True)
+class TwoUsers:
+    """alice and bob, real users with an environment "sci" each, logged in to one system-mode daemon."""
+
+    alice: User
+    bob: User
+    a: Client
+    b: Client
+    daemon: Daemon
+    where: Path  # the public folder of their environments
+
+
+@contextmanager
+def two_users(tmp: Path, settings: dict[str, str] | None = None) -> Iterator[TwoUsers]:
+    """alice and bob logged in to a daemon run with *settings* (``SSD_*`` variables: limits, spares); their
+    kernels stopped, the daemon stopped and audited and the users removed afterwards."""
+    with users(2) as (alice, bob), public_dir() as where, system_daemon(tmp, settings) as daemon:
+        give_env(alice, where)
+        give_env(bob, where)
+        a, b = user_client(daemon, tmp, alice), user_client(daemon, tmp, bob)
+        try:
+            yield TwoUsers(alice, bob, a, b, daemon, where)
+        finally:
+            stop_all(a, b)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from typing import cast
 from envfixtures import conda_copy, kernel_venv, public_dir
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import KernelConnectionInfo
-from kerneltools import EventTap, evaluate, give_env, kernel_client, run, stop_all, user_client
+from kerneltools import EventTap, evaluate, give_env, kernel_client, run, stop_all, two_users, user_client
 from support.ci import require_root
 from support.daemon import logged_in_client, start_daemon
 from support.eventually import eventually
@@ -28,25 +28,20 @@ def test_per_user_and_per_host_limits(tmp_path: Path) -> None:
     """max_per_user=2, max_per_host=3: alice's third start and bob's second are refused limit_reached."""
     require_root()
     limits = {"SSD_KERNELS_MAX_PER_USER": "2", "SSD_KERNELS_MAX_PER_HOST": "3"}
-    with users(2) as (alice, bob), public_dir() as where, system_daemon(tmp_path, limits) as daemon:
-        give_env(alice, where)
-        give_env(bob, where)
-        a, b = user_client(daemon, tmp_path, alice), user_client(daemon, tmp_path, bob)
-        try:
-            a.kernel_start("sci", "ipykernel")
-            a.kernel_start("sci", "ipykernel")
-            refused = error_of(a.kernel_start, "sci", "ipykernel")
-            assert refused.code == ErrorCode.LIMIT_REACHED
-            assert "per user" in str(refused)
-            b.kernel_start("sci", "ipykernel")
-            host = error_of(b.kernel_start, "sci", "ipykernel")
-            assert host.code == ErrorCode.LIMIT_REACHED
-            assert "3 kernels" in str(host)
-            a.kernel_shutdown(a.kernel_list()[0].kernel_id)
-            b.kernel_start("sci", "ipykernel")  # room again
-            assert len(b.kernel_list()) == 2
-        finally:
-            stop_all(a, b)
+    with two_users(tmp_path, limits) as pair:
+        a, b = pair.a, pair.b
+        a.kernel_start("sci", "ipykernel")
+        a.kernel_start("sci", "ipykernel")
+        refused = error_of(a.kernel_start, "sci", "ipykernel")
+        assert refused.code == ErrorCode.LIMIT_REACHED
+        assert "per user" in str(refused)
+        b.kernel_start("sci", "ipykernel")
+        host = error_of(b.kernel_start, "sci", "ipykernel")
+        assert host.code == ErrorCode.LIMIT_REACHED
+        assert "3 kernels" in str(host)
+        a.kernel_shutdown(a.kernel_list()[0].kernel_id)
+        b.kernel_start("sci", "ipykernel")  # room again
+        assert len(b.kernel_list()) == 2
 
 
 def test_idle_culling_spares_spyder_and_connected_kernels(tmp_path: Path) -> None:

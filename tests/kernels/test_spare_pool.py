@@ -43,6 +43,17 @@ def test_a_start_takes_only_a_ready_spare_of_its_key_variables_and_environment()
     assert len(pool) == 0
 
 
+def test_a_start_in_a_changed_environment_retires_its_stale_spares_so_the_refill_starts_new_ones() -> None:
+    clock = Clock()
+    pool = _pool_with_spare(clock)
+    pool.add(Spare("s2", SpareKey("/envs/sci", "spyder"), {}, "/home/a", STAMP))  # another key: kept
+    assert pool.retire_stale(KEY, STAMP) == []
+    changed = ((9, 9, 9, 9),)
+    assert pool.retire_stale(KEY, changed) == ["s1"]
+    assert [spare.kernel_id for spare in pool.spares.values()] == ["s2"]
+    assert pool.missing(KEY, 1, 5) == 1  # refilled after the cold start
+
+
 def test_a_start_with_other_variables_retires_the_spares_of_the_old_template() -> None:
     pool = _pool_with_spare(Clock(), {"TZ": "UTC"})
     assert pool.used(KEY, {"TZ": "Europe/Paris"}, "/home/a") == ["s1"]

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import psutil
 from envfixtures import public_dir
-from kerneltools import evaluate, give_env, kernel_client, run, stop_all, user_client
+from kerneltools import EventTap, evaluate, gate_env, give_env, kernel_client, run, stop_all, two_users, user_client
 from support.ci import require_root
 from support.eventually import eventually
 from users import chown_tree, error_of, login, system_daemon, users
@@ -23,6 +25,7 @@ from users import chown_tree, error_of, login, system_daemon, users
 from ssd.client import Client
 from ssd.errors import ErrorCode
 from ssd.replies import KernelDescription
+from ssd.topics import KERNEL, user_topic
 
 EMPTY_NAMESPACE = (
     "sorted(k for k in get_ipython().user_ns if not k.startswith('_') "
@@ -114,9 +117,10 @@ def test_a_spyder_spare_moved_to_the_requested_folder_is_where_spyder_looks(tmp_
             stop_all(a)
 
 
-def test_an_installed_package_retires_the_spare(tmp_path: Path) -> None:
-    """A package added to the environment: the spare is not served (the next kernel imports the package)
-    and it is stopped."""
+def test_an_installed_or_removed_package_retires_the_spare(tmp_path: Path) -> None:
+    """A package added to the environment (its files, as pip writes them: the kernel env has no pip): the spare
+    is not served (the next kernel imports the package) and it is stopped; the package removed again: the
+    spare started since is not served either (the next kernel does not find it)."""
     require_root()
     with users(1) as (alice,), public_dir() as where, system_daemon(tmp_path) as daemon:
         prefix = give_env(alice, where)
@@ -136,6 +140,14 @@ def test_an_installed_package_retires_the_spare(tmp_path: Path) -> None:
             assert evaluate(a.connection_info(started.connection), "__import__('spare_probe').VALUE") == 17
             _gone(spare.pid)
             eventually(lambda: spare.kernel_id not in {s.kernel_id for s in a.kernel_list(spares=True)}, "spare gone")
+            (fresh,) = _ready_spare(a)  # refilled, with the package
+            shutil.rmtree(package)
+            shutil.rmtree(site / "spare_probe-1.0.dist-info")
+            again = a.kernel_start("sci", "ipykernel")
+            assert again.kernel.kernel_id != fresh.kernel_id
+            found = "__import__('importlib.util').util.find_spec('spare_probe') is None"
+            assert evaluate(a.connection_info(again.connection), found) is True
+            _gone(fresh.pid)
         finally:
             stop_all(a)
 
@@ -175,43 +187,64 @@ def test_limits_count_spares_but_never_refuse_for_them(tmp_path: Path) -> None:
     succeeds (the spare makes room); the host's limit stops spares, and a start is admitted over them."""
     require_root()
     limits = {"SSD_KERNELS_MAX_PER_USER": "2", "SSD_KERNELS_MAX_PER_HOST": "3"}
-    with users(2) as (alice, bob), public_dir() as where, system_daemon(tmp_path, limits) as daemon:
-        give_env(alice, where)
-        give_env(bob, where)
-        a, b = user_client(daemon, tmp_path, alice), user_client(daemon, tmp_path, bob)
-        try:
-            a.kernel_start("sci", "ipykernel")
-            (spare,) = _ready_spare(a)  # 1 kernel + 1 spare: alice at her limit
-            a.kernel_start("sci", "spyder")  # never refused for the spare: it made room
-            _gone(spare.pid)
-            assert len(a.kernel_list()) == 2
-            assert error_of(a.kernel_start, "sci", "ipykernel").code == ErrorCode.LIMIT_REACHED
-            b.kernel_start("sci", "ipykernel")  # the host: 3 kernels, so bob's spare is stopped
-            eventually(lambda: b.kernel_list(spares=True) == [], what="bob's spare stopped at the host's limit")
-            assert a.kernel_list(spares=True) == []
-            assert error_of(b.kernel_start, "sci", "ipykernel").code == ErrorCode.LIMIT_REACHED
-        finally:
-            stop_all(a, b)
+    with two_users(tmp_path, limits) as pair:
+        a, b = pair.a, pair.b
+        a.kernel_start("sci", "ipykernel")
+        (spare,) = _ready_spare(a)  # 1 kernel + 1 spare: alice at her limit
+        a.kernel_start("sci", "spyder")  # never refused for the spare: it made room
+        _gone(spare.pid)
+        assert len(a.kernel_list()) == 2
+        assert error_of(a.kernel_start, "sci", "ipykernel").code == ErrorCode.LIMIT_REACHED
+        b.kernel_start("sci", "ipykernel")  # the host: 3 kernels, so bob's spare is stopped
+        eventually(lambda: b.kernel_list(spares=True) == [], what="bob's spare stopped at the host's limit")
+        assert a.kernel_list(spares=True) == []
+        assert error_of(b.kernel_start, "sci", "ipykernel").code == ErrorCode.LIMIT_REACHED
 
 
 def test_host_limit_admits_a_start_over_another_users_spare(tmp_path: Path) -> None:
     """max_per_host=3: alice's kernel and spare and bob's kernel fill the host; bob's next start is
     admitted, and a spare goes so that the host holds at most 3."""
     require_root()
-    with users(2) as (alice, bob), public_dir() as where:
-        give_env(alice, where)
-        give_env(bob, where)
-        with system_daemon(tmp_path, {"SSD_KERNELS_MAX_PER_HOST": "3"}) as daemon:
-            a, b = user_client(daemon, tmp_path, alice), user_client(daemon, tmp_path, bob)
-            try:
-                a.kernel_start("sci", "ipykernel")
-                (spare,) = _ready_spare(a)
-                b.kernel_start("sci", "spyder")
-                b.kernel_start("sci", "ipykernel")  # 2 kernels + alice's spare: admitted all the same
-                _gone(spare.pid)
-                eventually(lambda: len(a.kernel_list(spares=True)) + len(b.kernel_list(spares=True)) == 0, "no spares")
-            finally:
-                stop_all(a, b)
+    with two_users(tmp_path, {"SSD_KERNELS_MAX_PER_HOST": "3"}) as pair:
+        a, b = pair.a, pair.b
+        a.kernel_start("sci", "ipykernel")
+        (spare,) = _ready_spare(a)
+        b.kernel_start("sci", "spyder")
+        b.kernel_start("sci", "ipykernel")  # 2 kernels + alice's spare: admitted all the same
+        _gone(spare.pid)
+        eventually(lambda: len(a.kernel_list(spares=True)) + len(b.kernel_list(spares=True)) == 0, "no spares")
+
+
+def test_a_start_between_its_record_and_its_reply_is_counted_once(tmp_path: Path) -> None:
+    """max_per_user=2, max_per_host=3, spares on. Alice's kernel held at start-up (its record sent, its reply
+    not): her next start and bob's are admitted (each counted once, not as record and start both); alice at
+    her limit gets no spare; bob's spare goes at the host's limit and his next start is the one refused."""
+    require_root()
+    limits = {"SSD_KERNELS_MAX_PER_USER": "2", "SSD_KERNELS_MAX_PER_HOST": "3"}
+    with two_users(tmp_path, limits) as pair, ThreadPoolExecutor(1) as pool:
+        a, b, gate = pair.a, pair.b, pair.where / "gate-open"
+        gate_env(pair.alice, pair.where, gate)
+        tap = EventTap(a, user_topic(KERNEL, pair.alice.name))
+        other = user_client(pair.daemon, tmp_path / "held", pair.alice)  # alice's second session
+        held = pool.submit(other.kernel_start, "gated", "ipykernel")
+        try:
+            tap.wait_for(lambda topic, kind, content: kind == "kernel_state" and content.get("state") == "starting")
+            second = a.kernel_start("sci", "ipykernel")  # 1 kernel starting + this one: alice's limit, not over
+            assert a.kernel_list(spares=True) == []  # at her limit: no spare
+            bob = b.kernel_start("sci", "ipykernel")  # the host: alice's 2 + bob's 1
+            refused = error_of(b.kernel_start, "sci", "spyder")
+            assert refused.code == ErrorCode.LIMIT_REACHED
+            assert "3 kernels" in str(refused)
+            eventually(lambda: b.kernel_list(spares=True) == [], what="bob's spare stopped at the host's limit")
+        finally:
+            gate.touch()
+            wait([held], timeout=60)  # the client is closed only once its start was answered
+            tap.close()
+            other.close()
+        first = held.result(timeout=0)
+        assert {k.kernel_id for k in a.kernel_list()} == {first.kernel.kernel_id, second.kernel.kernel_id}
+        assert [k.kernel_id for k in b.kernel_list()] == [bob.kernel.kernel_id]
+        assert a.kernel_list(spares=True) == []
 
 
 def test_ssd_ctl_lists_and_sets_spares(tmp_path: Path) -> None:

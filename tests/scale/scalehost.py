@@ -288,16 +288,16 @@ def _shared_env(where: Path) -> Path:
 
 
 @contextmanager
-def scale_host(tmp: Path, count: int, *, per_user: int, per_host: int) -> Iterator[ScaleHost]:
-    """*count* real users logged in to a system-mode daemon with these kernel limits, one shared environment;
-    every kernel shut down, the daemon stopped (exit 0) and audited, the users removed afterwards."""
+def scale_host(tmp: Path, count: int, *, per_user: int, per_host: int, spares: int = 0) -> Iterator[ScaleHost]:
+    """*count* real users logged in to a system-mode daemon with these kernel limits and *spares* per
+    (environment, kind) (default none: cold starts, what bench_scale measures), one shared environment; every
+    kernel shut down, the daemon stopped (exit 0) and audited, the users removed afterwards."""
     limits = {
         "SSD_KERNELS_MAX_PER_USER": str(per_user),
         "SSD_KERNELS_MAX_PER_HOST": str(per_host),
         "SSD_KERNELS_START_TIMEOUT": str(START_TIMEOUT),
         "SSD_KERNELS_STOP_ON_EXIT": "true",
-        # Cold starts only: what a burst and churn cost without warm kernels (spares: tests/kernels/test_spares.py).
-        "SSD_KERNELS_SPARES": "0",
+        "SSD_KERNELS_SPARES": str(spares),
     }
     with ExitStack() as stack:
         made = stack.enter_context(users(count))

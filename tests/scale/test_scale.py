@@ -2,6 +2,10 @@
 executing through its relay, the daemon answering, and a churn of kernels that leaves no descriptor, thread
 or memory behind in the kernel workers, the broker or the edge. The full figures come from
 benchmarks/bench_scale.py; docs/scale.md has both.
+
+The churn measures cold starts on purpose (scale_host's default: spares off): it counts what one kernel's
+start and stop leave behind in its worker, and with spares each start would set off a spare's start in the
+background, still running when the sizes are sampled. Spares under load: tests/scale/test_burst.py.
 """
 
 from __future__ import annotations

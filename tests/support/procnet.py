@@ -14,7 +14,10 @@ def tcp_listeners(pid: int) -> set[int]:
     namespace's /proc/PID/net/tcp and tcp6."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed while we looked (a busy worker opens and closes sockets)
+            continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     ports = set()
