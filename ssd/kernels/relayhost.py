@@ -36,8 +36,8 @@ def max_sockets(soft_nofile: int, socket_limit: int) -> int:
 
 
 def relay_context() -> zmq.Context[Any]:
-    """A context for many relays (12 libzmq sockets each; 22 with a proxy thread per channel): with libzmq's default of 1023 sockets it held 46,
-    whatever the descriptor limit (docs/scale.md)."""
+    """A context for many relays (12 libzmq sockets each, 22 with a proxy thread per channel): with libzmq's
+    default of 1023 sockets it held 46 threaded relays, whatever the descriptor limit (docs/scale.md)."""
     ctx: zmq.Context[Any] = zmq.Context()
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     ctx.set(zmq.MAX_SOCKETS, max_sockets(soft, ctx.get(zmq.SOCKET_LIMIT)))  # before the first socket: sized once
