@@ -83,10 +83,10 @@ def test_a_closed_relay_leaves_no_descriptor_watched_in_the_event_loop() -> None
             with socket.create_connection(("127.0.0.1", relay.ports["shell"])):
                 await _until(lambda: relay.clients == 1, "the shell client counted")
             await _until(lambda: relay.clients == 0, "the shell client's disconnect counted")
+            read, write = os.pipe()  # made while fd is taken: neither end can get its number
             host.close("k1")
             # libzmq's reaper thread closes the monitor's descriptor a moment after close().
             eventually(lambda: not os.path.exists(f"/proc/self/fd/{fd}"), what=f"descriptor {fd} closed")
-            read, write = os.pipe()
             os.dup2(read, fd)
             os.close(read)
             readable = asyncio.Event()
