@@ -25,6 +25,8 @@ __all__ = ["ThreadedRelay", "main"]
 class ThreadedRelay(Relay):
     """The same sockets as ssd's relay, each channel forwarded by its own ChannelProxy thread (the loop unused)."""
 
+    identity = b"ssd-relay-baseline"  # beside the worker's relay of the same kernel
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._proxies: list[ChannelProxy] = []

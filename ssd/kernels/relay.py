@@ -62,6 +62,8 @@ class Relay:
     """The relay of one kernel: five socket pairs forwarded by *loop*, and a count of the clients connected to
     its shell (kept by the loop's thread from the shell socket's monitor)."""
 
+    identity = RELAY_IDENTITY  # of its shell and stdin DEALERs: one relay per kernel (a ROUTER refuses a twin)
+
     def __init__(
         self,
         loop: RelayLoop,
@@ -116,7 +118,7 @@ class Relay:
         front.heartbeat_ivl = HEARTBEAT_IVL_MS
         front.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
         if channel in ("shell", "stdin"):
-            back.routing_id = RELAY_IDENTITY
+            back.routing_id = self.identity
         if channel == "shell":
             self.monitor = monitor_socket(
                 self.ctx, front, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED
