@@ -105,11 +105,6 @@ class RelayLoop:
         for end in (self._wake_in, self._wake_out):
             end.close()
 
-    @property
-    def running(self) -> bool:
-        """Whether the loop thread is alive."""
-        return self._thread.is_alive()
-
     def _command(self, what: str, forwarding: Forwarding | None) -> None:
         self._commands.put((what, forwarding))
         with contextlib.suppress(BlockingIOError):  # full: the loop has wake-ups enough to read
@@ -126,6 +121,10 @@ class RelayLoop:
         finally:
             for forwarding in list(self._forwardings):
                 self._drop(forwarding)
+            while not self._commands.empty():  # handed over as the loop ended: close them too
+                _, late = self._commands.get_nowait()
+                if late is not None and not late.closed.is_set():
+                    late.close()
 
     def _turn(self) -> bool:
         """One poll and what it found; False once told to stop."""
