@@ -184,6 +184,8 @@ class RelayLoop:
                     self._forward(sock)
         except zmq.ZMQError as exc:  # one channel's trouble must not stop every relay
             log.warning("relay socket error: %s", exc)
+        except Exception:  # nor a relay's monitor reader that fails
+            log.exception("relay loop: a socket's event could not be handled")
 
     def _read_monitor(self, sock: zmq.Socket[Any], reader: Callable[[list[bytes]], None]) -> None:
         with contextlib.suppress(zmq.Again):
