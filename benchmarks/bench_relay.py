@@ -2,11 +2,15 @@
 
 Usage: ``python benchmarks/bench_relay.py [--runs N] [--mb N] [--kind ipykernel|spyder] [--source VENV] [--json]``
 
-A daemon in user mode starts one kernel; it is then reached three ways at once:
+A daemon in user mode starts one kernel; it is then reached four ways at once:
 
-- *direct*: the kernel's own ports on 127.0.0.1, from its own connection file;
+- *direct*: the kernel's own endpoints, from its own connection file;
 - *relay*: the connection info the daemon gives clients (the relay's ports and
-  its CURVE keys), which jupyter_client 8.9+ connects to with CURVE;
+  its CURVE keys), which jupyter_client 8.9+ connects to with CURVE; the
+  worker's relay loop forwards (one thread for all its relays);
+- *threaded*: the baseline, the relay as it was before that loop (libzmq's
+  proxy in a thread per channel, ``benchmarks/threaded_relay.py``) in a
+  process of its own, in front of the same kernel;
 - *tunnel*: ``ssd.client.tunnel.Tunnel`` on that info, and a classic connection
   to its plain local ports.
 
@@ -14,7 +18,7 @@ Measured per path: the execute round trip of ``pass`` (send to execute_reply,
 one BlockingKernelClient each, samples taken path after path so load falls on
 all alike) and iopub throughput of a cell that prints N MB (execute to the
 idle status after the last stream byte). The relay's cost is reported against
-direct; see benchmarks/README.md for the targets.
+direct, and against the threaded baseline; see benchmarks/README.md for the targets.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -48,6 +53,8 @@ from ssd.replies import KernelStartReply
 TARGET_ADDED_MS = 0.5  # the relay's execute round trip, minus direct's (p50)
 TARGET_FRACTION = 0.70  # the relay's iopub throughput, as a fraction of direct's (medians)
 START_TIMEOUT = 60.0  # kernel_start, the client's requests
+TARGET_VS_THREADED = 1.3  # the relay's p50 round trip (and inverse throughput) against the threaded baseline's
+THREADED = Path(__file__).with_name("threaded_relay.py")
 ENV_NAME = "bench"
 
 
@@ -94,6 +101,7 @@ class Report:
     load_after: tuple[float, float, float]
     paths: list[PathResult]
     comparisons: list[Comparison]
+    vs_threaded: dict[str, float]  # the relay's p50 round trip and throughput, as ratios to the baseline's
 
 
 # -- the kernel's environment, the daemon, the kernel ----------------------------------
@@ -147,6 +155,31 @@ def tunnel(relay: dict[str, Any]) -> Iterator[dict[str, Any]]:
         forward.stop()
 
 
+@contextlib.contextmanager
+def threaded_relay(direct: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The baseline relay in its own process in front of the kernel; yields its connection info."""
+    process = subprocess.Popen(
+        [sys.executable, str(THREADED)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    timer = threading.Timer(START_TIMEOUT, process.kill)  # a baseline that never answers fails the run
+    try:
+        process.stdin.write(json.dumps(direct) + "\n")
+        process.stdin.flush()
+        timer.start()
+        line = process.stdout.readline()
+        timer.cancel()
+        if not line:
+            raise BenchError(f"the threaded baseline relay exited ({process.wait()}) without its connection info")
+        yield json.loads(line)
+    finally:
+        timer.cancel()
+        process.stdin.close()
+        process.wait(20)
+        process.stdout.close()
+
+
 def connection_infos(client: Client, reply: KernelStartReply) -> tuple[dict[str, Any], dict[str, Any]]:
     """The kernel's own connection info (its file, readable: the daemon runs as this user) and the relay's."""
     direct: dict[str, Any] = json.loads(Path(reply.connection_file).read_text())
@@ -176,11 +209,19 @@ def run(settings: Settings, source: Path | None) -> Report:
             kernel(client, settings.kind) as reply,
         ):
             direct, relay = connection_infos(client, reply)
-            with tunnel(relay) as local:
-                tallies = measure({"direct": direct, "relay": relay, "tunnel": local}, settings)
+            with tunnel(relay) as local, threaded_relay(direct) as threaded:
+                infos = {"direct": direct, "relay": relay, "threaded": threaded, "tunnel": local}
+                tallies = measure(infos, settings)
         load_after = os.getloadavg()
     paths = [summarize(name, tallies[name]) for name in PATHS]
-    return Report(settings, environment(), load_before, load_after, paths, compare(paths))
+    return Report(settings, environment(), load_before, load_after, paths, compare(paths), against_threaded(paths))
+
+
+def against_threaded(paths: Sequence[PathResult]) -> dict[str, float]:
+    """The relay against the threaded baseline: round trip p50 and throughput, as ratios (1.0: the same)."""
+    by_name = {path.name: path for path in paths}
+    relay, threaded = by_name["relay"], by_name["threaded"]
+    return {"p50": relay.p50_ms / threaded.p50_ms, "throughput": relay.mb_per_s / threaded.mb_per_s}
 
 
 def summarize(name: str, tally: Tally) -> PathResult:
@@ -200,7 +241,11 @@ def compare(paths: Sequence[PathResult]) -> list[Comparison]:
         path = by_name[name]
         return Comparison(name, path.p50_ms - direct.p50_ms, path.mb_per_s / direct.mb_per_s, added, fraction)
 
-    return [against("relay", TARGET_ADDED_MS, TARGET_FRACTION), against("tunnel", None, None)]
+    return [
+        against("relay", TARGET_ADDED_MS, TARGET_FRACTION),
+        against("threaded", None, None),
+        against("tunnel", None, None),
+    ]
 
 
 def environment() -> dict[str, str]:
@@ -259,6 +304,12 @@ def print_tables(report: Report) -> None:
             verdict(c.throughput_met),
         )
     console.print(ratios)
+    vs = report.vs_threaded
+    console.print(
+        f"relay loop vs threaded baseline: round trip p50 x{vs['p50']:.2f}, throughput x{vs['throughput']:.2f} "
+        f"(target: round trip at most x{TARGET_VS_THREADED}, throughput at least x{1 / TARGET_VS_THREADED:.2f})",
+        highlight=False,
+    )
     before = " ".join(f"{x:.2f}" for x in report.load_before)
     after = " ".join(f"{x:.2f}" for x in report.load_after)
     console.print(

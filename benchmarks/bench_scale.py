@@ -45,6 +45,7 @@ from scale.scalehost import (  # noqa: E402 (the tests' folders are put on sys.p
     relay_share,
     scale_host,
 )
+from threaded_relay import ThreadedRelay  # noqa: E402
 
 from ssd.errors import RemoteError  # noqa: E402
 from ssd.replies import KernelStartReply  # noqa: E402
@@ -223,6 +224,7 @@ def run(s: Settings) -> dict[str, Any]:
             fits = slopes(points)
             share = relay_share(next(host.kernels()))
             progress(f"relay probe: {share['relays_per_context']} relays per context ({share['refusal']})")
+            threaded = relay_share(next(host.kernels()), ThreadedRelay)  # the baseline: a thread per channel
             limit = ceiling(fits, share, host.members[0].worker)
             progress(f"churn for {s.churn:g} s")
             churned = churn(host, s.churn)
@@ -234,7 +236,7 @@ def run(s: Settings) -> dict[str, Any]:
         "limits": {"per_user": per_user, "per_host": per_host},
     }
     result.update({"fresh": {k: asdict(v) for k, v in fresh.items()}, "points": _plain(points), "fits": fits})
-    result.update({"relay": share, "ceiling": limit, "churn": churned, "burst": bursted})
+    result.update({"relay": share, "relay_threaded": threaded, "ceiling": limit, "churn": churned, "burst": bursted})
     result.update({"load_before": load_before, "load_after": os.getloadavg(), "cpus": os.cpu_count()})
     return result
 
@@ -284,12 +286,18 @@ def print_report(r: dict[str, Any]) -> None:
     for name, (slope, intercept) in r["fits"].items():
         fits.add_row(name, f"{slope:.2f}", f"{intercept:.1f}")
     console.print(fits)
-    rel, c = r["relay"], r["ceiling"]
+    c = r["ceiling"]
+    for what, rel in (("one relay", r["relay"]), ("one threaded relay (baseline)", r["relay_threaded"])):
+        console.print(
+            f"{what} (in this process): {rel['threads']:.1f} threads, {rel['fds']:.1f} fds "
+            f"{ {k: round(v, 1) for k, v in rel['fd_kinds'].items() if v} }, {rel['rss_mib']:.2f} MiB; "
+            f"libzmq context (max_sockets {rel['max_sockets']}) holds {rel['relays_per_context']} relays: "
+            f"{rel['refusal'] or 'no refusal'}"
+        )
+    rel, old = r["relay"], r["relay_threaded"]
     console.print(
-        f"one relay (in this process): {rel['threads']:.1f} threads, {rel['fds']:.1f} fds "
-        f"{ {k: round(v, 1) for k, v in rel['fd_kinds'].items() if v} }, {rel['rss_mib']:.2f} MiB; "
-        f"libzmq context (max_sockets {rel['max_sockets']}) holds {rel['relays_per_context']} relays: "
-        f"{rel['refusal'] or 'no refusal'}"
+        f"relay vs threaded baseline: fds x{rel['fds'] / old['fds']:.2f}, RSS x{rel['rss_mib'] / old['rss_mib']:.2f}, "
+        f"threads {rel['threads']:.1f} against {old['threads']:.1f}"
     )
     console.print(
         f"descriptors: unit soft limit {c['unit_soft_nofile']} ({c['unit_source']}); one worker reaches "

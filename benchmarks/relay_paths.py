@@ -16,7 +16,7 @@ from harness import BenchError, progress
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import KernelConnectionInfo
 
-PATHS = ("direct", "relay", "tunnel")
+PATHS = ("direct", "relay", "threaded", "tunnel")
 ROUND_TRIPS_PER_RUN = 100  # per path and run: --runs 2 or more gives at least 200 samples
 WARMUP_ROUND_TRIPS = 50
 START_TIMEOUT = 60.0  # a client's first kernel_info

@@ -1,7 +1,9 @@
-"""One kernel channel forwarded by libzmq's own proxy in a thread: used by the relay and the tunnel.
+"""A kernel channel's socket pair (relay and tunnel) and libzmq's own proxy in a thread (the tunnel's).
 
-``zmq.proxy_steerable`` moves every message in C; Python only starts the
-thread and later sends TERMINATE on the steering socket.
+The tunnel (one kernel per process) keeps ``ChannelProxy``: ``zmq.proxy_steerable``
+moves every message in C; Python only starts the thread and later sends
+TERMINATE on the steering socket. A kernel worker's relays share one
+``ssd.kernels.relayloop.RelayLoop`` thread instead.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 The kernel binds ``ipc`` sockets in a 0700 folder of its user (kernels started
 before that: 127.0.0.1). For each channel the relay binds a CURVE server
-socket on the host's address and runs libzmq's own proxy
-(``zmq.proxy_steerable``, in a thread, no message copied in Python) to a
-plain socket connected to the kernel:
+socket on the host's address and pairs it with a plain socket connected to
+the kernel; one thread per process, the ``RelayLoop``, forwards between the
+pairs of every relay (no thread and no message copy per kernel):
 
     shell, control, stdin, hb   ROUTER (CURVE server)  <-> DEALER  -> kernel
     iopub                       XPUB   (CURVE server)  <-> XSUB    -> kernel
@@ -31,7 +31,8 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
 from ssd.kernels.connection import relay_connection_info
-from ssd.kernels.proxy import ChannelProxy, channel_pair, monitor_socket, stop_proxies
+from ssd.kernels.proxy import channel_pair, monitor_socket
+from ssd.kernels.relayloop import Forwarding, RelayLoop
 from ssd.kernels.transport import kernel_endpoint, secure_link
 
 __all__ = ["CHANNELS", "HEARTBEAT_IVL_MS", "HEARTBEAT_TIMEOUT_MS", "PortBusy", "Relay", "RelayGate", "new_relay_keys"]
@@ -58,11 +59,14 @@ def new_relay_keys() -> dict[str, str]:
 
 
 class Relay:
-    """The relay of one kernel: five proxies, and a count of the clients connected to its shell."""
+    """The relay of one kernel: five socket pairs forwarded by *loop*, and a count of the clients connected to
+    its shell (kept by the loop's thread from the shell socket's monitor)."""
+
+    identity = RELAY_IDENTITY  # of its shell and stdin DEALERs: one relay per kernel (a ROUTER refuses a twin)
 
     def __init__(
         self,
-        ctx: zmq.Context[Any],
+        loop: RelayLoop,
         kernel_info: dict[str, Any],
         bind_ip: str,
         keys: dict[str, str],
@@ -71,7 +75,8 @@ class Relay:
         ports: dict[str, int] | None = None,
         strict: bool = False,
     ) -> None:
-        self.ctx = ctx
+        self.loop = loop
+        self.ctx = loop.ctx
         self.kernel_info = kernel_info
         self.bind_ip = bind_ip
         self.keys = keys
@@ -79,31 +84,29 @@ class Relay:
         self.ports: dict[str, int] = {}
         self._wanted = ports or {}
         self._strict = strict  # the wanted ports or nothing (PortBusy)
-        self._proxies: list[ChannelProxy] = []
+        self._forwarding: Forwarding | None = None
         self.monitor: zmq.Socket[Any] | None = None
         self._clients: set[int] = set()
         self.last_client_change = 0.0  # epoch seconds of the last client connect or disconnect
 
     def start(self) -> dict[str, int]:
-        """Bind the five front sockets (the wanted ports if free, else new ones), start the proxies."""
-        made: list[zmq.Socket[Any]] = []
+        """Bind the five front sockets (the wanted ports if free, else new ones), hand them to the loop."""
+        pairs: list[tuple[zmq.Socket[Any], zmq.Socket[Any]]] = []
         try:
             for channel in CHANNELS:
-                front, back = self._pair(channel, made)
-                self._proxies.append(ChannelProxy(self.ctx, channel, front, back))
-                made.clear()  # the proxy owns them now
-        except BaseException:
-            for sock in made:
-                sock.close(linger=0)
-            self.stop()
+                self._pair(channel, pairs)
+        except BaseException:  # out of sockets, or a port taken: leave none open, or the context never terminates
+            Forwarding(pairs, self.monitor).close()
+            self.monitor = None
             raise
-        for proxy in self._proxies:
-            proxy.start()
+        self._forwarding = Forwarding(pairs, self.monitor, self.note_monitor_event)
+        self.loop.add(self._forwarding)
         return dict(self.ports)
 
-    def _pair(self, channel: str, made: list[zmq.Socket[Any]]) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+    def _pair(self, channel: str, pairs: list[tuple[zmq.Socket[Any], zmq.Socket[Any]]]) -> None:
+        """Make, set up and bind one channel's sockets, appended to *pairs* as soon as they exist."""
         front, back = channel_pair(self.ctx, channel)
-        made += (front, back)
+        pairs.append((front, back))
         # After a restart in place the kernel binds again: reconnect as fast as the worker's own link does
         # (ssd.kernels.link), so that the iopub subscription reaches the new kernel before the restart is
         # answered and the first cell's output is not lost to a relay still waiting out libzmq's 100 ms.
@@ -115,7 +118,7 @@ class Relay:
         front.heartbeat_ivl = HEARTBEAT_IVL_MS
         front.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
         if channel in ("shell", "stdin"):
-            back.routing_id = RELAY_IDENTITY
+            back.routing_id = self.identity
         if channel == "shell":
             self.monitor = monitor_socket(
                 self.ctx, front, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED
@@ -123,7 +126,6 @@ class Relay:
         self.ports[channel] = self._bind(front, self._wanted.get(channel, 0))
         secure_link(back, self.kernel_info)  # a kernel in a Slurm job: CURVE to its job's relay
         back.connect(kernel_endpoint(self.kernel_info, channel))
-        return front, back
 
     def _bind(self, sock: zmq.Socket[Any], port: int) -> int:
         host = f"[{self.bind_ip}]" if ":" in self.bind_ip else self.bind_ip
@@ -139,7 +141,7 @@ class Relay:
         return sock.bind_to_random_port(f"tcp://{host}")
 
     def note_monitor_event(self, frames: list[bytes]) -> None:
-        """Count shell clients from the monitor's events (the event loop reads the monitor socket).
+        """Count shell clients from the monitor's events (the relay loop's thread reads the monitor socket).
 
         By TCP connection (the event's value is its file descriptor): libzmq reports a CURVE handshake
         without saying for which connection. A client refused by ZAP is counted only until libzmq drops it.
@@ -162,11 +164,11 @@ class Relay:
         return relay_connection_info(self.kernel_info, self.bind_ip, self.ports, self.keys)
 
     def stop(self) -> None:
-        """Stop every proxy (their threads close the sockets) and the monitor."""
-        stop_proxies(self._proxies)
-        if self.monitor is not None:
-            self.monitor.close(linger=0)
-            self.monitor = None
+        """Take the sockets out of the loop, which closes them (the monitor too); idempotent."""
+        if self._forwarding is not None:
+            self.loop.remove(self._forwarding)
+            self._forwarding = None
+        self.monitor = None
 
 
 class RelayGate:

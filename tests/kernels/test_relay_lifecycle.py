@@ -16,6 +16,7 @@ from support.eventually import eventually
 from ssd.kernels.record import KernelRecord
 from ssd.kernels.relay import CHANNELS, Relay, RelayGate, new_relay_keys
 from ssd.kernels.relayhost import RelayHost
+from ssd.kernels.relayloop import RelayLoop
 
 
 def _kernel_info() -> dict[str, Any]:
@@ -29,17 +30,19 @@ def test_relays_start_and_stop_many_times_in_one_context() -> None:
     """100 relays one after the other: each binds five fresh ports and stops cleanly."""
     ctx: zmq.Context[Any] = zmq.Context()
     gate = RelayGate(ctx)
+    loop = RelayLoop(ctx)
     try:
         for n in range(100):
             keys = new_relay_keys()
             gate.admit(f"k{n}", keys["curve_publickey"])
-            relay = Relay(ctx, _kernel_info(), "127.0.0.1", keys, domain=f"k{n}")
+            relay = Relay(loop, _kernel_info(), "127.0.0.1", keys, domain=f"k{n}")
             ports = relay.start()
             assert sorted(ports) == sorted(CHANNELS)
             assert len(set(ports.values())) == len(CHANNELS)
             relay.stop()
             gate.forget(f"k{n}")
     finally:
+        loop.stop()
         gate.stop()
         ctx.term()
 
@@ -80,10 +83,10 @@ def test_a_closed_relay_leaves_no_descriptor_watched_in_the_event_loop() -> None
             with socket.create_connection(("127.0.0.1", relay.ports["shell"])):
                 await _until(lambda: relay.clients == 1, "the shell client counted")
             await _until(lambda: relay.clients == 0, "the shell client's disconnect counted")
+            read, write = os.pipe()  # made while fd is taken: neither end can get its number
             host.close("k1")
             # libzmq's reaper thread closes the monitor's descriptor a moment after close().
             eventually(lambda: not os.path.exists(f"/proc/self/fd/{fd}"), what=f"descriptor {fd} closed")
-            read, write = os.pipe()
             os.dup2(read, fd)
             os.close(read)
             readable = asyncio.Event()

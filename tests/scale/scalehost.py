@@ -30,6 +30,7 @@ from scale.procusage import MIB, Usage, children_of, edge_of, unit_nofile, usage
 from ssd.client import AsyncClient, Client
 from ssd.kernels.relay import Relay, RelayGate, new_relay_keys
 from ssd.kernels.relayhost import relay_context
+from ssd.kernels.relayloop import RelayLoop
 from ssd.replies import KernelStartReply
 
 __all__ = [
@@ -233,20 +234,21 @@ def settled(pid: int, before: Usage, slack: Usage, what: str, timeout: float = 3
     return eventually(back, f"{what} back to its size before the churn", timeout=timeout)
 
 
-def relay_share(kernel: Kernel) -> dict[str, Any]:
+def relay_share(kernel: Kernel, design: type[Relay] = Relay) -> dict[str, Any]:
     """One relay's threads, fds and RSS, and how many relays (up to CEILING_CAP) a kernel worker's relay context
-    holds, in this process."""
+    holds, in this process; *design* may be a baseline built on Relay (bench_scale's threaded one)."""
     info = json.loads(Path(kernel.own_file).read_text())  # its ipc endpoints: root may connect
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # room for CEILING_CAP relays (32 descriptors each)
     ctx = relay_context()  # the kernel worker's own: its socket table sized from the descriptor limit
     gate = RelayGate(ctx)
+    loop = RelayLoop(ctx)
     relays: list[Relay] = []
 
     def open_one() -> None:
         keys, domain = new_relay_keys(), f"probe{len(relays)}"
         gate.admit(domain, keys["curve_publickey"])
-        relay = Relay(ctx, info, "127.0.0.1", keys, domain=domain)
+        relay = design(loop, info, "127.0.0.1", keys, domain=domain)
         relay.start()
         relays.append(relay)
 
@@ -275,6 +277,7 @@ def relay_share(kernel: Kernel) -> dict[str, Any]:
     finally:
         for relay in relays:
             relay.stop()
+        loop.stop()
         gate.stop()
         ctx.term()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -30,6 +30,7 @@ from jupyter_client.connect import write_connection_file
 
 from ssd.files import write_atomic
 from ssd.kernels.relay import Relay, RelayGate
+from ssd.kernels.relayloop import RelayLoop
 
 __all__ = [
     "ENDPOINT_FILE",
@@ -130,15 +131,17 @@ class JobHost:
         """Serve the kernel until it ends without a restart asked for; its exit code."""
         ctx: zmq.Context[Any] = zmq.Context()
         gate = RelayGate(ctx)
+        loop = RelayLoop(ctx)
         link = self.job["link"]
         gate.admit(_DOMAIN, link["client_publickey"])
         keys = {"curve_publickey": link["server_publickey"], "curve_secretkey": link["server_secretkey"]}
-        relay = Relay(ctx, self.info, ip, keys, domain=_DOMAIN)
+        relay = Relay(loop, self.info, ip, keys, domain=_DOMAIN)
         try:
             ports = relay.start()
             return self._serve(ip, ports)
         finally:
             relay.stop()
+            loop.stop()
             gate.stop()
             ctx.term()
             shutil.rmtree(self.sockets, ignore_errors=True)
