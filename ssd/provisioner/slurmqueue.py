@@ -24,6 +24,7 @@ from ssd.topics import KERNEL, user_topic
 __all__ = ["QueueWait", "queue_line"]
 
 NO_LIMIT = 7 * 24 * 3600.0  # a queue_timeout of 0: wait as long as Slurm holds the job (a week at most)
+CANCEL_WAIT = 60.0  # seconds a shutdown waits for a cancelled start to have its job cancelled (scancel, then squeue)
 _SUBSCRIBED = 0.3  # seconds for the events subscription to reach the server before the start is asked
 
 Log = logging.Logger | logging.LoggerAdapter[Any]
@@ -50,6 +51,7 @@ class QueueWait:
         self.known: set[str] | None = None  # the user's kernels before the start (None: not asked yet)
         self.waiting = False  # between the start request and its answer
         self._said = ""
+        self._ended = asyncio.Event()  # run() returned or raised, after any cancel of the job
 
     async def run(self, client: AsyncClient, start: Start) -> KernelStartReply:
         """Run *start* while following its kernel's events; past the queue timeout cancel the job and raise."""
@@ -68,9 +70,12 @@ class QueueWait:
                 await self.cancel(client)
                 raise self._timed_out()
             return starting.result()
-        except asyncio.CancelledError:  # the start itself was cancelled (jupyter console's Ctrl-C, ...)
+        except asyncio.CancelledError:  # the start was cancelled (a shutdown meanwhile, jupyter console's Ctrl-C)
             starting.cancel()
-            await self.cancel(client)
+            try:
+                await self.cancel(client)
+            except SSDError as exc:
+                self.log.warning("ssd-provisioner: %s", exc.message)
             raise
         finally:
             self.waiting = False
@@ -78,6 +83,17 @@ class QueueWait:
             with contextlib.suppress(BaseException):
                 await pending  # the generator must be idle before it can be closed
             await events.aclose()
+            self._ended.set()
+
+    async def ended(self) -> None:
+        """Until run() has ended (SSDProvisioner.cleanup, after it cancelled the start); bounded by CANCEL_WAIT."""
+        try:
+            await asyncio.wait_for(self._ended.wait(), CANCEL_WAIT)
+        except TimeoutError:
+            self.log.warning(
+                "ssd-provisioner: the cancelled start on %s did not end within %g s; check with: ssd-ctl kernels %s",
+                *(self.host, CANCEL_WAIT, self.host),
+            )
 
     async def _follow(
         self,
@@ -125,8 +141,8 @@ class QueueWait:
         )
 
     async def cancel(self, client: AsyncClient) -> None:
-        """Shut down the kernel of this start (``scancel`` of its job): on a timeout, a cancelled start, and a
-        shutdown while queued (SSDProvisioner.cleanup); a start that made none yet is left to fail."""
+        """Shut down the kernel of this start (``scancel`` of its job), on a timeout or a cancelled start; a start
+        that made none yet is left to fail. A kernel the host could not shut down raises, naming the command."""
         kernel_id = self.kernel.get("kernel_id") or await self._new_kernel(client)
         if not kernel_id:
             self.log.warning(
@@ -136,8 +152,16 @@ class QueueWait:
                 self.host,
             )
             return
-        with contextlib.suppress(SSDError):  # gone already: nothing left to cancel
+        try:
             await client.kernel_shutdown(str(kernel_id))
+        except SSDError as exc:
+            # not found: gone already; busy: already stopping there. Anything else leaves the job queued.
+            if exc.code not in (ErrorCode.KERNEL_NOT_FOUND, ErrorCode.KERNEL_BUSY):
+                raise SSDError(
+                    f"the kernel's Slurm job on {self.host} could not be cancelled ({exc.message}); "
+                    f"stop it with: ssd-ctl stop {self.host} {kernel_id}",
+                    code=ErrorCode.KERNEL_START_FAILED,
+                ) from None
         job = f"job {self.kernel['job_id']}" if self.kernel.get("job_id") else "its job"
         self.log.info(
             "ssd-provisioner: cancelled the kernel's start on %s: %s removed from Slurm's queue", self.host, job
