@@ -46,6 +46,7 @@ class SSDProvisioner(ProvisionerSettings):
         self._label = ""  # the notebook's path (Jupyter Server's JPY_SESSION_NAME), shown by ssd-ctl kernels
         self._spec: HostSpec | None = None
         self._starter: Starter | None = None  # the last start: a shutdown while its job is queued cancels it
+        self._launching: asyncio.Task[Any] | None = None  # the task in launch_kernel, while it runs
         self._trouble = Trouble(self.log)
         self._keeper = LeaseKeeper(self._renew_lease, max(self.lease / 3, 0.2), self._report)
 
@@ -80,12 +81,14 @@ class SSDProvisioner(ProvisionerSettings):
         environment gone, kernel package missing) are raised with the fix.
         """
         restarting, failed = self._replaced, self._restart_failure
+        self._launching = asyncio.current_task()
         try:
             kernel, connection = await self._call(self._attach if self._replaced and self.remote_id else self._start)
         except Exception as exc:
             # The KernelManager logs this once (and Jupyter Server answers it); a cause chain would repeat it.
             raise self._explained(exc, "restart a kernel" if failed else "start a kernel") from None
         finally:
+            self._launching = None
             self._replaced = self._restart_failed = False
             self._restart_failure = None
         if failed is not None and not restarting:
@@ -293,10 +296,16 @@ class SSDProvisioner(ProvisionerSettings):
         self._running = False
 
     async def _cancel_queued(self) -> None:
-        """A shutdown while the start's Slurm job is queued: cancel the job (``scancel``; the start then fails)."""
-        starter = self._starter
-        if starter is not None and starter.queue.waiting:
-            await self._call(starter.queue.cancel)
+        """A shutdown while the start's Slurm job is queued: cancel the start, which cancels the job (``scancel``).
+
+        The start's task is cancelled, not failed: jupyter_client's start and shutdown both settle the kernel
+        manager's ``ready`` future, and the second to settle it raises InvalidStateError (unless cancelled).
+        """
+        starter, launching = self._starter, self._launching
+        if starter is None or launching is None or launching is asyncio.current_task() or not starter.queue.waiting:
+            return
+        launching.cancel()
+        await starter.queue.ended()
 
     # -- the lease ----------------------------------------------------------------------
 

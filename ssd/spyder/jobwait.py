@@ -1,7 +1,7 @@
 """A console's kernel in a Slurm job, from the plugin's network loop: the wait while queued, Cancel, its end.
 
 The start request is answered only once the kernel is ready, which may be hours while Slurm holds the
-job. Meanwhile the user's ``kernel_state`` events say why (as ``ssd-ctl start --slurm`` follows them):
+job. Meanwhile the user's ``kernel_state`` events say why (``ssd.client.startwatch``, as for ``ssd-ctl start``):
 ``JobStart.follow`` hands those of the kernel its start made to a callback. Cancel shuts that kernel
 down, which for a queued kernel is ``scancel`` of its job; the start is then answered with an error.
 ``watch_ends`` follows the events of kernels already open in consoles, so that a job's end (its time
@@ -17,6 +17,7 @@ from typing import Any
 
 from ssd.client import AsyncClient
 from ssd.client.connection import Event
+from ssd.client.startwatch import StartedKernel, kernel_events
 from ssd.replies import KernelStartReply
 from ssd.spyder.models import JobState
 from ssd.spyder.rows import job_state
@@ -24,7 +25,6 @@ from ssd.topics import KERNEL, user_topic
 
 __all__ = ["JobStart", "watch_ends"]
 
-SUBSCRIBED = 0.3  # seconds for a subscription to reach the server before the first event matters
 KIND = "spyder"
 
 
@@ -36,7 +36,7 @@ class JobStart:
         self.kernel_id = ""
         self.job_id: int | None = None
         self.cancelled = False
-        self._known: set[str] = set()
+        self._started = StartedKernel(set(), KIND)
         self._client: AsyncClient | None = None
 
     async def follow(
@@ -49,48 +49,34 @@ class JobStart:
         """Run *start* while following its kernel's events: *on_kernel* hears the kernel's id once known,
         *on_state* each of its states (both called in the loop)."""
         self._client = client
-        self._known = {kernel.kernel_id for kernel in await client.kernel_list()}
-        async with _kernel_events(client) as events:
-            pending = asyncio.ensure_future(anext(events))
-            await asyncio.sleep(SUBSCRIBED)
+        self._started = await StartedKernel.before(client, KIND)
+        async with kernel_events(client) as feed:
             starting = asyncio.ensure_future(start())
             try:
                 while not starting.done():
-                    await asyncio.wait({starting, pending}, return_when=asyncio.FIRST_COMPLETED)
-                    if pending.done():
-                        event, pending = pending.result(), asyncio.ensure_future(anext(events))
-                        await self._take(event, on_kernel, on_state)
+                    event = await feed.wait(starting)
+                    if event is not None and self._started.take(event):
+                        await self._take(on_kernel, on_state)
                 return starting.result()
             finally:
                 starting.cancel()
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending  # the generator must be idle before it can be closed
 
-    async def _take(self, event: Event, on_kernel: Callable[[str], None], on_state: Callable[[JobState], None]) -> None:
-        """An event of the user's: if it is this start's kernel's, remember it and pass it on."""
-        content = event.content
-        kernel_id = str(content.get("kernel_id", ""))
-        if event.msg_type != "kernel_state" or kernel_id in self._known:
-            return
-        if self.kernel_id != kernel_id and (self.kernel_id or content.get("kind") != KIND):
-            return
+    async def _take(self, on_kernel: Callable[[str], None], on_state: Callable[[JobState], None]) -> None:
+        """An event of this start's kernel: its id passed on the first time, then its state."""
         if not self.kernel_id:
-            self.kernel_id = kernel_id
-            on_kernel(kernel_id)
+            self.kernel_id = self._started.kernel_id
+            on_kernel(self.kernel_id)
             if self.cancelled:  # Cancel came before the host named the kernel
                 await self._shutdown()
-        state = job_state(content)
+        state = job_state(self._started.state)
         self.job_id = state.job_id or self.job_id
         on_state(state)
 
     async def cancel(self) -> str:
         """Cancel the start: shut its kernel down (scancel of a queued job); answers the kernel id ("": not yet)."""
         self.cancelled = True
-        if not self.kernel_id and self._client is not None:
-            new = [k for k in await self._client.kernel_list() if k.kernel_id not in self._known and k.kind == KIND]
-            if len(new) == 1:
-                self.kernel_id, self.job_id = new[0].kernel_id, new[0].job_id
+        if not self.kernel_id and self._client is not None and await self._started.find(self._client):
+            self.kernel_id, self.job_id = self._started.kernel_id, self._started.state.get("job_id")
         if self.kernel_id:
             await self._shutdown()
         return self.kernel_id

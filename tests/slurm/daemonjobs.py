@@ -58,7 +58,8 @@ def jobs(cluster: SlurmCluster) -> list[str]:
 def hold_node(cluster: SlurmCluster) -> str:
     """A job (root's) that takes the whole node until cancelled."""
     holder = cluster.run("sbatch", "--parsable", "--exclusive", "--output=/dev/null", "--wrap=sleep 300").strip()
-    eventually(lambda: cluster.queue(f"--jobs={holder}", "--states=RUNNING"), "the holding job to run")
+    # squeue ignores --states when given --jobs: the job's own state is checked.
+    eventually(lambda: cluster.queue(f"--jobs={holder}") == [f"{holder} RUNNING"], "the holding job to run")
     return holder
 
 

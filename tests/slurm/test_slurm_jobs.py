@@ -44,7 +44,7 @@ def test_a_job_waits_queued_while_the_node_is_busy_and_is_cancelled(cluster: Slu
     cancelled while queued, it leaves squeue and is reported dead, CANCELLED."""
     holder = cluster.run("sbatch", "--parsable", "--exclusive", "--output=/dev/null", "--wrap=sleep 300").strip()
     try:
-        eventually(lambda: cluster.queue(f"--jobs={holder}", "--states=RUNNING"), "the holding job to run")
+        eventually(lambda: cluster.queue(f"--jobs={holder}") == [f"{holder} RUNNING"], "the holding job to run")
         slurm = AsUser(user, cluster, cluster.config())
         job_id = slurm.start(["/bin/sleep", "300"])
         queued = eventually(lambda: (s := slurm.status(job_id))["slurm_reason"] != "None" and s, "Slurm's reason")
