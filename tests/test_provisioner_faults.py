@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jupyter_client.asynchronous.client import AsyncKernelClient
@@ -67,12 +68,25 @@ async def _printed(kc: AsyncKernelClient, code: str) -> str:
     return "".join(printed)
 
 
+class _RestartWatcher(AsyncIOLoopKernelManager):
+    """jupyter_client's manager, telling when a restart (its restarter's) has returned."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.restart_done = asyncio.Event()
+
+    async def restart_kernel(self, now: bool = False, newports: bool = False, **kw: Any) -> None:  # type: ignore[override]  # jupyter_client types it sync
+        """jupyter_client's restart, then the event."""
+        await super().restart_kernel(now=now, newports=newports, **kw)
+        self.restart_done.set()
+
+
 def test_a_crash_restarts_in_place_for_the_client_that_stays(jupyter: Host) -> None:
     """os._exit(1) in a cell: jupyter_client's restarter restarts the kernel; the host restarts the same
     kernel on the same ports and key, so the client opened before runs the next cell."""
 
     async def scenario() -> None:
-        km = AsyncIOLoopKernelManager(kernel_name=jupyter.spec)
+        km = _RestartWatcher(kernel_name=jupyter.spec)
         restarted = asyncio.Event()
         await km.start_kernel()
         km.add_restart_callback(restarted.set, "restart")
@@ -88,6 +102,9 @@ def test_a_crash_restarts_in_place_for_the_client_that_stays(jupyter: Host) -> N
             await asyncio.wait_for(restarted.wait(), TIMEOUT)
             await kc.wait_for_ready(timeout=TIMEOUT)
             assert (await _printed(kc, "print('again')")).strip() == "again"
+            # The kernel answers before jupyter_client's restart has returned; a shutdown meanwhile would
+            # collide with it inside jupyter_client (both settle its ready future: InvalidStateError).
+            await asyncio.wait_for(km.restart_done.wait(), TIMEOUT)
             assert provisioner.remote_id == remote_id
             assert km.get_connection_info() == before
         finally:
