@@ -151,6 +151,7 @@ def _events_intro() -> str:
         + _table(
             ("event", "topic", "from"),
             [(f"`{broker_events.HOST_STATUS}`", f"`{broker_events.HOST_STATUS}`", "the broker, periodically")]
+            + [(f"`{topics.SUBSCRIBED}`", f"`{topics.hello_topic('NAME')}`", "the edge, once per subscription to it")]
             + [
                 (f"`{name}`", f"`{topics.user_topic(kind.family, 'USER')}`", f"the user's {kind.service} worker")
                 for name, kind in EVENTS.items()
@@ -162,6 +163,12 @@ def _events_intro() -> str:
 def _events() -> Iterator[str]:
     yield f"### {broker_events.HOST_STATUS}\n"
     yield "The host's status: `time`, `os`, `os_release`, `arch`, `cpus`, `memory_total`, `memory_available`, `load`.\n"
+    yield f"### {topics.SUBSCRIBED}\n"
+    yield (
+        f"Empty content, on the topic `{topics.hello_topic('NAME')}` a subscriber subscribed to after its other "
+        "topics (NAME: random, its own): a connection's subscriptions take effect in order, so those are then in "
+        "effect, and an event published from then on reaches it. At most 200 a second for the whole host.\n"
+    )
     for name, kind in EVENTS.items():
         yield f"### {name}\n"
         yield _doc(kind.schema) + "\n"

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ENV_PROGRESS", "KERNEL", "TERMINATOR", "user_topic"]
+__all__ = ["ENV_PROGRESS", "HELLO", "KERNEL", "SUBSCRIBED", "TERMINATOR", "hello_topic", "user_topic"]
 
 KERNEL: Final = "kernel"
 ENV_PROGRESS: Final = "env_progress"
 TERMINATOR: Final = "/"
+# A subscriber's own topic (HELLO + a random name): the edge answers its subscription with one SUBSCRIBED
+# event on it, and since a connection's subscriptions arrive in order, those sent before it are in effect.
+HELLO: Final = "hello/"
+SUBSCRIBED: Final = "subscribed"
 
 
 def user_topic(family: str, user: str) -> str:
@@ -23,3 +27,8 @@ def user_topic(family: str, user: str) -> str:
     if not user or TERMINATOR in user:
         raise ValueError(f"no topic for the user name {user!r}")
     return f"{family}.{user}{TERMINATOR}"
+
+
+def hello_topic(name: str) -> str:
+    """The topic whose SUBSCRIBED event tells a subscriber that its earlier subscriptions are in effect."""
+    return f"{HELLO}{name}"

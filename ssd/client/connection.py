@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import secrets
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ from ssd.replies import (
     ServerInfoReply,
     WhoamiReply,
 )
+from ssd.topics import HELLO, SUBSCRIBED, hello_topic
 
 __all__ = ["AsyncClient", "Event", "typed_reply"]
 
@@ -79,6 +81,19 @@ class Event:
     topic: str
     msg_type: str
     content: dict[str, Any]
+
+
+SUBSCRIBE_TIMEOUT = 5.0  # seconds to wait for a subscription's SUBSCRIBED before going on without it
+
+
+async def until_subscribed(subscribed: asyncio.Event, timeout: float = SUBSCRIBE_TIMEOUT) -> bool:
+    """Wait until ``events(..., subscribed=)`` is in effect; False after *timeout* (no answer: go on anyway)."""
+    try:
+        await asyncio.wait_for(subscribed.wait(), timeout)
+    except TimeoutError:
+        log.debug("no SUBSCRIBED within %g s; going on without it", timeout)
+        return False
+    return True
 
 
 class AsyncClient(KernelCalls):
@@ -303,13 +318,22 @@ class AsyncClient(KernelCalls):
         """Round trip through the diagnostic worker (``[workers] diag = true``)."""
         return await self.call(contract.ECHO, EchoRequest(data=data, delay=delay))
 
-    async def events(self, topics: tuple[str, ...] = ("",), *, port: int | None = None) -> AsyncGenerator[Event, None]:
-        """Yield events from the server's PUB socket (all topics by default) until closed."""
+    async def events(
+        self, topics: tuple[str, ...] = ("",), *, port: int | None = None, subscribed: asyncio.Event | None = None
+    ) -> AsyncGenerator[Event, None]:
+        """Yield events from the server's events socket (all topics by default) until closed.
+
+        With *subscribed*, it is set once the server has the subscriptions (its SUBSCRIBED answer to
+        a hello topic of this subscriber's own, sent after them): events published from then on arrive.
+        """
         if port is None:
             port = (await self.server_info()).events_port
         sock = self._curve_socket(zmq.SUB)
         for topic in topics:
             sock.subscribe(topic.encode())
+        hello = hello_topic(secrets.token_hex(8)) if subscribed is not None else ""
+        if hello:
+            sock.subscribe(hello.encode())
         sock.connect(self.spec.endpoint(port))
         try:
             while True:
@@ -319,6 +343,10 @@ class AsyncClient(KernelCalls):
                 except BadMessage:
                     continue
                 topic = msg.idents[0].decode(errors="replace") if msg.idents else ""
+                if topic.startswith(HELLO):  # another subscriber's welcome, or ours
+                    if subscribed is not None and topic == hello and msg.msg_type == SUBSCRIBED:
+                        subscribed.set()
+                    continue
                 yield Event(topic, msg.msg_type, msg.content)
         finally:
             sock.close(linger=0)

@@ -15,12 +15,10 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from ssd.client.connection import AsyncClient, Event
+from ssd.client.connection import AsyncClient, Event, until_subscribed
 from ssd.topics import KERNEL, user_topic
 
-__all__ = ["SUBSCRIBED", "EventFeed", "StartedKernel", "kernel_events"]
-
-SUBSCRIBED = 0.3  # seconds for a subscription to reach the server before the start is asked
+__all__ = ["EventFeed", "StartedKernel", "kernel_events"]
 
 
 class EventFeed:
@@ -53,9 +51,10 @@ class EventFeed:
 async def kernel_events(client: AsyncClient) -> AsyncIterator[EventFeed]:
     """The user's kernel events from now on (subscribed before it yields), closed at the end."""
     user = (await client.whoami()).user
-    feed = EventFeed(client.events((user_topic(KERNEL, user),)))
+    subscribed = asyncio.Event()
+    feed = EventFeed(client.events((user_topic(KERNEL, user),), subscribed=subscribed))
     try:
-        await asyncio.sleep(SUBSCRIBED)
+        await until_subscribed(subscribed)
         yield feed
     finally:
         await feed.aclose()

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from ssd import contract
 from ssd.client import AsyncClient, Event
+from ssd.client.connection import until_subscribed
 from ssd.contract import MessageType
 from ssd.ctl.args import add_host
 from ssd.ctl.commands import connected
@@ -125,9 +126,10 @@ async def follow_operation(
     client: AsyncClient, user: str, message: MessageType[Any, EnvOperationReply], content: RequestContent, out: Output
 ) -> dict[str, Any]:
     """Subscribe, send the request, show progress until the operation ends; Ctrl-C cancels it."""
-    events = client.events((user_topic(ENV_PROGRESS, user),))
+    subscribed = asyncio.Event()
+    events = client.events((user_topic(ENV_PROGRESS, user),), subscribed=subscribed)
     pending: asyncio.Future[Event] = asyncio.ensure_future(anext(events))
-    await asyncio.sleep(0.3)  # let the subscription reach the server before the first event
+    await until_subscribed(subscribed)  # a quick operation's last event must not come before the subscription
     operation = ""
     bar = Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),

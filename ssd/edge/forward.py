@@ -18,6 +18,8 @@ import zmq
 
 from ssd.broker.quota import LogThrottle
 from ssd.edge.link import CLIENT, MAX_FORWARDED_FRAMES, PUBLISH, REPLY, TAG
+from ssd.protocol import Wire
+from ssd.topics import HELLO, SUBSCRIBED
 
 __all__ = ["Forwarder"]
 
@@ -25,6 +27,10 @@ log = logging.getLogger(__name__)
 
 # Messages moved per socket before the poller is asked again (fairness between the two directions).
 _BATCH = 64
+# SUBSCRIBED answers per second at most: whoever subscribes to every topic receives them all, so a client
+# subscribing in a loop must not make the edge flood them (past the cap a subscriber waits for its timeout).
+_WELCOMES_PER_SECOND = 200
+_SUBSCRIBE = 1  # the first byte of an XPUB subscription message (0: unsubscribe)
 
 
 class Forwarder(threading.Thread):
@@ -53,6 +59,8 @@ class Forwarder(threading.Thread):
         self._wake_in.connect(address)
         self._on_end = on_end
         self._drops = LogThrottle()
+        self._wire = Wire()
+        self._welcomes: tuple[int, int] = (0, 0)  # the current second and the SUBSCRIBED sent in it
 
     def stop(self) -> None:
         """Wake the thread, wait for it to end, close the wake pair."""
@@ -73,7 +81,7 @@ class Forwarder(threading.Thread):
 
     def _loop(self) -> None:
         poller = zmq.Poller()
-        for sock in (self._control, self._link, self._wake_in):
+        for sock in (self._control, self._link, self._events, self._wake_in):
             poller.register(sock, zmq.POLLIN)
         while True:
             ready = dict(poller.poll())
@@ -83,6 +91,8 @@ class Forwarder(threading.Thread):
                 self._batch(self._control, self._from_client)
             if self._link in ready:
                 self._batch(self._link, self._from_broker)
+            if self._events in ready:
+                self._batch(self._events, self._subscription)
 
     @staticmethod
     def _batch(sock: zmq.Socket[Any], handle: Callable[[list[zmq.Frame]], None]) -> None:
@@ -109,6 +119,21 @@ class Forwarder(threading.Thread):
             self._reply(frames[2:])
         elif command == PUBLISH:
             self._events.send_multipart(frames[2:], copy=False)
+
+    def _subscription(self, frames: list[zmq.Frame]) -> None:
+        """A subscriber's (un)subscription: a hello topic's is answered with one SUBSCRIBED event on it."""
+        data = frames[0].bytes
+        if len(frames) != 1 or data[:1] != bytes([_SUBSCRIBE]) or not data[1:].startswith(HELLO.encode()):
+            return
+        second, sent = self._welcomes
+        now = int(time.monotonic())
+        if now != second:
+            second, sent = now, 0
+        if sent >= _WELCOMES_PER_SECOND:
+            return
+        self._welcomes = (second, sent + 1)
+        _, message = self._wire.serialize(SUBSCRIBED, {}, idents=[data[1:]])
+        self._events.send_multipart(message)
 
     def _reply(self, frames: list[zmq.Frame]) -> None:
         """Send a reply to its client; one that cannot go (ROUTER_MANDATORY says why) is logged, never silent."""

@@ -52,7 +52,7 @@ class Edge:
         auth.configure_curve_callback(CLIENT_DOMAIN, ClientPolicy())
         control = self._public(zmq.ROUTER, creds.max_message_size)
         control.router_mandatory = True  # a reply that cannot be routed raises (logged by the forwarder)
-        events = self._public(zmq.PUB, MAX_SUBSCRIPTION_FRAME)
+        events = self._public(zmq.XPUB, MAX_SUBSCRIPTION_FRAME)  # XPUB: the forwarder answers hello topics
         guard = FloodGuard(
             zmq.Context.shadow(self.ctx.underlying),
             [control, events],

@@ -21,7 +21,7 @@ import zmq
 
 from ssd import contract
 from ssd.client import AsyncClient, KnownHosts
-from ssd.client.connection import typed_reply
+from ssd.client.connection import typed_reply, until_subscribed
 from ssd.client.discovery import AsyncBrowser, Change
 from ssd.client.hostspec import HostSpec, parse_host
 from ssd.client.identity import client_keypair
@@ -32,6 +32,7 @@ from ssd.spyder.jobwait import JobStart, watch_ends
 from ssd.spyder.loop import LoopThread
 from ssd.spyder.models import ConnectInfo, EnvRow, HostRow, JobState, KernelRow, Progress, StartedKernel
 from ssd.spyder.rows import env_row, host_row, kernel_row, progress, slurm_host
+from ssd.topics import ENV_PROGRESS, user_topic
 
 __all__ = ["Backend", "Callback", "parse_host"]
 
@@ -171,9 +172,10 @@ class Backend:
         async def run() -> Progress:
             client = await self._client(spec)
             user = (await client.whoami()).user
-            events = client.events((f"env_progress.{user}",))
+            subscribed = asyncio.Event()
+            events = client.events((user_topic(ENV_PROGRESS, user),), subscribed=subscribed)
             first = asyncio.ensure_future(anext(events))
-            await asyncio.sleep(0.3)  # the subscription must reach the server before the first event
+            await until_subscribed(subscribed)  # a quick operation's last event must not come before it
             try:
                 # The dialog's fields as they are: the host checks them and names a bad one.
                 raw = await client.request(message.msg_type, {**content, "spyder": self.spyder_version})

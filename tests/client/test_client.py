@@ -16,6 +16,7 @@ from support.daemon import Daemon, logged_in_client, start_daemon
 
 from ssd import keys
 from ssd.client import AsyncClient, Client, Event, HostSpec, KnownHosts
+from ssd.client.connection import until_subscribed
 from ssd.errors import (
     ErrorCode,
     RemoteError,
@@ -220,6 +221,47 @@ def test_async_client_events(daemon: Daemon, client_dir: Path) -> None:
                 await stream.aclose()
 
     check_host_status(asyncio.run(first_status()))
+
+
+def test_a_subscription_is_confirmed_and_the_welcome_reaches_no_one_else(daemon: Daemon, client_dir: Path) -> None:
+    """events(subscribed=) is set by the edge's SUBSCRIBED on this subscriber's hello topic (sent after its
+    other subscriptions, so those are in effect); a subscriber to every topic never sees those welcomes."""
+
+    async def scenario() -> list[Event]:
+        async with AsyncClient(daemon.host, trust=True) as client:
+            on_all = asyncio.Event()
+            everything = client.events(subscribed=on_all)
+            seen: list[Event] = []
+
+            async def read_all() -> None:
+                async for event in everything:
+                    seen.append(event)
+
+            reader = asyncio.ensure_future(read_all())
+            try:
+                assert await until_subscribed(on_all, timeout=30)
+                last: Event | None = None
+                for _ in range(3):  # each a new subscriber with its own hello topic
+                    subscribed = asyncio.Event()
+                    stream = client.events(("host_status",), subscribed=subscribed)
+                    first = asyncio.ensure_future(anext(stream))
+                    assert await until_subscribed(subscribed, timeout=30)
+                    last = await asyncio.wait_for(first, 30)
+                    check_host_status(last)
+                    await stream.aclose()
+                # One PUB queue per subscriber keeps order: once the reader of every topic has the last
+                # host_status, it has had every welcome published before it.
+                while last is None or last.content not in [event.content for event in seen]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+                await everything.aclose()
+            return seen
+
+    seen = asyncio.run(scenario())
+    assert {event.msg_type for event in seen} == {"host_status"}, [event.topic for event in seen]
 
 
 def test_sync_client_events(daemon: Daemon, client_dir: Path) -> None:
