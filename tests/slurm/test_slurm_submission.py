@@ -18,6 +18,7 @@ from users import User, stop_and_audit, users
 
 from slurm.daemonjobs import jobs, slurm_client, slurm_daemon
 from ssd.client import Client
+from ssd.kernels.slurm.jobhost import ENDPOINT_FILE
 
 
 def _blocking_sbatch(folder: Path) -> tuple[Path, Path]:
@@ -72,6 +73,9 @@ def _killed_during_sbatch(
     starter.start()
     ((job_id, name),) = eventually(lambda: _kernel_jobs(cluster) or None, what="the job submitted", timeout=30)
     kernel_id = name.removeprefix("ssd-kernel-")
+    # The job runs and its relay announces itself while sbatch still blocks: the next worker finds it running
+    # (its record never learned the job's endpoint; a job still queued is the other test's path).
+    eventually(lambda: next(alice.home.rglob(f"{kernel_id}/{ENDPOINT_FILE}"), None), what="the job's relay up")
     daemons[0].process.kill()  # the wrapper still blocks: the worker never saw the job id
     daemons[0].process.wait()
     (daemons[0].state_dir / "daemon.json").unlink()

@@ -190,8 +190,9 @@ class SlurmKernel(ManagedKernel):
         except FileNotFoundError:
             return None
 
-    def _use_endpoint(self, endpoint: dict[str, Any]) -> None:
-        """Point the link (and the record, which the login node's relay follows) at the job's relay."""
+    def _use_endpoint(self, endpoint: dict[str, Any], *, placing: bool = True) -> None:
+        """Point the link (and the record, which the login node's relay follows) at the job's relay; with
+        *placing*, open the login node's relay now (adoption leaves that to the worker, which reopens it)."""
         self.generation = int(endpoint["generation"])
         ports = {f"{channel}_port": int(port) for channel, port in endpoint["ports"].items()}
         info = {**self.record.connection, "transport": "tcp", "ip": str(endpoint["ip"]), **ports}
@@ -200,7 +201,8 @@ class SlurmKernel(ManagedKernel):
             self.record = msgspec.structs.replace(self.record, connection=info)
             self.link = KernelLink(self.ctx, info)
             self.hooks.on_record(self.kernel_id, self.record)
-            self.on_placed(self)
+            if placing:
+                self.on_placed(self)
 
     async def _wait_ready(self) -> None:
         """kernel_info through the job's relay, or the job's end, whichever comes first."""
@@ -262,7 +264,8 @@ class SlurmKernel(ManagedKernel):
             self.hooks.on_state(self, "queued", self.event_fields())
             self._resuming = asyncio.create_task(self._resume_start())
             return True
-        self.generation = int(endpoint["generation"])
+        # A job found by name ran its relay while no worker watched: its record learns the endpoint here.
+        self._use_endpoint(endpoint, placing=False)
         self.state = "ready"
         self.link.start_watching()
         self._watcher = asyncio.create_task(self._watch_job())
