@@ -89,11 +89,17 @@ def two_users(tmp: Path, settings: dict[str, str] | None = None) -> Iterator[Two
             stop_all(a, b)
 
 
+HEARTBEAT_DEADLINE = 5.0  # seconds
+
+
 @contextmanager
 def kernel_client(info: dict[str, Any], timeout: float = 30.0) -> Iterator[BlockingKernelClient]:
     """A jupyter_client BlockingKernelClient on *info*, ready, stopped afterwards."""
     client = BlockingKernelClient()
     client.load_connection_info(cast(KernelConnectionInfo, info))
+    # jupyter_client calls a kernel dead after one heartbeat unanswered for 1 s, even while it waits for
+    # kernel_info: on a loaded 2-core machine, through a relay or two, that is a race these tests do not test.
+    client.hb_channel.time_to_dead = HEARTBEAT_DEADLINE
     client.start_channels()
     try:
         client.wait_for_ready(timeout=timeout)

@@ -89,6 +89,7 @@ def kernel_client(connection_file: Path) -> Iterator[BlockingKernelClient]:
     """A jupyter_client connected with nothing but the connection file ssd-ctl wrote."""
     client = BlockingKernelClient()
     client.load_connection_file(str(connection_file))
+    client.hb_channel.time_to_dead = 5.0  # not jupyter_client's 1 s: a race on a loaded machine (see kerneltools)
     client.start_channels()
     try:
         client.wait_for_ready(timeout=30)
