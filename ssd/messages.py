@@ -201,6 +201,9 @@ class KernelStartRequest(RequestContent, frozen=True):
     # Where it runs: on this host, or in a Slurm job with these resources (checked against [slurm]).
     placement: Literal["local", "slurm"] = "local"
     slurm: SlurmOptions | None = None
+    # The client's name for this start, echoed in its kernel's kernel_state events and kernel_list entry: how
+    # a client follows its own kernel before the reply (which waits for a Slurm job), among other starts.
+    start_token: Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[A-Za-z0-9_-]*$")] = ""
 
 
 class KernelListRequest(RequestContent, frozen=True):

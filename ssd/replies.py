@@ -190,6 +190,7 @@ class KernelDescription(msgspec.Struct, frozen=True, kw_only=True):
     kernel_id: KernelId
     name: str
     label: str = ""
+    start_token: str = ""  # the start's own name for it, as its client gave it (kernel_start's start_token)
     env: str
     env_name: str = ""
     kind: str

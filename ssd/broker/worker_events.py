@@ -51,6 +51,8 @@ class KernelStateEvent(_Event, frozen=True):
     slurm_state: Annotated[str, msgspec.Meta(max_length=64)] | msgspec.UnsetType = msgspec.UNSET
     node: Text | msgspec.UnsetType | None = msgspec.UNSET
     partition: Text | msgspec.UnsetType | None = msgspec.UNSET
+    # The client's name for the start that made the kernel (kernel_start's start_token), when it gave one.
+    start_token: Annotated[str, msgspec.Meta(max_length=64)] | msgspec.UnsetType = msgspec.UNSET
 
 
 class EnvProgressEvent(_Event, frozen=True):

@@ -66,7 +66,7 @@ from ssd.replies import (
 )
 from ssd.topics import HELLO, SUBSCRIBED, hello_topic
 
-__all__ = ["AsyncClient", "Event", "typed_reply"]
+__all__ = ["SUBSCRIBE_TIMEOUT", "AsyncClient", "Event", "typed_reply", "until_subscribed"]
 
 log = logging.getLogger(__name__)
 

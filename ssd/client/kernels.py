@@ -100,6 +100,7 @@ class KernelCalls:
         label: str = "",
         placement: str = "local",
         slurm: dict[str, Any] | None = None,
+        start_token: str = "",
         timeout: float = START_TIMEOUT,
     ) -> KernelStartReply:
         """Start a kernel in *env*; returns once it answered kernel_info (id, connection, kernel_info, timing).
@@ -108,6 +109,7 @@ class KernelCalls:
         *label* says what the frontend shows it for (a notebook's path, "spyder"); an older host has none.
         *placement* ``slurm`` starts it in a Slurm job with the resources *slurm* names (partition, time, cpus,
         mem, gpus); the reply comes once the job ran and the kernel answered, ``queued`` events meanwhile.
+        *start_token* names this start in its kernel's events and kernel_list entry (``ssd.client.startwatch``).
         """
         # The server checks kind, mode and action (a newer server may know values this client does not).
         content = KernelStartRequest(
@@ -121,6 +123,7 @@ class KernelCalls:
             lease=lease,
             placement=cast(Literal["local", "slurm"], placement),
             slurm=msgspec.convert(slurm, SlurmOptions) if slurm is not None else None,
+            start_token=start_token,
         )
         return _checked(await self.call(contract.KERNEL_START, content, timeout=timeout))
 

@@ -2,8 +2,8 @@
 against the start request, and which of them are the started kernel's.
 
 The start request is answered only once the kernel runs; until then its ``kernel_state`` events say why it
-waits. They are told from those of the user's other kernels by the kernel list taken before the start: the
-first kernel not listed then, of the kind asked for, is the start's. Used by ``ssd-ctl start --slurm``
+waits. They are told from those of the user's other kernels, and of other starts at the same moment, by the
+start's token, which the host echoes in them (kernel_start's ``start_token``). Used by ``ssd-ctl start --slurm``
 (``ssd.ctl.slurmwait``), the Jupyter provisioner (``ssd.provisioner.slurmqueue``) and the Spyder plugin
 (``ssd.spyder.jobwait``).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -61,16 +62,16 @@ async def kernel_events(client: AsyncClient) -> AsyncIterator[EventFeed]:
 
 
 class StartedKernel:
-    """The kernel a start made: the first kernel of its kind that the list taken before the start lacked."""
+    """The kernel a start made: the one whose events and list entry carry the start's token."""
 
-    def __init__(self, known: set[str], kind: str) -> None:
-        self.known, self.kind = known, kind
+    def __init__(self, token: str) -> None:
+        self.token = token
         self.state: dict[str, Any] = {}  # its last kernel_state event (or what the kernel list said of it)
 
     @classmethod
-    async def before(cls, client: AsyncClient, kind: str) -> StartedKernel:
-        """Called just before the start: the user's kernels then."""
-        return cls({kernel.kernel_id for kernel in await client.kernel_list()}, kind)
+    def new(cls) -> StartedKernel:
+        """A start with a fresh token (kernel_start's start_token)."""
+        return cls(secrets.token_hex(8))
 
     @property
     def kernel_id(self) -> str:
@@ -79,19 +80,15 @@ class StartedKernel:
 
     def take(self, event: Event) -> bool:
         """Whether *event* is a kernel_state event of this start's kernel (then remembered as its state)."""
-        content = event.content
-        kernel_id = str(content.get("kernel_id") or "")
-        if event.msg_type != "kernel_state" or not kernel_id or kernel_id in self.known:
+        if event.msg_type != "kernel_state" or event.content.get("start_token") != self.token:
             return False
-        if kernel_id != (self.kernel_id or kernel_id) or (not self.kernel_id and content.get("kind") != self.kind):
-            return False
-        self.state = content
+        self.state = event.content
         return True
 
     async def find(self, client: AsyncClient) -> str:
-        """Its id, from the kernel list when no event named it yet ("" unless exactly one new kernel of its kind)."""
+        """Its id, from the kernel list when no event named it yet ("": the host has no kernel of this start)."""
         if not self.kernel_id:
-            new = [k for k in await client.kernel_list() if k.kernel_id not in self.known and k.kind == self.kind]
-            if len(new) == 1:
-                self.state = {"kernel_id": new[0].kernel_id, "job_id": new[0].job_id}
+            for kernel in await client.kernel_list():
+                if kernel.start_token == self.token:
+                    self.state = {"kernel_id": kernel.kernel_id, "job_id": kernel.job_id}
         return self.kernel_id

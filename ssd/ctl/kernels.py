@@ -102,7 +102,7 @@ def start_kernel(client: Client, args: argparse.Namespace, out: Output) -> tuple
         timeout=max(args.timeout, START_TIMEOUT) if slurm is None else SLURM_WAIT,
     )
     if slurm is not None:  # Ctrl-C cancels the job: raised on as KeyboardInterrupt (exit 130)
-        reply = client.run(start_in_job(client.aclient, out, text, args.kind, request))
+        reply = client.run(start_in_job(client.aclient, out, text, lambda token: request(start_token=token)))
         return reply, time.perf_counter() - began
     try:
         with waiting(out, text):

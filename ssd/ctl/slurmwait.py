@@ -49,12 +49,13 @@ def _display(out: Output, text: str) -> Iterator[Show]:
 
 
 async def start_in_job(
-    client: AsyncClient, out: Output, text: str, kind: str, start: Callable[[], Awaitable[KernelStartReply]]
+    client: AsyncClient, out: Output, text: str, start: Callable[[str], Awaitable[KernelStartReply]]
 ) -> KernelStartReply:
-    """Run *start* while following its kernel's events; Ctrl-C cancels the kernel's job, then re-raises."""
-    started = await StartedKernel.before(client, kind)
+    """Run *start* (given the start's token) while following its kernel's events; Ctrl-C cancels the kernel's
+    job, then re-raises."""
+    started = StartedKernel.new()
     async with kernel_events(client) as feed:
-        starting = asyncio.ensure_future(start())
+        starting = asyncio.ensure_future(start(started.token))
         try:
             with _display(out, text) as show:
                 while not starting.done():

@@ -55,6 +55,7 @@ class KernelRecord(msgspec.Struct, frozen=True, kw_only=True):
     # The CURVE relay (transport curve): its bind address, ports and keypair, kept across worker restarts.
     relay: dict[str, Any] | None = None
     label: str = ""  # the frontend's: a notebook's path, "spyder"
+    start_token: str = ""  # the client's name for the start that made it (KernelStartRequest.start_token)
     placement: str = "local"  # local | slurm (ssd.kernels.placement)
     job: SlurmJob | None = None  # the Slurm job a kernel of placement slurm runs in
     # A spare: started ahead for the next matching kernel_start, never ran user code (ssd.kernels.spares).

@@ -24,7 +24,7 @@ NO_LIMIT = 7 * 24 * 3600.0  # a queue_timeout of 0: wait as long as Slurm holds 
 CANCEL_WAIT = 60.0  # seconds a shutdown waits for a cancelled start to have its job cancelled (scancel, then squeue)
 
 Log = logging.Logger | logging.LoggerAdapter[Any]
-Start = Callable[[float], Awaitable[KernelStartReply]]  # the kernel_start call, given its timeout
+Start = Callable[[str, float], Awaitable[KernelStartReply]]  # the kernel_start call, given its token and timeout
 
 
 def queue_line(event: dict[str, Any]) -> str | None:
@@ -41,9 +41,9 @@ def queue_line(event: dict[str, Any]) -> str | None:
 class QueueWait:
     """The wait of one start in a Slurm job: which kernel it made, and what was last logged of it."""
 
-    def __init__(self, host: str, kind: str, timeout: float, log: Log) -> None:
-        self.host, self.kind, self.timeout, self.log = host, kind, timeout, log
-        self.kernel = StartedKernel(set(), kind)  # this start's kernel, once run() listed the user's kernels
+    def __init__(self, host: str, timeout: float, log: Log) -> None:
+        self.host, self.timeout, self.log = host, timeout, log
+        self.kernel = StartedKernel.new()  # this start's kernel, told by its token
         self.waiting = False  # while run() runs: a shutdown meanwhile cancels it (SSDProvisioner.cleanup)
         self._said = ""
         self._ended = asyncio.Event()  # run() returned or raised, after any cancel of the job
@@ -51,8 +51,8 @@ class QueueWait:
     async def run(self, client: AsyncClient, start: Start) -> KernelStartReply:
         """Run *start* while following its kernel's events; past the queue timeout cancel the job and raise."""
         self.waiting = True
+        self.kernel = StartedKernel.new()
         try:
-            self.kernel = await StartedKernel.before(client, self.kind)
             async with kernel_events(client) as feed:
                 return await self._follow(client, feed, start)
         finally:
@@ -64,7 +64,7 @@ class QueueWait:
         loop = asyncio.get_running_loop()
         limit = self.timeout or NO_LIMIT
         deadline = loop.time() + limit
-        starting = asyncio.ensure_future(start(limit + START_TIMEOUT))
+        starting = asyncio.ensure_future(start(self.kernel.token, limit + START_TIMEOUT))
         try:
             while not starting.done() and (left := deadline - loop.time()) > 0:
                 event = await feed.wait(starting, left)

@@ -41,7 +41,7 @@ class Starter:
     def __init__(self, request: StartRequest, log: logging.Logger | logging.LoggerAdapter[Any]) -> None:
         self.request = request
         self.log = log
-        self.queue = QueueWait(request.host, request.kind, request.queue_timeout, log)
+        self.queue = QueueWait(request.host, request.queue_timeout, log)
 
     async def start(self, client: AsyncClient) -> tuple[KernelDescription, dict[str, Any]]:
         """``kernel_start`` (called by SSDProvisioner in its connection to the host); the kernel and its
@@ -81,7 +81,7 @@ class Starter:
     async def _start_with(self, client: AsyncClient, options: dict[str, Any]) -> KernelStartReply:
         request = self.request
 
-        async def start(timeout: float = START_TIMEOUT) -> KernelStartReply:
+        async def start(token: str = "", timeout: float = START_TIMEOUT) -> KernelStartReply:
             return await client.kernel_start(
                 request.env,
                 request.kind,
@@ -92,6 +92,7 @@ class Starter:
                 label=options["label"] or "",
                 placement="local" if request.slurm is None else "slurm",
                 slurm=request.slurm,
+                start_token=token,
                 timeout=timeout,
             )
 

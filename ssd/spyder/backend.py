@@ -225,9 +225,11 @@ class Backend:
             where: dict[str, Any] = {} if job is None else {"placement": "slurm", "slurm": job[0].options}
             timeout = START_TIMEOUT if job is None else SLURM_WAIT
 
-            def start() -> Coroutine[Any, Any, KernelStartReply]:
+            def start(token: str = "") -> Coroutine[Any, Any, KernelStartReply]:
                 name = f"spyder {env}"[:100]
-                return client.kernel_start(env, "spyder", cwd=cwd, lease=lease, name=name, timeout=timeout, **where)
+                return client.kernel_start(
+                    env, "spyder", cwd=cwd, lease=lease, name=name, timeout=timeout, start_token=token, **where
+                )
 
             if job is None:
                 reply = await start()

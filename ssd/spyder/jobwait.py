@@ -25,8 +25,6 @@ from ssd.topics import KERNEL, user_topic
 
 __all__ = ["JobStart", "watch_ends"]
 
-KIND = "spyder"
-
 
 class JobStart:
     """One start in a Slurm job: its options, the kernel it made (once an event names it), and Cancel."""
@@ -36,22 +34,22 @@ class JobStart:
         self.kernel_id = ""
         self.job_id: int | None = None
         self.cancelled = False
-        self._started = StartedKernel(set(), KIND)
+        self._started = StartedKernel.new()
         self._client: AsyncClient | None = None
 
     async def follow(
         self,
         client: AsyncClient,
-        start: Callable[[], Awaitable[KernelStartReply]],
+        start: Callable[[str], Awaitable[KernelStartReply]],
         on_kernel: Callable[[str], None],
         on_state: Callable[[JobState], None],
     ) -> KernelStartReply:
         """Run *start* while following its kernel's events: *on_kernel* hears the kernel's id once known,
         *on_state* each of its states (both called in the loop)."""
         self._client = client
-        self._started = await StartedKernel.before(client, KIND)
+        self._started = StartedKernel.new()
         async with kernel_events(client) as feed:
-            starting = asyncio.ensure_future(start())
+            starting = asyncio.ensure_future(start(self._started.token))
             try:
                 while not starting.done():
                     event = await feed.wait(starting)

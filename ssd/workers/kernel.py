@@ -87,6 +87,8 @@ class KernelWorker(Worker):
         """Publish a lifecycle event: no key, no ports (any subscriber may read it)."""
         record = kernel.record
         content = {"kernel_id": record.kernel_id, "name": record.name, "env": record.env, "kind": record.kind}
+        if record.start_token:
+            content["start_token"] = record.start_token
         self.publish("kernel_state", {**content, "state": state, **extra})
 
     def _on_record(self, kernel_id: str, record: KernelRecord | None) -> None:
@@ -245,6 +247,7 @@ class KernelWorker(Worker):
             kernel_id=record.kernel_id,
             name=record.name,
             label=record.label,
+            start_token=record.start_token,
             env=record.env,
             env_name=record.env_name,
             kind=record.kind,
@@ -293,6 +296,7 @@ class KernelWorker(Worker):
             relay=relay,
             lease=content.lease,
             label=content.label,
+            start_token=content.start_token,
         )
 
     def adopt_spare(self, kernel: ManagedKernel, began: float) -> dict[str, float]:

@@ -134,6 +134,7 @@ class SpareKeeper:
             spare=False,
             name=content.name or kernel.record.name,
             label=content.label,
+            start_token=content.start_token,
             lease=content.lease,
             auto_restart=content.restart,
             cwd=cwd,

@@ -72,3 +72,36 @@ def test_ctl_start_shows_the_queued_reason_and_ctrl_c_cancels_the_job(tmp_path: 
             assert client.kernel_list() == []
         finally:
             release(cluster, holder)
+
+
+def test_two_starts_at_once_each_follow_and_cancel_their_own_job(tmp_path: Path, cluster: SlurmCluster) -> None:
+    """Two ssd-ctl start --slurm of the same user and kind at once, both queued: each shows its own job (the
+    host echoes each start's token in its kernel's events); Ctrl-C of one cancels its job only."""
+    with alice_on_slurm(tmp_path, cluster) as (alice, daemon, client):
+        env = {**os.environ, "SSD_CLIENT_DIR": str(tmp_path / "ctl"), "TERM": "xterm", "COLUMNS": "200"}
+        login = [*CTL, "login", daemon.host, "--user", alice.name, "--password-stdin", "--trust"]
+        logged = subprocess.run(login, env=env, input=alice.password + "\n", capture_output=True, text=True, timeout=60)
+        assert logged.returncode == 0, logged.stderr
+        holder = hold_node(cluster)
+        try:
+            argv = [*CTL, "start", daemon.host, "sci", "--kind", "ipykernel", "--slurm"]
+            first, second = Terminal(argv, env), Terminal(argv, env)
+            queued = re.compile(r"queued: job (\d+), waiting for resources")
+            one = eventually(lambda: queued.search(first.text()), what="the first start's queued job").group(1)
+            two = eventually(lambda: queued.search(second.text()), what="the second start's queued job").group(1)
+            assert one != two
+            assert sorted(line.split()[0] for line in jobs(cluster) if "PENDING" in line) == sorted([one, two])
+            first.process.send_signal(signal.SIGINT)
+            assert first.process.wait(30) == 130
+            first.reader.join(10)
+            assert f"job {one} removed from Slurm's queue" in first.text()
+            eventually(lambda: one not in " ".join(jobs(cluster)), what="the first start's job cancelled")
+            assert [line.split()[0] for line in jobs(cluster) if "PENDING" in line] == [two]
+            second.process.send_signal(signal.SIGINT)
+            assert second.process.wait(30) == 130
+            second.reader.join(10)
+            assert f"job {two} removed from Slurm's queue" in second.text()
+            eventually(lambda: not [line for line in jobs(cluster) if two in line.split()[:1]], what="the second job")
+            assert client.kernel_list() == []
+        finally:
+            release(cluster, holder)
