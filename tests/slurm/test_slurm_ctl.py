@@ -14,6 +14,7 @@ from pathlib import Path
 
 from slurmcluster import SlurmCluster
 from support.eventually import eventually
+from users import User
 
 from slurm.daemonjobs import alice_on_slurm, hold_node, jobs, release
 
@@ -48,14 +49,20 @@ class Terminal:
         return _ANSI.sub("", b"".join(self.chunks).decode(errors="replace"))
 
 
+def _logged_in(tmp_path: Path, host: str, alice: User) -> dict[str, str]:
+    """The environment of an ssd-ctl at a terminal, its client directory logged in to *host* as alice."""
+    env = {**os.environ, "SSD_CLIENT_DIR": str(tmp_path / "ctl"), "TERM": "xterm", "COLUMNS": "200"}
+    login = [*CTL, "login", host, "--user", alice.name, "--password-stdin", "--trust"]
+    logged = subprocess.run(login, env=env, input=alice.password + "\n", capture_output=True, text=True, timeout=60)
+    assert logged.returncode == 0, logged.stderr
+    return env
+
+
 def test_ctl_start_shows_the_queued_reason_and_ctrl_c_cancels_the_job(tmp_path: Path, cluster: SlurmCluster) -> None:
     """While another job holds the node the spinner reads "queued: job N, waiting for resources"; SIGINT
     (Ctrl-C) scancels the job, ssd-ctl says so and exits 130, and the user has no kernel left."""
     with alice_on_slurm(tmp_path, cluster) as (alice, daemon, client):
-        env = {**os.environ, "SSD_CLIENT_DIR": str(tmp_path / "ctl"), "TERM": "xterm", "COLUMNS": "200"}
-        login = [*CTL, "login", daemon.host, "--user", alice.name, "--password-stdin", "--trust"]
-        logged = subprocess.run(login, env=env, input=alice.password + "\n", capture_output=True, text=True, timeout=60)
-        assert logged.returncode == 0, logged.stderr
+        env = _logged_in(tmp_path, daemon.host, alice)
         holder = hold_node(cluster)
         try:
             terminal = Terminal([*CTL, "start", daemon.host, "sci", "--kind", "ipykernel", "--slurm"], env)
@@ -78,10 +85,7 @@ def test_two_starts_at_once_each_follow_and_cancel_their_own_job(tmp_path: Path,
     """Two ssd-ctl start --slurm of the same user and kind at once, both queued: each shows its own job (the
     host echoes each start's token in its kernel's events); Ctrl-C of one cancels its job only."""
     with alice_on_slurm(tmp_path, cluster) as (alice, daemon, client):
-        env = {**os.environ, "SSD_CLIENT_DIR": str(tmp_path / "ctl"), "TERM": "xterm", "COLUMNS": "200"}
-        login = [*CTL, "login", daemon.host, "--user", alice.name, "--password-stdin", "--trust"]
-        logged = subprocess.run(login, env=env, input=alice.password + "\n", capture_output=True, text=True, timeout=60)
-        assert logged.returncode == 0, logged.stderr
+        env = _logged_in(tmp_path, daemon.host, alice)
         holder = hold_node(cluster)
         try:
             argv = [*CTL, "start", daemon.host, "sci", "--kind", "ipykernel", "--slurm"]
