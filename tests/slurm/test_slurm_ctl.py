@@ -49,6 +49,11 @@ class Terminal:
         return _ANSI.sub("", b"".join(self.chunks).decode(errors="replace"))
 
 
+def _job_ids(cluster: SlurmCluster) -> list[str]:
+    """The ids of the jobs squeue lists."""
+    return [line.split()[0] for line in jobs(cluster)]
+
+
 def _logged_in(tmp_path: Path, host: str, alice: User) -> dict[str, str]:
     """The environment of an ssd-ctl at a terminal, its client directory logged in to *host* as alice."""
     env = {**os.environ, "SSD_CLIENT_DIR": str(tmp_path / "ctl"), "TERM": "xterm", "COLUMNS": "200"}
@@ -67,7 +72,9 @@ def test_ctl_start_shows_the_queued_reason_and_ctrl_c_cancels_the_job(tmp_path: 
         try:
             terminal = Terminal([*CTL, "start", daemon.host, "sci", "--kind", "ipykernel", "--slurm"], env)
             queued = re.compile(r"queued: job (\d+), waiting for resources \(Slurm: PENDING\)")
-            found = eventually(lambda: queued.search(terminal.text()), what="the queued reason on the terminal")
+            found = eventually(
+                lambda: queued.search(terminal.text()), what="the queued reason on the terminal", timeout=60
+            )
             job_id = found.group(1)
             assert [line.split()[0] for line in jobs(cluster) if "PENDING" in line] == [job_id]
             terminal.process.send_signal(signal.SIGINT)
@@ -75,7 +82,7 @@ def test_ctl_start_shows_the_queued_reason_and_ctrl_c_cancels_the_job(tmp_path: 
             terminal.reader.join(10)
             assert f"cancelled the start: job {job_id} removed from Slurm's queue (scancel)" in terminal.text()
             assert "Traceback" not in terminal.text()
-            eventually(lambda: job_id not in " ".join(jobs(cluster)), what="the queued job cancelled")
+            eventually(lambda: job_id not in _job_ids(cluster), what="the queued job cancelled", timeout=60)
             assert client.kernel_list() == []
         finally:
             release(cluster, holder)
@@ -91,21 +98,25 @@ def test_two_starts_at_once_each_follow_and_cancel_their_own_job(tmp_path: Path,
             argv = [*CTL, "start", daemon.host, "sci", "--kind", "ipykernel", "--slurm"]
             first, second = Terminal(argv, env), Terminal(argv, env)
             queued = re.compile(r"queued: job (\d+), waiting for resources")
-            one = eventually(lambda: queued.search(first.text()), what="the first start's queued job").group(1)
-            two = eventually(lambda: queued.search(second.text()), what="the second start's queued job").group(1)
+            one = eventually(lambda: queued.search(first.text()), what="the first start's queued job", timeout=60)[1]
+            two = eventually(lambda: queued.search(second.text()), what="the second start's queued job", timeout=60)[1]
             assert one != two
             assert sorted(line.split()[0] for line in jobs(cluster) if "PENDING" in line) == sorted([one, two])
             first.process.send_signal(signal.SIGINT)
             assert first.process.wait(30) == 130
             first.reader.join(10)
             assert f"job {one} removed from Slurm's queue" in first.text()
-            eventually(lambda: one not in " ".join(jobs(cluster)), what="the first start's job cancelled")
+            eventually(lambda: one not in _job_ids(cluster), what="the first start's job cancelled", timeout=60)
             assert [line.split()[0] for line in jobs(cluster) if "PENDING" in line] == [two]
             second.process.send_signal(signal.SIGINT)
             assert second.process.wait(30) == 130
             second.reader.join(10)
             assert f"job {two} removed from Slurm's queue" in second.text()
-            eventually(lambda: not [line for line in jobs(cluster) if two in line.split()[:1]], what="the second job")
+            eventually(
+                lambda: not [line for line in jobs(cluster) if two in line.split()[:1]],
+                what="the second job",
+                timeout=60,
+            )
             assert client.kernel_list() == []
         finally:
             release(cluster, holder)
