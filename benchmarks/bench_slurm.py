@@ -101,7 +101,8 @@ def measure_kernels(cluster: SlurmCluster, user: User, rounds: int) -> dict[str,
     """A daemon offering Slurm; alternate local and Slurm kernel starts *rounds* times each."""
     with public_dir() as where, tempfile.TemporaryDirectory(prefix="bench-slurm-") as tmp:
         give_env(user, where)
-        daemon = slurm_daemon(Path(tmp), cluster)
+        # No spares: the local baseline is a cold start, as a job's kernel is (a spare answers in milliseconds).
+        daemon = slurm_daemon(Path(tmp), cluster, env={"SSD_KERNELS_SPARES": "0"})
         client = slurm_client(daemon, Path(tmp), user)
         try:
             kernel_start(client, cluster, "local")  # the first start warms the caches: not counted
